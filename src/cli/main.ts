@@ -1,0 +1,41 @@
+#!/usr/bin/env node
+/**
+ * The `thrift-queue-limiter` command. Each subcommand lives in its own module; this file only
+ * dispatches and turns a thrown usage error into one line on stderr and a non-zero exit.
+ */
+import { demo } from './demo.js';
+
+const USAGE = `usage: thrift-queue-limiter <command> [options]
+
+commands:
+  demo [--duration 5s] [--rate 500] [--threads 4]
+      Shared token bucket under twice its rate from worker threads: shows that queueing holds
+      the rate without refusing a call.
+
+run 'thrift-queue-limiter <command> --help' for a command's options.`;
+
+/** Thrown for bad command-line input: printed as one line, exit code 2. */
+export class UsageError extends Error {}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'demo':
+      return demo(rest);
+    case undefined:
+    case '--help':
+    case '-h':
+      console.log(USAGE);
+      return command === undefined ? 2 : 0;
+    default:
+      throw new UsageError(`unknown command '${command}' (try --help)`);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => { process.exitCode = code; },
+  (error: unknown) => {
+    console.error(`thrift-queue-limiter: ${error instanceof Error ? error.message : String(error)}`);
+    process.exitCode = error instanceof UsageError || error instanceof TypeError || error instanceof RangeError ? 2 : 1;
+  },
+);

@@ -1,0 +1,21 @@
+/**
+ * thrift-queue-limiter: rate and concurrency limits that queue calls instead of rejecting them,
+ * kept in lock-free shared memory so every worker thread enforces one limit.
+ */
+export { ManualClock, systemClock, type Clock, type Nanos, type TimerHandle } from './clock.js';
+export { QueueFullError, QueueTimeoutError } from './errors.js';
+export type {
+  AcquireOptions,
+  ConcurrencyLimitOptions,
+  FixedWindowOptions,
+  QueueOptions,
+  RateLimiterOptions,
+  TokenBucketOptions,
+} from './options.js';
+export { attachLimiter, type AnyLimiter } from './limiters/attach.js';
+export { ConcurrencyLimit } from './limiters/concurrency-limit.js';
+export { FixedWindow } from './limiters/fixed-window.js';
+export { Limiter, type LimitedEvent, type LimiterDescriptor, type LimiterEvents, type RefusedEvent } from './limiters/limiter.js';
+export type { Permit } from './limiters/permit.js';
+export { TokenBucket } from './limiters/token-bucket.js';
+export { RateLimiter, type RateLimiterDescriptor } from './rate-limiter.js';

@@ -1,0 +1,240 @@
+/**
+ * At most `max` permits held at once, over every thread.
+ *
+ * The count of held permits is one shared word (IN_FLIGHT), changed by CAS. Waiting is where
+ * threads must cooperate: if every thread simply retried when it saw a release, the releasing
+ * thread (already awake) would win every race and starve the others. So waiters are ordered
+ * across threads by ticket, and capacity is handed to the oldest waiter wherever it waits:
+ *
+ * - Each thread publishes only the head of its own FIFO queue in its thread-table row:
+ *   HEAD_TICKET (taken from the shared TICKET counter when the call became its thread's head, so
+ *   threads take turns: a thread's next call queues behind the heads other threads published
+ *   meanwhile) and HEAD_NEED.
+ * - Whoever frees capacity or publishes a head runs {@link ConcurrencyLimit.dispatch}: it finds the
+ *   oldest published ticket, reserves its permits in IN_FLIGHT by CAS, and claims the head by CAS of
+ *   HEAD_TICKET to 0 (undoing the reservation if the claim loses). The permits are added to that
+ *   row's GRANTS and its SIGNAL word is notified; the owning thread, waiting on SIGNAL with
+ *   `Atomics.waitAsync` (no polling, no timer), takes them and admits its head.
+ * - A call that arrives while nobody waits anywhere takes a permit directly (the fast path).
+ *
+ * No thread ever blocks another: every step is an atomic add or a CAS retry. Permits are counted
+ * per row (HELD) so that the owner of a worker that dies can give them back with
+ * `reclaimThread(threadId)`; until then a dead thread's permits stay taken.
+ */
+import type { Clock, Nanos } from '../clock.js';
+import { resolveConcurrencyLimitOptions, type ConcurrencyLimitOptions, type ResolvedConcurrencyLimitOptions } from '../options.js';
+import type { Waiter } from '../queue/wait-queue.js';
+import { H, S, SharedState } from '../shared/shared-state.js';
+import type { AttachContext, LimiterDescriptor } from './limiter.js';
+import { Limiter, attachedInstance } from './limiter.js';
+import { ReleasablePermit, type Permit } from './permit.js';
+
+/** A limit on calls in flight at once, shared by every thread. */
+export class ConcurrencyLimit extends Limiter {
+  /** Most permits held at once. */
+  readonly max: number;
+  /** Same as {@link max}: the most one call may ask for. */
+  readonly capacity: number;
+  protected readonly kind = 'concurrency' as const;
+  private readonly i32: Int32Array;
+  private readonly row: number;
+  /** Permits granted to this thread and not yet handed to a call. */
+  private pool = 0;
+  private published = 0;
+  private waiting = false;
+  private readonly releaseFn = (n: number): void => this.releasePermits(n);
+
+  /**
+   * @param options max, queue bounds.
+   * @throws TypeError | RangeError naming the invalid option.
+   */
+  constructor(options: ConcurrencyLimitOptions);
+  /** @internal */
+  constructor(options: ConcurrencyLimitOptions, attach: AttachContext);
+  constructor(options: ConcurrencyLimitOptions, attach?: AttachContext) {
+    const o: ResolvedConcurrencyLimitOptions = resolveConcurrencyLimitOptions(options);
+    super('concurrency', o, attach);
+    this.max = o.max;
+    this.capacity = o.max;
+    this.i32 = this.state.i32;
+    this.row = this.state.row(this.slot(), 0);
+  }
+
+  /** Rebuilds, in this thread, the concurrency limit `descriptor` came from; see `TokenBucket.attach`. */
+  static attach(descriptor: LimiterDescriptor, options: { clock?: Clock } = {}): ConcurrencyLimit {
+    const existing = attachedInstance(descriptor.id);
+    if (existing instanceof ConcurrencyLimit) return existing;
+    const state = SharedState.from(descriptor.buffer, 'concurrency');
+    return new ConcurrencyLimit({ ...(descriptor.options as unknown as ConcurrencyLimitOptions), ...options }, { state, id: descriptor.id });
+  }
+
+  /** Permits held now, over all threads. */
+  get inFlight(): number {
+    return Atomics.load(this.i32, H.IN_FLIGHT);
+  }
+
+  /**
+   * {@inheritDoc Limiter.tryAcquireAt}
+   * Time plays no part in a concurrency limit; `now` is accepted for symmetry.
+   */
+  tryAcquireAt(_now: Nanos, n = 1): boolean {
+    const i32 = this.i32;
+    for (;;) {
+      const held = Atomics.load(i32, H.IN_FLIGHT);
+      if (held + n > this.max) return false;
+      if (Atomics.compareExchange(i32, H.IN_FLIGHT, held, held + n) === held) {
+        Atomics.add(i32, this.row + S.HELD, n);
+        return true;
+      }
+    }
+  }
+
+  /** Unpredictable: it depends on when holders release. */
+  estimateWaitAt(): Nanos {
+    return 0n;
+  }
+
+  /** A new call may take a permit directly only while no call waits anywhere (no barging). */
+  protected override fastTake(n: number): boolean {
+    return Atomics.load(this.i32, H.QUEUED_CALLS) === 0 && this.tryAcquireAt(0n, n);
+  }
+
+  /** @internal Hands granted permits to the head of this thread's queue. */
+  take(_now: Nanos, n: number): boolean {
+    this.pool += Atomics.exchange(this.i32, this.row + S.GRANTS, 0);
+    if (this.pool < n) return false;
+    this.pool -= n;
+    return true;
+  }
+
+  /** @internal Only a release can make room. */
+  wakeAt(): undefined {
+    return undefined;
+  }
+
+  /** @internal Waits for SIGNAL to move (a grant to this row) with no timer. */
+  override waitForRelease(wake: () => void): void {
+    if (this.waiting) return;
+    const i32 = this.i32;
+    const seen = Atomics.load(i32, this.row + S.SIGNAL);
+    if (Atomics.load(i32, this.row + S.GRANTS) > 0) {
+      queueMicrotask(wake);
+      return;
+    }
+    const result = Atomics.waitAsync(i32, this.row + S.SIGNAL, seen);
+    if (!result.async) {
+      queueMicrotask(wake);
+      return;
+    }
+    this.waiting = true;
+    // A pending waitAsync does not keep Node's event loop alive; a waiting call should, as a
+    // pending timer would. One long interval per waiting thread, cleared at the wake-up.
+    const keepAlive = setInterval(noop, KEEP_ALIVE_MS);
+    void result.value.then(() => {
+      clearInterval(keepAlive);
+      this.waiting = false;
+      wake();
+    });
+  }
+
+  /** @internal Publishes the new head of this thread's queue (or withdraws it), then dispatches. */
+  override headChanged(head: Waiter | undefined): void {
+    const i32 = this.i32;
+    if (this.published !== 0) {
+      // Withdraw the old head. If the CAS loses, another thread claimed it and its permits are in
+      // GRANTS already; they join the pool below.
+      Atomics.compareExchange(i32, this.row + S.HEAD_TICKET, this.published, 0);
+      this.published = 0;
+    }
+    this.pool += Atomics.exchange(i32, this.row + S.GRANTS, 0);
+    if (head === undefined || this.pool < head.n) {
+      // A partial pool is given back rather than kept: two threads each holding part of what
+      // their heads need could otherwise wait on each other forever.
+      if (this.pool > 0) {
+        const n = this.pool;
+        this.pool = 0;
+        this.releasePermits(n);
+      }
+    }
+    if (head === undefined) return;
+    if (this.pool >= head.n) {
+      queueMicrotask(() => this.pumpQueue());
+      return;
+    }
+    if (head.ticket === 0) head.ticket = nextTicket(i32);
+    Atomics.store(i32, this.row + S.HEAD_NEED, head.n);
+    Atomics.store(i32, this.row + S.HEAD_TICKET, head.ticket);
+    this.published = head.ticket;
+    this.dispatch();
+  }
+
+  protected makePermit(n: number): Permit {
+    return new ReleasablePermit(n, this.releaseFn);
+  }
+
+  protected override afterReclaim(): void {
+    this.dispatch();
+  }
+
+  protected describe(): Record<string, unknown> {
+    return { max: this.max, maxQueued: this.maxQueued, maxWaitMs: this.maxWaitMs, maxThreads: this.state.slotCount };
+  }
+
+  /** Gives `n` permits back and hands the freed capacity to the oldest waiters. */
+  private releasePermits(n: number): void {
+    Atomics.sub(this.i32, this.row + S.HELD, n);
+    Atomics.sub(this.i32, H.IN_FLIGHT, n);
+    if (Atomics.load(this.i32, H.QUEUED_CALLS) > 0) this.dispatch();
+  }
+
+  /**
+   * Grants free capacity to published heads, oldest ticket first, while it lasts. Any thread may
+   * run it at any time; the CAS on IN_FLIGHT makes sure no permit is granted twice, the CAS on
+   * HEAD_TICKET that no head is granted twice.
+   */
+  private dispatch(): void {
+    const i32 = this.i32;
+    const state = this.state;
+    for (;;) {
+      let best = -1;
+      let bestTicket = 0;
+      for (let slot = 0; slot < state.slotCount; slot++) {
+        const t = Atomics.load(i32, state.row(slot, S.HEAD_TICKET));
+        // Tickets wrap: compare by signed difference.
+        if (t !== 0 && (best < 0 || ((t - bestTicket) | 0) < 0)) {
+          best = slot;
+          bestTicket = t;
+        }
+      }
+      if (best < 0) return;
+      const need = Atomics.load(i32, state.row(best, S.HEAD_NEED));
+      const held = Atomics.load(i32, H.IN_FLIGHT);
+      if (held + need > this.max) return;
+      if (Atomics.compareExchange(i32, H.IN_FLIGHT, held, held + need) !== held) continue;
+      if (Atomics.compareExchange(i32, state.row(best, S.HEAD_TICKET), bestTicket, 0) !== bestTicket) {
+        Atomics.sub(i32, H.IN_FLIGHT, need);
+        continue;
+      }
+      Atomics.add(i32, state.row(best, S.HELD), need);
+      Atomics.add(i32, state.row(best, S.GRANTS), need);
+      if (state.row(best, 0) === this.row) {
+        this.published = 0;
+        queueMicrotask(() => this.pumpQueue());
+      } else {
+        Atomics.add(i32, state.row(best, S.SIGNAL), 1);
+        Atomics.notify(i32, state.row(best, S.SIGNAL));
+      }
+    }
+  }
+}
+
+const KEEP_ALIVE_MS = 0x7fffffff;
+function noop(): void {}
+
+/** The next waiting ticket; never 0, which marks "no head published". */
+function nextTicket(i32: Int32Array): number {
+  for (;;) {
+    const t = Atomics.add(i32, H.TICKET, 1) + 1;
+    if (t !== 0) return t;
+  }
+}

@@ -1,0 +1,139 @@
+/**
+ * At most `maxCalls` calls start in each window of `periodMs`; a call that does not fit waits for
+ * the next window with room instead of failing.
+ *
+ * Windows are counted from the limiter's creation (the EPOCH word), so every thread agrees on
+ * where a window begins. State is one 64-bit word, `window << 32 | count`, changed by CAS: a call
+ * in a newer window than the word's starts the count afresh, so no thread has to reset anything
+ * at a boundary. The window number keeps its low 32 bits and is compared with serial-number
+ * arithmetic, so it wraps harmlessly (after 136 years of 1 s windows, or 49 days of 1 ms ones).
+ *
+ * Guarantee: calls admitted in any one window ≤ maxCalls, over every thread. As with any fixed
+ * window, two adjacent windows can together admit 2 × maxCalls within a short span around their
+ * boundary; use a {@link TokenBucket} where that matters.
+ */
+import type { Clock, Nanos } from '../clock.js';
+import { resolveFixedWindowOptions, type FixedWindowOptions, type ResolvedFixedWindowOptions } from '../options.js';
+import { SharedState, W } from '../shared/shared-state.js';
+import type { AttachContext, LimiterDescriptor } from './limiter.js';
+import { Limiter, attachedInstance } from './limiter.js';
+import { RATE_PERMIT, type Permit } from './permit.js';
+
+const COUNT_MASK = 0xffffffffn;
+
+/** The state word for `count` calls in window `w` (low 32 bits of the window number). */
+function pack(w: bigint, count: number): bigint {
+  return BigInt.asIntN(64, (BigInt.asUintN(32, w) << 32n) | BigInt(count));
+}
+
+/** A fixed-window rate limit shared by every thread: `maxCalls` per `periodMs`. */
+export class FixedWindow extends Limiter {
+  /** Calls per window. */
+  readonly maxCalls: number;
+  /** Window length, ms. */
+  readonly periodMs: number;
+  /** Same as {@link maxCalls}: the most one call may ask for. */
+  readonly capacity: number;
+  protected readonly kind = 'fixed-window' as const;
+  private readonly period: bigint;
+  private readonly epoch: bigint;
+  private readonly i64: BigInt64Array;
+  // The window of the last clock reading, cached: BigInt division costs more than the rest of an
+  // admission, and consecutive calls almost always fall in the same window.
+  private cachedStart = 0n;
+  private cachedEnd = 0n;
+  private cachedWindow = -1n;
+
+  /**
+   * @param options maxCalls, periodMs (default 1000), queue bounds.
+   * @throws TypeError | RangeError naming the invalid option.
+   */
+  constructor(options: FixedWindowOptions);
+  /** @internal */
+  constructor(options: FixedWindowOptions, attach: AttachContext);
+  constructor(options: FixedWindowOptions, attach?: AttachContext) {
+    const o: ResolvedFixedWindowOptions = resolveFixedWindowOptions(options);
+    super('fixed-window', o, attach);
+    this.maxCalls = o.maxCalls;
+    this.capacity = o.maxCalls;
+    this.periodMs = o.periodMs;
+    this.period = o.periodNs;
+    this.i64 = this.state.i64;
+    if (attach === undefined) {
+      Atomics.store(this.i64, W.EPOCH, this.clock.now());
+      // Window 0 starts at EPOCH; the state starts in window −1, with nothing counted.
+      Atomics.store(this.i64, W.STATE, pack(-1n, 0));
+    }
+    this.epoch = Atomics.load(this.i64, W.EPOCH);
+  }
+
+  /** Rebuilds, in this thread, the fixed window `descriptor` came from; see `TokenBucket.attach`. */
+  static attach(descriptor: LimiterDescriptor, options: { clock?: Clock } = {}): FixedWindow {
+    const existing = attachedInstance(descriptor.id);
+    if (existing instanceof FixedWindow) return existing;
+    const state = SharedState.from(descriptor.buffer, 'fixed-window');
+    return new FixedWindow({ ...(descriptor.options as unknown as FixedWindowOptions), ...options }, { state, id: descriptor.id });
+  }
+
+  /** Index of the window `now` falls in. */
+  private windowOf(now: Nanos): bigint {
+    if (now >= this.cachedStart && now < this.cachedEnd) return this.cachedWindow;
+    const w = now >= this.epoch ? (now - this.epoch) / this.period : -1n;
+    this.cachedWindow = w;
+    this.cachedStart = this.epoch + w * this.period;
+    this.cachedEnd = this.cachedStart + this.period;
+    return w;
+  }
+
+  /** {@inheritDoc Limiter.tryAcquireAt} */
+  tryAcquireAt(now: Nanos, n = 1): boolean {
+    const w = this.windowOf(now);
+    const i64 = this.i64;
+    for (;;) {
+      const s = Atomics.load(i64, W.STATE);
+      const age = BigInt.asIntN(32, w - (s >> 32n));
+      let count: number;
+      if (age === 0n) count = Number(s & COUNT_MASK) + n;
+      else if (age > 0n) count = n;
+      else return false; // a reading older than the state's window (explicit-time calls only)
+      if (count > this.maxCalls) return false;
+      if (Atomics.compareExchange(i64, W.STATE, s, pack(w, count)) === s) return true;
+    }
+  }
+
+  /** Calls counted in window `w` so far. */
+  private countIn(w: bigint): number {
+    const s = Atomics.load(this.i64, W.STATE);
+    return BigInt.asIntN(32, w - (s >> 32n)) === 0n ? Number(s & COUNT_MASK) : 0;
+  }
+
+  /** {@inheritDoc Limiter.estimateWaitAt} */
+  estimateWaitAt(now: Nanos, n: number, queuedTokens: number): Nanos {
+    const w = this.windowOf(now);
+    // The call fits in the k-th window from now, where the current window's count plus the
+    // demand ahead fill the windows before it.
+    const demand = this.countIn(w) + queuedTokens + n;
+    const k = Math.ceil(demand / this.maxCalls) - 1;
+    if (k <= 0) return 0n;
+    return this.epoch + (w + BigInt(k)) * this.period - now;
+  }
+
+  /** @internal */
+  take(now: Nanos, n: number): boolean {
+    return this.tryAcquireAt(now, n);
+  }
+
+  /** @internal */
+  wakeAt(now: Nanos, n: number): Nanos {
+    const w = this.windowOf(now);
+    return this.countIn(w) + n > this.maxCalls ? this.epoch + (w + 1n) * this.period : now;
+  }
+
+  protected makePermit(): Permit {
+    return RATE_PERMIT;
+  }
+
+  protected describe(): Record<string, unknown> {
+    return { maxCalls: this.maxCalls, periodMs: this.periodMs, maxQueued: this.maxQueued, maxWaitMs: this.maxWaitMs, maxThreads: this.state.slotCount };
+  }
+}

@@ -1,0 +1,360 @@
+/**
+ * What every limiter shares: the public calls (`acquire`, `run`, `tryAcquire`, `share`), the
+ * per-thread wait queue, the queue bounds and the events. An algorithm subclass supplies the
+ * atomic step that admits a call and the arithmetic of when it could be admitted.
+ */
+import type { Clock, Nanos } from '../clock.js';
+import { QueueFullError, QueueTimeoutError } from '../errors.js';
+import { checkCount, resolveAcquireOptions, type AcquireOptions, type ResolvedQueueOptions } from '../options.js';
+import { NO_DEADLINE, WaitQueue, type Admission, type Waiter } from '../queue/wait-queue.js';
+import { SharedState, type LimiterKind } from '../shared/shared-state.js';
+import type { Permit } from './permit.js';
+
+/**
+ * Everything needed to rebuild a limiter in another thread: plain data plus the SharedArrayBuffer,
+ * so it passes through `postMessage`, `workerData` or a piscina task unchanged.
+ */
+export interface LimiterDescriptor<K extends LimiterKind = LimiterKind, O = Record<string, unknown>> {
+  /** Which algorithm. */
+  readonly kind: K;
+  /** Identity of the limiter; attaching twice in one thread returns the same instance. */
+  readonly id: string;
+  /** The validated options (without the clock, which is per thread). */
+  readonly options: O;
+  /** The shared state. */
+  readonly buffer: SharedArrayBuffer;
+}
+
+/** Passed to `'limited'` listeners when a call has to wait. */
+export interface LimitedEvent {
+  /** Tokens or permits the call asked for. */
+  n: number;
+  /** Estimated wait in ms from the demand queued in every thread (0 when not predictable). */
+  waitMs: number;
+  /** Calls waiting over all threads, this one included. */
+  queued: number;
+}
+
+/** Passed to `'refused'` listeners when a call is refused or aborted. */
+export interface RefusedEvent {
+  /** Why: over `maxQueued`, over `maxWaitMs`, or its signal aborted. */
+  reason: 'queue-full' | 'timeout' | 'aborted';
+  /** Tokens or permits the call asked for. */
+  n: number;
+}
+
+/** Event names and their payloads. */
+export interface LimiterEvents {
+  limited: LimitedEvent;
+  refused: RefusedEvent;
+}
+
+type Listener<E extends keyof LimiterEvents> = (event: LimiterEvents[E]) => void;
+
+/** Per-thread registry so `attach` of one limiter in one thread yields one instance (one queue, one timer). */
+const attached = new Map<string, WeakRef<Limiter>>();
+const unregister = new FinalizationRegistry<{ id: string; state: SharedState; slot: number }>((held) => {
+  const ref = attached.get(held.id);
+  if (ref !== undefined && ref.deref() === undefined) attached.delete(held.id);
+  if (held.slot >= 0) held.state.freeSlot(held.slot);
+});
+
+/** @internal Returns the live instance of a limiter in this thread, if any. */
+export function attachedInstance(id: string): Limiter | undefined {
+  return attached.get(id)?.deref();
+}
+
+/** @internal How a subclass constructor is told to map existing shared state. */
+export interface AttachContext {
+  state: SharedState;
+  id: string;
+}
+
+/** Base class of {@link TokenBucket}, {@link FixedWindow} and {@link ConcurrencyLimit}. */
+export abstract class Limiter implements Admission {
+  /** @internal The shared memory. */
+  protected readonly state: SharedState;
+  /** @internal The time source. */
+  protected readonly clock: Clock;
+  /** Identity shared by every thread's instance of this limiter. */
+  readonly id: string;
+  /** Most calls waiting over all threads. */
+  readonly maxQueued: number;
+  /** Default bound on waiting, ms. */
+  readonly maxWaitMs: number;
+
+  private readonly queue: WaitQueue;
+  private readonly slotHolder: { id: string; state: SharedState; slot: number };
+  private limitedListeners: Listener<'limited'>[] | undefined;
+  private refusedListeners: Listener<'refused'>[] | undefined;
+
+  /** @internal */
+  protected constructor(kind: LimiterKind, options: ResolvedQueueOptions, attach: AttachContext | undefined) {
+    this.state = attach?.state ?? SharedState.create(kind, options.maxThreads);
+    this.id = attach?.id ?? crypto.randomUUID();
+    this.clock = options.clock;
+    this.maxQueued = options.maxQueued;
+    this.maxWaitMs = options.maxWaitMs;
+    this.queue = new WaitQueue(this, this.clock);
+    this.slotHolder = { id: this.id, state: this.state, slot: -1 };
+    attached.set(this.id, new WeakRef(this));
+    unregister.register(this, this.slotHolder);
+  }
+
+  /** Largest `n` one call may ask for. */
+  abstract readonly capacity: number;
+
+  /** The options to put in a descriptor. */
+  protected abstract describe(): Record<string, unknown>;
+
+  /** The algorithm's kind. */
+  protected abstract readonly kind: LimiterKind;
+
+  /** The permit handed to an admitted call of `n`. */
+  protected abstract makePermit(n: number): Permit;
+
+  /**
+   * Explicit-time twin of {@link tryAcquire}: admits `n` at time `now` (nanoseconds on the
+   * limiter's clock) if the limit allows, atomically. Deterministic tests drive this directly.
+   */
+  abstract tryAcquireAt(now: Nanos, n?: number): boolean;
+
+  /**
+   * Estimated nanoseconds until a call of `n` arriving at `now` behind `queuedTokens` of demand
+   * would be admitted, or 0 when the algorithm cannot predict it (the concurrency limit).
+   */
+  abstract estimateWaitAt(now: Nanos, n: number, queuedTokens: number): Nanos;
+
+  /** @internal Admission: see WaitQueue. */
+  abstract take(now: Nanos, n: number): boolean;
+  /** @internal */
+  abstract wakeAt(now: Nanos, n: number): Nanos | undefined;
+  /** @internal */
+  waitForRelease(_wake: () => void): void {
+    throw new Error(`${this.kind} limiter does not wait for releases`);
+  }
+  /** @internal */
+  headChanged(_head: Waiter | undefined): void {}
+  /** @internal */
+  dequeued(waiter: Waiter): void {
+    this.state.removeQueued(this.slotHolder.slot, waiter.n);
+    (waiter as PendingCall<unknown>).detachSignal();
+  }
+
+  /** Admits at once if the limit allows, without waiting and without queueing. */
+  tryAcquire(n = 1): boolean {
+    if (n !== 1) checkCount(n, this.capacity, this.capacityName());
+    return this.queue.size === 0 && this.fastTake(n);
+  }
+
+  /**
+   * Waits until `n` tokens (or permits) are available to this call, then takes them.
+   *
+   * Resolves at once when the limit allows and no call of this thread waits ahead; otherwise the
+   * call joins this thread's FIFO queue and takes its tokens at the moment it is released.
+   * Rejects with {@link QueueFullError}, {@link QueueTimeoutError} or the abort reason of
+   * `options.signal`; a rejected call has consumed nothing.
+   */
+  acquire(n = 1, options?: AcquireOptions): Promise<Permit> {
+    const maxWaitMs = resolveAcquireOptions(options, this.maxWaitMs);
+    if (n !== 1) checkCount(n, this.capacity, this.capacityName());
+    if (this.queue.size === 0 && this.fastTake(n)) return Promise.resolve(this.makePermit(n));
+    return this.enqueue<Permit>(n, maxWaitMs, options?.signal, undefined);
+  }
+
+  /**
+   * Runs `task` once admitted and resolves with its result. The task starts synchronously at the
+   * moment of admission, so its start time is exactly the admission time; a concurrency permit is
+   * held until the task's promise settles.
+   */
+  run<T>(task: () => T | PromiseLike<T>, n = 1, options?: AcquireOptions): Promise<T> {
+    const maxWaitMs = resolveAcquireOptions(options, this.maxWaitMs);
+    if (n !== 1) checkCount(n, this.capacity, this.capacityName());
+    if (this.queue.size === 0 && this.fastTake(n)) return this.runAdmitted(task, n);
+    return this.enqueue<T>(n, maxWaitMs, options?.signal, task);
+  }
+
+  /**
+   * Estimated ms a call of `n` arriving now would wait, from the state and the demand queued in
+   * every thread (0 when admissible now or not predictable).
+   */
+  estimateWaitMs(n = 1): number {
+    return Number(this.estimateWaitAt(this.clock.now(), n, this.state.queuedTokens())) / 1e6;
+  }
+
+  /** Calls waiting in this thread. */
+  get size(): number {
+    return this.queue.size;
+  }
+
+  /** Calls waiting over all threads sharing this limiter. */
+  get queuedTotal(): number {
+    return this.state.queuedCalls();
+  }
+
+  /**
+   * A structured-cloneable description holding the shared memory; `attach` it in another thread
+   * and both threads enforce one limit.
+   */
+  share(): LimiterDescriptor {
+    return { kind: this.kind, id: this.id, options: this.describe(), buffer: this.state.buffer };
+  }
+
+  /**
+   * Gives back what a dead thread held of this limiter (queued counts; concurrency permits). Call
+   * from the thread that owns the worker, on its `'exit'` event. Returns what was reclaimed.
+   */
+  reclaimThread(threadId: number): { permits: number; queuedCalls: number } {
+    const r = this.state.reclaimThread(threadId);
+    this.afterReclaim();
+    return { permits: r.permits, queuedCalls: r.queuedCalls };
+  }
+
+  /** Subscribes to `'limited'` (a call has to wait) or `'refused'` events. */
+  on<E extends keyof LimiterEvents>(event: E, listener: Listener<E>): this {
+    if (event === 'limited') (this.limitedListeners ??= []).push(listener as Listener<'limited'>);
+    else if (event === 'refused') (this.refusedListeners ??= []).push(listener as Listener<'refused'>);
+    else throw new TypeError(`unknown event ${String(event)}`);
+    return this;
+  }
+
+  /** Removes a listener added with {@link on}. */
+  off<E extends keyof LimiterEvents>(event: E, listener: Listener<E>): this {
+    const list = event === 'limited' ? this.limitedListeners : this.refusedListeners;
+    const i = list?.indexOf(listener as never) ?? -1;
+    if (i >= 0) list!.splice(i, 1);
+    return this;
+  }
+
+  /** @internal Hook for the concurrency limit after a reclaim. */
+  protected afterReclaim(): void {}
+
+  /** @internal The thread-table row of this instance, claimed on first use. */
+  protected slot(): number {
+    if (this.slotHolder.slot < 0) this.slotHolder.slot = this.state.claimSlot();
+    return this.slotHolder.slot;
+  }
+
+  /** @internal Re-runs the queue (after a grant arrives from another path). */
+  protected pumpQueue(): void {
+    this.queue.pump();
+  }
+
+  /** @internal The immediate path: admit without queueing if possible. */
+  protected fastTake(n: number): boolean {
+    return this.tryAcquireAt(this.clock.now(), n);
+  }
+
+  private capacityName(): string {
+    return this.kind === 'token-bucket' ? 'burst' : this.kind === 'fixed-window' ? 'maxCalls' : 'max';
+  }
+
+  /** Runs an admitted task, holding its permit until its result settles. */
+  private runAdmitted<T>(task: () => T | PromiseLike<T>, n: number): Promise<T> {
+    const permit = this.makePermit(n);
+    let result: T | PromiseLike<T>;
+    try {
+      result = task();
+    } catch (error) {
+      permit.release();
+      return Promise.reject(error);
+    }
+    const p = Promise.resolve(result);
+    p.then(
+      () => permit.release(),
+      () => permit.release(),
+    );
+    return p;
+  }
+
+  private enqueue<T>(n: number, maxWaitMs: number, signal: AbortSignal | undefined, task: (() => T | PromiseLike<T>) | undefined): Promise<T> {
+    if (signal?.aborted) return this.refuse(Promise.reject(signal.reason), 'aborted', n);
+    const queued = this.state.queuedCalls();
+    if (queued >= this.maxQueued) return this.refuse(Promise.reject(new QueueFullError(this.maxQueued)), 'queue-full', n);
+    const now = this.clock.now();
+    let estimate = -1n;
+    if (maxWaitMs !== Infinity) {
+      estimate = this.estimateWaitAt(now, n, this.state.queuedTokens());
+      if (Number(estimate) > maxWaitMs * 1e6) {
+        return this.refuse(Promise.reject(new QueueTimeoutError(maxWaitMs, Number(estimate) / 1e6, false)), 'timeout', n);
+      }
+    }
+    if (this.limitedListeners?.length) {
+      if (estimate < 0n) estimate = this.estimateWaitAt(now, n, this.state.queuedTokens());
+      const event: LimitedEvent = { n, waitMs: Number(estimate) / 1e6, queued: queued + 1 };
+      for (const l of this.limitedListeners) l(event);
+    }
+    const deadline = maxWaitMs === Infinity ? NO_DEADLINE : now + BigInt(Math.ceil(maxWaitMs * 1e6));
+    return new Promise<T>((resolve, reject) => {
+      const call = new PendingCall<T>(this, n, now, deadline, maxWaitMs, resolve, reject, task);
+      this.state.addQueued(this.slot(), n);
+      if (signal !== undefined) call.attachSignal(signal, this.queue);
+      this.queue.push(call);
+    });
+  }
+
+  private refuse<T>(p: Promise<T>, reason: RefusedEvent['reason'], n: number): Promise<T> {
+    this.emitRefused(reason, n);
+    return p;
+  }
+
+  /** @internal */
+  emitRefused(reason: RefusedEvent['reason'], n: number): void {
+    if (this.refusedListeners?.length) {
+      const event: RefusedEvent = { reason, n };
+      for (const l of this.refusedListeners) l(event);
+    }
+  }
+
+  /** @internal Completes an admitted waiter: hands over the permit or runs the task. */
+  completeAdmitted<T>(call: PendingCall<T>): void {
+    if (call.task === undefined) call.resolve(this.makePermit(call.n) as T);
+    else call.resolve(this.runAdmitted(call.task, call.n));
+  }
+}
+
+/** A call waiting in a {@link WaitQueue}; fixed shape keeps 100 000 of them cheap. */
+class PendingCall<T> implements Waiter {
+  settled = false;
+  heapIndex = -1;
+  ticket = 0;
+  private signal: AbortSignal | undefined = undefined;
+  private onAbort: (() => void) | undefined = undefined;
+
+  constructor(
+    private readonly owner: Limiter,
+    readonly n: number,
+    readonly enqueuedAt: Nanos,
+    readonly deadline: Nanos,
+    readonly maxWaitMs: number,
+    readonly resolve: (value: T | PromiseLike<T>) => void,
+    private readonly reject: (error: unknown) => void,
+    readonly task: (() => T | PromiseLike<T>) | undefined,
+  ) {}
+
+  admit(): void {
+    this.owner.completeAdmitted(this);
+  }
+
+  refuse(error: unknown): void {
+    if (error instanceof QueueTimeoutError) this.owner.emitRefused('timeout', this.n);
+    this.reject(error);
+  }
+
+  attachSignal(signal: AbortSignal, queue: WaitQueue): void {
+    this.signal = signal;
+    this.onAbort = () => {
+      this.owner.emitRefused('aborted', this.n);
+      queue.remove(this, signal.reason);
+    };
+    signal.addEventListener('abort', this.onAbort, { once: true });
+  }
+
+  detachSignal(): void {
+    if (this.signal !== undefined) {
+      this.signal.removeEventListener('abort', this.onAbort!);
+      this.signal = undefined;
+      this.onAbort = undefined;
+    }
+  }
+}

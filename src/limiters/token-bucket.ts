@@ -1,0 +1,109 @@
+/**
+ * A token bucket kept as one 64-bit word: the generic cell rate algorithm (GCRA).
+ *
+ * Instead of a token count and a last-refill time (two words, which cannot change together in
+ * one atomic step), GCRA keeps the theoretical arrival time TAT: the moment the bucket would be
+ * full again if nothing else were taken. With emission interval T = period / rate and bucket size
+ * b, a call of n tokens at time t is admitted iff
+ *
+ *     max(TAT, t) + n·T − t ≤ b·T
+ *
+ * and admission sets TAT ← max(TAT, t) + n·T, in one compare-and-swap. An empty history (TAT in
+ * the past) is a full bucket: b tokens at once, then one every T.
+ *
+ * Guarantee: over any closed interval of length L, calls admitted ≤ b + L/T = burst + rate × L,
+ * counted over every thread, because every admission moves the one shared TAT forward by n·T and
+ * TAT may never run more than b·T ahead of the clock. T is rounded up to whole nanoseconds, which
+ * can only admit fewer calls (by 1 ns per token), never more.
+ */
+import type { Nanos } from '../clock.js';
+import { resolveTokenBucketOptions, type ResolvedTokenBucketOptions, type TokenBucketOptions } from '../options.js';
+import type { AttachContext, LimiterDescriptor } from './limiter.js';
+import { Limiter, attachedInstance } from './limiter.js';
+import { RATE_PERMIT, type Permit } from './permit.js';
+import { SharedState, W } from '../shared/shared-state.js';
+import type { Clock } from '../clock.js';
+
+/** A rate limit of `rate` calls per `periodMs` with bursts up to `burst`, shared by every thread. */
+export class TokenBucket extends Limiter {
+  /** Tokens per period. */
+  readonly rate: number;
+  /** Period of `rate`, ms. */
+  readonly periodMs: number;
+  /** Bucket size: most tokens taken at one instant. */
+  readonly burst: number;
+  /** Same as {@link burst}: the most one call may ask for. */
+  readonly capacity: number;
+  protected readonly kind = 'token-bucket' as const;
+  private readonly interval: bigint;
+  private readonly tolerance: bigint;
+  private readonly i64: BigInt64Array;
+
+  /**
+   * @param options rate, periodMs (default 1000), burst (default ceil(rate)), queue bounds.
+   * @throws TypeError | RangeError naming the invalid option.
+   */
+  constructor(options: TokenBucketOptions);
+  /** @internal */
+  constructor(options: TokenBucketOptions, attach: AttachContext);
+  constructor(options: TokenBucketOptions, attach?: AttachContext) {
+    const o: ResolvedTokenBucketOptions = resolveTokenBucketOptions(options);
+    super('token-bucket', o, attach);
+    this.rate = o.rate;
+    this.periodMs = o.periodMs;
+    this.burst = o.burst;
+    this.capacity = o.burst;
+    this.interval = o.intervalNs;
+    this.tolerance = o.intervalNs * BigInt(o.burst);
+    this.i64 = this.state.i64;
+  }
+
+  /**
+   * Rebuilds, in this thread, the token bucket `descriptor` came from (its `share()`); both then
+   * enforce one limit. Attaching twice in one thread returns the same instance.
+   */
+  static attach(descriptor: LimiterDescriptor, options: { clock?: Clock } = {}): TokenBucket {
+    const existing = attachedInstance(descriptor.id);
+    if (existing instanceof TokenBucket) return existing;
+    const state = SharedState.from(descriptor.buffer, 'token-bucket');
+    return new TokenBucket({ ...(descriptor.options as unknown as TokenBucketOptions), ...options }, { state, id: descriptor.id });
+  }
+
+  /** {@inheritDoc Limiter.tryAcquireAt} */
+  tryAcquireAt(now: Nanos, n = 1): boolean {
+    const cost = n === 1 ? this.interval : this.interval * BigInt(n);
+    const i64 = this.i64;
+    for (;;) {
+      const tat = Atomics.load(i64, W.STATE);
+      const next = (tat > now ? tat : now) + cost;
+      if (next - now > this.tolerance) return false;
+      if (Atomics.compareExchange(i64, W.STATE, tat, next) === tat) return true;
+    }
+  }
+
+  /** {@inheritDoc Limiter.estimateWaitAt} */
+  estimateWaitAt(now: Nanos, n: number, queuedTokens: number): Nanos {
+    // Admissible at t once TAT + (ahead + n − b)·T ≤ t, counting the tokens queued ahead.
+    const ready = Atomics.load(this.i64, W.STATE) + BigInt(queuedTokens + n - this.burst) * this.interval;
+    return ready > now ? ready - now : 0n;
+  }
+
+  /** @internal */
+  take(now: Nanos, n: number): boolean {
+    return this.tryAcquireAt(now, n);
+  }
+
+  /** @internal */
+  wakeAt(now: Nanos, n: number): Nanos {
+    const ready = Atomics.load(this.i64, W.STATE) + BigInt(n - this.burst) * this.interval;
+    return ready > now ? ready : now;
+  }
+
+  protected makePermit(): Permit {
+    return RATE_PERMIT;
+  }
+
+  protected describe(): Record<string, unknown> {
+    return { rate: this.rate, periodMs: this.periodMs, burst: this.burst, maxQueued: this.maxQueued, maxWaitMs: this.maxWaitMs, maxThreads: this.state.slotCount };
+  }
+}

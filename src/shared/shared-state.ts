@@ -1,0 +1,214 @@
+/**
+ * The shared memory behind one limiter, and the table of threads that use it.
+ *
+ * One SharedArrayBuffer per limiter; every thread that attaches maps the same bytes, so a limit is
+ * one set of numbers for the whole process. All changes are single atomic operations or
+ * compare-and-swap retry loops: no lock is ever held, so a thread that dies at any instruction
+ * cannot leave the limiter wedged. What a dead thread can leave behind is its own bookkeeping
+ * (calls it had queued, concurrency permits it held); that sits in its row of the thread table and
+ * {@link SharedState.reclaimThread} gives it back.
+ *
+ * Layout (byte offsets; all words little-endian as the platform's typed arrays):
+ *
+ * ```
+ *  0  i32 MAGIC          'TQL1', to reject a foreign buffer passed to attach()
+ *  4  i32 KIND           1 token bucket, 2 fixed window, 3 concurrency
+ *  8  i32 SLOT_COUNT     rows in the thread table
+ * 12  i32 QUEUED_CALLS   calls waiting, summed over all threads
+ * 16  i32 QUEUED_TOKENS  tokens those calls ask for, summed over all threads
+ * 20  i32 IN_FLIGHT      concurrency permits held (concurrency limit only)
+ * 24  i32 TICKET         last waiting ticket handed out (concurrency limit only; wraps)
+ * 28  i32 (unused)
+ * 32  i64 STATE          the algorithm's word: token bucket TAT, fixed window (window << 32 | count)
+ * 40  i64 EPOCH          clock reading the fixed windows are counted from
+ * 48  16 bytes unused
+ * 64  thread table: SLOT_COUNT rows of 8 i32 (32 bytes), fields below
+ * ```
+ *
+ * Thread table row (one per limiter instance that waits on or holds permits of the limiter, and
+ * there is at most one instance per thread, see `attach`):
+ *
+ * ```
+ * +0 OWNER         threadId + 1 of the owning thread, 0 when the row is free
+ * +1 QUEUED_CALLS  this row's share of the header's QUEUED_CALLS
+ * +2 QUEUED_TOKENS this row's share of the header's QUEUED_TOKENS
+ * +3 HELD          concurrency permits attributed to this row (handed to calls, or granted and not yet used)
+ * +4 GRANTS        permits granted to this row by another thread, not yet taken by the owner
+ * +5 HEAD_TICKET   ticket of the owner's oldest waiting call (0: none published)
+ * +6 HEAD_NEED     permits that call needs
+ * +7 SIGNAL        bumped and notified whenever GRANTS grows; the owner waits on it with waitAsync
+ * ```
+ */
+import { threadId } from 'node:worker_threads';
+
+/** Which algorithm a buffer holds. */
+export type LimiterKind = 'token-bucket' | 'fixed-window' | 'concurrency';
+
+const KIND_CODES: Record<LimiterKind, number> = { 'token-bucket': 1, 'fixed-window': 2, concurrency: 3 };
+const MAGIC = 0x314c5154; // 'TQL1'
+
+/** Header word indices, in the Int32 view. */
+export const H = {
+  MAGIC: 0,
+  KIND: 1,
+  SLOT_COUNT: 2,
+  QUEUED_CALLS: 3,
+  QUEUED_TOKENS: 4,
+  IN_FLIGHT: 5,
+  TICKET: 6,
+} as const;
+
+/** Word indices in the BigInt64 view. */
+export const W = {
+  STATE: 4,
+  EPOCH: 5,
+} as const;
+
+/** Field offsets inside a thread table row, in Int32 words. */
+export const S = {
+  OWNER: 0,
+  QUEUED_CALLS: 1,
+  QUEUED_TOKENS: 2,
+  HELD: 3,
+  GRANTS: 4,
+  HEAD_TICKET: 5,
+  HEAD_NEED: 6,
+  SIGNAL: 7,
+} as const;
+
+const HEADER_BYTES = 64;
+const ROW_WORDS = 8;
+const TABLE_START = HEADER_BYTES / 4;
+
+/** What a thread's row held when it was reclaimed. */
+export interface Reclaimed {
+  /** Rows that belonged to the thread. */
+  rows: number;
+  /** Concurrency permits given back. */
+  permits: number;
+  /** Waiting calls removed from the queued counts. */
+  queuedCalls: number;
+}
+
+/** Typed views over one limiter's SharedArrayBuffer, plus the thread-table operations. */
+export class SharedState {
+  /** The shared bytes; pass them to other threads through a descriptor. */
+  readonly buffer: SharedArrayBuffer;
+  /** Int32 view: header counters and the thread table. */
+  readonly i32: Int32Array;
+  /** BigInt64 view: the algorithm's 64-bit state words. */
+  readonly i64: BigInt64Array;
+  /** Rows in the thread table. */
+  readonly slotCount: number;
+
+  private constructor(buffer: SharedArrayBuffer) {
+    this.buffer = buffer;
+    this.i32 = new Int32Array(buffer);
+    this.i64 = new BigInt64Array(buffer);
+    this.slotCount = this.i32[H.SLOT_COUNT]!;
+  }
+
+  /** Allocates zeroed state for a new limiter. */
+  static create(kind: LimiterKind, slotCount: number): SharedState {
+    const buffer = new SharedArrayBuffer(HEADER_BYTES + slotCount * ROW_WORDS * 4);
+    const i32 = new Int32Array(buffer);
+    i32[H.MAGIC] = MAGIC;
+    i32[H.KIND] = KIND_CODES[kind];
+    i32[H.SLOT_COUNT] = slotCount;
+    return new SharedState(buffer);
+  }
+
+  /** Wraps a buffer received from another thread, checking it holds a limiter of `kind`. */
+  static from(buffer: unknown, kind: LimiterKind): SharedState {
+    if (!(buffer instanceof SharedArrayBuffer) || buffer.byteLength < HEADER_BYTES) {
+      throw new TypeError('descriptor.buffer must be the SharedArrayBuffer of a limiter (from share())');
+    }
+    const i32 = new Int32Array(buffer);
+    if (i32[H.MAGIC] !== MAGIC || i32[H.KIND] !== KIND_CODES[kind]) {
+      throw new TypeError(`descriptor.buffer does not hold a ${kind} limiter`);
+    }
+    return new SharedState(buffer);
+  }
+
+  /** Int32 index of field `field` in row `slot`. */
+  row(slot: number, field: number): number {
+    return TABLE_START + slot * ROW_WORDS + field;
+  }
+
+  /**
+   * Claims a free row of the thread table for the calling thread (CAS from 0, so two threads can
+   * never claim the same row).
+   * @throws RangeError when every row is taken (raise `maxThreads`).
+   */
+  claimSlot(): number {
+    for (let slot = 0; slot < this.slotCount; slot++) {
+      if (Atomics.compareExchange(this.i32, this.row(slot, S.OWNER), 0, threadId + 1) === 0) return slot;
+    }
+    throw new RangeError(`maxThreads (${this.slotCount}) exhausted: more threads use this limiter than its thread table holds`);
+  }
+
+  /** Frees a row whose owner holds and queues nothing (the owner's limiter instance was collected). */
+  freeSlot(slot: number): void {
+    this.drainRow(slot);
+    Atomics.store(this.i32, this.row(slot, S.OWNER), 0);
+  }
+
+  /**
+   * Gives back everything the rows of a dead thread hold: its queued calls leave the queued counts
+   * and its concurrency permits return to the pool. Call it when a worker exits (the threaded
+   * server does); calling it for a live thread would free permits its calls still use.
+   */
+  reclaimThread(deadThreadId: number): Reclaimed {
+    const result: Reclaimed = { rows: 0, permits: 0, queuedCalls: 0 };
+    for (let slot = 0; slot < this.slotCount; slot++) {
+      if (Atomics.load(this.i32, this.row(slot, S.OWNER)) !== deadThreadId + 1) continue;
+      const drained = this.drainRow(slot);
+      result.rows++;
+      result.permits += drained.permits;
+      result.queuedCalls += drained.queuedCalls;
+      Atomics.store(this.i32, this.row(slot, S.OWNER), 0);
+    }
+    return result;
+  }
+
+  /** Moves a row's counts out of the shared totals and zeroes the row (its OWNER stays). */
+  private drainRow(slot: number): { permits: number; queuedCalls: number } {
+    const i32 = this.i32;
+    // Withdraw the published head first, so no other thread starts granting to this row.
+    Atomics.store(i32, this.row(slot, S.HEAD_TICKET), 0);
+    const permits = Atomics.exchange(i32, this.row(slot, S.HELD), 0);
+    Atomics.store(i32, this.row(slot, S.GRANTS), 0);
+    const queuedCalls = Atomics.exchange(i32, this.row(slot, S.QUEUED_CALLS), 0);
+    const queuedTokens = Atomics.exchange(i32, this.row(slot, S.QUEUED_TOKENS), 0);
+    if (permits) Atomics.sub(i32, H.IN_FLIGHT, permits);
+    if (queuedCalls) Atomics.sub(i32, H.QUEUED_CALLS, queuedCalls);
+    if (queuedTokens) Atomics.sub(i32, H.QUEUED_TOKENS, queuedTokens);
+    return { permits, queuedCalls };
+  }
+
+  /** Adds a waiting call of `tokens` to the shared and the row's counts. */
+  addQueued(slot: number, tokens: number): void {
+    Atomics.add(this.i32, H.QUEUED_CALLS, 1);
+    Atomics.add(this.i32, H.QUEUED_TOKENS, tokens);
+    Atomics.add(this.i32, this.row(slot, S.QUEUED_CALLS), 1);
+    Atomics.add(this.i32, this.row(slot, S.QUEUED_TOKENS), tokens);
+  }
+
+  /** Removes a waiting call of `tokens` from the shared and the row's counts. */
+  removeQueued(slot: number, tokens: number): void {
+    Atomics.sub(this.i32, this.row(slot, S.QUEUED_CALLS), 1);
+    Atomics.sub(this.i32, this.row(slot, S.QUEUED_TOKENS), tokens);
+    Atomics.sub(this.i32, H.QUEUED_CALLS, 1);
+    Atomics.sub(this.i32, H.QUEUED_TOKENS, tokens);
+  }
+
+  /** Calls waiting over all threads. */
+  queuedCalls(): number {
+    return Atomics.load(this.i32, H.QUEUED_CALLS);
+  }
+
+  /** Tokens asked for by the calls waiting over all threads. */
+  queuedTokens(): number {
+    return Atomics.load(this.i32, H.QUEUED_TOKENS);
+  }
+}

@@ -1,0 +1,185 @@
+import { Worker } from 'node:worker_threads';
+import { afterEach, describe, expect, test } from 'vitest';
+import { ConcurrencyLimit } from '../../src/limiters/concurrency-limit.js';
+import { TokenBucket } from '../../src/limiters/token-bucket.js';
+import type { WorkerJob } from '../fixtures/limiter-worker.js';
+import { fixture, mostInWindow, nextMessage, worstExcess } from '../helpers.js';
+
+const workers: Worker[] = [];
+afterEach(async () => {
+  await Promise.all(workers.splice(0).map((w) => w.terminate()));
+});
+
+function spawn(job: WorkerJob): Worker {
+  const worker = new Worker(fixture('limiter-worker'), { workerData: job });
+  workers.push(worker);
+  return worker;
+}
+
+/** Starts `jobs` in as many workers, releases them together, waits for all to finish. */
+async function runTogether(jobs: WorkerJob[], timeoutMs: number): Promise<{ stallEnd?: bigint }[]> {
+  const go = new Int32Array(jobs[0]!.go!);
+  const spawned = jobs.map((job) => spawn(job));
+  await Promise.all(spawned.map((w) => nextMessage(w)));
+  const extra: { stallEnd?: bigint }[] = [];
+  const finished = spawned.map(
+    (w) =>
+      new Promise<void>((resolve, reject) => {
+        w.on('message', (m: { done?: boolean; stallEnd?: bigint }) => {
+          if (m.stallEnd) extra.push(m);
+          if (m.done) resolve();
+        });
+        w.on('error', reject);
+      }),
+  );
+  Atomics.store(go, 0, 1);
+  Atomics.notify(go, 0);
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error('workers did not finish in time')), timeoutMs); });
+  try {
+    await Promise.race([Promise.all(finished), deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+  return extra;
+}
+
+function sortedStarts(buffer: SharedArrayBuffer): bigint[] {
+  return Array.from(new BigInt64Array(buffer)).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
+describe('shared limiters across real worker threads', () => {
+  test('never admits more than burst + rate × length calls in any interval, across 4 threads (not one call over), and admits ≥ 99 % of rate × elapsed under overload', async () => {
+    const rate = 2000;
+    const burst = 20;
+    const perThread = 1000;
+    const tb = new TokenBucket({ rate, burst });
+    const starts = new SharedArrayBuffer(8 * 4 * perThread);
+    const admissions = new SharedArrayBuffer(8 * 4 * perThread);
+    const go = new SharedArrayBuffer(4);
+    await runTogether(
+      [0, 1, 2, 3].map((i) => ({ mode: 'run' as const, descriptor: tb.share(), count: perThread, starts, admissions, offset: i * perThread, go })),
+      20_000,
+    );
+    const admitted = sortedStarts(admissions);
+    expect(admitted.every((t) => t > 0n)).toBe(true);
+    const worst = worstExcess(admitted, burst, rate);
+    expect(worst.excess, `worst interval: ${worst.count} admissions in ${worst.lengthMs} ms`).toBeLessThanOrEqual(1e-6);
+    const elapsedSec = Number(admitted.at(-1)! - admitted[0]!) / 1e9;
+    expect(admitted.length / (burst + rate * elapsedSec)).toBeGreaterThanOrEqual(0.99);
+
+    // Each call starts inside its task right after its admission; the OS (4 threads, 2 cores) or a
+    // GC can still pause a thread in between, and a call the thread started late can then share an
+    // interval with calls admitted after it. The bound on start instants therefore holds up to the
+    // calls the rate lets in during the longest such pause, and no further.
+    const a = new BigInt64Array(admissions);
+    const s = new BigInt64Array(starts);
+    let longestDelayNs = 0;
+    for (let k = 0; k < a.length; k++) longestDelayNs = Math.max(longestDelayNs, Number(s[k]! - a[k]!));
+    const startWorst = worstExcess(sortedStarts(starts), burst, rate);
+    expect(startWorst.excess).toBeLessThanOrEqual((rate * longestDelayNs) / 1e9 + 1e-6);
+  });
+
+  test('no thread starves: each of 4 overloaded threads gets at least 15 % of the first half of admissions', async () => {
+    const perThread = 600;
+    const tb = new TokenBucket({ rate: 2000, burst: 10 });
+    const starts = new SharedArrayBuffer(8 * 4 * perThread);
+    const go = new SharedArrayBuffer(4);
+    await runTogether(
+      [0, 1, 2, 3].map((i) => ({ mode: 'run' as const, descriptor: tb.share(), count: perThread, starts, offset: i * perThread, go })),
+      20_000,
+    );
+    const view = new BigInt64Array(starts);
+    const tagged = Array.from(view, (t, k) => ({ t, thread: Math.floor(k / perThread) })).sort((a, b) => (a.t < b.t ? -1 : 1));
+    const firstHalf = tagged.slice(0, tagged.length / 2);
+    for (let thread = 0; thread < 4; thread++) {
+      const share = firstHalf.filter((s) => s.thread === thread).length / firstHalf.length;
+      expect(share, `thread ${thread}`).toBeGreaterThanOrEqual(0.15);
+    }
+  });
+
+  test('a thread stalled for 50 ms while its calls wait does not release a backlog: at most burst + rate × 2 ms are admitted in the 2 ms after', async () => {
+    const rate = 1000;
+    const burst = 10;
+    const tb = new TokenBucket({ rate, burst });
+    const perThread = 200;
+    const starts = new SharedArrayBuffer(8 * 2 * perThread);
+    const admissions = new SharedArrayBuffer(8 * 2 * perThread);
+    const go = new SharedArrayBuffer(4);
+    const extra = await runTogether(
+      [
+        { mode: 'run' as const, descriptor: tb.share(), count: perThread, starts, admissions, offset: 0, go, stallMs: 50, stallAfterMs: 60 },
+        { mode: 'run' as const, descriptor: tb.share(), count: perThread, starts, admissions, offset: perThread, go },
+      ],
+      20_000,
+    );
+    const stallEnd = extra[0]!.stallEnd!;
+    const admitted = sortedStarts(admissions);
+    const started = sortedStarts(starts);
+    const window = (list: bigint[]): number => list.filter((t) => t >= stallEnd && t < stallEnd + 2_000_000n).length;
+    expect(window(admitted)).toBeLessThanOrEqual(burst + 2);
+    expect(window(started)).toBeLessThanOrEqual(burst + 2);
+    expect(worstExcess(admitted, burst, rate).excess).toBeLessThanOrEqual(1e-6);
+    expect(mostInWindow(started, 100)).toBeLessThanOrEqual(burst + rate * 0.1);
+  });
+
+  test('the concurrency limit never has more than max calls in flight, across 4 threads, and every thread is served', async () => {
+    const max = 3;
+    const limit = new ConcurrencyLimit({ max });
+    const perThread = 150;
+    const gauge = new SharedArrayBuffer(8);
+    const starts = new SharedArrayBuffer(8 * 4 * perThread);
+    const go = new SharedArrayBuffer(4);
+    await runTogether(
+      [0, 1, 2, 3].map((i) => ({ mode: 'run' as const, descriptor: limit.share(), count: perThread, starts, offset: i * perThread, gauge, holdMs: 1, go })),
+      30_000,
+    );
+    const g = new Int32Array(gauge);
+    expect(g[1]).toBe(max);
+    expect(g[0]).toBe(0);
+    expect(limit.inFlight).toBe(0);
+    expect(limit.queuedTotal).toBe(0);
+    const view = new BigInt64Array(starts);
+    const tagged = Array.from(view, (t, k) => ({ t, thread: Math.floor(k / perThread) })).sort((a, b) => (a.t < b.t ? -1 : 1));
+    const firstHalf = tagged.slice(0, tagged.length / 2);
+    for (let thread = 0; thread < 4; thread++) {
+      expect(firstHalf.filter((s) => s.thread === thread).length / firstHalf.length, `thread ${thread}`).toBeGreaterThanOrEqual(0.15);
+    }
+  });
+
+  test('a worker terminated while its calls wait does not wedge a token bucket for the others', async () => {
+    const tb = new TokenBucket({ rate: 20, burst: 1 });
+    const worker = spawn({ mode: 'queue-and-wait', descriptor: tb.share(), count: 50 });
+    const { queued } = await nextMessage<{ queued: number }>(worker);
+    expect(queued).toBeGreaterThanOrEqual(49);
+    expect(tb.queuedTotal).toBe(queued);
+    const threadId = worker.threadId;
+    await worker.terminate();
+    const started = performance.now();
+    await tb.acquire();
+    await tb.acquire();
+    expect(performance.now() - started).toBeLessThan(1000);
+    expect(tb.reclaimThread(threadId).queuedCalls).toBe(queued);
+    expect(tb.queuedTotal).toBe(0);
+  });
+
+  test('concurrency permits held by a thread that dies are reclaimed by its owner, and waiters elsewhere then proceed', async () => {
+    const limit = new ConcurrencyLimit({ max: 2 });
+    const worker = spawn({ mode: 'hold-concurrency', descriptor: limit.share(), count: 2 });
+    const report = await nextMessage<{ held: number; queued: number }>(worker);
+    expect(report).toEqual({ held: 2, queued: 3 });
+    expect(limit.inFlight).toBe(2);
+    let admitted = false;
+    const waiting = limit.acquire().then((p) => { admitted = true; return p; });
+    const threadId = worker.threadId;
+    await worker.terminate();
+    await new Promise((r) => setTimeout(r, 50));
+    expect(admitted).toBe(false); // a dead holder keeps its permits until reclaimed
+    expect(limit.reclaimThread(threadId)).toEqual({ permits: 2, queuedCalls: 3 });
+    const permit = await waiting;
+    expect(limit.inFlight).toBe(1);
+    expect(limit.queuedTotal).toBe(0);
+    permit.release();
+    expect(limit.inFlight).toBe(0);
+  });
+});
