@@ -4,6 +4,7 @@
  * dispatches and turns a thrown usage error into one line on stderr and a non-zero exit.
  */
 import { demo } from './demo.js';
+import { serve } from './serve.js';
 
 const USAGE = `usage: thrift-queue-limiter <command> [options]
 
@@ -11,6 +12,8 @@ commands:
   demo [--duration 5s] [--rate 500] [--threads 4]
       Shared token bucket under twice its rate from worker threads: shows that queueing holds
       the rate without refusing a call.
+  serve --service FILE --handler FILE [--port 9090] [--limit work=100/s] ...
+      Multi-threaded Thrift server with queueing limits (see serve --help).
 
 run 'thrift-queue-limiter <command> --help' for a command's options.`;
 
@@ -22,6 +25,8 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case 'demo':
       return demo(rest);
+    case 'serve':
+      return serve(rest);
     case undefined:
     case '--help':
     case '-h':

@@ -1,0 +1,53 @@
+/**
+ * The `--limit` flag's little language:
+ *
+ * ```
+ * --limit work=100/s               token bucket, 100 per second (burst defaults to the rate)
+ * --limit 'work=100/s,burst=10'    token bucket with an explicit burst
+ * --limit 'report=600/min,window'  fixed window: 600 per minute window
+ * --limit 'export=concurrency=4'   at most 4 in flight
+ * --limit '*=1000/s,burst=50'      '*' is the default for methods without their own
+ * ```
+ * Periods: `s`, `min`, `h`, `ms`, or a duration such as `1500ms` or `2s`.
+ */
+import type { LimitSpec } from '../server/method-limits.js';
+
+const PERIODS: Record<string, number> = { ms: 1, s: 1000, sec: 1000, min: 60_000, m: 60_000, h: 3_600_000 };
+
+function periodMs(text: string, flag: string): number {
+  if (PERIODS[text] !== undefined) return PERIODS[text]!;
+  const m = /^(\d+(?:\.\d+)?)(ms|s|min|m|h)$/.exec(text);
+  if (!m) throw new RangeError(`${flag}: unknown period '${text}' (use s, min, h, ms or e.g. 1500ms)`);
+  return Number(m[1]) * PERIODS[m[2]!]!;
+}
+
+/** Parses one `--limit NAME=SPEC` value into the method name and its limit. */
+export function parseLimit(text: string): [string, LimitSpec] {
+  const flag = `--limit ${JSON.stringify(text)}`;
+  const eq = text.indexOf('=');
+  if (eq <= 0) throw new RangeError(`${flag}: expected METHOD=SPEC, e.g. work=100/s`);
+  const name = text.slice(0, eq);
+  const [head, ...extras] = text.slice(eq + 1).split(',').map((s) => s.trim());
+  const concurrency = /^concurrency=(\d+)$/.exec(head ?? '');
+  if (concurrency) {
+    if (extras.length > 0) throw new RangeError(`${flag}: a concurrency limit takes no other settings`);
+    return [name, { concurrency: Number(concurrency[1]) }];
+  }
+  const rate = /^(\d+(?:\.\d+)?)\/(.+)$/.exec(head ?? '');
+  if (!rate) throw new RangeError(`${flag}: expected RATE/PERIOD (e.g. 100/s) or concurrency=N`);
+  const count = Number(rate[1]);
+  const period = periodMs(rate[2]!, flag);
+  let burst: number | undefined;
+  let window = false;
+  for (const extra of extras) {
+    const b = /^burst=(\d+)$/.exec(extra);
+    if (b) burst = Number(b[1]);
+    else if (extra === 'window') window = true;
+    else throw new RangeError(`${flag}: unknown setting '${extra}' (burst=N or window)`);
+  }
+  if (window) {
+    if (burst !== undefined) throw new RangeError(`${flag}: burst does not apply to a fixed window`);
+    return [name, { maxCalls: count, periodMs: period }];
+  }
+  return [name, burst === undefined ? { rate: count, periodMs: period } : { rate: count, periodMs: period, burst }];
+}

@@ -1,0 +1,64 @@
+/**
+ * Counters of the threaded server, kept on the I/O thread where every admission decision is made,
+ * and the queue-wait distribution since the last read (for the CLI's periodic stats line).
+ */
+
+/** Why a call was not run. */
+export type RefusalReason = 'queueFull' | 'waitLimit' | 'disconnected' | 'shutdown';
+
+/** A snapshot of {@link ServerStats}. */
+export interface ServerStatsSnapshot {
+  /** Calls handed to workers since start. */
+  admitted: number;
+  /** Calls answered since start (replies written, or oneway calls completed). */
+  completed: number;
+  /** Calls not run, by reason. */
+  refused: Record<RefusalReason, number>;
+  /** Oneway calls dropped because a bound was exceeded (counted in `refused` too). */
+  onewayDropped: number;
+  /** Calls a worker failed on (answered with INTERNAL_ERROR by the I/O thread). */
+  workerFailures: number;
+  /** Connections closed for a protocol violation (bad length prefix, malformed header, idle mid-frame). */
+  protocolErrors: number;
+  /** Connections open now. */
+  connections: number;
+}
+
+/** Mutable counters plus a wait-time sample buffer. */
+export class ServerStats {
+  admitted = 0;
+  completed = 0;
+  onewayDropped = 0;
+  workerFailures = 0;
+  protocolErrors = 0;
+  connections = 0;
+  readonly refused: Record<RefusalReason, number> = { queueFull: 0, waitLimit: 0, disconnected: 0, shutdown: 0 };
+  private waits: number[] = [];
+
+  /** Records how long an admitted call waited for its token, ms. */
+  recordWait(ms: number): void {
+    // Bounded: under extreme load the stats line reads a sample, not every call.
+    if (this.waits.length < 200_000) this.waits.push(ms);
+  }
+
+  /** Wait percentiles since the previous call, and resets the sample. */
+  takeWaits(): { count: number; p50: number; p99: number; max: number } {
+    const w = this.waits.sort((a, b) => a - b);
+    this.waits = [];
+    const at = (p: number): number => (w.length === 0 ? 0 : w[Math.min(w.length - 1, Math.floor(p * w.length))]!);
+    return { count: w.length, p50: at(0.5), p99: at(0.99), max: w.at(-1) ?? 0 };
+  }
+
+  /** A copy of the counters. */
+  snapshot(): ServerStatsSnapshot {
+    return {
+      admitted: this.admitted,
+      completed: this.completed,
+      refused: { ...this.refused },
+      onewayDropped: this.onewayDropped,
+      workerFailures: this.workerFailures,
+      protocolErrors: this.protocolErrors,
+      connections: this.connections,
+    };
+  }
+}

@@ -1,0 +1,288 @@
+/**
+ * A half-sync/half-async Thrift server: one I/O thread owns the sockets and decides admission,
+ * a pool of worker threads runs the handlers.
+ *
+ * Per request, the I/O thread reads the frame and only its message header (method, type, seqid),
+ * asks the method's limiter for a token (waiting in the shared queue if there is none), and hands
+ * the raw frame to a worker in a batch. Overload (queue full, wait limit) is answered right here
+ * with a TApplicationException, without touching a worker. See docs/ARCHITECTURE.md.
+ */
+import { once, setMaxListeners } from 'node:events';
+import net, { type AddressInfo } from 'node:net';
+import tls from 'node:tls';
+import { fileURLToPath } from 'node:url';
+import { QueueFullError, QueueTimeoutError } from '../errors.js';
+import type { AnyLimiter } from '../limiters/attach.js';
+import { applicationExceptionFrame, ExceptionType } from '../thrift/application-exception.js';
+import { readMessageHeader, type MessageHeader } from '../thrift/message-header.js';
+import { Connection, type ConnectionHost } from './connection.js';
+import { Dispatcher } from './dispatcher.js';
+import { MethodLimits } from './method-limits.js';
+import { resolveServerOptions, type ResolvedServerOptions, type ThreadedServerOptions } from './server-options.js';
+import { ServerStats, type ServerStatsSnapshot } from './stats.js';
+
+const CALL = 1;
+const ONEWAY = 4;
+
+/**
+ * TApplicationException type sent when a call is refused for overload: 11, fbthrift's
+ * LOADSHEDDING (Apache Thrift defines types up to 10; clients read any value as a plain number).
+ */
+export const OVERLOADED = 11;
+
+/** Options of {@link ThreadedServer.close}. */
+export interface CloseOptions {
+  /** How long queued and running calls may still finish before they are answered with an error. Default 5000. */
+  timeoutMs?: number;
+}
+
+/** Thrown by `listen` when the service or handler module is unusable. */
+export class ModuleLoadError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ModuleLoadError';
+  }
+}
+
+/** A multi-threaded Thrift server with queueing admission control. */
+export class ThreadedServer implements ConnectionHost {
+  /** Validated options. */
+  readonly options: ResolvedServerOptions;
+  /** The limits, by method. */
+  readonly limits: MethodLimits;
+  readonly maxFrameBytes: number;
+  readonly idleTimeoutMs: number;
+  readonly shutdownSignal: AbortSignal;
+  private readonly stats_ = new ServerStats();
+  private readonly shutdown = new AbortController();
+  private readonly server: net.Server;
+  private readonly connections = new Set<Connection>();
+  private dispatcher: Dispatcher | undefined;
+  /** Calls accepted and not yet answered or refused (queued or running). */
+  private active = 0;
+  private drained: (() => void) | undefined;
+  private closing: Promise<void> | undefined;
+
+  constructor(options: ThreadedServerOptions) {
+    this.options = resolveServerOptions(options);
+    this.limits = new MethodLimits(this.options.limits, this.options.queue);
+    this.maxFrameBytes = this.options.maxFrameBytes;
+    this.idleTimeoutMs = this.options.idleTimeoutMs;
+    this.shutdownSignal = this.shutdown.signal;
+    setMaxListeners(0, this.shutdownSignal); // one listener per open connection
+    const onSocket = (socket: net.Socket): void => this.accept(socket);
+    this.server = this.options.tls ? tls.createServer(this.options.tls, onSocket) : net.createServer(onSocket);
+    if (this.options.maxConnections !== Infinity) this.server.maxConnections = this.options.maxConnections;
+    this.server.on('error', (error) => this.options.log(`thrift-queue-limiter: server error: ${error.message}`));
+    if (this.options.tls) {
+      this.server.on('tlsClientError', (error) => this.options.log(`thrift-queue-limiter: TLS handshake failed: ${error.message}`));
+    }
+  }
+
+  /**
+   * Loads and checks the service and handler modules, starts the workers, and listens.
+   * Resolves with the bound address (port 0 picks a free port).
+   */
+  async listen(port = 9090, host = '127.0.0.1'): Promise<AddressInfo> {
+    await checkModules(this.options.serviceUrl, this.options.handlerUrl);
+    this.dispatcher = new Dispatcher({
+      filename: fileURLToPath(new URL('../../workers/thrift-worker.js', import.meta.url)),
+      workers: this.options.workers,
+      workerData: {
+        serviceUrl: this.options.serviceUrl,
+        handlerUrl: this.options.handlerUrl,
+        protocol: this.options.protocol,
+        limiters: this.limits.descriptors(),
+      },
+      onWorkerExit: (threadId) => this.limits.reclaimThread(threadId),
+    });
+    this.server.listen(port, host);
+    await once(this.server, 'listening');
+    return this.server.address() as AddressInfo;
+  }
+
+  /** The bound address, once listening. */
+  address(): AddressInfo | null {
+    return this.server.address() as AddressInfo | null;
+  }
+
+  /** Counters since start, plus the number of calls waiting now. */
+  stats(): ServerStatsSnapshot & { queued: number; running: number } {
+    return { ...this.stats_.snapshot(), queued: this.limits.queued(), running: this.dispatcher?.outstanding ?? 0 };
+  }
+
+  /** Queue-wait percentiles (ms) since the previous call. */
+  takeWaitPercentiles(): { count: number; p50: number; p99: number; max: number } {
+    return this.stats_.takeWaits();
+  }
+
+  /**
+   * Stops accepting connections, lets queued and running calls finish until `timeoutMs`, answers
+   * the rest with a TApplicationException, closes every connection, then stops the workers.
+   */
+  close(options: CloseOptions = {}): Promise<void> {
+    this.closing ??= this.doClose(options.timeoutMs ?? 5000);
+    return this.closing;
+  }
+
+  private async doClose(timeoutMs: number): Promise<void> {
+    this.server.close();
+    if (this.active > 0) {
+      const drained = new Promise<void>((resolve) => { this.drained = resolve; });
+      let timer: NodeJS.Timeout | undefined;
+      const deadline = new Promise<void>((resolve) => { timer = setTimeout(resolve, timeoutMs); });
+      await Promise.race([drained, deadline]);
+      clearTimeout(timer);
+    }
+    // Past the deadline: queued calls leave their queues (answered below by refuse()), running
+    // ones are answered now.
+    this.shutdown.abort(new Error('server shutting down'));
+    this.dispatcher?.failAll(new Error('server shut down before the call finished'));
+    for (const c of this.connections) c.end();
+    await this.dispatcher?.destroy();
+    for (const c of this.connections) c.destroy();
+  }
+
+  /** @internal ConnectionHost */
+  onFrame(connection: Connection, frame: Buffer): void {
+    let header: MessageHeader;
+    try {
+      header = readMessageHeader(frame, this.options.protocol);
+    } catch (error) {
+      this.onProtocolError(connection, `malformed message header: ${(error as Error).message}`);
+      connection.destroy();
+      return;
+    }
+    if (header.type !== CALL && header.type !== ONEWAY) {
+      this.onProtocolError(connection, `message type ${header.type} is not a call`);
+      connection.destroy();
+      return;
+    }
+    if (this.closing !== undefined && this.shutdown.signal.aborted) {
+      this.answerError(connection, header, ExceptionType.INTERNAL_ERROR, 'server shutting down');
+      return;
+    }
+    this.active++;
+    const limiter = this.limits.for(header.name);
+    const arrived = performance.now();
+    if (limiter === undefined) {
+      this.stats_.recordWait(0);
+      this.dispatch(connection, header, frame, undefined);
+      return;
+    }
+    this.admit(limiter, connection, header, frame, arrived);
+  }
+
+  private admit(limiter: AnyLimiter, connection: Connection, header: MessageHeader, frame: Buffer, arrived: number): void {
+    const maxWaitMs = this.options.queue.maxWaitMs;
+    const options = maxWaitMs === undefined ? { signal: connection.signal } : { signal: connection.signal, maxWaitMs };
+    limiter
+      .run(() => {
+        this.stats_.recordWait(performance.now() - arrived);
+        return new Promise<void>((done) => this.dispatch(connection, header, frame, done));
+      }, 1, options)
+      .catch((error: unknown) => this.refuse(connection, header, error));
+  }
+
+  private dispatch(connection: Connection, header: MessageHeader, frame: Buffer, done: (() => void) | undefined): void {
+    this.stats_.admitted++;
+    const oneway = header.type === ONEWAY;
+    this.dispatcher!.dispatch({
+      frame,
+      onReply: (reply) => {
+        if (reply !== null && !oneway) connection.write(reply);
+        this.stats_.completed++;
+        done?.();
+        this.finished();
+      },
+      onFailure: (error) => {
+        this.stats_.workerFailures++;
+        if (!oneway) this.answerError(connection, header, ExceptionType.INTERNAL_ERROR, `${header.name}: ${error.message}`);
+        done?.();
+        this.finished();
+      },
+    });
+  }
+
+  private refuse(connection: Connection, header: MessageHeader, error: unknown): void {
+    const oneway = header.type === ONEWAY;
+    let message: string | undefined;
+    if (error instanceof QueueFullError) {
+      this.stats_.refused.queueFull++;
+      message = `server overloaded: method ${header.name} queue full (${error.maxQueued} calls waiting)`;
+    } else if (error instanceof QueueTimeoutError) {
+      this.stats_.refused.waitLimit++;
+      message = error.atDeadline
+        ? `server overloaded: method ${header.name} waited limit ${error.maxWaitMs} ms`
+        : `server overloaded: method ${header.name} would wait ${Math.ceil(error.estimatedWaitMs)} ms, over limit ${error.maxWaitMs} ms`;
+    } else if (this.shutdown.signal.aborted) {
+      this.stats_.refused.shutdown++;
+      if (!oneway) this.answerError(connection, header, ExceptionType.INTERNAL_ERROR, 'server shutting down');
+    } else if (connection.isClosed) {
+      this.stats_.refused.disconnected++;
+    } else {
+      this.stats_.workerFailures++;
+      if (!oneway) this.answerError(connection, header, ExceptionType.INTERNAL_ERROR, `${header.name}: ${(error as Error)?.message ?? String(error)}`);
+    }
+    if (message !== undefined) {
+      if (oneway) this.stats_.onewayDropped++;
+      else this.answerError(connection, header, OVERLOADED, message);
+    }
+    this.finished();
+  }
+
+  private answerError(connection: Connection, header: MessageHeader, type: number, message: string): void {
+    connection.write(applicationExceptionFrame({ name: header.name, seqid: header.seqid, type, message, protocol: this.options.protocol }));
+  }
+
+  private finished(): void {
+    this.active--;
+    if (this.active === 0 && this.drained !== undefined) this.drained();
+  }
+
+  /** @internal ConnectionHost */
+  onProtocolError(connection: Connection, reason: string): void {
+    this.stats_.protocolErrors++;
+    this.options.log(`thrift-queue-limiter: closing connection ${connection.id} from ${connection.socket.remoteAddress}:${connection.socket.remotePort}: ${reason}`);
+  }
+
+  /** @internal ConnectionHost */
+  onClose(connection: Connection): void {
+    this.connections.delete(connection);
+    this.stats_.connections--;
+  }
+
+  private accept(socket: net.Socket): void {
+    if (this.closing !== undefined) {
+      socket.destroy();
+      return;
+    }
+    this.stats_.connections++;
+    this.connections.add(new Connection(socket, this));
+  }
+}
+
+/** Imports the modules once on the I/O thread, so a bad path fails `listen` with one clear line. */
+async function checkModules(serviceUrl: string, handlerUrl: string): Promise<void> {
+  let service: Record<string, unknown>;
+  try {
+    service = (await import(serviceUrl)) as Record<string, unknown>;
+  } catch (error) {
+    throw new ModuleLoadError(`cannot load service module ${serviceUrl}: ${(error as Error).message}`);
+  }
+  const processor = service.Processor ?? (service.default as Record<string, unknown> | undefined)?.Processor;
+  if (typeof processor !== 'function') throw new ModuleLoadError(`${serviceUrl} does not export a Thrift service (no Processor)`);
+  let handler: Record<string, unknown>;
+  try {
+    handler = (await import(handlerUrl)) as Record<string, unknown>;
+  } catch (error) {
+    throw new ModuleLoadError(`cannot load handler module ${handlerUrl}: ${(error as Error).message}`);
+  }
+  const usable = typeof handler.createHandler === 'function' || typeof handler.handler === 'object' || (handler.default !== null && typeof handler.default === 'object');
+  if (!usable) throw new ModuleLoadError(`${handlerUrl} does not export a handler (createHandler, handler or default)`);
+}
+
+/** Creates a {@link ThreadedServer}; call `listen()` to start it. */
+export function createThreadedServer(options: ThreadedServerOptions): ThreadedServer {
+  return new ThreadedServer(options);
+}

@@ -1,0 +1,90 @@
+/**
+ * `wrapHandler` for servers that keep `thrift.createServer`: every method of a handler waits for
+ * its token before it runs, with the same limits, bounds and errors as the threaded server. It
+ * works on the main thread and inside worker threads (give it limiters attached from `share()`
+ * descriptors and every thread enforces one limit).
+ */
+import { QueueFullError, QueueTimeoutError } from '../errors.js';
+import { MethodLimits, type LimitsConfig, type QueueBounds } from '../server/method-limits.js';
+
+/** The error a wrapped method fails with when its call is refused for overload. */
+export class ServerOverloadedError extends Error {
+  /** `'queue-full'` or `'wait-limit'`. */
+  readonly reason: 'queue-full' | 'wait-limit';
+
+  constructor(method: string, cause: QueueFullError | QueueTimeoutError) {
+    super(
+      cause instanceof QueueFullError
+        ? `server overloaded: method ${method} queue full (${cause.maxQueued} calls waiting)`
+        : cause.atDeadline
+          ? `server overloaded: method ${method} waited limit ${cause.maxWaitMs} ms`
+          : `server overloaded: method ${method} would wait ${Math.ceil(cause.estimatedWaitMs)} ms, over limit ${cause.maxWaitMs} ms`,
+      { cause },
+    );
+    this.name = 'ServerOverloadedError';
+    this.reason = cause instanceof QueueFullError ? 'queue-full' : 'wait-limit';
+  }
+}
+
+type AnyFunction = (...args: unknown[]) => unknown;
+
+/**
+ * Returns a handler whose methods queue for their limit (`limits[method]`, else `limits['*']`)
+ * and then call the original with the same arguments and `this`. Callback-style and promise-style
+ * methods both work: the wrapper keeps each method's declared parameter count, which is how the
+ * generated Processor tells the two styles apart. A refused call fails with
+ * {@link ServerOverloadedError} (the stock Processor sends it as a TApplicationException with
+ * its message).
+ */
+export function wrapHandler<H extends object>(handler: H, limits: LimitsConfig | MethodLimits, queue: QueueBounds = {}): H {
+  if (handler === null || typeof handler !== 'object') throw new TypeError('wrapHandler(handler): handler must be an object');
+  const methodLimits = limits instanceof MethodLimits ? limits : new MethodLimits(limits, queue);
+  const wrapped: Record<string, unknown> = {};
+  for (const name of methodNames(handler)) {
+    const original = (handler as Record<string, AnyFunction>)[name]!;
+    const limiter = methodLimits.for(name);
+    if (limiter === undefined) {
+      wrapped[name] = original.bind(handler);
+      continue;
+    }
+    const acquireOptions = queue.maxWaitMs === undefined ? undefined : { maxWaitMs: queue.maxWaitMs };
+    const refused = (error: unknown): never => {
+      if (error instanceof QueueFullError || error instanceof QueueTimeoutError) throw new ServerOverloadedError(name, error);
+      throw error;
+    };
+    const fn = function (...args: unknown[]): unknown {
+      const callback = args.length === original.length && typeof args.at(-1) === 'function' ? (args.at(-1) as (err: unknown, value?: unknown) => void) : undefined;
+      if (callback === undefined) {
+        return limiter.run(() => original.apply(handler, args), 1, acquireOptions).catch(refused);
+      }
+      // Hold the permit until the callback runs, so a concurrency limit counts the whole call.
+      const run = (): Promise<void> =>
+        new Promise<void>((done) => {
+          original.apply(handler, [...args.slice(0, -1), (err: unknown, value?: unknown) => { done(); callback(err, value); }]);
+        });
+      limiter.run(run, 1, acquireOptions).catch((error: unknown) => {
+        try {
+          refused(error);
+        } catch (e) {
+          callback(e);
+        }
+      });
+      return undefined;
+    };
+    Object.defineProperty(fn, 'length', { value: original.length });
+    Object.defineProperty(fn, 'name', { value: name });
+    wrapped[name] = fn;
+  }
+  return wrapped as H;
+}
+
+/** Own and inherited method names (class instances keep their methods on the prototype). */
+function methodNames(handler: object): string[] {
+  const names = new Set<string>();
+  for (let o: object | null = handler; o !== null && o !== Object.prototype; o = Object.getPrototypeOf(o)) {
+    for (const key of Object.getOwnPropertyNames(o)) {
+      if (key !== 'constructor' && typeof (handler as Record<string, unknown>)[key] === 'function') names.add(key);
+    }
+  }
+  return [...names];
+}

@@ -1,0 +1,96 @@
+/**
+ * The pool entry: each worker thread loads the generated service module and the user's handler
+ * module once, then runs the generated Processor on raw request frames in memory.
+ *
+ * A task is a batch of request frames packed in one transferred ArrayBuffer. Calls of a batch run
+ * concurrently; each reply is sent back as soon as it is ready (replies finishing in the same
+ * event-loop turn travel together, in one transferred buffer, over the worker's parentPort, which
+ * piscina re-emits as the pool's 'message' event). The task itself resolves when every call of the
+ * batch has answered, so if the thread dies piscina rejects the task and the I/O thread answers the
+ * calls that had not been answered yet.
+ */
+import { parentPort, threadId, workerData } from 'node:worker_threads';
+import type { AnyLimiter } from '../src/limiters/attach.js';
+import { MethodLimits } from '../src/server/method-limits.js';
+import type { LimiterDescriptor } from '../src/limiters/limiter.js';
+import { guardHandler, runProcessor, type Processor } from '../src/thrift/run-processor.js';
+import type { Protocol } from '../src/thrift/message-header.js';
+import type { WorkerBatch, WorkerReplies } from '../src/server/batch.js';
+import { packFrames } from '../src/server/batch.js';
+
+/** What the I/O thread passes to every worker. */
+export interface ThriftWorkerData {
+  serviceUrl: string;
+  handlerUrl: string;
+  protocol: Protocol;
+  limiters: Record<string, LimiterDescriptor>;
+}
+
+/** What a handler module's `createHandler` receives. */
+export interface HandlerContext {
+  /** The server's limiters by method name ('*' for the default), attached in this thread. */
+  limiters: Record<string, AnyLimiter>;
+  /** This worker's thread id. */
+  threadId: number;
+}
+
+const data = workerData as ThriftWorkerData;
+const limiters: Record<string, AnyLimiter> = MethodLimits.attach(data.limiters);
+
+const processor: Processor = await loadProcessor(data.serviceUrl, data.handlerUrl);
+
+async function loadProcessor(serviceUrl: string, handlerUrl: string): Promise<Processor> {
+  const service = (await import(serviceUrl)) as Record<string, unknown> & { default?: Record<string, unknown> };
+  const Processor = (service.Processor ?? service.default?.Processor) as (new (handler: unknown) => Processor) | undefined;
+  if (typeof Processor !== 'function') throw new TypeError(`${serviceUrl} does not export a Thrift service Processor`);
+  const mod = (await import(handlerUrl)) as Record<string, unknown>;
+  const context: HandlerContext = { limiters, threadId };
+  let handler: unknown;
+  if (typeof mod.createHandler === 'function') handler = await (mod.createHandler as (c: HandlerContext) => unknown)(context);
+  else handler = mod.handler ?? mod.default;
+  if (handler === null || typeof handler !== 'object') {
+    throw new TypeError(`${handlerUrl} must export createHandler(context), handler or a default handler object`);
+  }
+  return new Processor(guardHandler(handler));
+}
+
+// Replies finished in this turn, flushed together on setImmediate.
+let pendingIds: number[] = [];
+let pendingFrames: (Buffer | null)[] = [];
+let flushScheduled = false;
+
+function flush(): void {
+  flushScheduled = false;
+  const ids = pendingIds;
+  const frames = pendingFrames;
+  pendingIds = [];
+  pendingFrames = [];
+  const packed = packFrames(frames);
+  const message: WorkerReplies = { replies: true, ids, buffer: packed.buffer, lengths: packed.lengths };
+  parentPort!.postMessage(message, [packed.buffer]);
+}
+
+function reply(id: number, frame: Buffer | null): void {
+  pendingIds.push(id);
+  pendingFrames.push(frame);
+  if (!flushScheduled) {
+    flushScheduled = true;
+    setImmediate(flush);
+  }
+}
+
+/** Runs one batch; resolves with the number of calls answered once all have answered. */
+export default async function runBatch(batch: WorkerBatch): Promise<number> {
+  const bytes = new Uint8Array(batch.buffer);
+  let offset = 0;
+  const calls: Promise<void>[] = [];
+  for (let i = 0; i < batch.ids.length; i++) {
+    const length = batch.lengths[i]!;
+    const frame = Buffer.from(bytes.buffer, offset, length);
+    offset += length;
+    const id = batch.ids[i]!;
+    calls.push(runProcessor(processor, frame, data.protocol).then((out) => reply(id, out)));
+  }
+  await Promise.all(calls);
+  return calls.length;
+}
