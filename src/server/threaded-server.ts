@@ -138,6 +138,8 @@ export class ThreadedServer implements ConnectionHost {
     // ones are answered now.
     this.shutdown.abort(new Error('server shutting down'));
     this.dispatcher?.failAll(new Error('server shut down before the call finished'));
+    // The refusals of aborted calls are written from promise callbacks: let them run first.
+    await new Promise((resolve) => setImmediate(resolve));
     for (const c of this.connections) c.end();
     await this.dispatcher?.destroy();
     for (const c of this.connections) c.destroy();
