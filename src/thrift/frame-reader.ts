@@ -76,16 +76,20 @@ export class FrameReader {
       if (head.length === length) this.chunks.shift();
       else this.chunks[0] = head.subarray(length);
     } else {
+      // Walk the chunks by index and drop the used ones in one step: shifting one at a time
+      // would make a frame trickled in byte by byte cost O(n²).
       out = Buffer.allocUnsafe(length);
       let copied = 0;
+      let i = 0;
       while (copied < length) {
-        const c = this.chunks[0]!;
+        const c = this.chunks[i]!;
         const n = Math.min(c.length, length - copied);
         c.copy(out, copied, 0, n);
         copied += n;
-        if (n === c.length) this.chunks.shift();
-        else this.chunks[0] = c.subarray(n);
+        if (n === c.length) i++;
+        else this.chunks[i] = c.subarray(n);
       }
+      this.chunks = this.chunks.slice(i);
     }
     this.buffered -= length;
     return out;
