@@ -17,7 +17,7 @@ import { resolveFixedWindowOptions, type FixedWindowOptions, type ResolvedFixedW
 import { SharedState, W } from '../shared/shared-state.js';
 import type { AttachContext, LimiterDescriptor } from './limiter.js';
 import { Limiter, attachedInstance } from './limiter.js';
-import { RATE_PERMIT, type Permit } from './permit.js';
+import { RATE_PERMIT, RATE_PERMIT_PROMISE, type Permit } from './permit.js';
 
 const COUNT_MASK = 0xffffffffn;
 
@@ -131,6 +131,11 @@ export class FixedWindow extends Limiter {
 
   protected makePermit(): Permit {
     return RATE_PERMIT;
+  }
+
+  // A settled promise can be awaited any number of times: every rate admission shares one.
+  protected override admittedNow(): Promise<Permit> {
+    return RATE_PERMIT_PROMISE;
   }
 
   protected describe(): Record<string, unknown> {

@@ -8,7 +8,7 @@ import { QueueFullError, QueueTimeoutError } from '../errors.js';
 import { checkCount, resolveAcquireOptions, type AcquireOptions, type ResolvedQueueOptions } from '../options.js';
 import { NO_DEADLINE, WaitQueue, type Admission, type Waiter } from '../queue/wait-queue.js';
 import { SharedState, type LimiterKind } from '../shared/shared-state.js';
-import type { Permit } from './permit.js';
+import { RATE_PERMIT, type Permit } from './permit.js';
 
 /**
  * Everything needed to rebuild a limiter in another thread: plain data plus the SharedArrayBuffer,
@@ -113,6 +113,11 @@ export abstract class Limiter implements Admission {
   /** The permit handed to an admitted call of `n`. */
   protected abstract makePermit(n: number): Permit;
 
+  /** The already-resolved promise `acquire` returns on the fast path. */
+  protected admittedNow(n: number): Promise<Permit> {
+    return Promise.resolve(this.makePermit(n));
+  }
+
   /**
    * Explicit-time twin of {@link tryAcquire}: admits `n` at time `now` (nanoseconds on the
    * limiter's clock) if the limit allows, atomically. Deterministic tests drive this directly.
@@ -158,7 +163,7 @@ export abstract class Limiter implements Admission {
   acquire(n = 1, options?: AcquireOptions): Promise<Permit> {
     const maxWaitMs = resolveAcquireOptions(options, this.maxWaitMs);
     if (n !== 1) checkCount(n, this.capacity, this.capacityName());
-    if (this.queue.size === 0 && this.fastTake(n)) return Promise.resolve(this.makePermit(n));
+    if (this.queue.size === 0 && this.fastTake(n)) return this.admittedNow(n);
     return this.enqueue<Permit>(n, maxWaitMs, options?.signal, undefined);
   }
 
@@ -260,10 +265,11 @@ export abstract class Limiter implements Admission {
       return Promise.reject(error);
     }
     const p = Promise.resolve(result);
-    p.then(
-      () => permit.release(),
-      () => permit.release(),
-    );
+    // Rate permits need no release: skip the extra promise reaction on the hot path.
+    if (permit !== RATE_PERMIT) {
+      const release = (): void => permit.release();
+      p.then(release, release);
+    }
     return p;
   }
 
@@ -286,7 +292,8 @@ export abstract class Limiter implements Admission {
     }
     const deadline = maxWaitMs === Infinity ? NO_DEADLINE : now + BigInt(Math.ceil(maxWaitMs * 1e6));
     return new Promise<T>((resolve, reject) => {
-      const call = new PendingCall<T>(this, n, now, deadline, maxWaitMs, resolve, reject, task);
+      const call = new PendingCall<T>(this, n, deadline, resolve, reject, task);
+      if (deadline !== NO_DEADLINE) call.setMaxWait(maxWaitMs);
       this.state.addQueued(this.slot(), n);
       if (signal !== undefined) call.attachSignal(signal, this.queue);
       this.queue.push(call);
@@ -313,20 +320,27 @@ export abstract class Limiter implements Admission {
   }
 }
 
-/** A call waiting in a {@link WaitQueue}; fixed shape keeps 100 000 of them cheap. */
+/** Fields only some waiting calls need, kept out of {@link PendingCall} to keep it small. */
+interface PendingExtras {
+  maxWaitMs: number;
+  signal: AbortSignal | undefined;
+  onAbort: (() => void) | undefined;
+}
+
+/**
+ * A call waiting in a {@link WaitQueue}. Fixed shape and few fields: with 100 000 waiters each field
+ * costs 0.8 MB, so rarely used ones (wait bound, abort signal) live in `extras`.
+ */
 class PendingCall<T> implements Waiter {
   settled = false;
   heapIndex = -1;
   ticket = 0;
-  private signal: AbortSignal | undefined = undefined;
-  private onAbort: (() => void) | undefined = undefined;
+  private extras: PendingExtras | undefined = undefined;
 
   constructor(
     private readonly owner: Limiter,
     readonly n: number,
-    readonly enqueuedAt: Nanos,
     readonly deadline: Nanos,
-    readonly maxWaitMs: number,
     readonly resolve: (value: T | PromiseLike<T>) => void,
     private readonly reject: (error: unknown) => void,
     readonly task: (() => T | PromiseLike<T>) | undefined,
@@ -337,24 +351,38 @@ class PendingCall<T> implements Waiter {
   }
 
   refuse(error: unknown): void {
-    if (error instanceof QueueTimeoutError) this.owner.emitRefused('timeout', this.n);
     this.reject(error);
   }
 
+  expire(now: Nanos): void {
+    const maxWaitMs = this.extras!.maxWaitMs;
+    this.owner.emitRefused('timeout', this.n);
+    // The call arrived maxWaitMs before its deadline.
+    this.reject(new QueueTimeoutError(maxWaitMs, maxWaitMs + Number(now - this.deadline) / 1e6, true));
+  }
+
+  setMaxWait(maxWaitMs: number): void {
+    this.extras ??= { maxWaitMs, signal: undefined, onAbort: undefined };
+    this.extras.maxWaitMs = maxWaitMs;
+  }
+
   attachSignal(signal: AbortSignal, queue: WaitQueue): void {
-    this.signal = signal;
-    this.onAbort = () => {
+    this.extras ??= { maxWaitMs: Infinity, signal: undefined, onAbort: undefined };
+    const onAbort = (): void => {
       this.owner.emitRefused('aborted', this.n);
       queue.remove(this, signal.reason);
     };
-    signal.addEventListener('abort', this.onAbort, { once: true });
+    this.extras.signal = signal;
+    this.extras.onAbort = onAbort;
+    signal.addEventListener('abort', onAbort, { once: true });
   }
 
   detachSignal(): void {
-    if (this.signal !== undefined) {
-      this.signal.removeEventListener('abort', this.onAbort!);
-      this.signal = undefined;
-      this.onAbort = undefined;
+    const extras = this.extras;
+    if (extras?.signal !== undefined) {
+      extras.signal.removeEventListener('abort', extras.onAbort!);
+      extras.signal = undefined;
+      extras.onAbort = undefined;
     }
   }
 }

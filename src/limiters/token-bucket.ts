@@ -20,7 +20,7 @@ import type { Nanos } from '../clock.js';
 import { resolveTokenBucketOptions, type ResolvedTokenBucketOptions, type TokenBucketOptions } from '../options.js';
 import type { AttachContext, LimiterDescriptor } from './limiter.js';
 import { Limiter, attachedInstance } from './limiter.js';
-import { RATE_PERMIT, type Permit } from './permit.js';
+import { RATE_PERMIT, RATE_PERMIT_PROMISE, type Permit } from './permit.js';
 import { SharedState, W } from '../shared/shared-state.js';
 import type { Clock } from '../clock.js';
 
@@ -101,6 +101,11 @@ export class TokenBucket extends Limiter {
 
   protected makePermit(): Permit {
     return RATE_PERMIT;
+  }
+
+  // A settled promise can be awaited any number of times: every rate admission shares one.
+  protected override admittedNow(): Promise<Permit> {
+    return RATE_PERMIT_PROMISE;
   }
 
   protected describe(): Record<string, unknown> {

@@ -13,7 +13,6 @@
  * wait for a notification instead of a time.
  */
 import type { Clock, Nanos, TimerHandle } from '../clock.js';
-import { QueueTimeoutError } from '../errors.js';
 import { DeadlineHeap } from './deadline-heap.js';
 
 /** No deadline. */
@@ -23,16 +22,14 @@ export const NO_DEADLINE = -1n;
 export interface Waiter {
   /** Tokens (or permits) the call needs. */
   readonly n: number;
-  /** When the call started waiting. */
-  readonly enqueuedAt: Nanos;
   /** When the call is refused if still waiting, or {@link NO_DEADLINE}. */
   readonly deadline: Nanos;
-  /** The bound the deadline came from, for the error message. */
-  readonly maxWaitMs: number;
   /** Settles the caller's promise with success (or starts its task); called exactly once, at admission. */
   admit(): void;
   /** Settles the caller's promise with an error; called exactly once, if refused or aborted. */
   refuse(error: unknown): void;
+  /** Refuses the call because its deadline passed (at `now`). */
+  expire(now: Nanos): void;
   /** True once admitted, refused or aborted. */
   settled: boolean;
   /** Position in the deadline heap (maintained by the heap). */
@@ -145,7 +142,7 @@ export class WaitQueue {
           this.deadlines.pop();
           if (w.settled) continue;
           this.settle(w);
-          w.refuse(new QueueTimeoutError(w.maxWaitMs, Number(now - w.enqueuedAt) / 1e6, true));
+          w.expire(now);
         }
         const head = this.peek();
         if (head !== this.head) {
