@@ -19,3 +19,10 @@ export { Limiter, type LimitedEvent, type LimiterDescriptor, type LimiterEvents,
 export type { Permit } from './limiters/permit.js';
 export { TokenBucket } from './limiters/token-bucket.js';
 export { RateLimiter, type RateLimiterDescriptor } from './rate-limiter.js';
+export { createThreadedServer, ThreadedServer, OVERLOADED, ModuleLoadError, type CloseOptions } from './server/threaded-server.js';
+export type { ThreadedServerOptions } from './server/server-options.js';
+export type { LimitSpec, LimitsConfig, QueueBounds } from './server/method-limits.js';
+export type { ServerStatsSnapshot, RefusalReason } from './server/stats.js';
+export { wrapHandler, ServerOverloadedError } from './thrift/wrap-handler.js';
+export { ExceptionType } from './thrift/application-exception.js';
+export type { HandlerContext } from './server/batch.js';

@@ -12,27 +12,9 @@
 import { parentPort, threadId, workerData } from 'node:worker_threads';
 import type { AnyLimiter } from '../src/limiters/attach.js';
 import { MethodLimits } from '../src/server/method-limits.js';
-import type { LimiterDescriptor } from '../src/limiters/limiter.js';
 import { guardHandler, runProcessor, type Processor } from '../src/thrift/run-processor.js';
-import type { Protocol } from '../src/thrift/message-header.js';
-import type { WorkerBatch, WorkerReplies } from '../src/server/batch.js';
+import type { HandlerContext, ThriftWorkerData, WorkerBatch, WorkerReplies } from '../src/server/batch.js';
 import { packFrames } from '../src/server/batch.js';
-
-/** What the I/O thread passes to every worker. */
-export interface ThriftWorkerData {
-  serviceUrl: string;
-  handlerUrl: string;
-  protocol: Protocol;
-  limiters: Record<string, LimiterDescriptor>;
-}
-
-/** What a handler module's `createHandler` receives. */
-export interface HandlerContext {
-  /** The server's limiters by method name ('*' for the default), attached in this thread. */
-  limiters: Record<string, AnyLimiter>;
-  /** This worker's thread id. */
-  threadId: number;
-}
 
 const data = workerData as ThriftWorkerData;
 const limiters: Record<string, AnyLimiter> = MethodLimits.attach(data.limiters);

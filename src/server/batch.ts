@@ -1,10 +1,31 @@
 /**
- * The messages between the I/O thread and the workers, and how frames are packed into them.
+ * The contract between the I/O thread and the workers: what each worker is given, the messages
+ * between them, and how frames are packed into those messages.
  *
  * Many frames travel in one ArrayBuffer that is transferred, not copied, between threads: one
  * message per batch costs about a microsecond per call where a message (or a piscina task) per
  * call costs tens (see docs/ARCHITECTURE.md for the measurements).
  */
+
+import type { AnyLimiter } from '../limiters/attach.js';
+import type { LimiterDescriptor } from '../limiters/limiter.js';
+import type { Protocol } from '../thrift/message-header.js';
+
+/** What the I/O thread passes to every worker (piscina `workerData`). */
+export interface ThriftWorkerData {
+  serviceUrl: string;
+  handlerUrl: string;
+  protocol: Protocol;
+  limiters: Record<string, LimiterDescriptor>;
+}
+
+/** What a handler module's `createHandler(context)` receives in each worker. */
+export interface HandlerContext {
+  /** The server's limiters by method name ('*' for the default), attached in this thread. */
+  limiters: Record<string, AnyLimiter>;
+  /** This worker's thread id. */
+  threadId: number;
+}
 
 /** A batch of request frames for a worker (a piscina task). */
 export interface WorkerBatch {

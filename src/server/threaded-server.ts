@@ -16,6 +16,7 @@ import type { AnyLimiter } from '../limiters/attach.js';
 import { applicationExceptionFrame, ExceptionType } from '../thrift/application-exception.js';
 import { readMessageHeader, type MessageHeader } from '../thrift/message-header.js';
 import { Connection, type ConnectionHost } from './connection.js';
+import type { ThriftWorkerData } from './batch.js';
 import { Dispatcher } from './dispatcher.js';
 import { MethodLimits } from './method-limits.js';
 import { resolveServerOptions, type ResolvedServerOptions, type ThreadedServerOptions } from './server-options.js';
@@ -93,7 +94,7 @@ export class ThreadedServer implements ConnectionHost {
         handlerUrl: this.options.handlerUrl,
         protocol: this.options.protocol,
         limiters: this.limits.descriptors(),
-      },
+      } satisfies ThriftWorkerData,
       onWorkerExit: (threadId) => this.limits.reclaimThread(threadId),
     });
     this.server.listen(port, host);
