@@ -46,6 +46,10 @@ export function createHandler(context) {
       }
       return checksum;
     },
+    sleep(ms) {
+      count('sleep');
+      return new Promise((resolve) => setTimeout(() => resolve(ms), ms));
+    },
     fail(how) {
       count('fail');
       switch (how) {

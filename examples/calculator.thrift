@@ -27,6 +27,9 @@ service Calculator {
   // Burns about `micros` microseconds of CPU; returns a checksum of the work.
   i64 work(1: i32 micros),
 
+  // Waits `ms` milliseconds without using the CPU (an I/O-bound call), then returns `ms`.
+  i32 sleep(1: i32 ms),
+
   // Fails on purpose: 'throw' (synchronous throw), 'reject-null' (promise rejected with null),
   // 'bad-result' (a result of the wrong type), 'crash-worker' (the thread exits).
   string fail(1: string how),

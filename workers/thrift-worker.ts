@@ -61,18 +61,42 @@ function reply(id: number, frame: Buffer | null): void {
   }
 }
 
-/** Runs one batch; resolves with the number of calls answered once all have answered. */
-export default async function runBatch(batch: WorkerBatch): Promise<number> {
+/**
+ * Runs one batch. Calls that finish within the batch's first event-loop turn (synchronous
+ * handlers, mostly) come back in the task's own result, so a batch of fast calls costs one
+ * message each way; calls still running after that turn reply on their own as they finish, and
+ * the task resolves (with null) once they all have.
+ */
+export default async function runBatch(batch: WorkerBatch): Promise<WorkerReplies | null> {
   const bytes = new Uint8Array(batch.buffer);
+  const count = batch.ids.length;
+  const earlyIds: number[] = [];
+  const earlyFrames: (Buffer | null)[] = [];
+  let firstTurnOver = false;
+  let remaining = count;
+  let allDone: () => void = () => {};
+  const finished = new Promise<void>((resolve) => { allDone = resolve; });
   let offset = 0;
-  const calls: Promise<void>[] = [];
-  for (let i = 0; i < batch.ids.length; i++) {
+  for (let i = 0; i < count; i++) {
     const length = batch.lengths[i]!;
     const frame = Buffer.from(bytes.buffer, offset, length);
     offset += length;
     const id = batch.ids[i]!;
-    calls.push(runProcessor(processor, frame, data.protocol).then((out) => reply(id, out)));
+    void runProcessor(processor, frame, data.protocol).then((out) => {
+      if (firstTurnOver) reply(id, out);
+      else {
+        earlyIds.push(id);
+        earlyFrames.push(out);
+      }
+      if (--remaining === 0) allDone();
+    });
   }
-  await Promise.all(calls);
-  return calls.length;
+  await new Promise((resolve) => setImmediate(resolve));
+  firstTurnOver = true;
+  const packed = packFrames(earlyFrames);
+  const early: WorkerReplies = { replies: true, ids: earlyIds, buffer: packed.buffer, lengths: packed.lengths };
+  if (remaining === 0) return early;
+  if (earlyIds.length > 0) parentPort!.postMessage(early, [packed.buffer]);
+  await finished;
+  return null;
 }

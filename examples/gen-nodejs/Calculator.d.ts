@@ -43,6 +43,10 @@ declare class Client {
 
     work(micros: number, callback?: (error: void, response: Int64)=>void): void;
 
+    sleep(ms: number): Promise<number>;
+
+    sleep(ms: number, callback?: (error: void, response: number)=>void): void;
+
     fail(how: string): Promise<string>;
 
     fail(how: string, callback?: (error: void, response: string)=>void): void;
@@ -63,6 +67,7 @@ declare class Processor {
     process_record(seqid: number, input: thrift.TProtocol, output: thrift.TProtocol): void;
     process_divide(seqid: number, input: thrift.TProtocol, output: thrift.TProtocol): void;
     process_work(seqid: number, input: thrift.TProtocol, output: thrift.TProtocol): void;
+    process_sleep(seqid: number, input: thrift.TProtocol, output: thrift.TProtocol): void;
     process_fail(seqid: number, input: thrift.TProtocol, output: thrift.TProtocol): void;
     process_counters(seqid: number, input: thrift.TProtocol, output: thrift.TProtocol): void;
 }

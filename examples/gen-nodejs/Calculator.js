@@ -606,6 +606,110 @@ const Calculator_work_result = class {
   }
 
 };
+const Calculator_sleep_args = class {
+  constructor(args) {
+    this.ms = null;
+    if (args) {
+      if (args.ms !== undefined && args.ms !== null) {
+        this.ms = args.ms;
+      }
+    }
+  }
+
+  read (input) {
+    input.readStructBegin();
+    while (true) {
+      const ret = input.readFieldBegin();
+      const ftype = ret.ftype;
+      const fid = ret.fid;
+      if (ftype == Thrift.Type.STOP) {
+        break;
+      }
+      switch (fid) {
+        case 1:
+        if (ftype == Thrift.Type.I32) {
+          this.ms = input.readI32();
+        } else {
+          input.skip(ftype);
+        }
+        break;
+        case 0:
+          input.skip(ftype);
+          break;
+        default:
+          input.skip(ftype);
+      }
+      input.readFieldEnd();
+    }
+    input.readStructEnd();
+    return;
+  }
+
+  write (output) {
+    output.writeStructBegin('Calculator_sleep_args');
+    if (this.ms !== null && this.ms !== undefined) {
+      output.writeFieldBegin('ms', Thrift.Type.I32, 1);
+      output.writeI32(this.ms);
+      output.writeFieldEnd();
+    }
+    output.writeFieldStop();
+    output.writeStructEnd();
+    return;
+  }
+
+};
+const Calculator_sleep_result = class {
+  constructor(args) {
+    this.success = null;
+    if (args) {
+      if (args.success !== undefined && args.success !== null) {
+        this.success = args.success;
+      }
+    }
+  }
+
+  read (input) {
+    input.readStructBegin();
+    while (true) {
+      const ret = input.readFieldBegin();
+      const ftype = ret.ftype;
+      const fid = ret.fid;
+      if (ftype == Thrift.Type.STOP) {
+        break;
+      }
+      switch (fid) {
+        case 0:
+        if (ftype == Thrift.Type.I32) {
+          this.success = input.readI32();
+        } else {
+          input.skip(ftype);
+        }
+        break;
+        case 0:
+          input.skip(ftype);
+          break;
+        default:
+          input.skip(ftype);
+      }
+      input.readFieldEnd();
+    }
+    input.readStructEnd();
+    return;
+  }
+
+  write (output) {
+    output.writeStructBegin('Calculator_sleep_result');
+    if (this.success !== null && this.success !== undefined) {
+      output.writeFieldBegin('success', Thrift.Type.I32, 0);
+      output.writeI32(this.success);
+      output.writeFieldEnd();
+    }
+    output.writeFieldStop();
+    output.writeStructEnd();
+    return;
+  }
+
+};
 const Calculator_fail_args = class {
   constructor(args) {
     this.how = null;
@@ -1106,6 +1210,57 @@ const CalculatorClient = exports.Client = class CalculatorClient {
     return callback('work failed: unknown result');
   }
 
+  sleep (ms) {
+    this._seqid = this.new_seqid();
+    const self = this;
+    return new Promise((resolve, reject) => {
+      self._reqs[self.seqid()] = (error, result) => {
+        return error ? reject(error) : resolve(result);
+      };
+      self.send_sleep(ms);
+    });
+  }
+
+  send_sleep (ms) {
+    const output = new this.pClass(this.output);
+    const params = {
+      ms: ms
+    };
+    const args = new Calculator_sleep_args(params);
+    try {
+      output.writeMessageBegin('sleep', Thrift.MessageType.CALL, this.seqid());
+      args.write(output);
+      output.writeMessageEnd();
+      return this.output.flush();
+    }
+    catch (e) {
+      delete this._reqs[this.seqid()];
+      if (typeof output.reset === 'function') {
+        output.reset();
+      }
+      throw e;
+    }
+  }
+
+  recv_sleep (input, mtype, rseqid) {
+    const callback = this._reqs[rseqid] || function() {};
+    delete this._reqs[rseqid];
+    if (mtype == Thrift.MessageType.EXCEPTION) {
+      const x = new Thrift.TApplicationException();
+      x.read(input);
+      input.readMessageEnd();
+      return callback(x);
+    }
+    const result = new Calculator_sleep_result();
+    result.read(input);
+    input.readMessageEnd();
+
+    if (null !== result.success) {
+      return callback(null, result.success);
+    }
+    return callback('sleep failed: unknown result');
+  }
+
   fail (how) {
     this._seqid = this.new_seqid();
     const self = this;
@@ -1413,6 +1568,43 @@ const CalculatorProcessor = exports.Processor = class CalculatorProcessor {
         } else {
           result_obj = new Thrift.TApplicationException(Thrift.TApplicationExceptionType.UNKNOWN, err.message);
           output.writeMessageBegin("work", Thrift.MessageType.EXCEPTION, seqid);
+        }
+        result_obj.write(output);
+        output.writeMessageEnd();
+        output.flush();
+      });
+    }
+  }
+  process_sleep (seqid, input, output) {
+    const args = new Calculator_sleep_args();
+    args.read(input);
+    input.readMessageEnd();
+    if (this._handler.sleep.length === 1) {
+      Promise.resolve(this._handler.sleep.bind(this._handler)(
+        args.ms
+      )).then(result => {
+        const result_obj = new Calculator_sleep_result({success: result});
+        output.writeMessageBegin("sleep", Thrift.MessageType.REPLY, seqid);
+        result_obj.write(output);
+        output.writeMessageEnd();
+        output.flush();
+      }).catch(err => {
+        let result;
+        result = new Thrift.TApplicationException(Thrift.TApplicationExceptionType.UNKNOWN, err.message);
+        output.writeMessageBegin("sleep", Thrift.MessageType.EXCEPTION, seqid);
+        result.write(output);
+        output.writeMessageEnd();
+        output.flush();
+      });
+    } else {
+      this._handler.sleep(args.ms, (err, result) => {
+        let result_obj;
+        if ((err === null || typeof err === 'undefined')) {
+          result_obj = new Calculator_sleep_result((err !== null || typeof err === 'undefined') ? err : {success: result});
+          output.writeMessageBegin("sleep", Thrift.MessageType.REPLY, seqid);
+        } else {
+          result_obj = new Thrift.TApplicationException(Thrift.TApplicationExceptionType.UNKNOWN, err.message);
+          output.writeMessageBegin("sleep", Thrift.MessageType.EXCEPTION, seqid);
         }
         result_obj.write(output);
         output.writeMessageEnd();

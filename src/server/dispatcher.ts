@@ -3,8 +3,9 @@
  *
  * Frames dispatched during one event-loop turn are packed into one transferred buffer and sent as
  * one piscina task (flushed on setImmediate, or at once when a batch is full), so the cost of
- * crossing threads is paid once per batch instead of once per call. Replies come back the same
- * way, as soon as each is ready. If a worker dies, piscina rejects its tasks; the calls of those
+ * crossing threads is paid once per batch instead of once per call. Replies of calls that finish
+ * in the worker's first turn come back as the task's result; later ones come back on their own,
+ * per turn, as soon as they are ready. If a worker dies, piscina rejects its tasks; the calls of those
  * batches that had not been answered yet are failed (the server answers them with a
  * TApplicationException), and their limits' permits held by the dead thread are reclaimed.
  */
@@ -120,7 +121,9 @@ export class Dispatcher {
     }
     const packed = packFrames(frames);
     const task: WorkerBatch = { ids: sent, lengths: packed.lengths, buffer: packed.buffer };
-    this.pool.run(task, { transferList: [packed.buffer] }).catch((error: unknown) => {
+    this.pool.run(task, { transferList: [packed.buffer] }).then((replies: WorkerReplies | null) => {
+      if (replies !== null) this.onReplies(replies);
+    }, (error: unknown) => {
       const reason = new Error(`worker failed: ${error instanceof Error ? error.message : String(error)}`);
       for (const id of sent) {
         const call = this.inFlight.get(id);

@@ -23,6 +23,7 @@ export interface CalculatorClient {
   record(event: string): Promise<void>;
   divide(a: number, b: number): Promise<number>;
   work(micros: number): Promise<unknown>;
+  sleep(ms: number): Promise<number>;
   fail(how: string): Promise<string>;
   counters(): Promise<Record<string, unknown>>;
 }

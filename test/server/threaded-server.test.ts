@@ -50,6 +50,21 @@ describe.each(['binary', 'compact'] as Protocol[])('threaded server, %s protocol
     close();
   });
 
+  test('async handlers run concurrently in a worker and each replies when it is done, not with its batch', async () => {
+    const { port } = await start({ protocol, workers: 1 });
+    const { client, close } = await connect(port, protocol);
+    await client.ping(); // the worker has started and loaded its modules
+    const started = performance.now();
+    const finished: number[] = [];
+    await Promise.all([client.sleep(300).then(() => finished.push(performance.now() - started)),
+      ...Array.from({ length: 10 }, () => client.sleep(30).then(() => finished.push(performance.now() - started)))]);
+    finished.sort((a, b) => a - b);
+    expect(finished[9]).toBeLessThan(200); // the short calls did not wait for the long one
+    expect(finished[10]).toBeGreaterThanOrEqual(290);
+    expect(finished[10]).toBeLessThan(1000); // and the ten 30 ms calls ran concurrently
+    close();
+  });
+
   test('many connections with several calls outstanding each get their own replies', async () => {
     const { port } = await start({ protocol, workers: 2 });
     const clients = await Promise.all(Array.from({ length: 8 }, () => connect(port, protocol)));
