@@ -1,36 +1,34 @@
 /**
- * `thrift-queue-limiter demo`: several worker threads offer calls at twice the rate of one shared
- * token bucket; every call queues until admitted. Prints live admitted/s and queue depth, then a
- * summary, and exits non-zero if a figure is clearly wrong (a call refused, or the rate broken).
+ * `thrift-queue-limiter demo` (what `npm start` runs): the example Calculator service on the
+ * threaded server with a limit on `add`, driven at twice that limit by a load generator in another
+ * thread. Shows live admitted/s and queue depth, then a summary; exits non-zero if a figure is
+ * clearly wrong (a call refused or failed, the limit exceeded, or the limit not reached while calls
+ * were waiting).
  */
+import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { TokenBucket } from '../limiters/token-bucket.js';
+import { createThreadedServer } from '../server/threaded-server.js';
 import { parseDuration, parseFlags, parsePositive } from './args.js';
+import { FAILED, REPLIED, SENT, type DemoLoadData, type DemoLoadReport } from './demo-protocol.js';
 
-const HELP = `usage: thrift-queue-limiter demo [--duration 5s] [--rate 500] [--burst 20] [--threads 4]
+const HELP = `usage: thrift-queue-limiter demo [--duration 8s] [--rate 500] [--burst 20] [--workers 2]
 
-Worker threads offer calls at twice --rate to one token bucket in shared memory. Calls wait in the
-queue instead of failing; the summary compares offered and admitted rates and queue waits.`;
-
-/** What each demo worker reports when its offered load is done. */
-export interface DemoReport {
-  offered: number;
-  admitted: number;
-  refused: number;
-  waitsMs: number[];
-}
+Starts the example Calculator service on the threaded server (embedded in-process store, a free
+port on 127.0.0.1) with \`add\` limited to --rate calls/s, and offers twice that rate for
+--duration from a load generator thread. Calls over the limit wait in the queue instead of
+failing; the queue drains after the offered load stops.`;
 
 function percentile(sorted: number[], p: number): number {
-  return sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+  return sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!;
 }
 
 /** Runs the demo; resolves with the exit code. */
 export async function demo(argv: string[]): Promise<number> {
   const flags = parseFlags(argv, {
-    duration: { type: 'string', default: '5s' },
+    duration: { type: 'string', default: '8s' },
     rate: { type: 'string', default: '500' },
     burst: { type: 'string', default: '20' },
-    threads: { type: 'string', default: '4' },
+    workers: { type: 'string', default: '2' },
     help: { type: 'boolean', default: false },
   });
   if (flags.help) {
@@ -40,65 +38,73 @@ export async function demo(argv: string[]): Promise<number> {
   const durationMs = parseDuration('--duration', flags.duration as string);
   const rate = parsePositive('--rate', flags.rate as string);
   const burst = parsePositive('--burst', flags.burst as string, true);
-  const threads = parsePositive('--threads', flags.threads as string, true);
-  const bucket = new TokenBucket({ rate, burst });
-  console.log(`demo: ${threads} threads offer ${2 * rate} calls/s for ${durationMs / 1000} s to one shared limit of ${rate}/s (burst ${burst})`);
+  const workers = parsePositive('--workers', flags.workers as string, true);
+  const servicePath = fileURLToPath(new URL('../../../examples/gen-nodejs/Calculator.js', import.meta.url));
+  const server = createThreadedServer({
+    service: servicePath,
+    handler: fileURLToPath(new URL('../../../examples/calculator-handler.js', import.meta.url)),
+    workers,
+    limits: { add: { rate, burst } },
+  });
+  const { port } = await server.listen(0, '127.0.0.1');
+  const offered = 2 * rate;
+  console.log(`demo: Calculator on the threaded server (127.0.0.1:${port}, ${workers} workers), add limited to ${rate}/s (burst ${burst});`);
+  console.log(`      a load thread offers ${offered} add calls/s for ${durationMs / 1000} s, then waits for every reply`);
 
-  const counter = new SharedArrayBuffer(4);
-  const admittedNow = new Int32Array(counter);
+  const counterBuffer = new SharedArrayBuffer(12);
+  const counters = new Int32Array(counterBuffer);
+  const load = new Worker(new URL('./demo-load.js', import.meta.url), {
+    workerData: { port, ratePerSec: offered, durationMs, connections: 8, servicePath, counters: counterBuffer } satisfies DemoLoadData,
+  });
   const started = performance.now();
-  const workers = Array.from(
-    { length: threads },
-    () => new Worker(new URL('./demo-worker.js', import.meta.url), {
-      workerData: { descriptor: bucket.share(), ratePerThread: (2 * rate) / threads, durationMs, counter },
-    }),
-  );
-  const reports = workers.map(
-    (w) => new Promise<DemoReport>((resolve, reject) => {
-      w.once('message', resolve);
-      w.once('error', reject);
-    }),
-  );
+  const finished = new Promise<DemoLoadReport>((resolve, reject) => {
+    load.once('message', resolve);
+    load.once('error', reject);
+  });
   let last = { at: started, admitted: 0 };
   const progress = setInterval(() => {
     const now = performance.now();
-    const admitted = Atomics.load(admittedNow, 0);
-    const perSec = ((admitted - last.admitted) * 1000) / (now - last.at);
-    last = { at: now, admitted };
+    const s = server.stats();
+    const perSec = ((s.admitted - last.admitted) * 1000) / (now - last.at);
+    last = { at: now, admitted: s.admitted };
+    const t = (now - started) / 1000;
+    const width = 30;
+    const filled = Math.min(width, Math.round((Atomics.load(counters, REPLIED) / Math.max(1, (offered * durationMs) / 1000)) * width));
     process.stdout.write(
-      `\r  t=${((now - started) / 1000).toFixed(1).padStart(5)} s  admitted ${String(admitted).padStart(6)}  (${perSec.toFixed(0).padStart(5)}/s)  queued now ${String(bucket.queuedTotal).padStart(5)}   `,
+      `\r  [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] t=${t.toFixed(1).padStart(5)} s  sent ${String(Atomics.load(counters, SENT)).padStart(6)}  admitted ${perSec.toFixed(0).padStart(5)}/s  queued ${String(s.queued).padStart(5)}  replied ${String(Atomics.load(counters, REPLIED)).padStart(6)}  `,
     );
-  }, 500);
-  let results: DemoReport[];
+  }, 250);
+  let report: DemoLoadReport;
   try {
-    results = await Promise.all(reports);
+    report = await finished;
   } finally {
     clearInterval(progress);
     process.stdout.write('\n');
-    await Promise.all(workers.map((w) => w.terminate()));
   }
-  const elapsedSec = (performance.now() - started) / 1000;
-  const offered = results.reduce((a, r) => a + r.offered, 0);
-  const admitted = results.reduce((a, r) => a + r.admitted, 0);
-  const refused = results.reduce((a, r) => a + r.refused, 0);
-  const waits = results.flatMap((r) => r.waitsMs).sort((a, b) => a - b);
-  const bound = burst + rate * elapsedSec;
-  console.log(`offered   ${offered} calls (${(offered / (durationMs / 1000)).toFixed(0)}/s for ${durationMs / 1000} s)`);
-  console.log(`admitted  ${admitted} calls in ${elapsedSec.toFixed(2)} s (${(admitted / elapsedSec).toFixed(0)}/s; limit ${rate}/s allows at most ${Math.floor(bound)})`);
-  console.log(`refused   ${refused}`);
-  console.log(`queue wait p50 ${percentile(waits, 50).toFixed(1)} ms, p99 ${percentile(waits, 99).toFixed(1)} ms, max ${(waits.at(-1) ?? 0).toFixed(1)} ms`);
-  if (refused > 0) {
-    console.error('demo: FAILED: calls were refused although the queue is unbounded');
-    return 1;
-  }
-  if (admitted > bound) {
-    console.error(`demo: FAILED: ${admitted} calls admitted, more than the bound ${bound.toFixed(0)}`);
-    return 1;
-  }
-  if (admitted < offered) {
-    console.error('demo: FAILED: some offered calls never completed');
-    return 1;
-  }
-  console.log('demo: ok: every call was admitted, none refused, the rate held');
-  return 0;
+  const elapsed = (performance.now() - started) / 1000;
+  const stats = server.stats();
+  const waits = server.takeWaitPercentiles();
+  await load.terminate();
+  await server.close({ timeoutMs: 1000 });
+
+  const sent = Atomics.load(counters, SENT);
+  const failed = Atomics.load(counters, FAILED);
+  const refused = Object.values(stats.refused).reduce((a, b) => a + b, 0);
+  const latencies = report.latenciesMs.sort((a, b) => a - b);
+  const bound = burst + rate * elapsed;
+  const achieved = (stats.admitted - burst) / elapsed;
+  console.log(`offered   ${sent} calls at ${offered}/s for ${durationMs / 1000} s`);
+  console.log(`admitted  ${stats.admitted} calls in ${elapsed.toFixed(2)} s: ${achieved.toFixed(1)}/s after the burst (limit ${rate}/s; at most ${Math.floor(bound)} allowed)`);
+  console.log(`refused   ${refused}   failed ${failed}`);
+  console.log(`queue wait p50 ${waits.p50.toFixed(1)} ms, p99 ${waits.p99.toFixed(1)} ms, max ${waits.max.toFixed(1)} ms; client latency p50 ${percentile(latencies, 0.5).toFixed(1)} ms, p99 ${percentile(latencies, 0.99).toFixed(1)} ms`);
+  console.log('report and charts: not written yet (the bench/report command is an open issue)');
+  const problems: string[] = [];
+  if (refused > 0) problems.push(`${refused} calls were refused although the queue is unbounded`);
+  if (failed > 0) problems.push(`${failed} calls failed: ${report.errors.join('; ')}`);
+  if (stats.admitted > bound) problems.push(`${stats.admitted} calls admitted, more than the limit allows (${Math.floor(bound)})`);
+  if (achieved < rate * 0.9) problems.push(`admitted only ${achieved.toFixed(1)}/s while calls were waiting (limit ${rate}/s)`);
+  if (stats.admitted !== sent) problems.push(`${sent} calls sent but ${stats.admitted} admitted`);
+  for (const p of problems) console.error(`demo: FAILED: ${p}`);
+  if (problems.length === 0) console.log('demo: ok: every call was admitted and answered, none refused, and the limit held');
+  return problems.length === 0 ? 0 : 1;
 }

@@ -9,9 +9,9 @@ import { serve } from './serve.js';
 const USAGE = `usage: thrift-queue-limiter <command> [options]
 
 commands:
-  demo [--duration 5s] [--rate 500] [--threads 4]
-      Shared token bucket under twice its rate from worker threads: shows that queueing holds
-      the rate without refusing a call.
+  demo [--duration 8s] [--rate 500] [--burst 20] [--workers 2]
+      The example Thrift service on the threaded server, offered twice its limit: shows that
+      queueing holds the rate without refusing a call (what npm start runs).
   serve --service FILE --handler FILE [--port 9090] [--limit work=100/s] ...
       Multi-threaded Thrift server with queueing limits (see serve --help).
 
