@@ -229,3 +229,27 @@ describe('threaded server robustness', () => {
     running.catch(() => undefined);
   });
 });
+
+describe('limits shared with handler code in workers', () => {
+  test('handlers in 2 workers waiting on one shared limiter (createHandler context) are paced by one count, and worker timers fire', async () => {
+    const { fileURLToPath } = await import('node:url');
+    const handler = fileURLToPath(new URL('../fixtures/paced-handler.js', import.meta.url));
+    const { port } = await start({ workers: 2, handler, limits: { downstream: { rate: 20, burst: 1 } } });
+    const { client, close } = await connect(port);
+    await client.ping();
+    const started = performance.now();
+    // Calls a few ms apart go out in separate batches, which the pool spreads over its workers.
+    const calls: Promise<string>[] = [];
+    for (let k = 0; k < 6; k++) {
+      calls.push(client.fail('paced'));
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    const answers = await Promise.all(calls);
+    const threads = new Set(answers.map((a) => /thread (\d+)/.exec(a)![1]));
+    expect(threads.size).toBe(2);
+    // One shared bucket of 20/s, burst 1: six calls need at least 5 × 50 ms whichever worker ran
+    // them; two unshared buckets would let them through in about half that.
+    expect(performance.now() - started).toBeGreaterThanOrEqual(245);
+    close();
+  });
+});
