@@ -22,6 +22,9 @@ export interface ServerStatsSnapshot {
   protocolErrors: number;
   /** Connections open now. */
   connections: number;
+  /** `performance.now()` of the first and the latest admission (0 before any). */
+  firstAdmittedAt: number;
+  lastAdmittedAt: number;
 }
 
 /** Mutable counters plus a wait-time sample buffer. */
@@ -32,8 +35,17 @@ export class ServerStats {
   workerFailures = 0;
   protocolErrors = 0;
   connections = 0;
+  firstAdmittedAt = 0;
+  lastAdmittedAt = 0;
   readonly refused: Record<RefusalReason, number> = { queueFull: 0, waitLimit: 0, disconnected: 0, shutdown: 0 };
   private waits: number[] = [];
+
+  /** Counts an admission (a call handed to a worker) at `now` (performance.now()). */
+  admit(now: number): void {
+    this.admitted++;
+    if (this.firstAdmittedAt === 0) this.firstAdmittedAt = now;
+    this.lastAdmittedAt = now;
+  }
 
   /** Records how long an admitted call waited for its token, ms. */
   recordWait(ms: number): void {
@@ -59,6 +71,8 @@ export class ServerStats {
       workerFailures: this.workerFailures,
       protocolErrors: this.protocolErrors,
       connections: this.connections,
+      firstAdmittedAt: this.firstAdmittedAt,
+      lastAdmittedAt: this.lastAdmittedAt,
     };
   }
 }

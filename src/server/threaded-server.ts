@@ -188,7 +188,7 @@ export class ThreadedServer implements ConnectionHost {
   }
 
   private dispatch(connection: Connection, header: MessageHeader, frame: Buffer, done: (() => void) | undefined): void {
-    this.stats_.admitted++;
+    this.stats_.admit(performance.now());
     const oneway = header.type === ONEWAY;
     this.dispatcher!.dispatch({
       frame,
