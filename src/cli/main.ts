@@ -4,6 +4,7 @@
  * dispatches and turns a thrown usage error into one line on stderr and a non-zero exit.
  */
 import { demo } from './demo.js';
+import { load } from './load.js';
 import { serve } from './serve.js';
 
 const USAGE = `usage: thrift-queue-limiter <command> [options]
@@ -14,6 +15,8 @@ commands:
       queueing holds the rate without refusing a call (what npm start runs).
   serve --service FILE --handler FILE [--port 9090] [--limit work=100/s] ...
       Multi-threaded Thrift server with queueing limits (see serve --help).
+  load --service FILE --method NAME --port N (--rate 2000/s | --concurrency 64) [--duration 10s] ...
+      Thrift load generator: throughput, HDR latency percentiles, errors by kind (see load --help).
 
 run 'thrift-queue-limiter <command> --help' for a command's options.`;
 
@@ -27,6 +30,8 @@ async function main(argv: string[]): Promise<number> {
       return demo(rest);
     case 'serve':
       return serve(rest);
+    case 'load':
+      return load(rest);
     case undefined:
     case '--help':
     case '-h':
