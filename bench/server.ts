@@ -9,6 +9,8 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { basename } from 'node:path';
+import { barChart, histogram, lineChart } from '../src/report/svg-chart.js';
 import { closedLoop, type ArgsWriter } from './lib/load-client.js';
 import { fmt, machine, median, percentile, quick, table, verdict, writeResult } from './lib/report.js';
 
@@ -20,6 +22,8 @@ const PER_CONNECTION = 8;
 const child = fileURLToPath(new URL('./server-child.js', import.meta.url));
 
 interface Measured {
+  latenciesMs: number[];
+  completionsAtMs: number[];
   reqPerSec: number;
   p50: number;
   p99: number;
@@ -54,6 +58,8 @@ async function measure(kind: 'stock' | 'threaded', workers: number, method: stri
     const cpu = await message<{ processCpuUs: number; mainActiveUs: number }>(proc, 'processCpuUs');
     const lat = load.latenciesMs.sort((a, b) => a - b);
     return {
+      latenciesMs: lat,
+      completionsAtMs: load.completionsAtMs,
       // A limited server starts with a full bucket; count only what the rate itself let through.
       reqPerSec: (load.calls - (limit ? LIMIT_BURST : 0)) / load.seconds,
       p50: percentile(lat, 0.5),
@@ -107,6 +113,8 @@ async function workload(label: string, method: string, args: ArgsWriter): Promis
   const result = new Map<string, Measured>();
   for (const [name, list] of rounds) {
     result.set(name, {
+      latenciesMs: [],
+      completionsAtMs: [],
       reqPerSec: median(list.map((m) => m.reqPerSec)),
       p50: median(list.map((m) => m.p50)),
       p99: median(list.map((m) => m.p99)),
@@ -166,6 +174,23 @@ async function main(): Promise<void> {
     `- limited server within 1 % of its rate, zero refused: ${verdict(Math.abs(achieved - rate) <= rate * 0.01 && limitedErrors === 0)} (${fmt((100 * achieved) / rate, 2)} %, ${limitedErrors} refused)`,
     '',
   ];
+  // Charts: admitted rate over time against the limit, the distribution of queue waits (the
+  // limited run's latencies: nearly all of it is waiting for a token), req/s by server.
+  const last = limited.at(-1)!;
+  const buckets = new Map<number, number>();
+  for (const t of last.completionsAtMs) buckets.set(Math.floor(t / 100), (buckets.get(Math.floor(t / 100)) ?? 0) + 1);
+  const horizon = Math.floor(SECONDS * 10);
+  const ratePoints: [number, number][] = [];
+  for (let b = 0; b < horizon; b++) ratePoints.push([(b + 1) / 10, (buckets.get(b) ?? 0) * 10]);
+  const charts = {
+    rate: writeResult('server-limited-rate.svg', lineChart(`Limited server: completed calls/s (100 ms buckets), limit ${rate}/s`, 'time (s)', 'calls/s', [{ name: 'completed/s, 64 calls outstanding', points: ratePoints }], [{ name: `limit ${rate}/s`, y: rate }])),
+    wait: writeResult('server-limited-wait.svg', histogram(`Limited server: latency of each call (mostly queue wait), ${last.latenciesMs.length} calls`, 'ms', last.latenciesMs)),
+    throughput: writeResult('server-throughput.svg', barChart('req/s by server (8 connections × 8 outstanding)', 'req/s', configs.map((c) => c.name.replace(' (1 thread)', '')), [
+      { name: 'echo 100 B', values: configs.map((c) => echo.get(c.name)!.reqPerSec) },
+      { name: 'work ~1 ms CPU', values: configs.map((c) => work.get(c.name)!.reqPerSec) },
+    ])),
+  };
+  lines.push('## Charts', '', `![admitted rate](${basename(charts.rate)})`, '', `![queue wait](${basename(charts.wait)})`, '', `![req/s by server](${basename(charts.throughput)})`, '');
   const path = writeResult('server.md', lines.join('\n'));
   console.log(lines.join('\n'));
   console.log(`\nwrote ${path}`);

@@ -18,6 +18,8 @@ export interface LoadResult {
   errors: number;
   seconds: number;
   latenciesMs: number[];
+  /** When each reply arrived, ms after the run started. */
+  completionsAtMs: number[];
 }
 
 /** Encodes a framed binary request (length prefix included). */
@@ -36,9 +38,10 @@ export function encodeCall(method: string, seqid: number, writeArgs: ArgsWriter)
 
 /** Runs `connections × perConnection` outstanding calls of one pre-encoded method for `seconds`. */
 export async function closedLoop(port: number, method: string, writeArgs: ArgsWriter, connections: number, perConnection: number, seconds: number): Promise<LoadResult> {
-  const result: LoadResult = { calls: 0, errors: 0, seconds, latenciesMs: [] };
+  const result: LoadResult = { calls: 0, errors: 0, seconds, latenciesMs: [], completionsAtMs: [] };
   const sockets: net.Socket[] = [];
-  const deadline = performance.now() + seconds * 1000;
+  const began = performance.now();
+  const deadline = began + seconds * 1000;
   let started = 0;
   const done: Promise<void>[] = [];
   for (let c = 0; c < connections; c++) {
@@ -59,6 +62,7 @@ export async function closedLoop(port: number, method: string, writeArgs: ArgsWr
             result.calls++;
             if (type === 3) result.errors++;
             result.latenciesMs.push(now - sentAt[seqid]!);
+            result.completionsAtMs.push(now - began);
             outstanding--;
             if (now < deadline) {
               sentAt[seqid] = now;
@@ -85,7 +89,6 @@ export async function closedLoop(port: number, method: string, writeArgs: ArgsWr
       }),
     );
   }
-  const began = performance.now();
   await Promise.all(done);
   result.seconds = (performance.now() - began) / 1000;
   void started;

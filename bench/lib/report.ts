@@ -4,6 +4,7 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** Median of a list of numbers. */
@@ -42,11 +43,18 @@ export function verdict(ok: boolean): string {
   return ok ? 'met' : '**not met**';
 }
 
-/** Writes `bench/results/<name>` (relative to the repository, not to dist/). */
+/** Where reports go: `--out DIR`, else the repository's bench/results/ (not dist/). */
+function resultsDir(): string {
+  const at = process.argv.indexOf('--out');
+  if (at >= 0 && process.argv[at + 1]) return resolve(process.argv[at + 1]!);
+  return fileURLToPath(new URL('../../../bench/results/', import.meta.url));
+}
+
+/** Writes `<results dir>/<name>` and returns its path. */
 export function writeResult(name: string, content: string): string {
-  const dir = fileURLToPath(new URL('../../../bench/results/', import.meta.url));
+  const dir = resultsDir();
   mkdirSync(dir, { recursive: true });
-  const path = `${dir}${name}`;
+  const path = join(dir, name);
   writeFileSync(path, content);
   return path;
 }

@@ -3,6 +3,7 @@
  * The `thrift-queue-limiter` command. Each subcommand lives in its own module; this file only
  * dispatches and turns a thrown usage error into one line on stderr and a non-zero exit.
  */
+import { bench } from './bench.js';
 import { demo } from './demo.js';
 import { load } from './load.js';
 import { serve } from './serve.js';
@@ -17,6 +18,8 @@ commands:
       Multi-threaded Thrift server with queueing limits (see serve --help).
   load --service FILE --method NAME --port N (--rate 2000/s | --concurrency 64) [--duration 10s] ...
       Thrift load generator: throughput, HDR latency percentiles, errors by kind (see load --help).
+  bench [--quick] [--suite core|server] [--out DIR]
+      Benchmark suites with peers side by side; Markdown reports and SVG charts in bench/results/.
 
 run 'thrift-queue-limiter <command> --help' for a command's options.`;
 
@@ -32,6 +35,8 @@ async function main(argv: string[]): Promise<number> {
       return serve(rest);
     case 'load':
       return load(rest);
+    case 'bench':
+      return bench(rest);
     case undefined:
     case '--help':
     case '-h':

@@ -1,0 +1,33 @@
+/** Runs memory-child.js once per library, each in its own `node --expose-gc` process. */
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+export interface MemoryResult {
+  name: string;
+  count: number;
+  /** Calls the library reports waiting (NaN when it does not tell). */
+  queued: number;
+  bytesPerCall: number;
+}
+
+export const MEMORY_LIBRARIES = [
+  'ours: TokenBucket acquire()',
+  'ours: TokenBucket run(noop)',
+  'bottleneck schedule(fn), maxConcurrent 1',
+  'p-queue add(fn), interval mode',
+  'limiter removeTokens(1)',
+  'rate-limiter-flexible RateLimiterQueue',
+];
+
+export async function memoryRun(count: number): Promise<MemoryResult[]> {
+  const run = promisify(execFile);
+  const script = fileURLToPath(new URL('./memory-child.js', import.meta.url));
+  const results: MemoryResult[] = [];
+  for (const name of MEMORY_LIBRARIES) {
+    const { stdout } = await run(process.execPath, ['--expose-gc', script, name, String(count)], { timeout: 60_000 });
+    const r = JSON.parse(stdout) as { name: string; count: number; queued: number | null; bytesPerCall: number };
+    results.push({ ...r, queued: r.queued ?? NaN });
+  }
+  return results;
+}

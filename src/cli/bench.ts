@@ -1,0 +1,48 @@
+/**
+ * `thrift-queue-limiter bench`: runs the benchmark suites one after another (each in its own
+ * process, so one suite's threads and heap do not disturb the next) and says where their reports
+ * and charts were written.
+ */
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { parseFlags } from './args.js';
+
+const SUITES = ['core', 'server'] as const;
+
+const HELP = `usage: thrift-queue-limiter bench [--quick] [--suite core|server] [--out DIR]
+
+Runs the benchmark suites with peers side by side in the same run and writes Markdown reports and
+SVG charts (default: bench/results/). --quick runs every suite for a few seconds: a check that
+they run and write their reports, not a measurement.`;
+
+/** Runs `bench`; resolves with the exit code. */
+export async function bench(argv: string[]): Promise<number> {
+  const f = parseFlags(argv, {
+    quick: { type: 'boolean', default: false },
+    suite: { type: 'string', multiple: true },
+    out: { type: 'string' },
+    help: { type: 'boolean', default: false },
+  });
+  if (f.help) {
+    console.log(HELP);
+    return 0;
+  }
+  const chosen = (f.suite as string[] | undefined) ?? [...SUITES];
+  for (const s of chosen) {
+    if (!(SUITES as readonly string[]).includes(s)) throw new RangeError(`--suite must be one of ${SUITES.join(', ')}, got ${JSON.stringify(s)}`);
+  }
+  for (const suite of chosen) {
+    const script = fileURLToPath(new URL(`../../bench/${suite}.js`, import.meta.url));
+    const args = [script, ...(f.quick ? ['--quick'] : []), ...(f.out ? ['--out', f.out as string] : [])];
+    console.log(`bench: ${suite}${f.quick ? ' (quick)' : ''}`);
+    const code = await new Promise<number>((resolve) => {
+      const child = spawn(process.execPath, args, { stdio: 'inherit' });
+      child.on('exit', (c) => resolve(c ?? 1));
+    });
+    if (code !== 0) {
+      console.error(`bench: suite ${suite} failed (exit ${code})`);
+      return 1;
+    }
+  }
+  return 0;
+}

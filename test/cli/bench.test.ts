@@ -1,0 +1,34 @@
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { afterAll, describe, expect, test } from 'vitest';
+
+const run = promisify(execFile);
+const cli = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
+const out = mkdtempSync(join(tmpdir(), 'tql-bench-'));
+afterAll(() => rmSync(out, { recursive: true, force: true }));
+
+describe('thrift-queue-limiter bench --quick', () => {
+  test('runs every suite and writes every report and chart (a smoke run: speed is not asserted)', async () => {
+    await run(process.execPath, [cli, 'bench', '--quick', '--out', out], { timeout: 180_000 });
+    const core = readFileSync(join(out, 'core.md'), 'utf8');
+    expect(core).toMatch(/^# Core benchmarks \(QUICK smoke run/);
+    for (const section of ['## acquire + run of a no-op', '## tryAcquire alone', '## One shared TokenBucket', '## Overload', '## Memory', '## Targets']) {
+      expect(core).toContain(section);
+    }
+    expect(core).toMatch(/\| bottleneck schedule\(noop\) \| [\d,]+ \|/);
+    const server = readFileSync(join(out, 'server.md'), 'utf8');
+    for (const section of ['## (a) echo of 100 bytes', '## (b) work', '## Limited server', '## Targets', '## Charts']) {
+      expect(server).toContain(section);
+    }
+    for (const chart of ['server-limited-rate.svg', 'server-limited-wait.svg', 'server-throughput.svg']) {
+      expect(existsSync(join(out, chart)), chart).toBe(true);
+      const svg = readFileSync(join(out, chart), 'utf8');
+      expect(svg.startsWith('<svg xmlns="http://www.w3.org/2000/svg"')).toBe(true);
+      expect(svg).toMatch(/<(polyline|rect) [^>]*(points="[\d.]+,[\d.]+|height="[\d.]+")/);
+    }
+  }, 200_000);
+});
