@@ -15,7 +15,7 @@ export type {
 export { attachLimiter, type AnyLimiter } from './limiters/attach.js';
 export { ConcurrencyLimit } from './limiters/concurrency-limit.js';
 export { FixedWindow } from './limiters/fixed-window.js';
-export { Limiter, type LimitedEvent, type LimiterDescriptor, type LimiterEvents, type RefusedEvent } from './limiters/limiter.js';
+export { Limiter, type LimitedEvent, type LimiterDescriptor, type LimiterEvents, type LimiterSnapshot, type RefusedEvent } from './limiters/limiter.js';
 export type { Permit } from './limiters/permit.js';
 export { TokenBucket } from './limiters/token-bucket.js';
 export { RateLimiter, type RateLimiterDescriptor } from './rate-limiter.js';
@@ -26,3 +26,4 @@ export type { ServerStatsSnapshot, RefusalReason } from './server/stats.js';
 export { wrapHandler, ServerOverloadedError } from './thrift/wrap-handler.js';
 export { ExceptionType } from './thrift/application-exception.js';
 export type { HandlerContext } from './server/batch.js';
+export { limiterMetrics, type LimiterMetricsOptions } from './metrics/prometheus.js';

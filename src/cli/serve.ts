@@ -2,6 +2,9 @@
  * `thrift-queue-limiter serve`: runs a generated service and a handler module on the threaded
  * server, prints a stats line every few seconds, and shuts down cleanly on SIGINT/SIGTERM.
  */
+import { once } from 'node:events';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { createThreadedServer } from '../server/threaded-server.js';
 import type { LimitsConfig } from '../server/method-limits.js';
 import { parseDuration, parseFlags, parsePositive } from './args.js';
@@ -23,6 +26,7 @@ const HELP = `usage: thrift-queue-limiter serve --service FILE --handler FILE [o
   --idle-timeout DUR    close a connection silent mid-frame this long (default 30s; 0 disables)
   --max-connections N   most open connections (default: unbounded)
   --stats-interval DUR  how often to print the stats line (default 5s)
+  --metrics-port N      serve Prometheus metrics at http://127.0.0.1:N/metrics (off by default)
   --help                this text
 
 Over a bound a call is answered with TApplicationException type 11 (overloaded); a oneway call is dropped and counted.`;
@@ -43,6 +47,7 @@ export async function serve(argv: string[]): Promise<number> {
     'idle-timeout': { type: 'string' },
     'max-connections': { type: 'string' },
     'stats-interval': { type: 'string', default: '5s' },
+    'metrics-port': { type: 'string' },
     help: { type: 'boolean', default: false },
   });
   if (flags.help) {
@@ -77,6 +82,22 @@ export async function serve(argv: string[]): Promise<number> {
   });
   const statsEvery = parseDuration('--stats-interval', flags['stats-interval'] as string);
   const address = await server.listen(port, flags.host as string);
+  let metrics: http.Server | undefined;
+  if (flags['metrics-port'] !== undefined) {
+    const metricsPort = Number(flags['metrics-port']);
+    if (!Number.isInteger(metricsPort) || metricsPort < 0 || metricsPort > 65535) throw new RangeError(`--metrics-port must be 0..65535, got ${JSON.stringify(flags['metrics-port'])}`);
+    const registry = server.metricsRegistry();
+    metrics = http.createServer((req, res) => {
+      if (req.url !== '/metrics') {
+        res.writeHead(404).end();
+        return;
+      }
+      registry.metrics().then((text) => res.writeHead(200, { 'Content-Type': registry.contentType }).end(text), () => res.writeHead(500).end());
+    });
+    metrics.listen(metricsPort, '127.0.0.1');
+    await once(metrics, 'listening');
+    console.log(`metrics on http://127.0.0.1:${(metrics.address() as AddressInfo).port}/metrics`);
+  }
   console.log(`serving ${flags.service} on ${address.address}:${address.port} (${server.options.workers} workers, ${protocol}); limits: ${Object.keys(limits).length ? (flags.limit as string[]).join(' ') : 'none'}`);
 
   let last = { at: performance.now(), admitted: 0 };
@@ -97,6 +118,7 @@ export async function serve(argv: string[]): Promise<number> {
     process.once('SIGTERM', () => resolve('SIGTERM'));
   });
   clearInterval(timer);
+  metrics?.close();
   console.log(`${signal}: shutting down (queued and running calls get 5 s to finish)`);
   await server.close({ timeoutMs: 5000 });
   const s = server.stats();

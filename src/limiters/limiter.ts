@@ -7,7 +7,7 @@ import type { Clock, Nanos } from '../clock.js';
 import { QueueFullError, QueueTimeoutError } from '../errors.js';
 import { checkCount, resolveAcquireOptions, type AcquireOptions, type ResolvedQueueOptions } from '../options.js';
 import { NO_DEADLINE, WaitQueue, type Admission, type Waiter } from '../queue/wait-queue.js';
-import { SharedState, type LimiterKind } from '../shared/shared-state.js';
+import { M, SharedState, WAIT_BUCKETS, type LimiterKind } from '../shared/shared-state.js';
 import { RATE_PERMIT, type Permit } from './permit.js';
 
 /**
@@ -41,6 +41,23 @@ export interface RefusedEvent {
   reason: 'queue-full' | 'timeout' | 'aborted';
   /** Tokens or permits the call asked for. */
   n: number;
+}
+
+/** What {@link Limiter.snapshot} returns; counts since the limiter was created, over all threads. */
+export interface LimiterSnapshot {
+  kind: LimiterKind;
+  /** Calls admitted (at once or after waiting). */
+  admitted: number;
+  /** Calls refused, by reason. */
+  refused: { queueFull: number; timeout: number; aborted: number };
+  /** Calls waiting now. */
+  queued: number;
+  /** Admitted calls that had to wait. */
+  waited: number;
+  /** Their total wait, ms. */
+  waitMsTotal: number;
+  /** Their waits: count with wait ≤ leMs (not cumulative; the last bucket is everything longer). */
+  waitHistogram: { leMs: number; count: number }[];
 }
 
 /** Event names and their payloads. */
@@ -84,6 +101,8 @@ export abstract class Limiter implements Admission {
   readonly maxWaitMs: number;
 
   private readonly queue: WaitQueue;
+  private readonly metrics: BigInt64Array;
+  private readonly createdAt: Nanos;
   private readonly slotHolder: { id: string; state: SharedState; slot: number };
   private limitedListeners: Listener<'limited'>[] | undefined;
   private refusedListeners: Listener<'refused'>[] | undefined;
@@ -96,6 +115,8 @@ export abstract class Limiter implements Admission {
     this.maxQueued = options.maxQueued;
     this.maxWaitMs = options.maxWaitMs;
     this.queue = new WaitQueue(this, this.clock);
+    this.metrics = this.state.i64;
+    this.createdAt = this.clock.now();
     this.slotHolder = { id: this.id, state: this.state, slot: -1 };
     attached.set(this.id, new WeakRef(this));
     unregister.register(this, this.slotHolder);
@@ -149,7 +170,9 @@ export abstract class Limiter implements Admission {
   /** Admits at once if the limit allows, without waiting and without queueing. */
   tryAcquire(n = 1): boolean {
     if (n !== 1) checkCount(n, this.capacity, this.capacityName());
-    return this.queue.size === 0 && this.fastTake(n);
+    if (this.queue.size !== 0 || !this.fastTake(n)) return false;
+    Atomics.add(this.metrics, M.ADMITTED, 1n);
+    return true;
   }
 
   /**
@@ -163,7 +186,10 @@ export abstract class Limiter implements Admission {
   acquire(n = 1, options?: AcquireOptions): Promise<Permit> {
     const maxWaitMs = resolveAcquireOptions(options, this.maxWaitMs);
     if (n !== 1) checkCount(n, this.capacity, this.capacityName());
-    if (this.queue.size === 0 && this.fastTake(n)) return this.admittedNow(n);
+    if (this.queue.size === 0 && this.fastTake(n)) {
+      Atomics.add(this.metrics, M.ADMITTED, 1n);
+      return this.admittedNow(n);
+    }
     return this.enqueue<Permit>(n, maxWaitMs, options?.signal, undefined);
   }
 
@@ -175,7 +201,10 @@ export abstract class Limiter implements Admission {
   run<T>(task: () => T | PromiseLike<T>, n = 1, options?: AcquireOptions): Promise<T> {
     const maxWaitMs = resolveAcquireOptions(options, this.maxWaitMs);
     if (n !== 1) checkCount(n, this.capacity, this.capacityName());
-    if (this.queue.size === 0 && this.fastTake(n)) return this.runAdmitted(task, n);
+    if (this.queue.size === 0 && this.fastTake(n)) {
+      Atomics.add(this.metrics, M.ADMITTED, 1n);
+      return this.runAdmitted(task, n);
+    }
     return this.enqueue<T>(n, maxWaitMs, options?.signal, task);
   }
 
@@ -292,7 +321,7 @@ export abstract class Limiter implements Admission {
     }
     const deadline = maxWaitMs === Infinity ? NO_DEADLINE : now + BigInt(Math.ceil(maxWaitMs * 1e6));
     return new Promise<T>((resolve, reject) => {
-      const call = new PendingCall<T>(this, n, deadline, resolve, reject, task);
+      const call = new PendingCall<T>(this, n, this.msSinceCreated(now), deadline, resolve, reject, task);
       if (deadline !== NO_DEADLINE) call.setMaxWait(maxWaitMs);
       this.state.addQueued(this.slot(), n);
       if (signal !== undefined) call.attachSignal(signal, this.queue);
@@ -307,6 +336,7 @@ export abstract class Limiter implements Admission {
 
   /** @internal */
   emitRefused(reason: RefusedEvent['reason'], n: number): void {
+    Atomics.add(this.metrics, reason === 'queue-full' ? M.REFUSED_QUEUE_FULL : reason === 'timeout' ? M.REFUSED_TIMEOUT : M.REFUSED_ABORTED, 1n);
     if (this.refusedListeners?.length) {
       const event: RefusedEvent = { reason, n };
       for (const l of this.refusedListeners) l(event);
@@ -317,6 +347,52 @@ export abstract class Limiter implements Admission {
   completeAdmitted<T>(call: PendingCall<T>): void {
     if (call.task === undefined) call.resolve(this.makePermit(call.n) as T);
     else call.resolve(this.runAdmitted(call.task, call.n));
+    this.recordWait((this.msSinceCreated(this.clock.now()) - call.enqueuedAtMs) * 1e6);
+  }
+
+  /**
+   * Whole milliseconds since this instance was created: a small integer (a Smi, stored in the
+   * waiter itself) for the first 24 days, where a double or a BigInt would be one more heap object
+   * per waiting call. Wait metrics are kept to the millisecond.
+   */
+  private msSinceCreated(now: Nanos): number {
+    return Math.round(Number(now - this.createdAt) / 1e6);
+  }
+
+  /** Counts an admission that waited `waitNs` (after the call started: the bookkeeping can wait). */
+  private recordWait(waitNs: number): void {
+    const m = this.metrics;
+    Atomics.add(m, M.ADMITTED, 1n);
+    Atomics.add(m, M.WAITED, 1n);
+    Atomics.add(m, M.WAIT_NS_TOTAL, BigInt(Math.max(0, Math.round(waitNs))));
+    const ms = waitNs / 1e6;
+    const bucket = ms <= 1 ? 0 : Math.min(WAIT_BUCKETS - 1, Math.ceil(Math.log2(ms)));
+    Atomics.add(m, M.WAIT_HISTOGRAM + bucket, 1n);
+  }
+
+  /**
+   * The limiter's counters, summed over every thread that shares it: read at any time, from any
+   * thread, at the cost of a few atomic loads.
+   */
+  snapshot(): LimiterSnapshot {
+    const m = this.metrics;
+    const histogram: { leMs: number; count: number }[] = [];
+    for (let k = 0; k < WAIT_BUCKETS; k++) {
+      histogram.push({ leMs: k === WAIT_BUCKETS - 1 ? Infinity : 2 ** k, count: Number(Atomics.load(m, M.WAIT_HISTOGRAM + k)) });
+    }
+    return {
+      kind: this.kind,
+      admitted: Number(Atomics.load(m, M.ADMITTED)),
+      refused: {
+        queueFull: Number(Atomics.load(m, M.REFUSED_QUEUE_FULL)),
+        timeout: Number(Atomics.load(m, M.REFUSED_TIMEOUT)),
+        aborted: Number(Atomics.load(m, M.REFUSED_ABORTED)),
+      },
+      queued: this.state.queuedCalls(),
+      waited: Number(Atomics.load(m, M.WAITED)),
+      waitMsTotal: Number(Atomics.load(m, M.WAIT_NS_TOTAL)) / 1e6,
+      waitHistogram: histogram,
+    };
   }
 }
 
@@ -340,6 +416,8 @@ class PendingCall<T> implements Waiter {
   constructor(
     private readonly owner: Limiter,
     readonly n: number,
+    /** Enqueue time in ms since the limiter was created (see msSinceCreated): for the wait metrics. */
+    readonly enqueuedAtMs: number,
     readonly deadline: Nanos,
     readonly resolve: (value: T | PromiseLike<T>) => void,
     private readonly reject: (error: unknown) => void,

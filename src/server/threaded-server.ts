@@ -21,6 +21,8 @@ import { Dispatcher } from './dispatcher.js';
 import { MethodLimits } from './method-limits.js';
 import { resolveServerOptions, type ResolvedServerOptions, type ThreadedServerOptions } from './server-options.js';
 import { ServerStats, type ServerStatsSnapshot } from './stats.js';
+import type { Registry } from 'prom-client';
+import { limiterMetrics } from '../metrics/prometheus.js';
 
 const CALL = 1;
 const ONEWAY = 4;
@@ -110,6 +112,24 @@ export class ThreadedServer implements ConnectionHost {
   /** Counters since start, plus the number of calls waiting now. */
   stats(): ServerStatsSnapshot & { queued: number; running: number } {
     return { ...this.stats_.snapshot(), queued: this.limits.queued(), running: this.dispatcher?.outstanding ?? 0 };
+  }
+
+  /**
+   * A prom-client Registry with the limits' metrics (admitted, refused by reason, queued, wait
+   * histogram; read from shared memory at scrape time) and the server's own counters.
+   */
+  metricsRegistry(prefix = 'tql_'): Registry {
+    const s = (): ServerStatsSnapshot => this.stats_.snapshot();
+    return limiterMetrics(Object.fromEntries(this.limits.entries()), {
+      prefix,
+      extra: [
+        { name: 'server_connections', help: 'Client connections open now.', type: 'gauge', read: () => [{ labels: {}, value: s().connections }] },
+        { name: 'server_completed_total', help: 'Calls answered by a worker.', type: 'counter', read: () => [{ labels: {}, value: s().completed }] },
+        { name: 'server_worker_failures_total', help: 'Calls answered INTERNAL_ERROR because a worker failed.', type: 'counter', read: () => [{ labels: {}, value: s().workerFailures }] },
+        { name: 'server_protocol_errors_total', help: 'Connections closed for a protocol violation.', type: 'counter', read: () => [{ labels: {}, value: s().protocolErrors }] },
+        { name: 'server_oneway_dropped_total', help: 'Oneway calls dropped over a queue bound.', type: 'counter', read: () => [{ labels: {}, value: s().onewayDropped }] },
+      ],
+    });
   }
 
   /** Queue-wait percentiles (ms) since the previous call. */

@@ -22,7 +22,9 @@
  * 32  i64 STATE          the algorithm's word: token bucket TAT, fixed window (window << 32 | count)
  * 40  i64 EPOCH          clock reading the fixed windows are counted from
  * 48  16 bytes unused
- * 64  thread table: SLOT_COUNT rows of 8 i32 (32 bytes), fields below
+ * 64  i64 metrics, counted by every thread (see M): admitted, refused by reason, calls that
+ *     waited, total wait, and a wait histogram of WAIT_BUCKETS log2 buckets of milliseconds
+ * 256 thread table: SLOT_COUNT rows of 8 i32 (32 bytes), fields below
  * ```
  *
  * Thread table row (one per limiter instance that waits on or holds permits of the limiter, and
@@ -64,6 +66,24 @@ export const W = {
   EPOCH: 5,
 } as const;
 
+/**
+ * Metric word indices in the BigInt64 view. 64-bit counters: at millions of calls per second a
+ * 32-bit one would wrap within the hour.
+ */
+export const M = {
+  ADMITTED: 8,
+  REFUSED_QUEUE_FULL: 9,
+  REFUSED_TIMEOUT: 10,
+  REFUSED_ABORTED: 11,
+  WAITED: 12,
+  WAIT_NS_TOTAL: 13,
+  /** First of WAIT_BUCKETS: bucket k counts waits ≤ 2^k ms (k = 0..WAIT_BUCKETS − 2), the last all longer. */
+  WAIT_HISTOGRAM: 14,
+} as const;
+
+/** Buckets of the wait histogram: ≤ 1, 2, 4, … 32 768 ms, then longer. */
+export const WAIT_BUCKETS = 17;
+
 /** Field offsets inside a thread table row, in Int32 words. */
 export const S = {
   OWNER: 0,
@@ -76,7 +96,7 @@ export const S = {
   SIGNAL: 7,
 } as const;
 
-const HEADER_BYTES = 64;
+const HEADER_BYTES = 8 * (M.WAIT_HISTOGRAM + WAIT_BUCKETS) + 8; // 256
 const ROW_WORDS = 8;
 const TABLE_START = HEADER_BYTES / 4;
 

@@ -15,11 +15,11 @@ describe('thrift-queue-limiter bench --quick', () => {
   test('runs every suite and writes every report and chart (a smoke run: speed is not asserted)', async () => {
     await run(process.execPath, [cli, 'bench', '--quick', '--out', out], { timeout: 180_000 });
     const core = readFileSync(join(out, 'core.md'), 'utf8');
-    expect(core).toMatch(/^# Core benchmarks \(QUICK smoke run/);
-    for (const section of ['## acquire + run of a no-op', '## tryAcquire alone', '## One shared TokenBucket', '## Overload', '## Memory', '## Targets']) {
+    expect(core).toMatch(/^# Core benchmarks.*QUICK/);
+    for (const section of ['## acquire + run of a no-op', '## tryAcquire alone', '## Overload', '## Memory', '## Targets']) {
       expect(core).toContain(section);
     }
-    expect(core).toMatch(/\| bottleneck schedule\(noop\) \| [\d,]+ \|/);
+    for (const peer of ['bottleneck', 'limiter', 'p-queue', 'p-throttle', 'rate-limiter-flexible']) expect(core).toContain(peer);
     const server = readFileSync(join(out, 'server.md'), 'utf8');
     for (const section of ['## (a) echo of 100 bytes', '## (b) work', '## Limited server', '## Targets', '## Charts']) {
       expect(server).toContain(section);

@@ -10,7 +10,7 @@ const cli = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url)
 describe('thrift-queue-limiter serve', () => {
   test('serves the example service with limits, prints stats lines, and shuts down cleanly on SIGTERM', async () => {
     const child = spawn(process.execPath, [cli, 'serve', '--service', servicePath, '--handler', handlerPath, '--port', '0', '--workers', '1',
-      '--limit', 'add=200/s,burst=5', '--limit', '*=1000/s', '--max-wait', '2s', '--stats-interval', '200ms'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      '--limit', 'add=200/s,burst=5', '--limit', '*=1000/s', '--max-wait', '2s', '--stats-interval', '200ms', '--metrics-port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
     const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
@@ -20,6 +20,10 @@ describe('thrift-queue-limiter serve', () => {
       const { client, close } = await connect(port);
       expect(await Promise.all(Array.from({ length: 20 }, (_, k) => client.add(k, k)))).toEqual(Array.from({ length: 20 }, (_, k) => 2 * k));
       await expect.poll(() => /admitted \d+\/s {2}queued \d+/.test(out), { timeout: 5_000 }).toBe(true);
+      const metricsUrl = /metrics on (http:\/\/127\.0\.0\.1:\d+\/metrics)/.exec(out)![1]!;
+      const metrics = await (await fetch(metricsUrl)).text();
+      expect(metrics).toContain('tql_admitted_total{limit="add"} 20');
+      expect(metrics).toContain('tql_refused_total{limit="add",reason="queue_full"} 0');
       close();
     } finally {
       child.kill('SIGTERM');

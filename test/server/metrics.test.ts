@@ -1,0 +1,78 @@
+import { Worker } from 'node:worker_threads';
+import parsePrometheusTextFormat from 'parse-prometheus-text-format';
+import { describe, expect, test } from 'vitest';
+import { TokenBucket } from '../../src/limiters/token-bucket.js';
+import { limiterMetrics } from '../../src/metrics/prometheus.js';
+import type { WorkerJob } from '../fixtures/limiter-worker.js';
+import { fixture } from '../helpers.js';
+import { connect, startServer, type AppException } from './calculator.js';
+
+interface Family {
+  name: string;
+  type: string;
+  metrics: { value?: string; labels?: Record<string, string>; buckets?: Record<string, string>; count?: string; sum?: string }[];
+}
+
+describe('metrics in shared memory', () => {
+  test('counters are one set of numbers for every thread: 3 workers × 200 calls and 100 on the main thread are all counted', async () => {
+    const tb = new TokenBucket({ rate: 1e9, burst: 1_000_000 });
+    const go = new SharedArrayBuffer(4);
+    const workers = [0, 1, 2].map(() => new Worker(fixture('limiter-worker'), { workerData: { mode: 'run', descriptor: tb.share(), count: 200, go } satisfies WorkerJob }));
+    await Promise.all(workers.map((w) => new Promise((r) => w.once('message', r))));
+    const done = workers.map((w) => new Promise((r) => w.once('message', r)));
+    Atomics.store(new Int32Array(go), 0, 1);
+    Atomics.notify(new Int32Array(go), 0);
+    await Promise.all(Array.from({ length: 100 }, () => tb.acquire()));
+    await Promise.all(done);
+    await Promise.all(workers.map((w) => w.terminate()));
+    // The workers' warm-up uses private limiters, so exactly these calls are counted.
+    expect(tb.snapshot()).toMatchObject({ kind: 'token-bucket', admitted: 700, queued: 0, refused: { queueFull: 0, timeout: 0, aborted: 0 } });
+  });
+
+  test('the Prometheus text parses with a real parser and its counters match what the test sent', async () => {
+    const { server, port } = await startServer({ workers: 1, limits: { add: { rate: 20, burst: 5 } }, queue: { maxWaitMs: 120 } });
+    try {
+      const { client, close } = await connect(port);
+      const results = await Promise.all(Array.from({ length: 20 }, (_, k) => client.add(k, 0).then(() => 'ok', (e: AppException) => `refused ${e.type}`)));
+      close();
+      const ok = results.filter((r) => r === 'ok').length;
+      const refused = results.filter((r) => r === 'refused 11').length;
+      expect(ok + refused).toBe(20);
+      expect(refused).toBeGreaterThan(0);
+      const text = await server.metricsRegistry().metrics();
+      const families = parsePrometheusTextFormat(text) as Family[];
+      const family = (name: string): Family => families.find((f) => f.name === name)!;
+      const value = (name: string, labels: Record<string, string>): number =>
+        Number(family(name).metrics.find((m) => Object.entries(labels).every(([k, v]) => m.labels?.[k] === v))!.value);
+      expect(family('tql_admitted_total').type).toBe('COUNTER');
+      expect(value('tql_admitted_total', { limit: 'add' })).toBe(ok);
+      expect(value('tql_refused_total', { limit: 'add', reason: 'wait_limit' })).toBe(refused);
+      expect(value('tql_refused_total', { limit: 'add', reason: 'queue_full' })).toBe(0);
+      expect(value('tql_queued', { limit: 'add' })).toBe(0);
+      const wait = family('tql_wait_seconds');
+      expect(wait.type).toBe('HISTOGRAM');
+      // The parser keeps a histogram's buckets but drops its labels, _sum and _count (it does the
+      // same with prom-client's own Histogram); those two lines are read from the text.
+      const h = wait.metrics[0]!;
+      expect(Number(/^tql_wait_seconds_count\{limit="add"\} (\d+)$/m.exec(text)![1])).toBe(ok);
+      const sum = Number(/^tql_wait_seconds_sum\{limit="add"\} ([\d.e-]+)$/m.exec(text)![1]);
+      const buckets = Object.entries(h.buckets!).map(([le, n]) => [Number(le), Number(n)] as const).sort((a, b) => a[0] - b[0]);
+      for (let i = 1; i < buckets.length; i++) expect(buckets[i]![1]).toBeGreaterThanOrEqual(buckets[i - 1]![1]);
+      expect(buckets.at(-1)![1]).toBe(ok);
+      // Five were admitted at once (the burst); the rest waited up to 120 ms.
+      expect(buckets.find(([le]) => le === 0.001)![1]).toBeGreaterThanOrEqual(5);
+      expect(sum).toBeGreaterThan(0);
+      expect(value('tql_server_completed_total', {})).toBe(ok);
+    } finally {
+      await server.close({ timeoutMs: 100 });
+    }
+  });
+
+  test('limiterMetrics exposes any limiters, under a chosen prefix', async () => {
+    const tb = new TokenBucket({ rate: 1, burst: 2 });
+    tb.tryAcquire();
+    tb.tryAcquire();
+    const text = await limiterMetrics({ downstream: tb }, { prefix: 'app_' }).metrics();
+    expect(text).toContain('app_admitted_total{limit="downstream"} 2');
+  });
+});
