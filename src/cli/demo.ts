@@ -5,18 +5,22 @@
  * clearly wrong (a call refused or failed, the limit exceeded, or the limit not reached while calls
  * were waiting).
  */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
+import { lineChart } from '../report/svg-chart.js';
 import { createThreadedServer } from '../server/threaded-server.js';
 import { parseDuration, parseFlags, parsePositive } from './args.js';
 import { FAILED, REPLIED, SENT, type DemoLoadData, type DemoLoadReport } from './demo-protocol.js';
 
-const HELP = `usage: thrift-queue-limiter demo [--duration 8s] [--rate 500] [--burst 20] [--workers 2]
+const HELP = `usage: thrift-queue-limiter demo [--duration 8s] [--rate 500] [--burst 20] [--workers 2] [--out demo-report]
 
 Starts the example Calculator service on the threaded server (embedded in-process store, a free
 port on 127.0.0.1) with \`add\` limited to --rate calls/s, and offers twice that rate for
 --duration from a load generator thread. Calls over the limit wait in the queue instead of
-failing; the queue drains after the offered load stops.`;
+failing; the queue drains after the offered load stops. Writes a report (demo.md) and a chart of
+admitted calls/s and queue depth over time against the limit (demo.svg) to --out.`;
 
 function percentile(sorted: number[], p: number): number {
   return sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!;
@@ -29,6 +33,7 @@ export async function demo(argv: string[]): Promise<number> {
     rate: { type: 'string', default: '500' },
     burst: { type: 'string', default: '20' },
     workers: { type: 'string', default: '2' },
+    out: { type: 'string', default: 'demo-report' },
     help: { type: 'boolean', default: false },
   });
   if (flags.help) {
@@ -62,11 +67,13 @@ export async function demo(argv: string[]): Promise<number> {
     load.once('error', reject);
   });
   let last = { at: started, admitted: 0 };
+  const timeline: { t: number; perSec: number; queued: number }[] = [];
   const progress = setInterval(() => {
     const now = performance.now();
     const s = server.stats();
     const perSec = ((s.admitted - last.admitted) * 1000) / (now - last.at);
     last = { at: now, admitted: s.admitted };
+    timeline.push({ t: (now - started) / 1000, perSec, queued: s.queued });
     const t = (now - started) / 1000;
     const width = 30;
     const filled = Math.min(width, Math.round((Atomics.load(counters, REPLIED) / Math.max(1, (offered * durationMs) / 1000)) * width));
@@ -100,13 +107,39 @@ export async function demo(argv: string[]): Promise<number> {
   console.log(`admitted  ${stats.admitted} calls in ${elapsed.toFixed(2)} s: ${achieved.toFixed(1)}/s after the burst, from first to last admission (limit ${rate}/s; at most ${Math.floor(bound)} allowed)`);
   console.log(`refused   ${refused}   failed ${failed}`);
   console.log(`queue wait p50 ${waits.p50.toFixed(1)} ms, p99 ${waits.p99.toFixed(1)} ms, max ${waits.max.toFixed(1)} ms; client latency p50 ${percentile(latencies, 0.5).toFixed(1)} ms, p99 ${percentile(latencies, 0.99).toFixed(1)} ms`);
-  console.log('report and charts: not written yet (the bench/report command is an open issue)');
   const problems: string[] = [];
   if (refused > 0) problems.push(`${refused} calls were refused although the queue is unbounded`);
   if (failed > 0) problems.push(`${failed} calls failed: ${report.errors.join('; ')}`);
   if (stats.admitted > bound) problems.push(`${stats.admitted} calls admitted, more than the limit allows (${Math.floor(bound)})`);
   if (achieved < rate * 0.9) problems.push(`admitted only ${achieved.toFixed(1)}/s while calls were waiting (limit ${rate}/s)`);
   if (stats.admitted !== sent) problems.push(`${sent} calls sent but ${stats.admitted} admitted`);
+  const outDir = resolve(flags.out as string);
+  mkdirSync(outDir, { recursive: true });
+  writeFileSync(
+    join(outDir, 'demo.svg'),
+    lineChart(`Demo: add limited to ${rate}/s, offered ${offered}/s for ${durationMs / 1000} s`, 'time (s)', 'calls/s · calls waiting', [
+      { name: 'admitted/s (250 ms samples)', points: timeline.map((p) => [p.t, p.perSec]) },
+      { name: 'calls waiting in the queue', points: timeline.map((p) => [p.t, p.queued]) },
+    ], [{ name: `limit ${rate}/s`, y: rate }]),
+  );
+  writeFileSync(
+    join(outDir, 'demo.md'),
+    [
+      '# thrift-queue-limiter demo',
+      '',
+      `${new Date().toISOString()}: the example Calculator service on the threaded server (${workers} workers), \`add\` limited to ${rate}/s (burst ${burst}), offered ${offered}/s for ${durationMs / 1000} s.`,
+      '',
+      `| offered | admitted | admitted rate (first to last admission) | refused | failed | queue wait p50 / p99 / max | client latency p50 / p99 |`,
+      '| --- | --- | --- | --- | --- | --- | --- |',
+      `| ${sent} | ${stats.admitted} | ${achieved.toFixed(1)}/s (limit ${rate}/s) | ${refused} | ${failed} | ${waits.p50.toFixed(1)} / ${waits.p99.toFixed(1)} / ${waits.max.toFixed(1)} ms | ${percentile(latencies, 0.5).toFixed(1)} / ${percentile(latencies, 0.99).toFixed(1)} ms |`,
+      '',
+      problems.length === 0 ? 'Every call was admitted and answered, none refused, and the limit held.' : `FAILED: ${problems.join('; ')}`,
+      '',
+      '![admitted calls/s and queue depth over time](demo.svg)',
+      '',
+    ].join('\n'),
+  );
+  console.log(`report: ${join(outDir, 'demo.md')}   chart: ${join(outDir, 'demo.svg')}`);
   for (const p of problems) console.error(`demo: FAILED: ${p}`);
   if (problems.length === 0) console.log('demo: ok: every call was admitted and answered, none refused, and the limit held');
   return problems.length === 0 ? 0 : 1;
