@@ -27,6 +27,12 @@ export interface ServerStatsSnapshot {
   lastAdmittedAt: number;
 }
 
+/** Counters of one method. */
+export interface MethodCounters {
+  admitted: number;
+  refused: Record<RefusalReason, number>;
+}
+
 /** Mutable counters plus a wait-time sample buffer. */
 export class ServerStats {
   admitted = 0;
@@ -38,11 +44,30 @@ export class ServerStats {
   firstAdmittedAt = 0;
   lastAdmittedAt = 0;
   readonly refused: Record<RefusalReason, number> = { queueFull: 0, waitLimit: 0, disconnected: 0, shutdown: 0 };
+  /** Per method: admission decisions are all made on the I/O thread, so plain numbers are exact. */
+  readonly methods = new Map<string, MethodCounters>();
+
+  /** The counters of `method`, created on first use. */
+  method(method: string): MethodCounters {
+    let m = this.methods.get(method);
+    if (m === undefined) {
+      m = { admitted: 0, refused: { queueFull: 0, waitLimit: 0, disconnected: 0, shutdown: 0 } };
+      this.methods.set(method, m);
+    }
+    return m;
+  }
+
+  /** Counts a refusal of a call to `method`. */
+  refuse(method: string, reason: RefusalReason): void {
+    this.refused[reason]++;
+    this.method(method).refused[reason]++;
+  }
   private waits: number[] = [];
 
   /** Counts an admission (a call handed to a worker) at `now` (performance.now()). */
-  admit(now: number): void {
+  admit(method: string, now: number): void {
     this.admitted++;
+    this.method(method).admitted++;
     if (this.firstAdmittedAt === 0) this.firstAdmittedAt = now;
     this.lastAdmittedAt = now;
   }

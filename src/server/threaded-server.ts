@@ -127,6 +127,18 @@ export class ThreadedServer implements ConnectionHost {
         { name: 'server_completed_total', help: 'Calls answered by a worker.', type: 'counter', read: () => [{ labels: {}, value: s().completed }] },
         { name: 'server_worker_failures_total', help: 'Calls answered INTERNAL_ERROR because a worker failed.', type: 'counter', read: () => [{ labels: {}, value: s().workerFailures }] },
         { name: 'server_protocol_errors_total', help: 'Connections closed for a protocol violation.', type: 'counter', read: () => [{ labels: {}, value: s().protocolErrors }] },
+        {
+          name: 'method_admitted_total',
+          help: 'Calls handed to workers, by method.',
+          type: 'counter',
+          read: () => [...this.stats_.methods].map(([method, m]) => ({ labels: { method }, value: m.admitted })),
+        },
+        {
+          name: 'method_refused_total',
+          help: 'Calls not run, by method and reason.',
+          type: 'counter',
+          read: () => [...this.stats_.methods].flatMap(([method, m]) => Object.entries(m.refused).map(([reason, value]) => ({ labels: { method, reason }, value }))),
+        },
         { name: 'server_oneway_dropped_total', help: 'Oneway calls dropped over a queue bound.', type: 'counter', read: () => [{ labels: {}, value: s().onewayDropped }] },
       ],
     });
@@ -208,7 +220,7 @@ export class ThreadedServer implements ConnectionHost {
   }
 
   private dispatch(connection: Connection, header: MessageHeader, frame: Buffer, done: (() => void) | undefined): void {
-    this.stats_.admit(performance.now());
+    this.stats_.admit(header.name, performance.now());
     const oneway = header.type === ONEWAY;
     this.dispatcher!.dispatch({
       frame,
@@ -231,18 +243,18 @@ export class ThreadedServer implements ConnectionHost {
     const oneway = header.type === ONEWAY;
     let message: string | undefined;
     if (error instanceof QueueFullError) {
-      this.stats_.refused.queueFull++;
+      this.stats_.refuse(header.name, 'queueFull');
       message = `server overloaded: method ${header.name} queue full (${error.maxQueued} calls waiting)`;
     } else if (error instanceof QueueTimeoutError) {
-      this.stats_.refused.waitLimit++;
+      this.stats_.refuse(header.name, 'waitLimit');
       message = error.atDeadline
         ? `server overloaded: method ${header.name} waited limit ${error.maxWaitMs} ms`
         : `server overloaded: method ${header.name} would wait ${Math.ceil(error.estimatedWaitMs)} ms, over limit ${error.maxWaitMs} ms`;
     } else if (this.shutdown.signal.aborted) {
-      this.stats_.refused.shutdown++;
+      this.stats_.refuse(header.name, 'shutdown');
       if (!oneway) this.answerError(connection, header, ExceptionType.INTERNAL_ERROR, 'server shutting down');
     } else if (connection.isClosed) {
-      this.stats_.refused.disconnected++;
+      this.stats_.refuse(header.name, 'disconnected');
     } else {
       this.stats_.workerFailures++;
       if (!oneway) this.answerError(connection, header, ExceptionType.INTERNAL_ERROR, `${header.name}: ${(error as Error)?.message ?? String(error)}`);

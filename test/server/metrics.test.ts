@@ -63,6 +63,8 @@ describe('metrics in shared memory', () => {
       expect(buckets.find(([le]) => le === 0.001)![1]).toBeGreaterThanOrEqual(5);
       expect(sum).toBeGreaterThan(0);
       expect(value('tql_server_completed_total', {})).toBe(ok);
+      expect(value('tql_method_admitted_total', { method: 'add' })).toBe(ok);
+      expect(value('tql_method_refused_total', { method: 'add', reason: 'waitLimit' })).toBe(refused);
     } finally {
       await server.close({ timeoutMs: 100 });
     }
