@@ -43,6 +43,8 @@ export class FixedWindow extends Limiter {
   private cachedStart = 0n;
   private cachedEnd = 0n;
   private cachedWindow = -1n;
+  private cachedFirst = 0n;
+  private cachedFull = 0n;
 
   /**
    * @param options maxCalls, periodMs (default 1000), queue bounds.
@@ -82,6 +84,8 @@ export class FixedWindow extends Limiter {
     this.cachedWindow = w;
     this.cachedStart = this.epoch + w * this.period;
     this.cachedEnd = this.cachedStart + this.period;
+    this.cachedFirst = pack(w, 0);
+    this.cachedFull = pack(w, this.maxCalls);
     return w;
   }
 
@@ -89,6 +93,18 @@ export class FixedWindow extends Limiter {
   tryAcquireAt(now: Nanos, n = 1): boolean {
     const w = this.windowOf(now);
     const i64 = this.i64;
+    if (n === 1) {
+      // Common case without the shifts and conversions below: a state word of this window is
+      // numerically between pack(w, 0) and pack(w, maxCalls), so one add of 1n takes a call.
+      const first = this.cachedFirst;
+      const full = this.cachedFull;
+      for (;;) {
+        const s = Atomics.load(i64, W.STATE);
+        if (s < first || s > full) break; // another window: the general path decides
+        if (s === full) return false;
+        if (Atomics.compareExchange(i64, W.STATE, s, s + 1n) === s) return true;
+      }
+    }
     for (;;) {
       const s = Atomics.load(i64, W.STATE);
       const age = BigInt.asIntN(32, w - (s >> 32n));
