@@ -15,6 +15,7 @@ import { RateLimiter as LimiterRateLimiter } from 'limiter';
 import PQueue from 'p-queue';
 import pThrottle from 'p-throttle';
 import { RateLimiterMemory, RateLimiterQueue } from 'rate-limiter-flexible';
+import { systemClock, type Clock } from '../src/clock.js';
 import { ConcurrencyLimit } from '../src/limiters/concurrency-limit.js';
 import { FixedWindow } from '../src/limiters/fixed-window.js';
 import type { Permit } from '../src/limiters/permit.js';
@@ -27,12 +28,15 @@ import { sharedBucketRun, type ThreadsResult } from './lib/threads.js';
 
 const HUGE = 1e12;
 const BATCH = 100;
-const MICRO: MicroOptions = quick ? { runs: 1, timeMs: 60, warmupMs: 20 } : { runs: 5, timeMs: 400, warmupMs: 100 };
+const MICRO: MicroOptions = quick ? { runs: 1, timeMs: 60, warmupMs: 20 } : { runs: 5, timeMs: 300, warmupMs: 100 };
 const THREAD_RUNS = quick ? 1 : 3;
 const THREAD_MS = quick ? 250 : 1000;
 const OVERLOAD: OverloadSpec = quick ? { rate: 1000, burst: 10, calls: 300, windowMs: 250 } : { rate: 1000, burst: 10, calls: 5000, windowMs: 3000 };
 const OURS_OVERLOAD_RUNS = quick ? 1 : 3;
 const MEMORY_COUNT = quick ? 20_000 : 100_000;
+const MEMORY_RUNS = quick ? 1 : 3;
+/** Float rounding allowance when judging decision times (ns integers) against the bucket: 1 ns. */
+const LEAD_TOLERANCE_MS = 1e-6;
 
 const noop = (): void => {};
 const noopAsync = async (): Promise<void> => {};
@@ -91,8 +95,14 @@ function tryTasks(): Record<string, Op> {
 // Overload subjects: 1000/s with bursts of 10, or the closest each library offers
 
 function oursSubject(spec: OverloadSpec): Subject {
-  const tb = new TokenBucket({ rate: spec.rate, burst: spec.burst });
+  // The system clock, remembering its last reading: read from inside an admitted call, that is
+  // the reading the call was admitted on (the queue reads the clock again only after the call
+  // has started), so admission decisions can be checked exactly.
+  let last = 0n;
+  const clock: Clock = { now: () => (last = process.hrtime.bigint()), setTimer: (at, callback) => systemClock.setTimer(at, callback) };
+  const tb = new TokenBucket({ rate: spec.rate, burst: spec.burst, clock });
   return {
+    decisionNs: () => last,
     name: `ours: TokenBucket ${spec.rate}/s burst ${spec.burst}, \`run(fn)\``,
     submit: (fn) => tb.run(fn),
     // No cancel-all in the API (and a per-call signal would change the path measured): drain.
@@ -136,8 +146,9 @@ function pQueueSubject(spec: OverloadSpec): Subject {
 
 async function overloadRuns(): Promise<{ ours: OverloadResult[]; peers: OverloadResult[] }> {
   const makers = [oursSubject, bottleneckSubject, pQueueSubject];
-  // Warm-up: the same path, shorter, so no library is measured in cold code.
-  const warm: OverloadSpec = { ...OVERLOAD, calls: quick ? 150 : 1000, windowMs: quick ? 50 : 150 };
+  // Warm-up: the same calls on the same code path at 20 × the rate (so what is left drains
+  // fast), so that no library is measured in cold code or with a young generation sized for less.
+  const warm: OverloadSpec = { ...OVERLOAD, rate: 20 * OVERLOAD.rate, windowMs: quick ? 50 : 150 };
   for (const make of makers) await overload(make(warm), warm);
   const ours: OverloadResult[] = [];
   for (let i = 0; i < OURS_OVERLOAD_RUNS; i++) ours.push(await overload(oursSubject(OVERLOAD), OVERLOAD));
@@ -182,7 +193,7 @@ async function main(): Promise<void> {
   progress('threads: done');
   const over = await overloadRuns();
   progress('overload: done');
-  const memory: MemoryResult[] = await memoryRun(MEMORY_COUNT);
+  const memory: MemoryResult[] = await memoryRun(MEMORY_COUNT, MEMORY_RUNS);
   progress('memory: done');
 
   // --- figures the targets are judged on
@@ -200,7 +211,8 @@ async function main(): Promise<void> {
   const completion = median(ours.map((r) => r.completed / r.ideal));
   const p99 = median(ours.map((r) => r.p99));
   const worst100 = Math.max(...ours.map((r) => r.most100));
-  const worstOver = Math.max(...ours.map((r) => r.overAnyInterval));
+  const worstLeadMs = Math.max(...ours.map((r) => r.leadMs));
+  const worstDecisionLeadMs = Math.max(...ours.map((r) => r.decisionLeadMs));
   const bound100 = ours[0]!.bound100;
   const oursMem = memory.find((m) => m.name.startsWith('ours: TokenBucket acquire'))!;
   const oursRunMem = memory.find((m) => m.name.startsWith('ours: TokenBucket run'))!;
@@ -210,7 +222,7 @@ async function main(): Promise<void> {
     label,
     `${r.completed} / ${r.ideal} (${fmt((100 * r.completed) / r.ideal, 2)} %)`,
     `${r.most100} / ${r.bound100}`,
-    r.overAnyInterval,
+    fmt(r.leadMs * 1000, 1),
     `${fmt(r.p50, 2)} / ${fmt(r.p99, 2)} / ${fmt(r.max, 2)}`,
     fmt(r.submitMs, 1),
   ];
@@ -225,14 +237,14 @@ async function main(): Promise<void> {
   // Headings are followed directly by their tables, and the report stays under 60 lines.
   const lines = [
     `# Core benchmarks${quick ? ' — QUICK smoke run (short runs, figures indicative only)' : ''}`,
-    `Machine: ${machineLine}. Date: ${date}. Command: \`npm run bench:core\`${quick ? ' with `--quick`' : ''}.`,
-    `Method: every library in one process, same run (memory: one \`node --expose-gc\` child each). Per-call costs: tinybench, ${MICRO.runs} run(s) of ${MICRO.timeMs} ms per task, each iteration as many calls as fit in ~2 ms; figure = median over runs of each run's mean; task order rotated between runs.`,
+    `- Machine: ${machineLine}. Date: ${date}. Command: \`npm run bench:core\`${quick ? ' with `--quick`' : ''}.`,
+    `- Method: every library in one process, same run (memory: one \`node --expose-gc\` child each). Per-call costs: tinybench, ${MICRO.runs} run(s) of ${MICRO.timeMs} ms per task, each iteration as many calls as fit in ~2 ms; figure = median over runs of each run's mean; task order rotated between runs. The host's 2 cores are shared and noisy: compare rows within one run.`,
     '',
     '## Targets',
     `- acquire + run ≤ 100 ns: ${verdict(oursWorst <= 100)} — \`await tb.run(noop)\` ${fmt(oursRun, 0)} ns, \`await tb.acquire()\` ${fmt(oursAcquire, 0)} ns (floor for one \`await\`: ${fmt(serial[FLOOR]!, 0)} ns)`,
     `- faster than every peer: ${verdict(oursWorst < serial[fastestPeer]!)} — fastest peer ${fastestPeer} ${fmt(serial[fastestPeer]!, 0)} ns = ${fmt(serial[fastestPeer]! / oursWorst, 2)} × our slower form (${BATCH} in flight: ${fastestPeerBatch} ${fmt(batch[fastestPeerBatch]! / oursWorstBatch, 2)} ×)`,
-    `- zero over-admission: ${verdict(worst100 <= bound100 && worstOver === 0 && threads.check.admitted <= checkBound)} — worst run: ${worst100} starts in a 100 ms window (bound ${bound100}), ${worstOver} calls over burst + rate × span in any interval; 2 threads sharing 1 M/s burst 1,000: ${fmt(threads.check.admitted, 0)} admitted in ${fmt(threads.check.spanS, 3)} s, bound ${fmt(checkBound, 0)}`,
-    `- completed ≥ 99.8 % of ideal: ${verdict(completion >= 0.998)} — ${fmt(100 * completion, 2)} % (${runsNote}runs: ${ours.map((r) => `${r.completed}/${r.ideal}`).join(', ')})`,
+    `- zero over-admission: ${verdict(worst100 <= bound100 && worstDecisionLeadMs <= LEAD_TOLERANCE_MS && threads.check.admitted <= checkBound)} — worst run: ${worst100} starts in a 100 ms window (bound ${bound100}); any interval: admission decisions ${fmt(worstDecisionLeadMs * 1000, 1)} µs ahead of the bucket (must be 0), recorded starts ${fmt(worstLeadMs * 1000, 1)} µs; 2 threads sharing 1 M/s burst 1,000: ${fmt(threads.check.admitted, 0)} admitted in ${fmt(threads.check.spanS, 3)} s, bound ${fmt(checkBound, 0)}`,
+    `- completed ≥ 99.8 % of ideal: ${verdict(completion >= 0.998)} — ${fmt(100 * completion, 2)} % (${runsNote}runs: ${ours.map((r) => `${r.completed}/${r.ideal}`).join(', ')}${quick ? `; in a ${OVERLOAD.windowMs} ms window one call is ${fmt(100 / ours[0]!.ideal, 2)} %` : ''})`,
     `- p99 start error ≤ 2 ms: ${verdict(p99 <= 2)} — ${fmt(p99, 2)} ms (${runsNote}runs: ${ours.map((r) => fmt(r.p99, 2)).join(', ')})`,
     `- ≤ 350 bytes per queued call: ${verdict(oursMem.bytesPerCall <= 350)} — ${fmt(oursMem.bytesPerCall, 0)} B per \`acquire()\`, ${fmt(oursRunMem.bytesPerCall, 0)} B per \`run(noop)\`${MEMORY_COUNT !== 100_000 ? ` (${fmt(MEMORY_COUNT, 0)} waiters, not 100,000)` : ''}`,
     `- 2-thread aggregate ≥ 6 M acquires/s: ${verdict(twoRate >= 6e6)} — ${fmt(twoRate / 1e6, 2)} M/s (1 thread: ${fmt(oneRate / 1e6, 2)} M/s)`,
@@ -253,15 +265,15 @@ async function main(): Promise<void> {
       ],
     ),
     '',
-    `## Overload: ${OVERLOAD.calls} calls submitted at once to ${OVERLOAD.rate}/s, burst ${OVERLOAD.burst}; ${OVERLOAD.windowMs} ms observed (each after a short warm-up run)`,
-    `t0 = clock just before the first submit; starts recorded in the task with \`process.hrtime.bigint()\`, sorted; ideal start of call k (0-based) = t0 + max(0, k − ${OVERLOAD.burst - 1}) × ${1000 / OVERLOAD.rate} ms (burst − 1 = ${OVERLOAD.burst - 1}); start error = actual − ideal. Ideal count = min(calls, burst + ⌊rate × window⌋). Over = max over all pairs of starts of count − (burst + rate × span), 0 if never positive. Peers: one run each.`,
+    `## Overload: ${OVERLOAD.calls} calls submitted at once to ${OVERLOAD.rate}/s, burst ${OVERLOAD.burst}; ${OVERLOAD.windowMs} ms observed (each after a warm-up run at 20 × the rate)`,
+    `t0 = clock just before the first submit; starts recorded in the task with \`process.hrtime.bigint()\`, sorted; ideal start of call k (0-based) = t0 + max(0, k − ${OVERLOAD.burst - 1}) × ${1000 / OVERLOAD.rate} ms (burst − 1 = ${OVERLOAD.burst - 1}); start error = actual − ideal. Ideal count = min(calls, burst + ⌊rate × window⌋). Ahead = max over all pairs of starts of (count − burst) / rate − span, 0 if never positive (recorded starts lag the admission decision; ours' decisions, read through a wrapping clock, are judged in Targets). Peers: one run each.`,
     '',
     table(
-      ['library', 'completed / ideal', 'most in 100 ms / bound', 'over (any interval)', 'start error p50 / p99 / max (ms)', 'submit loop (ms)'],
+      ['library', 'completed / ideal', 'most in 100 ms / bound', 'ahead of bucket, any interval (µs)', 'start error p50 / p99 / max (ms)', 'submit loop (ms)'],
       [...ours.map((r, i) => overRow(r, ours.length > 1 ? `${r.name} #${i + 1}` : r.name)), ...over.peers.map((r) => overRow(r))],
     ),
     '',
-    `## Memory: bytes per queued call, ${fmt(MEMORY_COUNT, 0)} waiters (heap used after full GC: after − before, ÷ count; limiter and promises kept reachable)`,
+    `## Memory: bytes per queued call, ${fmt(MEMORY_COUNT, 0)} waiters (heap used after full GC: after − before, ÷ count; limiter and promises kept reachable; median of ${MEMORY_RUNS} process${MEMORY_RUNS > 1 ? 'es' : ''})`,
     table(
       ['library: call', 'bytes per queued call', '× ours (`acquire()`)', 'queued (as reported)'],
       memory.map((m) => [m.name, fmt(m.bytesPerCall, 0), fmt(m.bytesPerCall / oursMem.bytesPerCall, 2), Number.isNaN(m.queued) ? 'n/a' : fmt(m.queued, 0)]),
@@ -273,6 +285,11 @@ async function main(): Promise<void> {
   progress(`wrote ${path} (${text.split('\n').length} lines)`);
 }
 
+// Every phase is bounded in count and time; this catches a call that never settles.
+setTimeout(() => {
+  console.error('core benchmarks: watchdog expired, giving up');
+  process.exit(2);
+}, quick ? 60_000 : 300_000).unref();
 await main();
 // Limiters with pending timers (peers dropped mid-run) would otherwise keep the process alive.
 process.exit(0);
