@@ -22,7 +22,7 @@
  * `reclaimThread(threadId)`; until then a dead thread's permits stay taken.
  */
 import type { Clock, Nanos } from '../clock.js';
-import { resolveConcurrencyLimitOptions, type ConcurrencyLimitOptions, type ResolvedConcurrencyLimitOptions } from '../options.js';
+import { checkCount, resolveConcurrencyLimitOptions, type ConcurrencyLimitOptions, type ResolvedConcurrencyLimitOptions } from '../options.js';
 import type { Waiter } from '../queue/wait-queue.js';
 import { H, S, SharedState } from '../shared/shared-state.js';
 import type { AttachContext, LimiterDescriptor } from './limiter.js';
@@ -66,6 +66,15 @@ export class ConcurrencyLimit extends Limiter {
     if (existing instanceof ConcurrencyLimit) return existing;
     const state = SharedState.from(descriptor.buffer, 'concurrency');
     return new ConcurrencyLimit({ ...(descriptor.options as unknown as ConcurrencyLimitOptions), ...options }, { state, id: descriptor.id });
+  }
+
+  /**
+   * Gives back `n` permits taken with `tryAcquire(n)` (which has no permit object to release).
+   * Permits from `acquire`/`run` are released through their permit instead.
+   */
+  release(n = 1): void {
+    checkCount(n, this.max, 'max');
+    this.releasePermits(n);
   }
 
   /** Permits held now, over all threads. */

@@ -324,7 +324,10 @@ export abstract class Limiter implements Admission {
       const call = new PendingCall<T>(this, n, this.msSinceCreated(now), deadline, resolve, reject, task);
       if (deadline !== NO_DEADLINE) call.setMaxWait(maxWaitMs);
       this.state.addQueued(this.slot(), n);
-      if (signal !== undefined) call.attachSignal(signal, this.queue);
+      if (signal !== undefined) {
+        call.attachSignal(signal);
+        this.watch(signal, call);
+      }
       this.queue.push(call);
     });
   }
@@ -340,6 +343,39 @@ export abstract class Limiter implements Admission {
     if (this.refusedListeners?.length) {
       const event: RefusedEvent = { reason, n };
       for (const l of this.refusedListeners) l(event);
+    }
+  }
+
+  /**
+   * One 'abort' listener per signal, however many of this thread's calls wait on it: Node's
+   * EventTarget scans its listener list on every add and remove, so a listener per call would make
+   * queueing behind one signal (a server connection's, say) quadratic.
+   */
+  private readonly signalWaiters = new Map<AbortSignal, { calls: Set<Abortable>; listener: () => void }>();
+
+  private watch(signal: AbortSignal, call: Abortable): void {
+    let entry = this.signalWaiters.get(signal);
+    if (entry === undefined) {
+      const calls = new Set<Abortable>();
+      const listener = (): void => {
+        this.signalWaiters.delete(signal);
+        for (const c of calls) c.aborted(this.queue, signal.reason);
+      };
+      entry = { calls, listener };
+      this.signalWaiters.set(signal, entry);
+      signal.addEventListener('abort', listener, { once: true });
+    }
+    entry.calls.add(call);
+  }
+
+  /** @internal A call stopped waiting on `signal`. */
+  unwatch(signal: AbortSignal, call: Abortable): void {
+    const entry = this.signalWaiters.get(signal);
+    if (entry === undefined) return;
+    entry.calls.delete(call);
+    if (entry.calls.size === 0) {
+      this.signalWaiters.delete(signal);
+      signal.removeEventListener('abort', entry.listener);
     }
   }
 
@@ -396,11 +432,15 @@ export abstract class Limiter implements Admission {
   }
 }
 
+/** A waiting call as its abort signal sees it. */
+interface Abortable {
+  aborted(queue: WaitQueue, reason: unknown): void;
+}
+
 /** Fields only some waiting calls need, kept out of {@link PendingCall} to keep it small. */
 interface PendingExtras {
   maxWaitMs: number;
   signal: AbortSignal | undefined;
-  onAbort: (() => void) | undefined;
 }
 
 /**
@@ -440,27 +480,26 @@ class PendingCall<T> implements Waiter {
   }
 
   setMaxWait(maxWaitMs: number): void {
-    this.extras ??= { maxWaitMs, signal: undefined, onAbort: undefined };
+    this.extras ??= { maxWaitMs, signal: undefined };
     this.extras.maxWaitMs = maxWaitMs;
   }
 
-  attachSignal(signal: AbortSignal, queue: WaitQueue): void {
-    this.extras ??= { maxWaitMs: Infinity, signal: undefined, onAbort: undefined };
-    const onAbort = (): void => {
-      this.owner.emitRefused('aborted', this.n);
-      queue.remove(this, signal.reason);
-    };
+  attachSignal(signal: AbortSignal): void {
+    this.extras ??= { maxWaitMs: Infinity, signal: undefined };
     this.extras.signal = signal;
-    this.extras.onAbort = onAbort;
-    signal.addEventListener('abort', onAbort, { once: true });
   }
 
   detachSignal(): void {
-    const extras = this.extras;
-    if (extras?.signal !== undefined) {
-      extras.signal.removeEventListener('abort', extras.onAbort!);
-      extras.signal = undefined;
-      extras.onAbort = undefined;
+    const signal = this.extras?.signal;
+    if (signal !== undefined) {
+      this.extras!.signal = undefined;
+      this.owner.unwatch(signal, this);
     }
+  }
+
+  /** The call's signal fired: leave the queue, rejected with its reason. */
+  aborted(queue: WaitQueue, reason: unknown): void {
+    this.owner.emitRefused('aborted', this.n);
+    queue.remove(this, reason);
   }
 }

@@ -84,3 +84,16 @@ describe('ConcurrencyLimit in one thread', () => {
     expect(limit.inFlight).toBe(0);
   });
 });
+
+describe('ConcurrencyLimit.tryAcquire', () => {
+  test('permits taken with tryAcquire are given back with release(n)', () => {
+    const limit = new ConcurrencyLimit({ max: 3 });
+    expect(limit.tryAcquire(2)).toBe(true);
+    expect(limit.tryAcquire(2)).toBe(false);
+    limit.release(2);
+    expect(limit.inFlight).toBe(0);
+    expect(limit.tryAcquire(3)).toBe(true);
+    expect(() => limit.release(4)).toThrow(RangeError);
+    limit.release(3);
+  });
+});

@@ -179,3 +179,29 @@ describe('TokenBucket with an injected clock', () => {
     await Promise.all(done);
   });
 });
+
+describe('many waiters on one AbortSignal', () => {
+  test('one listener per signal: 20 000 calls queued behind one signal abort together, in order, and leave no listener', async () => {
+    const clock = new ManualClock();
+    const tb = new TokenBucket({ rate: 1, periodMs: 1000, burst: 1, clock });
+    tb.tryAcquire();
+    const controller = new AbortController();
+    const added: number[] = [];
+    const addEventListener = controller.signal.addEventListener.bind(controller.signal);
+    controller.signal.addEventListener = ((...args: Parameters<AbortSignal['addEventListener']>) => {
+      added.push(1);
+      addEventListener(...args);
+    }) as AbortSignal['addEventListener'];
+    const order: number[] = [];
+    const calls = Array.from({ length: 20_000 }, (_, k) => tb.acquire(1, { signal: controller.signal }).catch(() => order.push(k)));
+    expect(added).toHaveLength(1);
+    const admitted = tb.acquire(); // no signal: stays queued
+    controller.abort(new Error('gone'));
+    await Promise.all(calls);
+    expect(order).toHaveLength(20_000);
+    expect(order.every((k, i) => k === i)).toBe(true);
+    expect(tb.queuedTotal).toBe(1);
+    await clock.advance(1000);
+    await admitted;
+  });
+});
