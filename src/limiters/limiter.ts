@@ -103,6 +103,8 @@ export abstract class Limiter implements Admission {
   private readonly queue: WaitQueue;
   private readonly metrics: BigInt64Array;
   private readonly createdAt: Nanos;
+  /** This thread's admitted counter (its own row, its own cache line). */
+  private readonly admittedWord: number;
   private readonly slotHolder: { id: string; state: SharedState; slot: number };
   private limitedListeners: Listener<'limited'>[] | undefined;
   private refusedListeners: Listener<'refused'>[] | undefined;
@@ -117,7 +119,8 @@ export abstract class Limiter implements Admission {
     this.queue = new WaitQueue(this, this.clock);
     this.metrics = this.state.i64;
     this.createdAt = this.clock.now();
-    this.slotHolder = { id: this.id, state: this.state, slot: -1 };
+    this.slotHolder = { id: this.id, state: this.state, slot: this.state.claimSlot() };
+    this.admittedWord = this.state.admittedIndex(this.slotHolder.slot);
     attached.set(this.id, new WeakRef(this));
     unregister.register(this, this.slotHolder);
   }
@@ -171,7 +174,7 @@ export abstract class Limiter implements Admission {
   tryAcquire(n = 1): boolean {
     if (n !== 1) checkCount(n, this.capacity, this.capacityName());
     if (this.queue.size !== 0 || !this.fastTake(n)) return false;
-    Atomics.add(this.metrics, M.ADMITTED, 1n);
+    Atomics.add(this.metrics, this.admittedWord, 1n);
     return true;
   }
 
@@ -187,7 +190,7 @@ export abstract class Limiter implements Admission {
     const maxWaitMs = resolveAcquireOptions(options, this.maxWaitMs);
     if (n !== 1) checkCount(n, this.capacity, this.capacityName());
     if (this.queue.size === 0 && this.fastTake(n)) {
-      Atomics.add(this.metrics, M.ADMITTED, 1n);
+      Atomics.add(this.metrics, this.admittedWord, 1n);
       return this.admittedNow(n);
     }
     return this.enqueue<Permit>(n, maxWaitMs, options?.signal, undefined);
@@ -202,7 +205,7 @@ export abstract class Limiter implements Admission {
     const maxWaitMs = resolveAcquireOptions(options, this.maxWaitMs);
     if (n !== 1) checkCount(n, this.capacity, this.capacityName());
     if (this.queue.size === 0 && this.fastTake(n)) {
-      Atomics.add(this.metrics, M.ADMITTED, 1n);
+      Atomics.add(this.metrics, this.admittedWord, 1n);
       return this.runAdmitted(task, n);
     }
     return this.enqueue<T>(n, maxWaitMs, options?.signal, task);
@@ -263,9 +266,8 @@ export abstract class Limiter implements Admission {
   /** @internal Hook for the concurrency limit after a reclaim. */
   protected afterReclaim(): void {}
 
-  /** @internal The thread-table row of this instance, claimed on first use. */
+  /** @internal The thread-table row of this instance (claimed at construction). */
   protected slot(): number {
-    if (this.slotHolder.slot < 0) this.slotHolder.slot = this.state.claimSlot();
     return this.slotHolder.slot;
   }
 
@@ -398,7 +400,7 @@ export abstract class Limiter implements Admission {
   /** Counts an admission that waited `waitNs` (after the call started: the bookkeeping can wait). */
   private recordWait(waitNs: number): void {
     const m = this.metrics;
-    Atomics.add(m, M.ADMITTED, 1n);
+    Atomics.add(m, this.admittedWord, 1n);
     Atomics.add(m, M.WAITED, 1n);
     Atomics.add(m, M.WAIT_NS_TOTAL, BigInt(Math.max(0, Math.round(waitNs))));
     const ms = waitNs / 1e6;
@@ -418,7 +420,7 @@ export abstract class Limiter implements Admission {
     }
     return {
       kind: this.kind,
-      admitted: Number(Atomics.load(m, M.ADMITTED)),
+      admitted: Number(this.state.admitted()),
       refused: {
         queueFull: Number(Atomics.load(m, M.REFUSED_QUEUE_FULL)),
         timeout: Number(Atomics.load(m, M.REFUSED_TIMEOUT)),

@@ -24,7 +24,7 @@
  * 48  16 bytes unused
  * 64  i64 metrics, counted by every thread (see M): admitted, refused by reason, calls that
  *     waited, total wait, and a wait histogram of WAIT_BUCKETS log2 buckets of milliseconds
- * 256 thread table: SLOT_COUNT rows of 8 i32 (32 bytes), fields below
+ * 256 thread table: SLOT_COUNT rows of 64 bytes (one cache line each), fields below
  * ```
  *
  * Thread table row (one per limiter instance that waits on or holds permits of the limiter, and
@@ -39,6 +39,10 @@
  * +5 HEAD_TICKET   ticket of the owner's oldest waiting call (0: none published)
  * +6 HEAD_NEED     permits that call needs
  * +7 SIGNAL        bumped and notified whenever GRANTS grows; the owner waits on it with waitAsync
+ * +8 ADMITTED      (i64, words +8..+9) calls this thread admitted: a counter per thread, on the
+ *                  thread's own cache line, so counting costs no cross-core traffic; snapshot()
+ *                  sums the rows plus the header's ADMITTED (what freed rows had counted)
+ * +10..+15         padding to 64 bytes
  * ```
  */
 import { threadId } from 'node:worker_threads';
@@ -94,10 +98,11 @@ export const S = {
   HEAD_TICKET: 5,
   HEAD_NEED: 6,
   SIGNAL: 7,
+  ADMITTED: 8,
 } as const;
 
 const HEADER_BYTES = 8 * (M.WAIT_HISTOGRAM + WAIT_BUCKETS) + 8; // 256
-const ROW_WORDS = 8;
+const ROW_WORDS = 16;
 const TABLE_START = HEADER_BYTES / 4;
 
 /** What a thread's row held when it was reclaimed. */
@@ -150,6 +155,18 @@ export class SharedState {
     return new SharedState(buffer);
   }
 
+  /** BigInt64 index of the row's admitted counter. */
+  admittedIndex(slot: number): number {
+    return this.row(slot, S.ADMITTED) / 2;
+  }
+
+  /** Calls admitted over all threads, now and in rows since freed. */
+  admitted(): bigint {
+    let total = Atomics.load(this.i64, M.ADMITTED);
+    for (let slot = 0; slot < this.slotCount; slot++) total += Atomics.load(this.i64, this.admittedIndex(slot));
+    return total;
+  }
+
   /** Int32 index of field `field` in row `slot`. */
   row(slot: number, field: number): number {
     return TABLE_START + slot * ROW_WORDS + field;
@@ -200,6 +217,8 @@ export class SharedState {
     Atomics.store(i32, this.row(slot, S.GRANTS), 0);
     const queuedCalls = Atomics.exchange(i32, this.row(slot, S.QUEUED_CALLS), 0);
     const queuedTokens = Atomics.exchange(i32, this.row(slot, S.QUEUED_TOKENS), 0);
+    const admitted = Atomics.exchange(this.i64, this.admittedIndex(slot), 0n);
+    if (admitted) Atomics.add(this.i64, M.ADMITTED, admitted);
     if (permits) Atomics.sub(i32, H.IN_FLIGHT, permits);
     if (queuedCalls) Atomics.sub(i32, H.QUEUED_CALLS, queuedCalls);
     if (queuedTokens) Atomics.sub(i32, H.QUEUED_TOKENS, queuedTokens);
