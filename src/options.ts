@@ -139,7 +139,8 @@ export interface ResolvedTokenBucketOptions extends ResolvedQueueOptions {
   burst: number;
   /**
    * Nanoseconds between two tokens, rounded up: rounding up can only admit fewer calls, never more,
-   * so the bound `burst + rate × t` holds exactly (the loss is 1 ns per token).
+   * so the bound `burst + rate × t` holds exactly (the loss is 1 ns per token). At least 1 ns, so a
+   * rate above 10⁹ per second is held to 10⁹ per second (still never more than configured).
    */
   intervalNs: bigint;
 }
