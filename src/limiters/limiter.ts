@@ -219,6 +219,15 @@ export abstract class Limiter implements Admission {
     return Number(this.estimateWaitAt(this.clock.now(), n, this.state.queuedTokens())) / 1e6;
   }
 
+  /**
+   * Refuses every call waiting in this thread with `reason` (as p-queue's `clear()`), for a
+   * shutdown that should not wait for the queue to drain. Nothing they asked for was taken; calls
+   * waiting in other threads are untouched.
+   */
+  clear(reason: unknown = new Error('limiter cleared: the call was waiting')): void {
+    this.queue.clear(reason);
+  }
+
   /** Calls waiting in this thread. */
   get size(): number {
     return this.queue.size;

@@ -205,3 +205,22 @@ describe('many waiters on one AbortSignal', () => {
     await admitted;
   });
 });
+
+describe('clear()', () => {
+  test('refuses every waiting call of the thread with the reason, consumes nothing, and the limiter keeps working', async () => {
+    const clock = new ManualClock();
+    const tb = new TokenBucket({ rate: 10, periodMs: 1000, burst: 1, clock });
+    tb.tryAcquire();
+    const waiting = Array.from({ length: 5 }, () => tb.acquire().then(() => 'admitted', (e: Error) => e.message));
+    expect(tb.queuedTotal).toBe(5);
+    tb.clear(new Error('shutting down'));
+    expect(await Promise.all(waiting)).toEqual(Array(5).fill('shutting down'));
+    expect(tb.queuedTotal).toBe(0);
+    expect(clock.pendingTimers()).toBe(0);
+    let startedAt = -1;
+    const next = tb.run(() => { startedAt = clock.nowMs(); });
+    await clock.advance(100);
+    await next;
+    expect(startedAt).toBe(100); // the token the cleared calls never took
+  });
+});
