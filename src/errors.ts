@@ -39,3 +39,17 @@ export class QueueFullError extends Error {
     this.name = 'QueueFullError';
   }
 }
+
+/**
+ * Thrown while a limit's distributed store cannot be reached and its policy is `'fail-closed'`:
+ * the call is refused rather than admitted without the store's say. Nothing was consumed.
+ */
+export class StoreUnavailableError extends Error {
+  /** Stable machine-readable reason. */
+  readonly code = 'STORE_UNAVAILABLE' as const;
+  /** @param key the limit whose store is down. */
+  constructor(readonly key: string) {
+    super(`limit store unavailable for "${key}" (onStoreError fail-closed)`);
+    this.name = 'StoreUnavailableError';
+  }
+}

@@ -3,15 +3,20 @@
  * kept in lock-free shared memory so every worker thread enforces one limit.
  */
 export { ManualClock, systemClock, type Clock, type Nanos, type TimerHandle } from './clock.js';
-export { QueueFullError, QueueTimeoutError } from './errors.js';
+export { QueueFullError, QueueTimeoutError, StoreUnavailableError } from './errors.js';
 export type {
   AcquireOptions,
   ConcurrencyLimitOptions,
   FixedWindowOptions,
   QueueOptions,
   RateLimiterOptions,
+  RedisStoreOptions,
+  StoreOptions,
   TokenBucketOptions,
 } from './options.js';
+export { createRedisStore, attachStore, RedisStore, StoreConnectionError } from './stores/redis-store.js';
+export type { LimiterStore, LeaseSettings, StoreDescriptor, StoreErrorPolicy } from './stores/store.js';
+export type { RemoteSnapshot } from './stores/remote-limit.js';
 export { attachLimiter, type AnyLimiter } from './limiters/attach.js';
 export { ConcurrencyLimit } from './limiters/concurrency-limit.js';
 export { FixedWindow } from './limiters/fixed-window.js';

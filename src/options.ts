@@ -5,7 +5,9 @@
  * for a value of the wrong type and a `RangeError` for a number out of range, both naming the
  * option and the value received, so a typo in a config file fails loudly and early.
  */
+import type { RedisOptions } from 'ioredis';
 import { systemClock, type Clock } from './clock.js';
+import { isLimiterStore, type LeaseSettings, type LimiterStore, type StoreErrorPolicy } from './stores/store.js';
 
 /** Options every limiter takes: how its waiting queue is bounded and what clock it runs on. */
 export interface QueueOptions {
@@ -28,8 +30,37 @@ export interface QueueOptions {
   maxThreads?: number;
 }
 
+/**
+ * Where a rate limit keeps its state: by default this process's shared memory; with a distributed
+ * `store` (see `createRedisStore`), in the store under `key`, shared by every process that uses it.
+ */
+export interface StoreOptions {
+  /** A distributed store. Default: the embedded in-process store. */
+  store?: LimiterStore;
+  /** The limit's name in the store: every process using the same store and key shares one limit. Required with `store`. */
+  key?: string;
+}
+
+/** Store options after validation. */
+export interface ResolvedStoreOptions {
+  store: LimiterStore | undefined;
+  key: string;
+}
+
+function resolveStore(o: Record<string, unknown>): ResolvedStoreOptions {
+  if (o.store === undefined) {
+    if (o.key !== undefined && typeof o.key !== 'string') throw new TypeError(`key must be a string, got ${describe(o.key)}`);
+    return { store: undefined, key: (o.key as string | undefined) ?? '' };
+  }
+  if (!isLimiterStore(o.store)) throw new TypeError(`store must be a store from createRedisStore(), got ${describe(o.store)}`);
+  if (typeof o.key !== 'string' || o.key.length === 0) {
+    throw new TypeError(`key is required with a store: the name every process uses for this limit, got ${describe(o.key)}`);
+  }
+  return { store: o.store, key: o.key };
+}
+
 /** Options of a {@link TokenBucket}: `rate` tokens are added every `periodMs`, up to `burst`. */
-export interface TokenBucketOptions extends QueueOptions {
+export interface TokenBucketOptions extends QueueOptions, StoreOptions {
   /** Tokens earned per period; may be fractional (0.5 per 1000 ms is one call every 2 s). */
   rate: number;
   /** Length of the period `rate` refers to, in milliseconds. Default 1000. */
@@ -39,7 +70,7 @@ export interface TokenBucketOptions extends QueueOptions {
 }
 
 /** Options of a {@link FixedWindow}: at most `maxCalls` start in each window of `periodMs`. */
-export interface FixedWindowOptions extends QueueOptions {
+export interface FixedWindowOptions extends QueueOptions, StoreOptions {
   /** Calls admitted per window. */
   maxCalls: number;
   /** Window length in milliseconds. Default 1000. */
@@ -133,7 +164,7 @@ function resolveQueue(o: Record<string, unknown>): ResolvedQueueOptions {
 }
 
 /** Token bucket options resolved: the emission interval is what the algorithm works with. */
-export interface ResolvedTokenBucketOptions extends ResolvedQueueOptions {
+export interface ResolvedTokenBucketOptions extends ResolvedQueueOptions, ResolvedStoreOptions {
   rate: number;
   periodMs: number;
   burst: number;
@@ -156,11 +187,11 @@ export function resolveTokenBucketOptions(options: unknown): ResolvedTokenBucket
   if (!Number.isSafeInteger(interval)) {
     throw new RangeError(`rate ${rate} per periodMs ${periodMs} gives a token interval too long to represent`);
   }
-  return { ...resolveQueue(o), rate, periodMs, burst, intervalNs: BigInt(Math.max(1, interval)) };
+  return { ...resolveQueue(o), ...resolveStore(o), rate, periodMs, burst, intervalNs: BigInt(Math.max(1, interval)) };
 }
 
 /** Fixed window options resolved. */
-export interface ResolvedFixedWindowOptions extends ResolvedQueueOptions {
+export interface ResolvedFixedWindowOptions extends ResolvedQueueOptions, ResolvedStoreOptions {
   maxCalls: number;
   periodMs: number;
   periodNs: bigint;
@@ -174,7 +205,7 @@ export function resolveFixedWindowOptions(options: unknown): ResolvedFixedWindow
   const periodMs = o.periodMs === undefined ? DEFAULT_PERIOD_MS : positiveNumber('periodMs', o.periodMs);
   const periodNs = Math.round(periodMs * 1e6);
   if (periodNs < 1 || !Number.isSafeInteger(periodNs)) throw new RangeError(`periodMs must be between 1e-6 and 9e9, got ${periodMs}`);
-  return { ...resolveQueue(o), maxCalls, periodMs, periodNs: BigInt(periodNs) };
+  return { ...resolveQueue(o), ...resolveStore(o), maxCalls, periodMs, periodNs: BigInt(periodNs) };
 }
 
 /** Concurrency limit options resolved. */
@@ -208,7 +239,7 @@ export function resolveAcquireOptions(options: AcquireOptions | undefined, defau
 }
 
 /** Options of a {@link RateLimiter}: `maxCalls` per `periodMs`, by one of the rate algorithms. */
-export interface RateLimiterOptions extends QueueOptions {
+export interface RateLimiterOptions extends QueueOptions, StoreOptions {
   /** Calls per period. */
   maxCalls: number;
   /** Period in milliseconds. Default 1000. */
@@ -244,4 +275,100 @@ export function resolveRateLimiterOptions(options: unknown): {
   }
   const { maxCalls: _m, ...queue } = rest;
   return { algorithm, limiter: { ...queue, rate: maxCalls, burst: burst ?? maxCalls }, onLimited };
+}
+
+/** Options of {@link createRedisStore}. */
+export interface RedisStoreOptions {
+  /** `redis://[[user]:password@]host[:port][/db]`, or `rediss://…` for TLS. Default: ioredis's default, 127.0.0.1:6379. */
+  url?: string;
+  /**
+   * Passed to ioredis as they are: `host`, `port`, `password`, `username`, `db`, `tls`,
+   * `sentinels` + `name` for Sentinel, and the rest. Function-valued options (e.g. `retryStrategy`)
+   * stay in the thread that created the store; a worker that attaches it reopens it without them.
+   */
+  redis?: RedisOptions;
+  /** Prefix of every key this store writes. Default `'tql:'`. */
+  prefix?: string;
+  /** Bound on every Redis round trip, ms; a slower answer counts as a store error. Default 500. */
+  timeoutMs?: number;
+  /**
+   * While Redis cannot be reached: `'fail-closed'` (default) refuses calls with
+   * `StoreUnavailableError` (the limit is never exceeded); `'fail-open'` admits every call;
+   * `'local-share'` has each process enforce rate / `expectedProcesses` by itself. Each incident is
+   * logged once and counted; the store is retried and the limit recovers by itself.
+   */
+  onStoreError?: StoreErrorPolicy;
+  /** Processes sharing each limit, for `'local-share'`. Default 1. */
+  expectedProcesses?: number;
+  /**
+   * Leasing: each process reserves a batch of tokens at a time and its threads draw them from
+   * shared memory, trading a documented slack on the bound for far fewer round trips. `true` for
+   * the defaults, an object to tune, `false` (default) for one round trip per admission batch.
+   */
+  lease?: boolean | Partial<LeaseSettings>;
+  /** Where incident lines go. Default `console.warn`. */
+  log?: (line: string) => void;
+}
+
+/** Redis store options after defaults and validation. */
+export interface ResolvedRedisStoreOptions {
+  url: string | undefined;
+  redis: RedisOptions;
+  prefix: string;
+  timeoutMs: number;
+  onStoreError: StoreErrorPolicy;
+  expectedProcesses: number;
+  lease: LeaseSettings;
+  log: (line: string) => void;
+  /** Where the store points, for messages (no password). */
+  address: string;
+  /** The options again, without functions: what a worker thread reopens the store from. */
+  cloneable: Record<string, unknown>;
+}
+
+/** Lease defaults: batches of 100 ms of demand, at most 1000 tokens, lapsing after 1 s. */
+const DEFAULT_LEASE: LeaseSettings = { horizonMs: 100, maxTokens: 1000, ttlMs: 1000 };
+const NO_LEASE: LeaseSettings = { horizonMs: 0, maxTokens: 0, ttlMs: 1000 };
+
+/** Validates and completes {@link RedisStoreOptions}. */
+export function resolveRedisStoreOptions(options: unknown): ResolvedRedisStoreOptions {
+  const o = requireObject('createRedisStore options', options);
+  if (o.url !== undefined && (typeof o.url !== 'string' || !/^rediss?:\/\//.test(o.url))) {
+    throw new TypeError(`url must be a redis:// or rediss:// URL, got ${describe(o.url)}`);
+  }
+  const redis = o.redis === undefined ? {} : requireObject('redis', o.redis);
+  if (o.prefix !== undefined && typeof o.prefix !== 'string') throw new TypeError(`prefix must be a string, got ${describe(o.prefix)}`);
+  const policy = o.onStoreError ?? 'fail-closed';
+  if (policy !== 'fail-open' && policy !== 'fail-closed' && policy !== 'local-share') {
+    throw new RangeError(`onStoreError must be 'fail-open', 'fail-closed' or 'local-share', got ${describe(policy)}`);
+  }
+  if (o.log !== undefined && typeof o.log !== 'function') throw new TypeError('log must be a function');
+  let lease = NO_LEASE;
+  if (o.lease === true) lease = DEFAULT_LEASE;
+  else if (o.lease !== undefined && o.lease !== false) {
+    const l = requireObject('lease', o.lease);
+    lease = {
+      horizonMs: l.horizonMs === undefined ? DEFAULT_LEASE.horizonMs : positiveNumber('lease.horizonMs', l.horizonMs),
+      maxTokens: l.maxTokens === undefined ? DEFAULT_LEASE.maxTokens : integerAtLeast('lease.maxTokens', l.maxTokens, 1),
+      ttlMs: l.ttlMs === undefined ? DEFAULT_LEASE.ttlMs : positiveNumber('lease.ttlMs', l.ttlMs),
+    };
+  }
+  const url = o.url as string | undefined;
+  const r = redis as RedisOptions;
+  const address = url !== undefined ? url.replace(/\/\/[^@/]*@/, '//') : `${r.host ?? '127.0.0.1'}:${r.port ?? 6379}`;
+  const cloneable = Object.fromEntries(
+    Object.entries({ ...o, redis: Object.fromEntries(Object.entries(redis).filter(([, v]) => typeof v !== 'function')) }).filter(([, v]) => typeof v !== 'function'),
+  );
+  return {
+    url,
+    redis: r,
+    prefix: (o.prefix as string | undefined) ?? 'tql:',
+    timeoutMs: o.timeoutMs === undefined ? 500 : positiveNumber('timeoutMs', o.timeoutMs),
+    onStoreError: policy,
+    expectedProcesses: o.expectedProcesses === undefined ? 1 : integerAtLeast('expectedProcesses', o.expectedProcesses, 1),
+    lease,
+    log: (o.log as ((line: string) => void) | undefined) ?? ((line) => console.warn(line)),
+    address,
+    cloneable,
+  };
 }

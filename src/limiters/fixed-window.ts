@@ -18,6 +18,8 @@ import { SharedState, W } from '../shared/shared-state.js';
 import type { AttachContext, LimiterDescriptor } from './limiter.js';
 import { Limiter, attachedInstance } from './limiter.js';
 import { RATE_PERMIT, RATE_PERMIT_PROMISE, type Permit } from './permit.js';
+import { attachStore } from '../stores/redis-store.js';
+import { RemoteLimit } from '../stores/remote-limit.js';
 
 const COUNT_MASK = 0xffffffffn;
 
@@ -67,6 +69,10 @@ export class FixedWindow extends Limiter {
       Atomics.store(this.i64, W.STATE, pack(-1n, 0));
     }
     this.epoch = Atomics.load(this.i64, W.EPOCH);
+    if (o.store !== undefined) {
+      const spec = { kind: 'fixed-window' as const, periodMs: o.periodMs, maxCalls: o.maxCalls };
+      this.remote = new RemoteLimit(o.store, o.key, spec, this.clock, () => this.state.queuedTokens(), o.maxCalls, attach?.remoteBuffer);
+    }
   }
 
   /** Rebuilds, in this thread, the fixed window `descriptor` came from; see `TokenBucket.attach`. */
@@ -74,7 +80,9 @@ export class FixedWindow extends Limiter {
     const existing = attachedInstance(descriptor.id);
     if (existing instanceof FixedWindow) return existing;
     const state = SharedState.from(descriptor.buffer, 'fixed-window');
-    return new FixedWindow({ ...(descriptor.options as unknown as FixedWindowOptions), ...options }, { state, id: descriptor.id });
+    const r = descriptor.remote;
+    const store = r === undefined ? {} : { store: attachStore(r.store), key: r.key };
+    return new FixedWindow({ ...(descriptor.options as unknown as FixedWindowOptions), ...store, ...options }, { state, id: descriptor.id, remoteBuffer: r?.buffer });
   }
 
   /** Index of the window `now` falls in. */
@@ -91,6 +99,7 @@ export class FixedWindow extends Limiter {
 
   /** {@inheritDoc Limiter.tryAcquireAt} */
   tryAcquireAt(now: Nanos, n = 1): boolean {
+    if (this.remote !== undefined) return this.remote.take(now, n);
     const w = this.windowOf(now);
     const i64 = this.i64;
     if (n === 1) {
@@ -125,6 +134,7 @@ export class FixedWindow extends Limiter {
 
   /** {@inheritDoc Limiter.estimateWaitAt} */
   estimateWaitAt(now: Nanos, n: number, queuedTokens: number): Nanos {
+    if (this.remote !== undefined) return this.remote.estimateWaitAt(n, queuedTokens);
     const w = this.windowOf(now);
     // The call fits in the k-th window from now, where the current window's count plus the
     // demand ahead fill the windows before it.
@@ -140,7 +150,8 @@ export class FixedWindow extends Limiter {
   }
 
   /** @internal */
-  wakeAt(now: Nanos, n: number): Nanos {
+  wakeAt(now: Nanos, n: number): Nanos | undefined {
+    if (this.remote !== undefined) return this.remote.wakeAt(now, n);
     const w = this.windowOf(now);
     return this.countIn(w) + n > this.maxCalls ? this.epoch + (w + 1n) * this.period : now;
   }

@@ -4,10 +4,11 @@
  * atomic step that admits a call and the arithmetic of when it could be admitted.
  */
 import type { Clock, Nanos } from '../clock.js';
-import { QueueFullError, QueueTimeoutError } from '../errors.js';
+import { QueueFullError, QueueTimeoutError, StoreUnavailableError } from '../errors.js';
 import { checkCount, resolveAcquireOptions, type AcquireOptions, type ResolvedQueueOptions } from '../options.js';
 import { NO_DEADLINE, WaitQueue, type Admission, type Waiter } from '../queue/wait-queue.js';
 import { M, SharedState, WAIT_BUCKETS, type LimiterKind } from '../shared/shared-state.js';
+import type { RemoteDescriptor, RemoteLimit, RemoteSnapshot } from '../stores/remote-limit.js';
 import { RATE_PERMIT, type Permit } from './permit.js';
 
 /**
@@ -23,6 +24,8 @@ export interface LimiterDescriptor<K extends LimiterKind = LimiterKind, O = Reco
   readonly options: O;
   /** The shared state. */
   readonly buffer: SharedArrayBuffer;
+  /** With a distributed store: the store, the limit's key and this process's token pool. */
+  readonly remote?: RemoteDescriptor;
 }
 
 /** Passed to `'limited'` listeners when a call has to wait. */
@@ -37,8 +40,8 @@ export interface LimitedEvent {
 
 /** Passed to `'refused'` listeners when a call is refused or aborted. */
 export interface RefusedEvent {
-  /** Why: over `maxQueued`, over `maxWaitMs`, or its signal aborted. */
-  reason: 'queue-full' | 'timeout' | 'aborted';
+  /** Why: over `maxQueued`, over `maxWaitMs`, its signal aborted, or the limit's store is down (fail-closed). */
+  reason: 'queue-full' | 'timeout' | 'aborted' | 'store-unavailable';
   /** Tokens or permits the call asked for. */
   n: number;
 }
@@ -58,6 +61,8 @@ export interface LimiterSnapshot {
   waitMsTotal: number;
   /** Their waits: count with wait ≤ leMs (not cumulative; the last bucket is everything longer). */
   waitHistogram: { leMs: number; count: number }[];
+  /** With a distributed store: round trips, errors, leased tokens, fault-policy admissions (this process). */
+  store?: RemoteSnapshot;
 }
 
 /** Event names and their payloads. */
@@ -85,6 +90,8 @@ export function attachedInstance(id: string): Limiter | undefined {
 export interface AttachContext {
   state: SharedState;
   id: string;
+  /** The process's token pool of a limit held in a distributed store. */
+  remoteBuffer?: SharedArrayBuffer;
 }
 
 /** Base class of {@link TokenBucket}, {@link FixedWindow} and {@link ConcurrencyLimit}. */
@@ -99,6 +106,8 @@ export abstract class Limiter implements Admission {
   readonly maxQueued: number;
   /** Default bound on waiting, ms. */
   readonly maxWaitMs: number;
+  /** @internal Set by a subclass whose limit is held in a distributed store. */
+  protected remote: RemoteLimit | undefined = undefined;
 
   private readonly queue: WaitQueue;
   private readonly metrics: BigInt64Array;
@@ -158,9 +167,18 @@ export abstract class Limiter implements Admission {
   abstract take(now: Nanos, n: number): boolean;
   /** @internal */
   abstract wakeAt(now: Nanos, n: number): Nanos | undefined;
-  /** @internal */
-  waitForRelease(_wake: () => void): void {
-    throw new Error(`${this.kind} limiter does not wait for releases`);
+  /**
+   * @internal A limit in a distributed store waits for this process's next fetch; under
+   * fail-closed, a store that is down refuses the waiting calls instead.
+   */
+  waitForRelease(wake: () => void): void {
+    const remote = this.remote;
+    if (remote === undefined) throw new Error(`${this.kind} limiter does not wait for releases`);
+    if (remote.refusing()) {
+      queueMicrotask(() => this.refuseForStore(remote));
+      return;
+    }
+    remote.waitForRelease(() => (remote.refusing() ? this.refuseForStore(remote) : wake()));
   }
   /** @internal */
   headChanged(_head: Waiter | undefined): void {}
@@ -243,7 +261,17 @@ export abstract class Limiter implements Admission {
    * and both threads enforce one limit.
    */
   share(): LimiterDescriptor {
-    return { kind: this.kind, id: this.id, options: this.describe(), buffer: this.state.buffer };
+    const d = { kind: this.kind, id: this.id, options: this.describe(), buffer: this.state.buffer };
+    return this.remote === undefined ? d : { ...d, remote: this.remote.describe() };
+  }
+
+  /**
+   * With a distributed store: gives the tokens this process holds back to the store where the
+   * store can still take them (nothing granted since, or the same window), so a process that stops
+   * does not sit on its lease until it lapses. Does nothing for the embedded store.
+   */
+  async returnLease(): Promise<void> {
+    await this.remote?.giveBack();
   }
 
   /**
@@ -315,6 +343,10 @@ export abstract class Limiter implements Admission {
 
   private enqueue<T>(n: number, maxWaitMs: number, signal: AbortSignal | undefined, task: (() => T | PromiseLike<T>) | undefined): Promise<T> {
     if (signal?.aborted) return this.refuse(Promise.reject(signal.reason), 'aborted', n);
+    if (this.remote?.refusing()) {
+      this.remote.refused();
+      return this.refuse(Promise.reject(new StoreUnavailableError(this.remote.key)), 'store-unavailable', n);
+    }
     const queued = this.state.queuedCalls();
     if (queued >= this.maxQueued) return this.refuse(Promise.reject(new QueueFullError(this.maxQueued)), 'queue-full', n);
     const now = this.clock.now();
@@ -348,9 +380,18 @@ export abstract class Limiter implements Admission {
     return p;
   }
 
+  /** Refuses every call waiting in this thread: the store is down and the policy is fail-closed. */
+  private refuseForStore(remote: RemoteLimit): void {
+    for (let i = this.queue.size; i > 0; i--) remote.refused();
+    this.queue.clear(new StoreUnavailableError(remote.key));
+  }
+
   /** @internal */
   emitRefused(reason: RefusedEvent['reason'], n: number): void {
-    Atomics.add(this.metrics, reason === 'queue-full' ? M.REFUSED_QUEUE_FULL : reason === 'timeout' ? M.REFUSED_TIMEOUT : M.REFUSED_ABORTED, 1n);
+    // Store refusals are counted with the store's counters (snapshot().store.refused).
+    if (reason !== 'store-unavailable') {
+      Atomics.add(this.metrics, reason === 'queue-full' ? M.REFUSED_QUEUE_FULL : reason === 'timeout' ? M.REFUSED_TIMEOUT : M.REFUSED_ABORTED, 1n);
+    }
     if (this.refusedListeners?.length) {
       const event: RefusedEvent = { reason, n };
       for (const l of this.refusedListeners) l(event);
@@ -439,6 +480,7 @@ export abstract class Limiter implements Admission {
       waited: Number(Atomics.load(m, M.WAITED)),
       waitMsTotal: Number(Atomics.load(m, M.WAIT_NS_TOTAL)) / 1e6,
       waitHistogram: histogram,
+      ...(this.remote === undefined ? {} : { store: this.remote.snapshot() }),
     };
   }
 }

@@ -23,6 +23,8 @@ import { Limiter, attachedInstance } from './limiter.js';
 import { RATE_PERMIT, RATE_PERMIT_PROMISE, type Permit } from './permit.js';
 import { SharedState, W } from '../shared/shared-state.js';
 import type { Clock } from '../clock.js';
+import { attachStore } from '../stores/redis-store.js';
+import { RemoteLimit } from '../stores/remote-limit.js';
 
 /** A rate limit of `rate` calls per `periodMs` with bursts up to `burst`, shared by every thread. */
 export class TokenBucket extends Limiter {
@@ -56,6 +58,10 @@ export class TokenBucket extends Limiter {
     this.interval = o.intervalNs;
     this.tolerance = o.intervalNs * BigInt(o.burst);
     this.i64 = this.state.i64;
+    if (o.store !== undefined) {
+      const spec = { kind: 'token-bucket' as const, intervalUs: (o.periodMs * 1000) / o.rate, burst: o.burst };
+      this.remote = new RemoteLimit(o.store, o.key, spec, this.clock, () => this.state.queuedTokens(), o.burst, attach?.remoteBuffer);
+    }
   }
 
   /**
@@ -66,11 +72,14 @@ export class TokenBucket extends Limiter {
     const existing = attachedInstance(descriptor.id);
     if (existing instanceof TokenBucket) return existing;
     const state = SharedState.from(descriptor.buffer, 'token-bucket');
-    return new TokenBucket({ ...(descriptor.options as unknown as TokenBucketOptions), ...options }, { state, id: descriptor.id });
+    const r = descriptor.remote;
+    const store = r === undefined ? {} : { store: attachStore(r.store), key: r.key };
+    return new TokenBucket({ ...(descriptor.options as unknown as TokenBucketOptions), ...store, ...options }, { state, id: descriptor.id, remoteBuffer: r?.buffer });
   }
 
   /** {@inheritDoc Limiter.tryAcquireAt} */
   tryAcquireAt(now: Nanos, n = 1): boolean {
+    if (this.remote !== undefined) return this.remote.take(now, n);
     const cost = n === 1 ? this.interval : this.interval * BigInt(n);
     const i64 = this.i64;
     for (;;) {
@@ -83,6 +92,7 @@ export class TokenBucket extends Limiter {
 
   /** {@inheritDoc Limiter.estimateWaitAt} */
   estimateWaitAt(now: Nanos, n: number, queuedTokens: number): Nanos {
+    if (this.remote !== undefined) return this.remote.estimateWaitAt(n, queuedTokens);
     // Admissible at t once TAT + (ahead + n − b)·T ≤ t, counting the tokens queued ahead.
     const ready = Atomics.load(this.i64, W.STATE) + BigInt(queuedTokens + n - this.burst) * this.interval;
     return ready > now ? ready - now : 0n;
@@ -94,7 +104,8 @@ export class TokenBucket extends Limiter {
   }
 
   /** @internal */
-  wakeAt(now: Nanos, n: number): Nanos {
+  wakeAt(now: Nanos, n: number): Nanos | undefined {
+    if (this.remote !== undefined) return this.remote.wakeAt(now, n);
     const ready = Atomics.load(this.i64, W.STATE) + BigInt(n - this.burst) * this.interval;
     return ready > now ? ready : now;
   }

@@ -1,0 +1,469 @@
+/**
+ * One process's view of a limit held in a distributed store: a pool of tokens the store granted to
+ * this process, in shared memory, drawn by every thread with one compare-and-swap, and refilled by
+ * one fetch at a time from whichever thread needs tokens.
+ *
+ * ## How tokens flow
+ * A call that finds the pool short waits in its thread's queue; the queue asks for a fetch
+ * (`waitForRelease`). One thread wins the FETCHING word and asks the store for tokens; the others
+ * wait on SIGNAL. The answer either adds tokens to POOL, or says when to ask again (NEXT_FETCH_AT,
+ * which the queues use as their timer). Either way SIGNAL moves and every waiting thread wakes and
+ * draws. Nothing polls.
+ *
+ * Without leasing, a fetch asks for exactly the tokens queued in this process (at least one), so
+ * tokens are held only between the store's answer and the waiting calls taking them. With
+ * leasing, a fetch asks for `horizonMs` of this process's recent consumption (up to `maxTokens`
+ * and the limit's burst) and waits until at least half of that is free, so a busy process makes
+ * one round trip per batch instead of one per call.
+ *
+ * ## The bound
+ * The store admits tokens by its own clock: over any interval of length L it grants at most
+ * burst + rate × L (token bucket) or maxCalls per window (fixed window). A call starts after the
+ * grant of its token, so calls starting in [a, a + L] used tokens granted in [a − d, a + L], where
+ * d is the longest a token is held: one store answer's delivery time, and with leasing up to the
+ * lease's life. Hence starts ≤ burst + rate × (L + d), and also ≤ burst + rate × L + the tokens the
+ * processes held at a, which leasing caps at `maxTokens` (or burst) per process. A fixed window's
+ * leased tokens lapse when their window ends, measured from the moment the fetch was sent (no
+ * later than the store's reading of its clock), so a window's bound holds exactly.
+ *
+ * ## Faults
+ * A store call that fails or times out marks the limit DOWN (logged once per incident, counted)
+ * and sets when to try again; while DOWN, calls follow `onStoreError`. The first successful answer
+ * clears DOWN (logged once). A fetching thread that dies leaves FETCHING set: it is taken over once
+ * the fetch is older than twice the store timeout.
+ *
+ * ## Layout of the shared memory (one SharedArrayBuffer per limit per process)
+ * ```
+ * i32[0] MAGIC          'TQR1'
+ * i32[1] POOL           tokens granted to this process and not yet taken
+ * i32[2] FETCHING       threadId + 1 of the thread with a fetch in flight, 0 when none
+ * i32[3] SIGNAL         bumped and notified after every fetch, granted or not
+ * i32[4] DOWN           1 while the store is failing
+ * i32[5] PENDING        tokens booked ahead by the store, usable from PENDING_AT (one booking at a time)
+ * i64[3] EXPIRY         clock ns after which POOL's tokens lapse
+ * i64[4] NEXT_FETCH_AT  no fetch before this (the store said when, or the retry after an error)
+ * i64[5] FETCH_STARTED  when the fetch in flight was sent
+ * i64[6] FALLBACK_TAT   local-share: this process's own GCRA word while the store is down
+ * i64[7] LAST_FETCH_AT  when the last granted fetch was sent (lease sizing)
+ * i64[8] CONSUMED       tokens taken from the pool, ever
+ * i64[9] CONSUMED_AT    CONSUMED at the last granted fetch (lease sizing)
+ * i64[10..19]           counters: round trips, errors, incidents, leased, lapsed, given back,
+ *                       admitted fail-open, admitted local-share, refused, DOWN since (ns)
+ * i64[20] WINDOW        fixed window: the store's window number POOL's tokens belong to
+ * i64[21] POOL_SINCE    when the fetch that brought POOL's oldest tokens was sent
+ * i64[22] MAX_HOLD      the longest ns from a fetch's sending to the taking of one of its tokens
+ * i64[23] PENDING_AT    when PENDING's tokens may be used: the answer's arrival + the store's notBefore
+ * i64[24] PENDING_SINCE the fetch's sending + notBefore: no later than the booking's admission time
+ * ```
+ *
+ * MAX_HOLD measures the d of the bound above (an upper estimate: the store granted after the fetch
+ * was sent), so what the bound really was in a run can be read from `snapshot().store.maxHoldMs`.
+ */
+import { threadId } from 'node:worker_threads';
+import type { Clock, Nanos } from '../clock.js';
+import type { LimiterStore, RemoteLimitSpec, StoreDescriptor } from './store.js';
+
+const MAGIC = 0x31525154; // 'TQR1'
+const I = { MAGIC: 0, POOL: 1, FETCHING: 2, SIGNAL: 3, DOWN: 4, PENDING: 5 } as const;
+const L = {
+  EXPIRY: 3,
+  NEXT_FETCH_AT: 4,
+  FETCH_STARTED: 5,
+  FALLBACK_TAT: 6,
+  LAST_FETCH_AT: 7,
+  CONSUMED: 8,
+  CONSUMED_AT: 9,
+  ROUND_TRIPS: 10,
+  ERRORS: 11,
+  INCIDENTS: 12,
+  LEASED: 13,
+  LAPSED: 14,
+  GIVEN_BACK: 15,
+  FAIL_OPEN: 16,
+  LOCAL_SHARE: 17,
+  REFUSED: 18,
+  DOWN_SINCE: 19,
+  WINDOW: 20,
+  POOL_SINCE: 21,
+  MAX_HOLD: 22,
+  PENDING_AT: 23,
+  PENDING_SINCE: 24,
+} as const;
+const BYTES = 8 * 25;
+const KEEP_ALIVE_MS = 1 << 30;
+const noop = (): void => {};
+
+/** Everything to rebuild a {@link RemoteLimit} in another thread of the same process. */
+export interface RemoteDescriptor {
+  store: StoreDescriptor;
+  key: string;
+  spec: RemoteLimitSpec;
+  buffer: SharedArrayBuffer;
+}
+
+/** Store counters of one limit in this process (see `LimiterSnapshot.store`). */
+export interface RemoteSnapshot {
+  /** Round trips to the store that answered. */
+  roundTrips: number;
+  /** Store calls that failed or timed out. */
+  errors: number;
+  /** Times the store went from answering to failing. */
+  incidents: number;
+  /** True while the store is failing. */
+  down: boolean;
+  /** Tokens granted by the store. */
+  leased: number;
+  /** Granted tokens that lapsed unused. */
+  lapsed: number;
+  /** Granted tokens given back unused. */
+  givenBack: number;
+  /** Tokens held now. */
+  held: number;
+  /** Calls admitted without the store under 'fail-open'. */
+  admittedFailOpen: number;
+  /** Calls admitted by the local share under 'local-share'. */
+  admittedLocalShare: number;
+  /** Calls refused under 'fail-closed'. */
+  refused: number;
+  /** Longest time from sending a fetch to taking one of its tokens, ms: the d of the bound. */
+  maxHoldMs: number;
+}
+
+/** A limit held in a distributed store, as the threads of this process draw on it. */
+export class RemoteLimit {
+  /** The store (this thread's instance). */
+  readonly store: LimiterStore;
+  readonly key: string;
+  private readonly spec: RemoteLimitSpec;
+  private readonly buffer: SharedArrayBuffer;
+  private readonly i32: Int32Array;
+  private readonly i64: BigInt64Array;
+  /** local-share: this process's interval between tokens, ns, and its bucket size. */
+  private readonly fallbackInterval: bigint;
+  private readonly fallbackBurst: number;
+  private readonly staleNs: bigint;
+  private readonly retryNs: bigint;
+  private waiting = false;
+  /** The last grant this thread fetched, for a give-back. */
+  private lastGrant: { tag: string; n: number } | undefined;
+
+  /**
+   * @param demand tokens wanted by the calls waiting in this process, over all threads.
+   * @param capacity the most one grant can hold (the limit's burst or maxCalls).
+   */
+  constructor(
+    store: LimiterStore,
+    key: string,
+    spec: RemoteLimitSpec,
+    private readonly clock: Clock,
+    private readonly demand: () => number,
+    private readonly capacity: number,
+    buffer?: SharedArrayBuffer,
+  ) {
+    this.store = store;
+    this.key = key;
+    this.spec = spec;
+    if (buffer === undefined) {
+      buffer = new SharedArrayBuffer(BYTES);
+      new Int32Array(buffer)[I.MAGIC] = MAGIC;
+    } else if (!(buffer instanceof SharedArrayBuffer) || buffer.byteLength < BYTES || new Int32Array(buffer)[I.MAGIC] !== MAGIC) {
+      throw new TypeError('descriptor.remote.buffer must come from share() of a limiter with a store');
+    }
+    this.buffer = buffer;
+    this.i32 = new Int32Array(buffer);
+    this.i64 = new BigInt64Array(buffer);
+    const processes = store.expectedProcesses;
+    const intervalNs = spec.kind === 'token-bucket' ? spec.intervalUs * 1000 : (spec.periodMs * 1e6) / spec.maxCalls;
+    this.fallbackInterval = BigInt(Math.max(1, Math.ceil(intervalNs * processes)));
+    this.fallbackBurst = Math.max(1, Math.floor(capacity / processes));
+    this.staleNs = BigInt(Math.ceil(store.timeoutMs * 2e6));
+    this.retryNs = BigInt(Math.ceil(Math.min(1000, Math.max(100, store.timeoutMs)) * 1e6));
+  }
+
+  /** The plain-data description a worker thread attaches from. */
+  describe(): RemoteDescriptor {
+    return { store: this.store.describe(), key: this.key, spec: this.spec, buffer: this.buffer };
+  }
+
+  /** Takes `n` tokens at `now` if this process holds them (or the fault policy admits). */
+  take(now: Nanos, n: number): boolean {
+    const i32 = this.i32;
+    for (;;) {
+      const pool = Atomics.load(i32, I.POOL);
+      if (pool < n) {
+        if (this.promote(now)) continue;
+        break;
+      }
+      if (Atomics.load(this.i64, L.EXPIRY) < now) {
+        this.lapse(pool);
+        break;
+      }
+      if (Atomics.compareExchange(i32, I.POOL, pool, pool - n) === pool) {
+        Atomics.add(this.i64, L.CONSUMED, BigInt(n));
+        this.recordHold(now);
+        return true;
+      }
+    }
+    if (Atomics.load(i32, I.DOWN) === 0) return false;
+    this.startFetch(now);
+    switch (this.store.onStoreError) {
+      case 'fail-open':
+        Atomics.add(this.i64, L.FAIL_OPEN, 1n);
+        return true;
+      case 'local-share':
+        return this.takeLocalShare(now, n);
+      default:
+        return false;
+    }
+  }
+
+  /** When `n` tokens could be taken, or undefined when only a fetch's answer can tell. */
+  wakeAt(now: Nanos, n: number): Nanos | undefined {
+    if (Atomics.load(this.i32, I.POOL) >= n && Atomics.load(this.i64, L.EXPIRY) >= now) return now;
+    if (Atomics.load(this.i32, I.PENDING) > 0) {
+      const at = Atomics.load(this.i64, L.PENDING_AT);
+      return at > now ? at : now;
+    }
+    if (Atomics.load(this.i32, I.DOWN) !== 0) {
+      if (this.store.onStoreError === 'fail-open') return now;
+      if (this.store.onStoreError === 'local-share') {
+        const ready = Atomics.load(this.i64, L.FALLBACK_TAT) + BigInt(n - this.fallbackBurst) * this.fallbackInterval;
+        const probe = Atomics.load(this.i64, L.NEXT_FETCH_AT);
+        const at = ready < probe ? ready : probe;
+        return at > now ? at : now;
+      }
+    }
+    const next = Atomics.load(this.i64, L.NEXT_FETCH_AT);
+    return next > now ? next : undefined;
+  }
+
+  /** Estimated ns until a call of `n` behind `queued` tokens is admitted, if this process got the whole rate. */
+  estimateWaitAt(n: number, queued: number): Nanos {
+    if (this.spec.kind !== 'token-bucket') return 0n;
+    const short = queued + n - Atomics.load(this.i32, I.POOL);
+    return short > 0 ? BigInt(Math.ceil(short * this.spec.intervalUs * 1000)) : 0n;
+  }
+
+  /** True while the store fails and the policy is to refuse. */
+  refusing(): boolean {
+    return this.store.onStoreError === 'fail-closed' && Atomics.load(this.i32, I.DOWN) !== 0;
+  }
+
+  /** Counts a call refused because the store is down; asks for a probe if one is due. */
+  refused(): void {
+    Atomics.add(this.i64, L.REFUSED, 1n);
+    this.startFetch(this.clock.now());
+  }
+
+  /**
+   * Arms a one-shot wake-up for the next fetch answer, starting a fetch unless one is in flight.
+   * The wait is bounded (twice the store timeout), so a fetch lost with a dead thread is retried.
+   */
+  waitForRelease(wake: () => void): void {
+    const i32 = this.i32;
+    const seen = Atomics.load(i32, I.SIGNAL);
+    // Asked even when this thread already waits: the fetch it waits for may have come back with
+    // nothing and a time to ask again that has now passed.
+    this.startFetch(this.clock.now());
+    if (this.waiting) return;
+    const result = Atomics.waitAsync(i32, I.SIGNAL, seen, Number(this.staleNs) / 1e6);
+    if (!result.async) {
+      queueMicrotask(wake);
+      return;
+    }
+    this.waiting = true;
+    // A pending waitAsync does not keep Node's event loop alive; a waiting call should.
+    const keepAlive = setInterval(noop, KEEP_ALIVE_MS);
+    void result.value.then(() => {
+      clearInterval(keepAlive);
+      this.waiting = false;
+      wake();
+    });
+  }
+
+  /** Gives the tokens this process holds back to the store where it still can (see the scripts). */
+  async giveBack(): Promise<void> {
+    const last = this.lastGrant;
+    const held = Atomics.exchange(this.i32, I.POOL, 0) + Atomics.exchange(this.i32, I.PENDING, 0);
+    if (held === 0) return;
+    const n = last === undefined ? 0 : Math.min(held, last.n);
+    let back = 0;
+    if (n > 0) back = (await this.store.giveBack(this.key, this.spec, n, last!.tag).catch(() => false)) ? n : 0;
+    Atomics.add(this.i64, L.GIVEN_BACK, BigInt(back));
+    Atomics.add(this.i64, L.LAPSED, BigInt(held - back));
+  }
+
+  /** The counters. */
+  snapshot(): RemoteSnapshot {
+    const c = (i: number): number => Number(Atomics.load(this.i64, i));
+    return {
+      roundTrips: c(L.ROUND_TRIPS),
+      errors: c(L.ERRORS),
+      incidents: c(L.INCIDENTS),
+      down: Atomics.load(this.i32, I.DOWN) !== 0,
+      leased: c(L.LEASED),
+      lapsed: c(L.LAPSED),
+      givenBack: c(L.GIVEN_BACK),
+      held: Atomics.load(this.i32, I.POOL),
+      admittedFailOpen: c(L.FAIL_OPEN),
+      admittedLocalShare: c(L.LOCAL_SHARE),
+      refused: c(L.REFUSED),
+      maxHoldMs: c(L.MAX_HOLD) / 1e6,
+    };
+  }
+
+  /** Drops `pool` lapsed tokens (`taken`: already removed from POOL by the caller). */
+  /** Moves a booking whose time has come into the pool; true if it did. */
+  private promote(now: Nanos): boolean {
+    const i32 = this.i32;
+    const i64 = this.i64;
+    if (Atomics.load(i32, I.PENDING) === 0 || now < Atomics.load(i64, L.PENDING_AT)) return false;
+    const booked = Atomics.exchange(i32, I.PENDING, 0);
+    if (booked === 0) return false;
+    const at = Atomics.load(i64, L.PENDING_AT);
+    Atomics.store(i64, L.EXPIRY, at + BigInt(Math.floor(this.store.leaseSettings.ttlMs * 1e6)));
+    if (Atomics.load(i32, I.POOL) === 0) Atomics.store(i64, L.POOL_SINCE, Atomics.load(i64, L.PENDING_SINCE));
+    Atomics.add(i32, I.POOL, booked);
+    return true;
+  }
+
+  private recordHold(now: Nanos): void {
+    const i64 = this.i64;
+    const hold = now - Atomics.load(i64, L.POOL_SINCE);
+    for (let max = Atomics.load(i64, L.MAX_HOLD); hold > max; max = Atomics.load(i64, L.MAX_HOLD)) {
+      if (Atomics.compareExchange(i64, L.MAX_HOLD, max, hold) === max) return;
+    }
+  }
+
+  private lapse(pool: number, taken = false): void {
+    if (taken || Atomics.compareExchange(this.i32, I.POOL, pool, 0) === pool) Atomics.add(this.i64, L.LAPSED, BigInt(pool));
+  }
+
+  /** GCRA on this process's own word: rate / expectedProcesses, burst / expectedProcesses. */
+  private takeLocalShare(now: Nanos, n: number): boolean {
+    const i64 = this.i64;
+    const cost = this.fallbackInterval * BigInt(n);
+    const tolerance = this.fallbackInterval * BigInt(Math.max(this.fallbackBurst, n));
+    for (;;) {
+      const tat = Atomics.load(i64, L.FALLBACK_TAT);
+      const next = (tat > now ? tat : now) + cost;
+      if (next - now > tolerance) return false;
+      if (Atomics.compareExchange(i64, L.FALLBACK_TAT, tat, next) === tat) {
+        Atomics.add(i64, L.LOCAL_SHARE, 1n);
+        return true;
+      }
+    }
+  }
+
+  /** Starts a fetch from this thread, unless one is in flight or the next is not due yet. */
+  private startFetch(now: Nanos): void {
+    const i32 = this.i32;
+    const i64 = this.i64;
+    if (now < Atomics.load(i64, L.NEXT_FETCH_AT) || Atomics.load(i32, I.PENDING) !== 0) return;
+    const me = threadId + 1;
+    const owner = Atomics.compareExchange(i32, I.FETCHING, 0, me);
+    if (owner !== 0) {
+      if (now - Atomics.load(i64, L.FETCH_STARTED) < this.staleNs) return;
+      if (Atomics.compareExchange(i32, I.FETCHING, owner, me) !== owner) return;
+    }
+    Atomics.store(i64, L.FETCH_STARTED, now);
+    if (this.store.connected) this.fetch(now);
+    // Time to connect is not time a token is held: the fetch is timed from the sending.
+    else this.store.connect().then(() => this.fetch(this.clock.now()), (error: unknown) => this.failed(error));
+  }
+
+  /** Sends one lease request (this thread holds FETCHING) and files its answer. */
+  private fetch(now: Nanos): void {
+    const i32 = this.i32;
+    const i64 = this.i64;
+    const { want, min } = this.batch(now);
+    this.store.lease(this.key, this.spec, want, min).then(
+      (grant) => {
+        const at = this.clock.now();
+        Atomics.add(i64, L.ROUND_TRIPS, 1n);
+        this.recovered(at);
+        if (grant.granted > 0) {
+          // A fixed window's leftover tokens die with their window, before the next one's arrive.
+          if (this.spec.kind === 'fixed-window') {
+            const window = BigInt(grant.tag);
+            if (Atomics.exchange(i64, L.WINDOW, window) !== window) this.lapse(Atomics.exchange(i32, I.POOL, 0), true);
+          }
+          Atomics.store(i64, L.LAST_FETCH_AT, now);
+          Atomics.store(i64, L.CONSUMED_AT, Atomics.load(i64, L.CONSUMED));
+          Atomics.add(i64, L.LEASED, BigInt(grant.granted));
+          if (grant.notBeforeUs > 0) {
+            // Booked ahead. Usable from the answer's arrival + notBefore, which is no earlier
+            // than the store's admission time; held (for the bound) from sending + notBefore,
+            // which is no later.
+            const ahead = BigInt(Math.ceil(grant.notBeforeUs * 1000));
+            Atomics.store(i64, L.PENDING_AT, at + ahead);
+            Atomics.store(i64, L.PENDING_SINCE, now + ahead);
+            Atomics.add(i32, I.PENDING, grant.granted);
+          } else {
+            const ttlNs = Math.min(this.store.leaseSettings.ttlMs * 1e6, grant.validUs * 1e3);
+            Atomics.store(i64, L.EXPIRY, now + BigInt(Math.floor(ttlNs)));
+            // If the pool is not empty its older tokens keep POOL_SINCE; if takers empty it
+            // before the add, the estimate stays on the older side.
+            if (Atomics.load(i32, I.POOL) === 0) Atomics.store(i64, L.POOL_SINCE, now);
+            Atomics.add(i32, I.POOL, grant.granted);
+          }
+          this.lastGrant = { tag: grant.tag, n: grant.granted };
+        }
+        if (grant.retryAfterUs > 0) Atomics.store(i64, L.NEXT_FETCH_AT, at + BigInt(Math.ceil(grant.retryAfterUs * 1000)));
+        this.fetchDone();
+      },
+      (error: unknown) => this.failed(error),
+    );
+  }
+
+  /**
+   * How many tokens to ask for. Without leasing: what the calls waiting in this process need, at
+   * least one. With leasing: at least `horizonMs` of the consumption seen since the last grant,
+   * capped by `maxTokens` and the capacity, and not less than half of that (else a busy limit
+   * would answer every fetch with the one token freed since the last).
+   */
+  private batch(now: Nanos): { want: number; min: number } {
+    const need = Math.max(1, this.demand() - Atomics.load(this.i32, I.POOL) - Atomics.load(this.i32, I.PENDING));
+    const lease = this.store.leaseSettings;
+    if (lease.horizonMs === 0) return { want: Math.min(need, this.capacity), min: 1 };
+    const since = Number(now - Atomics.load(this.i64, L.LAST_FETCH_AT));
+    const consumed = Number(Atomics.load(this.i64, L.CONSUMED) - Atomics.load(this.i64, L.CONSUMED_AT));
+    const recent = since > 0 ? Math.ceil((consumed / since) * lease.horizonMs * 1e6) : 0;
+    const want = Math.min(Math.max(need, recent), lease.maxTokens, this.capacity);
+    return { want, min: Math.max(1, Math.floor(want / 2)) };
+  }
+
+  private fetchDone(): void {
+    Atomics.store(this.i32, I.FETCHING, 0);
+    Atomics.add(this.i32, I.SIGNAL, 1);
+    Atomics.notify(this.i32, I.SIGNAL);
+  }
+
+  private failed(error: unknown): void {
+    const i64 = this.i64;
+    const now = this.clock.now();
+    Atomics.add(i64, L.ERRORS, 1n);
+    Atomics.store(i64, L.NEXT_FETCH_AT, now + this.retryNs);
+    if (Atomics.compareExchange(this.i32, I.DOWN, 0, 1) === 0) {
+      Atomics.add(i64, L.INCIDENTS, 1n);
+      Atomics.store(i64, L.DOWN_SINCE, now);
+      const message = error instanceof Error ? error.message : String(error);
+      this.store.log(`thrift-queue-limiter: limit store unavailable for "${this.key}" (${message}); ${POLICY_TEXT[this.store.onStoreError]} until it answers`);
+    }
+    this.fetchDone();
+    // Keep probing while down even if no call arrives to ask (fail-closed refuses them at once).
+    setTimeout(() => this.startFetch(this.clock.now()), Number(this.retryNs) / 1e6).unref();
+  }
+
+  private recovered(now: Nanos): void {
+    if (Atomics.load(this.i32, I.DOWN) === 0 || Atomics.compareExchange(this.i32, I.DOWN, 1, 0) !== 1) return;
+    const ms = Number(now - Atomics.load(this.i64, L.DOWN_SINCE)) / 1e6;
+    this.store.log(`thrift-queue-limiter: limit store answers again for "${this.key}" after ${Math.round(ms)} ms`);
+  }
+}
+
+const POLICY_TEXT = {
+  'fail-open': 'admitting every call (onStoreError fail-open)',
+  'fail-closed': 'refusing calls (onStoreError fail-closed)',
+  'local-share': 'enforcing this process\'s share of the rate locally (onStoreError local-share)',
+} as const;

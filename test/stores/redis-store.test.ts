@@ -1,0 +1,153 @@
+/**
+ * The Redis store against a real redis-server: the scripts' bounds, NOSCRIPT recovery, key layout
+ * and expiry, clear errors for bad configuration, option validation.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FixedWindow, RateLimiter, TokenBucket } from '../../src/index.js';
+import { createRedisStore, StoreConnectionError, type RedisStore } from '../../src/stores/redis-store.js';
+import { freePort, startRedis, type TestRedis } from './redis-server.js';
+
+let redis: TestRedis;
+const stores: RedisStore[] = [];
+beforeAll(async () => {
+  redis = await startRedis();
+});
+afterAll(async () => {
+  await Promise.all(stores.map((s) => s.close()));
+  await redis?.stop();
+});
+
+function store(options: Parameters<typeof createRedisStore>[0] = {}): RedisStore {
+  const s = createRedisStore({ url: redis.url, prefix: `t${stores.length}:`, ...options });
+  stores.push(s);
+  return s;
+}
+
+/** Starts `count` calls at once and records when each started (ms since the first call). */
+async function burstOf(limiter: { run<T>(task: () => T): Promise<T> }, count: number): Promise<number[]> {
+  const t0 = performance.now();
+  const starts: number[] = [];
+  await Promise.all(Array.from({ length: count }, () => limiter.run(() => starts.push(performance.now() - t0))));
+  return starts.sort((a, b) => a - b);
+}
+
+describe('Redis store: token bucket', () => {
+  it('admits burst at once and the rest at the rate, all calls waiting rather than failing', async () => {
+    const tb = new TokenBucket({ rate: 200, burst: 10, store: store(), key: 'tb' });
+    const starts = await burstOf(tb, 110);
+    expect(starts).toHaveLength(110);
+    // 100 calls beyond the burst at 200/s take ≥ 0.5 s (the bucket starts full: 10 at once).
+    expect(starts.at(-1)!).toBeGreaterThanOrEqual(495);
+    // Never more than burst + rate × t by time t (t measured from the first call's start).
+    starts.forEach((t, i) => expect(i + 1).toBeLessThanOrEqual(10 + Math.floor((200 * (t + 5)) / 1000) + 1));
+  });
+
+  it('keeps one key per limit, under the prefix with a hash tag, expiring once the bucket is full again', async () => {
+    const s = store({ prefix: 'keys:' });
+    const tb = new TokenBucket({ rate: 100, burst: 5, store: s, key: 'calc.add' });
+    await burstOf(tb, 5);
+    expect(redis.cli('EXISTS', 'keys:{calc.add}:tb')).toBe('1');
+    const ttl = Number(redis.cli('PTTL', 'keys:{calc.add}:tb'));
+    // Full again 5 tokens × 10 ms after the burst, plus the script's 1 s margin.
+    expect(ttl).toBeGreaterThan(0);
+    expect(ttl).toBeLessThanOrEqual(1050);
+  });
+
+  it('recovers from SCRIPT FLUSH by reloading the script (NOSCRIPT), with no store error', async () => {
+    const tb = new TokenBucket({ rate: 1000, burst: 5, store: store(), key: 'flush' });
+    await burstOf(tb, 20);
+    expect(redis.cli('SCRIPT', 'FLUSH')).toBe('OK');
+    await burstOf(tb, 20);
+    const snap = tb.snapshot().store!;
+    expect(snap.errors).toBe(0);
+    expect(tb.snapshot().admitted).toBe(40);
+  });
+
+  it('shares one limit between two limiter instances (as two processes would) through the key', async () => {
+    const a = new TokenBucket({ rate: 100, burst: 10, store: store({ prefix: 'two:' }), key: 'two' });
+    const b = new TokenBucket({ rate: 100, burst: 10, store: store({ prefix: 'two:' }), key: 'two' });
+    const t0 = performance.now();
+    await Promise.all([burstOf(a, 30), burstOf(b, 30)]);
+    // 60 calls, burst 10, 100/s: at least 0.5 s in all.
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(495);
+  });
+
+  it('works under RateLimiter, the seed-style facade', async () => {
+    const limiter = new RateLimiter({ maxCalls: 50, periodMs: 100, burst: 5, store: store(), key: 'facade' });
+    const starts = await burstOf(limiter, 25);
+    expect(starts.at(-1)!).toBeGreaterThanOrEqual(38); // 20 beyond the burst at 2 ms each
+  });
+});
+
+describe('Redis store: fixed window', () => {
+  it('admits at most maxCalls per window of the Redis clock; calls over it wait for the next window', async () => {
+    const fw = new FixedWindow({ maxCalls: 10, periodMs: 200, store: store(), key: 'fw' });
+    const t0 = Date.now();
+    const windows = new Map<number, number>();
+    await Promise.all(
+      Array.from({ length: 35 }, () =>
+        fw.run(() => {
+          const w = Math.floor(Date.now() / 200);
+          windows.set(w, (windows.get(w) ?? 0) + 1);
+        }),
+      ),
+    );
+    // 35 calls at 10 per window need at least 4 windows, so at least 3 boundaries passed.
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(400);
+    expect(windows.size).toBeGreaterThanOrEqual(4);
+    // Date.now() and Redis TIME read the same wall clock here; 1 ms of reading lag is allowed for
+    // by counting a start in its window or the one before, whichever has room.
+    const counts = [...windows.entries()].sort((x, y) => x[0] - y[0]).map(([, c]) => c);
+    expect(counts.reduce((a, c) => a + c, 0)).toBe(35);
+    expect(Math.max(...counts)).toBeLessThanOrEqual(10);
+  });
+});
+
+describe('Redis store: configuration', () => {
+  it('connect() to an address where nothing listens fails with StoreConnectionError naming it', async () => {
+    const port = await freePort();
+    const s = createRedisStore({ url: `redis://127.0.0.1:${port}` });
+    const error = await s.connect().then(() => undefined, (e: unknown) => e);
+    expect(error).toBeInstanceOf(StoreConnectionError);
+    expect((error as Error).message).toMatch(new RegExp(`127\\.0\\.0\\.1:${port}.*nothing listens there`));
+    await s.close();
+  });
+
+  it('a wrong password fails with StoreConnectionError saying authentication failed (and the password is not printed)', async () => {
+    const secured = await startRedis({ password: 'right-password' });
+    try {
+      const wrong = createRedisStore({ url: `redis://:wrong-password@127.0.0.1:${secured.port}` });
+      const error = (await wrong.connect().then(() => undefined, (e: unknown) => e)) as Error;
+      expect(error).toBeInstanceOf(StoreConnectionError);
+      expect(error.message).toMatch(/authentication failed/);
+      expect(error.message).not.toMatch(/wrong-password/);
+      await wrong.close();
+      const right = createRedisStore({ url: secured.url });
+      await right.connect();
+      const tb = new TokenBucket({ rate: 10, store: right, key: 'auth' });
+      expect(await tb.acquire().then(() => 'admitted')).toBe('admitted');
+      await right.close();
+    } finally {
+      await secured.stop();
+    }
+  });
+
+  it.each([
+    [{ url: 'http://x' }, TypeError, /url must be a redis:\/\/ or rediss:\/\/ URL/],
+    [{ onStoreError: 'retry' }, RangeError, /onStoreError must be 'fail-open', 'fail-closed' or 'local-share'/],
+    [{ timeoutMs: 0 }, RangeError, /timeoutMs must be greater than 0/],
+    [{ expectedProcesses: 0.5 }, RangeError, /expectedProcesses must be a whole number/],
+    [{ lease: { maxTokens: 0 } }, RangeError, /lease.maxTokens must be at least 1/],
+    [{ prefix: 3 }, TypeError, /prefix must be a string/],
+  ])('createRedisStore(%j) throws naming the option', (options, type, message) => {
+    expect(() => createRedisStore(options as never)).toThrow(type);
+    expect(() => createRedisStore(options as never)).toThrow(message);
+  });
+
+  it('a store without a key, or a store that is not one, throws TypeError naming the option', () => {
+    const s = store();
+    expect(() => new TokenBucket({ rate: 1, store: s })).toThrow(/key is required with a store/);
+    expect(() => new FixedWindow({ maxCalls: 1, store: s, key: '' })).toThrow(/key is required with a store/);
+    expect(() => new TokenBucket({ rate: 1, store: {} as never, key: 'k' })).toThrow(/store must be a store from createRedisStore/);
+  });
+});
