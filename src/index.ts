@@ -32,3 +32,12 @@ export { wrapHandler, ServerOverloadedError } from './thrift/wrap-handler.js';
 export { ExceptionType } from './thrift/application-exception.js';
 export type { HandlerContext } from './server/batch.js';
 export { limiterMetrics, type LimiterMetricsOptions } from './metrics/prometheus.js';
+export type { KeyedTokenBucketOptions } from './options.js';
+export {
+  KeyedTokenBucket,
+  type KeyedLimitedEvent,
+  type KeyedRefusedEvent,
+  type KeyedSnapshot,
+  type KeyedTokenBucketDescriptor,
+  type KeyedTokenBucketEvents,
+} from './keyed/keyed-token-bucket.js';

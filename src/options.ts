@@ -372,3 +372,98 @@ export function resolveRedisStoreOptions(options: unknown): ResolvedRedisStoreOp
     cloneable,
   };
 }
+
+/**
+ * Options of a {@link KeyedTokenBucket}: a token bucket per key (`rate` tokens every `periodMs`, up
+ * to `burst`, the same for every key), kept in a fixed-size table in shared memory.
+ */
+export interface KeyedTokenBucketOptions extends QueueOptions {
+  /** Tokens each key earns per period; may be fractional. */
+  rate: number;
+  /** Length of the period `rate` refers to, in milliseconds. Default 1000. */
+  periodMs?: number;
+  /** Most tokens one key can take at one instant. Default: `ceil(rate)`. */
+  burst?: number;
+  /**
+   * Slots in the shared table: the most keys that hold a bucket at once (16 bytes each). Default
+   * 4096, at most 16 777 216; any whole number, a power of two is not required.
+   */
+  capacity?: number;
+  /**
+   * Slots searched for a key, starting at its hash: a key lives in one of these or, when all of
+   * them hold active keys, is admitted by the overflow bucket. Default 16, at most 64; larger
+   * than `capacity` means `capacity`.
+   */
+  probeWindow?: number;
+  /** Tokens per period of the one bucket every key without a slot shares. Default `rate`. */
+  overflowRate?: number;
+  /** Size of the overflow bucket. Default `burst`. */
+  overflowBurst?: number;
+}
+
+/** Keyed token bucket options resolved. */
+export interface ResolvedKeyedTokenBucketOptions extends ResolvedQueueOptions {
+  rate: number;
+  periodMs: number;
+  burst: number;
+  capacity: number;
+  probeWindow: number;
+  overflowRate: number;
+  overflowBurst: number;
+  /**
+   * Microseconds between two tokens of one key, rounded up (the table keeps time in whole µs):
+   * rounding up can only admit fewer calls, never more. At least 1 µs, so a rate above 10⁶ per
+   * second per key is held to 10⁶ per second.
+   */
+  intervalUs: number;
+  /** Nanoseconds between two tokens of the overflow bucket, rounded up, at least 1. */
+  overflowIntervalNs: bigint;
+}
+
+const DEFAULT_KEYED_CAPACITY = 4096;
+const MAX_KEYED_CAPACITY = 1 << 24;
+const DEFAULT_PROBE_WINDOW = 16;
+const MAX_PROBE_WINDOW = 64;
+/** A key's bucket spans burst × interval; it must stay far inside the table's 48-bit µs clock. */
+const MAX_KEYED_SPAN_US = 2 ** 46;
+
+/** Validates and completes {@link KeyedTokenBucketOptions}. */
+export function resolveKeyedTokenBucketOptions(options: unknown): ResolvedKeyedTokenBucketOptions {
+  const o = requireObject('KeyedTokenBucket options', options);
+  if (o.rate === undefined) throw new TypeError('rate is required (tokens per periodMs, per key)');
+  const rate = positiveNumber('rate', o.rate);
+  const periodMs = o.periodMs === undefined ? DEFAULT_PERIOD_MS : positiveNumber('periodMs', o.periodMs);
+  const burst = o.burst === undefined ? Math.max(1, Math.ceil(rate)) : integerAtLeast('burst', o.burst, 1);
+  const capacity = o.capacity === undefined ? DEFAULT_KEYED_CAPACITY : integerAtLeast('capacity', o.capacity, 1);
+  if (capacity > MAX_KEYED_CAPACITY) throw new RangeError(`capacity must be at most ${MAX_KEYED_CAPACITY}, got ${capacity}`);
+  const window = o.probeWindow === undefined ? DEFAULT_PROBE_WINDOW : integerAtLeast('probeWindow', o.probeWindow, 1);
+  if (window > MAX_PROBE_WINDOW) throw new RangeError(`probeWindow must be at most ${MAX_PROBE_WINDOW}, got ${window}`);
+  const overflowRate = o.overflowRate === undefined ? rate : positiveNumber('overflowRate', o.overflowRate);
+  const overflowBurst = o.overflowBurst === undefined ? burst : integerAtLeast('overflowBurst', o.overflowBurst, 1);
+  const intervalUs = Math.max(1, Math.ceil((periodMs * 1000) / rate));
+  if (!Number.isSafeInteger(intervalUs) || intervalUs * burst > MAX_KEYED_SPAN_US) {
+    throw new RangeError(`burst ${burst} at rate ${rate} per periodMs ${periodMs} spans more than 2^46 µs (2.2 years): too long for the table's clock`);
+  }
+  const overflowInterval = Math.ceil((periodMs * 1e6) / overflowRate);
+  if (!Number.isSafeInteger(overflowInterval)) {
+    throw new RangeError(`overflowRate ${overflowRate} per periodMs ${periodMs} gives a token interval too long to represent`);
+  }
+  return {
+    ...resolveQueue(o),
+    rate,
+    periodMs,
+    burst,
+    capacity,
+    probeWindow: Math.min(window, capacity),
+    overflowRate,
+    overflowBurst,
+    intervalUs,
+    overflowIntervalNs: BigInt(Math.max(1, overflowInterval)),
+  };
+}
+
+/** Validates the key of a keyed limiter's call. */
+export function checkKey(key: unknown): string {
+  if (typeof key !== 'string') throw new TypeError(`key must be a string, got ${describe(key)}`);
+  return key;
+}
