@@ -29,6 +29,18 @@ export type { ThreadedServerOptions } from './server/server-options.js';
 export type { LimitSpec, LimitsConfig, QueueBounds } from './server/method-limits.js';
 export type { ServerStatsSnapshot, RefusalReason } from './server/stats.js';
 export { wrapHandler, ServerOverloadedError } from './thrift/wrap-handler.js';
+export { FairQueue } from './fair/fair-queue.js';
+export type {
+  FairnessOptions,
+  FairQueueOptions,
+  FairRunOptions,
+  FlowCall,
+  FlowKeySpec,
+  HandlerFairnessOptions,
+  LevelOptions,
+} from './fair/fair-options.js';
+export type { LevelStats } from './fair/priority-level.js';
+export { readArgField } from './thrift/arg-field.js';
 export { ExceptionType } from './thrift/application-exception.js';
 export type { HandlerContext } from './server/batch.js';
 export { limiterMetrics, type LimiterMetricsOptions } from './metrics/prometheus.js';

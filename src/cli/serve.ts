@@ -6,9 +6,11 @@ import { once } from 'node:events';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createThreadedServer } from '../server/threaded-server.js';
+import type { FairnessOptions } from '../fair/fair-options.js';
 import type { LimitsConfig } from '../server/method-limits.js';
 import { parseDuration, parseFlags, parsePositive } from './args.js';
 import { parseLimit } from './limit-spec.js';
+import { parseFairnessFlags } from './fairness-spec.js';
 
 const HELP = `usage: thrift-queue-limiter serve --service FILE --handler FILE [options]
 
@@ -22,6 +24,13 @@ const HELP = `usage: thrift-queue-limiter serve --service FILE --handler FILE [o
                           work=100/s  'work=100/s,burst=10'  'report=600/min,window'  export=concurrency=4
   --max-wait DURATION   longest a call may wait for its token, e.g. 5s (default: unbounded)
   --max-queued N        most calls waiting per limit (default: unbounded)
+  --fair-flow KEY       fair admission: flows take turns for each limit instead of one FIFO;
+                          KEY = address (default) | connection | method | field:N (argument N of the call)
+  --level NAME=SHARE[:METHODS]  priority level, repeatable: 'interactive=3:add,echo' --level batch=1
+                          (the level without methods is the default; idle levels lend their share)
+  --no-borrow NAME      level NAME never takes more than its share of the rate (repeatable)
+  --max-queued-per-flow N  most calls one flow may have waiting (default: unbounded)
+  --fair-quantum N      calls a flow takes per turn (default 1)
   --max-frame-bytes N   largest frame accepted (default 16777216)
   --idle-timeout DUR    close a connection silent mid-frame this long (default 30s; 0 disables)
   --max-connections N   most open connections (default: unbounded)
@@ -43,6 +52,11 @@ export async function serve(argv: string[]): Promise<number> {
     limit: { type: 'string', multiple: true, default: [] },
     'max-wait': { type: 'string' },
     'max-queued': { type: 'string' },
+    'fair-flow': { type: 'string' },
+    level: { type: 'string', multiple: true, default: [] },
+    'no-borrow': { type: 'string', multiple: true, default: [] },
+    'max-queued-per-flow': { type: 'string' },
+    'fair-quantum': { type: 'string' },
     'max-frame-bytes': { type: 'string' },
     'idle-timeout': { type: 'string' },
     'max-connections': { type: 'string' },
@@ -66,6 +80,13 @@ export async function serve(argv: string[]): Promise<number> {
     limits[name] = spec;
   }
   const idle = flags['idle-timeout'] as string | undefined;
+  const fairness = parseFairnessFlags({
+    fairFlow: flags['fair-flow'] as string | undefined,
+    levels: flags.level as string[],
+    noBorrow: flags['no-borrow'] as string[],
+    maxQueuedPerFlow: flags['max-queued-per-flow'] as string | undefined,
+    quantum: flags['fair-quantum'] as string | undefined,
+  });
   const server = createThreadedServer({
     service: flags.service,
     handler: flags.handler,
@@ -75,6 +96,7 @@ export async function serve(argv: string[]): Promise<number> {
       ...(flags['max-wait'] ? { maxWaitMs: parseDuration('--max-wait', flags['max-wait'] as string) } : {}),
       ...(flags['max-queued'] ? { maxQueued: parsePositive('--max-queued', flags['max-queued'] as string, true) } : {}),
     },
+    ...(fairness ? { fairness } : {}),
     ...(flags.workers ? { workers: parsePositive('--workers', flags.workers as string, true) } : {}),
     ...(flags['max-frame-bytes'] ? { maxFrameBytes: parsePositive('--max-frame-bytes', flags['max-frame-bytes'] as string, true) } : {}),
     ...(idle ? { idleTimeoutMs: idle === '0' ? 0 : parseDuration('--idle-timeout', idle) } : {}),
@@ -98,7 +120,7 @@ export async function serve(argv: string[]): Promise<number> {
     await once(metrics, 'listening');
     console.log(`metrics on http://127.0.0.1:${(metrics.address() as AddressInfo).port}/metrics`);
   }
-  console.log(`serving ${flags.service} on ${address.address}:${address.port} (${server.options.workers} workers, ${protocol}); limits: ${Object.keys(limits).length ? (flags.limit as string[]).join(' ') : 'none'}`);
+  console.log(`serving ${flags.service} on ${address.address}:${address.port} (${server.options.workers} workers, ${protocol}); limits: ${Object.keys(limits).length ? (flags.limit as string[]).join(' ') : 'none'}${fairness ? `; fair admission, flows by ${describeFlow(fairness.flow)}` : ''}`);
 
   let last = { at: performance.now(), admitted: 0 };
   const timer = setInterval(() => {
@@ -124,4 +146,8 @@ export async function serve(argv: string[]): Promise<number> {
   const s = server.stats();
   console.log(`stopped: admitted ${s.admitted}, completed ${s.completed}, refused ${Object.values(s.refused).reduce((a, b) => a + b, 0)}`);
   return 0;
+}
+
+function describeFlow(flow: FairnessOptions['flow']): string {
+  return flow === undefined ? 'address' : typeof flow === 'object' ? `field ${flow.field}` : String(flow);
 }

@@ -6,6 +6,7 @@ import type { TlsOptions } from 'node:tls';
 import { pathToFileURL } from 'node:url';
 import { availableParallelism } from 'node:os';
 import type { LimitsConfig, QueueBounds } from './method-limits.js';
+import { resolveFairnessOptions, type FairnessOptions, type ResolvedFairnessOptions } from '../fair/fair-options.js';
 import type { Protocol } from '../thrift/message-header.js';
 
 /** Options of {@link createThreadedServer}. */
@@ -26,6 +27,12 @@ export interface ThreadedServerOptions {
   limits?: LimitsConfig;
   /** Bounds of the waiting queue: a call over them gets a TApplicationException. */
   queue?: QueueBounds;
+  /**
+   * Fair admission: calls of limited methods wait per flow (client address, connection, method,
+   * an argument field or a function) inside priority levels, and flows take turns for the limit's
+   * tokens instead of one FIFO. `queue.maxQueued` and `queue.maxWaitMs` apply to the fair queues.
+   */
+  fairness?: FairnessOptions;
   /** A connection silent this long in the middle of a frame is closed. Default 30 000 ms; 0 disables. */
   idleTimeoutMs?: number;
   /** Most open connections; more are refused by the socket server. Default: unbounded. */
@@ -45,6 +52,7 @@ export interface ResolvedServerOptions {
   maxFrameBytes: number;
   limits: LimitsConfig;
   queue: QueueBounds;
+  fairness: ResolvedFairnessOptions | undefined;
   idleTimeoutMs: number;
   maxConnections: number;
   tls: TlsOptions | undefined;
@@ -87,6 +95,7 @@ export function resolveServerOptions(options: ThreadedServerOptions): ResolvedSe
     maxFrameBytes: options.maxFrameBytes === undefined ? DEFAULT_MAX_FRAME : wholeNumber('maxFrameBytes', options.maxFrameBytes, 16),
     limits: options.limits ?? {},
     queue,
+    fairness: options.fairness === undefined ? undefined : resolveFairnessOptions(options.fairness),
     idleTimeoutMs: options.idleTimeoutMs === undefined ? DEFAULT_IDLE_MS : wholeNumber('idleTimeoutMs', options.idleTimeoutMs, 0, true),
     maxConnections: options.maxConnections === undefined ? Infinity : wholeNumber('maxConnections', options.maxConnections, 1, true),
     tls: options.tls,

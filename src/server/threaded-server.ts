@@ -18,11 +18,13 @@ import { readMessageHeader, type MessageHeader } from '../thrift/message-header.
 import { Connection, type ConnectionHost } from './connection.js';
 import type { ThriftWorkerData } from './batch.js';
 import { Dispatcher } from './dispatcher.js';
+import { FairAdmission } from './fair-admission.js';
+import type { LevelStats } from '../fair/priority-level.js';
 import { MethodLimits } from './method-limits.js';
 import { resolveServerOptions, type ResolvedServerOptions, type ThreadedServerOptions } from './server-options.js';
 import { ServerStats, type ServerStatsSnapshot } from './stats.js';
 import type { Registry } from 'prom-client';
-import { limiterMetrics } from '../metrics/prometheus.js';
+import { limiterMetrics, type LimiterMetricsOptions } from '../metrics/prometheus.js';
 
 const CALL = 1;
 const ONEWAY = 4;
@@ -53,6 +55,8 @@ export class ThreadedServer implements ConnectionHost {
   readonly options: ResolvedServerOptions;
   /** The limits, by method. */
   readonly limits: MethodLimits;
+  /** The fair queues in front of the limits, with the `fairness` option. */
+  private readonly fair: FairAdmission | undefined;
   readonly maxFrameBytes: number;
   readonly idleTimeoutMs: number;
   readonly shutdownSignal: AbortSignal;
@@ -69,6 +73,7 @@ export class ThreadedServer implements ConnectionHost {
   constructor(options: ThreadedServerOptions) {
     this.options = resolveServerOptions(options);
     this.limits = new MethodLimits(this.options.limits, this.options.queue);
+    this.fair = this.options.fairness && new FairAdmission(this.limits, this.options.fairness, this.options.queue, this.options.protocol);
     this.maxFrameBytes = this.options.maxFrameBytes;
     this.idleTimeoutMs = this.options.idleTimeoutMs;
     this.shutdownSignal = this.shutdown.signal;
@@ -109,9 +114,13 @@ export class ThreadedServer implements ConnectionHost {
     return this.server.address() as AddressInfo | null;
   }
 
-  /** Counters since start, plus the number of calls waiting now. */
-  stats(): ServerStatsSnapshot & { queued: number; running: number } {
-    return { ...this.stats_.snapshot(), queued: this.limits.queued(), running: this.dispatcher?.outstanding ?? 0 };
+  /**
+   * Counters since start, plus the number of calls waiting now; with `fairness`, the fair queues'
+   * counters by priority level (summed over the limits).
+   */
+  stats(): ServerStatsSnapshot & { queued: number; running: number; levels?: Record<string, LevelStats> } {
+    const snapshot = { ...this.stats_.snapshot(), queued: this.limits.queued() + (this.fair?.uncounted() ?? 0), running: this.dispatcher?.outstanding ?? 0 };
+    return this.fair === undefined ? snapshot : { ...snapshot, levels: this.fair.levels() };
   }
 
   /**
@@ -140,8 +149,24 @@ export class ThreadedServer implements ConnectionHost {
           read: () => [...this.stats_.methods].flatMap(([method, m]) => Object.entries(m.refused).map(([reason, value]) => ({ labels: { method, reason }, value }))),
         },
         { name: 'server_oneway_dropped_total', help: 'Oneway calls dropped over a queue bound.', type: 'counter', read: () => [{ labels: {}, value: s().onewayDropped }] },
+        ...(this.fair === undefined ? [] : this.fairMetrics(this.fair)),
       ],
     });
+  }
+
+  private fairMetrics(fair: FairAdmission): NonNullable<LimiterMetricsOptions['extra']> {
+    const levels = (): [string, LevelStats][] => Object.entries(fair.levels());
+    return [
+      { name: 'fair_level_admitted_total', help: 'Calls started by the fair queues, by priority level.', type: 'counter', read: () => levels().map(([level, l]) => ({ labels: { level }, value: l.admitted })) },
+      {
+        name: 'fair_level_refused_total',
+        help: 'Calls refused by the fair queues, by priority level and reason.',
+        type: 'counter',
+        read: () => levels().flatMap(([level, l]) => Object.entries(l.refused).map(([reason, value]) => ({ labels: { level, reason }, value }))),
+      },
+      { name: 'fair_level_queued', help: 'Calls waiting in the fair queues, by priority level.', type: 'gauge', read: () => levels().map(([level, l]) => ({ labels: { level }, value: l.queued })) },
+      { name: 'fair_level_flows', help: 'Flows with waiting calls, by priority level.', type: 'gauge', read: () => levels().map(([level, l]) => ({ labels: { level }, value: l.flows })) },
+    ];
   }
 
   /** Queue-wait percentiles (ms) since the previous call. */
@@ -210,13 +235,17 @@ export class ThreadedServer implements ConnectionHost {
 
   private admit(limiter: AnyLimiter, connection: Connection, header: MessageHeader, frame: Buffer, arrived: number): void {
     const maxWaitMs = this.options.queue.maxWaitMs;
+    const task = (): Promise<void> => {
+      this.stats_.recordWait(performance.now() - arrived);
+      return new Promise<void>((done) => this.dispatch(connection, header, frame, done));
+    };
+    if (this.fair !== undefined) {
+      // The call waits in its flow; the fair queue takes the limiter's token when its turn comes.
+      this.fair.run(limiter, task, connection, header, frame, maxWaitMs).catch((error: unknown) => this.refuse(connection, header, error));
+      return;
+    }
     const options = maxWaitMs === undefined ? { signal: connection.signal } : { signal: connection.signal, maxWaitMs };
-    limiter
-      .run(() => {
-        this.stats_.recordWait(performance.now() - arrived);
-        return new Promise<void>((done) => this.dispatch(connection, header, frame, done));
-      }, 1, options)
-      .catch((error: unknown) => this.refuse(connection, header, error));
+    limiter.run(task, 1, options).catch((error: unknown) => this.refuse(connection, header, error));
   }
 
   private dispatch(connection: Connection, header: MessageHeader, frame: Buffer, done: (() => void) | undefined): void {

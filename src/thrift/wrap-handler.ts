@@ -5,6 +5,9 @@
  * descriptors and every thread enforces one limit).
  */
 import { QueueFullError, QueueTimeoutError } from '../errors.js';
+import { resolveHandlerFairnessOptions, type HandlerFairnessOptions } from '../fair/fair-options.js';
+import { FairQueue } from '../fair/fair-queue.js';
+import type { AnyLimiter } from '../limiters/attach.js';
 import { MethodLimits, type LimitsConfig, type QueueBounds } from '../server/method-limits.js';
 
 /** The error a wrapped method fails with when its call is refused for overload. */
@@ -35,10 +38,16 @@ type AnyFunction = (...args: unknown[]) => unknown;
  * generated Processor tells the two styles apart. A refused call fails with
  * {@link ServerOverloadedError} (the stock Processor sends it as a TApplicationException with
  * its message).
+ *
+ * With `fairness`, calls wait per flow (`fairness.flow({ method, args })`) inside priority
+ * levels, in one {@link FairQueue} per limiter, and flows take turns for the tokens; `queue`
+ * bounds the fair queues and `fairness.maxQueuedPerFlow` each flow.
  */
-export function wrapHandler<H extends object>(handler: H, limits: LimitsConfig | MethodLimits, queue: QueueBounds = {}): H {
+export function wrapHandler<H extends object>(handler: H, limits: LimitsConfig | MethodLimits, queue: QueueBounds = {}, fairness?: HandlerFairnessOptions): H {
   if (handler === null || typeof handler !== 'object') throw new TypeError('wrapHandler(handler): handler must be an object');
   const methodLimits = limits instanceof MethodLimits ? limits : new MethodLimits(limits, queue);
+  const fair = fairness === undefined ? undefined : resolveHandlerFairnessOptions(fairness);
+  const fairQueues = new Map<AnyLimiter, FairQueue>();
   const wrapped: Record<string, unknown> = {};
   for (const name of methodNames(handler)) {
     const original = (handler as Record<string, AnyFunction>)[name]!;
@@ -48,6 +57,26 @@ export function wrapHandler<H extends object>(handler: H, limits: LimitsConfig |
       continue;
     }
     const acquireOptions = queue.maxWaitMs === undefined ? undefined : { maxWaitMs: queue.maxWaitMs };
+    let runLimited = <T>(task: () => T | PromiseLike<T>, _args: unknown[]): Promise<T> => limiter.run(task, 1, acquireOptions);
+    if (fair !== undefined) {
+      let fairQueue = fairQueues.get(limiter);
+      if (fairQueue === undefined) {
+        const { flow: _flow, ...rest } = fair;
+        fairQueue = new FairQueue(limiter, { ...rest, ...(queue.maxQueued !== undefined ? { maxQueued: queue.maxQueued } : {}), ...(queue.maxWaitMs !== undefined ? { maxWaitMs: queue.maxWaitMs } : {}) });
+        fairQueues.set(limiter, fairQueue);
+      }
+      const q = fairQueue;
+      const level = q.levelOf(name);
+      runLimited = <T>(task: () => T | PromiseLike<T>, args: unknown[]): Promise<T> => {
+        let flow: string;
+        try {
+          flow = String(fair.flow({ method: name, args }));
+        } catch (error) {
+          return Promise.reject(error);
+        }
+        return q.run(task, { flow, level });
+      };
+    }
     const refused = (error: unknown): never => {
       if (error instanceof QueueFullError || error instanceof QueueTimeoutError) throw new ServerOverloadedError(name, error);
       throw error;
@@ -55,14 +84,14 @@ export function wrapHandler<H extends object>(handler: H, limits: LimitsConfig |
     const fn = function (...args: unknown[]): unknown {
       const callback = args.length === original.length && typeof args.at(-1) === 'function' ? (args.at(-1) as (err: unknown, value?: unknown) => void) : undefined;
       if (callback === undefined) {
-        return limiter.run(() => original.apply(handler, args), 1, acquireOptions).catch(refused);
+        return runLimited(() => original.apply(handler, args), args).catch(refused);
       }
       // Hold the permit until the callback runs, so a concurrency limit counts the whole call.
       const run = (): Promise<void> =>
         new Promise<void>((done) => {
           original.apply(handler, [...args.slice(0, -1), (err: unknown, value?: unknown) => { done(); callback(err, value); }]);
         });
-      limiter.run(run, 1, acquireOptions).catch((error: unknown) => {
+      runLimited(run, args.slice(0, -1)).catch((error: unknown) => {
         try {
           refused(error);
         } catch (e) {

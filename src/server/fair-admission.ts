@@ -1,0 +1,91 @@
+/**
+ * Fair admission on the threaded server's I/O thread: one {@link FairQueue} in front of each
+ * distinct limiter of the server, and the flow key of each call (its connection's address, the
+ * connection, the method, an argument field, or a function).
+ */
+import { FairQueue } from '../fair/fair-queue.js';
+import type { FlowKeySpec, ResolvedFairnessOptions } from '../fair/fair-options.js';
+import type { LevelStats } from '../fair/priority-level.js';
+import type { AnyLimiter } from '../limiters/attach.js';
+import { readArgField } from '../thrift/arg-field.js';
+import type { MessageHeader, Protocol } from '../thrift/message-header.js';
+import type { Connection } from './connection.js';
+import type { MethodLimits, QueueBounds } from './method-limits.js';
+
+/** The fair queues of a server, by limiter. */
+export class FairAdmission {
+  private readonly queues = new Map<AnyLimiter, FairQueue>();
+  private readonly flow: FlowKeySpec;
+
+  /** @throws RangeError naming `fairness.levels.<name>` for a level a limit cannot serve. */
+  constructor(limits: MethodLimits, fairness: ResolvedFairnessOptions, queue: QueueBounds, private readonly protocol: Protocol) {
+    this.flow = fairness.flow;
+    for (const [, limiter] of limits.entries()) {
+      if (this.queues.has(limiter)) continue;
+      try {
+        this.queues.set(limiter, new FairQueue(limiter, {
+          ...(fairness.levels !== undefined ? { levels: fairness.levels } : {}),
+          quantum: fairness.quantum,
+          maxQueuedPerFlow: fairness.maxQueuedPerFlow,
+          ...(queue.maxQueued !== undefined ? { maxQueued: queue.maxQueued } : {}),
+          ...(queue.maxWaitMs !== undefined ? { maxWaitMs: queue.maxWaitMs } : {}),
+        }));
+      } catch (error) {
+        if (error instanceof RangeError) throw new RangeError(`fairness.${error.message}`);
+        throw error;
+      }
+    }
+  }
+
+  /**
+   * Runs `task` when the call's turn comes and `limiter` admits it (see FairQueue.run), in the
+   * level of its method and the flow of its key. A key function that throws rejects the call.
+   */
+  run<T>(limiter: AnyLimiter, task: () => T | PromiseLike<T>, connection: Connection, header: MessageHeader, frame: Buffer, maxWaitMs: number | undefined): Promise<T> {
+    const queue = this.queues.get(limiter)!;
+    let flow: string;
+    try {
+      flow = this.flowKey(connection, header, frame);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const options = { flow, level: queue.levelOf(header.name), signal: connection.signal };
+    return queue.run(task, maxWaitMs === undefined ? options : { ...options, maxWaitMs });
+  }
+
+  /** Calls waiting in the fair queues that the limiters do not count (each counts one per queue). */
+  uncounted(): number {
+    let n = 0;
+    for (const q of this.queues.values()) n += q.size - q.onLimiter;
+    return n;
+  }
+
+  /** Counters by level, summed over the server's limits. */
+  levels(): Record<string, LevelStats> {
+    const sum: Record<string, LevelStats> = {};
+    for (const q of this.queues.values()) {
+      for (const [name, s] of Object.entries(q.stats())) {
+        const t = (sum[name] ??= { share: s.share, admitted: 0, refused: { queueFull: 0, timeout: 0, aborted: 0 }, queued: 0, flows: 0 });
+        t.admitted += s.admitted;
+        t.refused.queueFull += s.refused.queueFull;
+        t.refused.timeout += s.refused.timeout;
+        t.refused.aborted += s.refused.aborted;
+        t.queued += s.queued;
+        t.flows += s.flows;
+      }
+    }
+    return sum;
+  }
+
+  private flowKey(connection: Connection, header: MessageHeader, frame: Buffer): string {
+    const flow = this.flow;
+    if (flow === 'address') return connection.socket.remoteAddress ?? '';
+    if (flow === 'connection') return String(connection.id);
+    if (flow === 'method') return header.name;
+    if (typeof flow === 'function') {
+      return String(flow({ method: header.name, remoteAddress: connection.socket.remoteAddress ?? '', connectionId: connection.id, header, frame }));
+    }
+    // Calls without the field (or with another type in it) share one flow.
+    return readArgField(frame, this.protocol, flow.field) ?? '';
+  }
+}
