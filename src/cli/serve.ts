@@ -6,6 +6,8 @@ import { once } from 'node:events';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createThreadedServer } from '../server/threaded-server.js';
+import { createRedisStore, type RedisStore } from '../stores/redis-store.js';
+import type { StoreErrorPolicy } from '../stores/store.js';
 import type { FairnessOptions } from '../fair/fair-options.js';
 import type { LimitsConfig } from '../server/method-limits.js';
 import { parseDuration, parseFlags, parsePositive } from './args.js';
@@ -31,6 +33,12 @@ const HELP = `usage: thrift-queue-limiter serve --service FILE --handler FILE [o
   --no-borrow NAME      level NAME never takes more than its share of the rate (repeatable)
   --max-queued-per-flow N  most calls one flow may have waiting (default: unbounded)
   --fair-quantum N      calls a flow takes per turn (default 1)
+  --redis URL           keep rate limits in Redis (redis://[:password@]host:port[/db], rediss:// for TLS),
+                          shared by every server using the same Redis and prefix (default: in-process)
+  --redis-prefix P      key prefix in Redis (default tql:)
+  --store-error POLICY  while Redis is down: fail-closed (default: refuse) | fail-open | local-share
+  --expected-processes N  servers sharing the limits, for local-share (default 1)
+  --lease               reserve batches of tokens per process (fewer round trips, documented slack)
   --max-frame-bytes N   largest frame accepted (default 16777216)
   --idle-timeout DUR    close a connection silent mid-frame this long (default 30s; 0 disables)
   --max-connections N   most open connections (default: unbounded)
@@ -57,6 +65,11 @@ export async function serve(argv: string[]): Promise<number> {
     'no-borrow': { type: 'string', multiple: true, default: [] },
     'max-queued-per-flow': { type: 'string' },
     'fair-quantum': { type: 'string' },
+    redis: { type: 'string' },
+    'redis-prefix': { type: 'string' },
+    'store-error': { type: 'string' },
+    'expected-processes': { type: 'string' },
+    lease: { type: 'boolean', default: false },
     'max-frame-bytes': { type: 'string' },
     'idle-timeout': { type: 'string' },
     'max-connections': { type: 'string' },
@@ -87,11 +100,13 @@ export async function serve(argv: string[]): Promise<number> {
     maxQueuedPerFlow: flags['max-queued-per-flow'] as string | undefined,
     quantum: flags['fair-quantum'] as string | undefined,
   });
+  const store = redisStore(flags);
   const server = createThreadedServer({
     service: flags.service,
     handler: flags.handler,
     protocol,
     limits,
+    ...(store ? { store } : {}),
     queue: {
       ...(flags['max-wait'] ? { maxWaitMs: parseDuration('--max-wait', flags['max-wait'] as string) } : {}),
       ...(flags['max-queued'] ? { maxQueued: parsePositive('--max-queued', flags['max-queued'] as string, true) } : {}),
@@ -103,7 +118,10 @@ export async function serve(argv: string[]): Promise<number> {
     ...(flags['max-connections'] ? { maxConnections: parsePositive('--max-connections', flags['max-connections'] as string, true) } : {}),
   });
   const statsEvery = parseDuration('--stats-interval', flags['stats-interval'] as string);
-  const address = await server.listen(port, flags.host as string);
+  const address = await server.listen(port, flags.host as string).catch(async (error: unknown) => {
+    await store?.close();
+    throw error;
+  });
   let metrics: http.Server | undefined;
   if (flags['metrics-port'] !== undefined) {
     const metricsPort = Number(flags['metrics-port']);
@@ -120,7 +138,7 @@ export async function serve(argv: string[]): Promise<number> {
     await once(metrics, 'listening');
     console.log(`metrics on http://127.0.0.1:${(metrics.address() as AddressInfo).port}/metrics`);
   }
-  console.log(`serving ${flags.service} on ${address.address}:${address.port} (${server.options.workers} workers, ${protocol}); limits: ${Object.keys(limits).length ? (flags.limit as string[]).join(' ') : 'none'}${fairness ? `; fair admission, flows by ${describeFlow(fairness.flow)}` : ''}`);
+  console.log(`serving ${flags.service} on ${address.address}:${address.port} (${server.options.workers} workers, ${protocol}); limits: ${Object.keys(limits).length ? (flags.limit as string[]).join(' ') : 'none'}${store ? ` in Redis at ${store.address} (${store.onStoreError}${store.leaseSettings.horizonMs > 0 ? ', leasing' : ''})` : ''}${fairness ? `; fair admission, flows by ${describeFlow(fairness.flow)}` : ''}`);
 
   let last = { at: performance.now(), admitted: 0 };
   const timer = setInterval(() => {
@@ -131,7 +149,7 @@ export async function serve(argv: string[]): Promise<number> {
     last = { at: now, admitted: s.admitted };
     console.log(
       `admitted ${perSec.toFixed(0)}/s  queued ${s.queued}  running ${s.running}  wait p50 ${w.p50.toFixed(1)} ms p99 ${w.p99.toFixed(1)} ms  ` +
-        `refused queue-full ${s.refused.queueFull} wait-limit ${s.refused.waitLimit} disconnected ${s.refused.disconnected}  connections ${s.connections}`,
+        `refused queue-full ${s.refused.queueFull} wait-limit ${s.refused.waitLimit}${store ? ` store-down ${s.refused.storeUnavailable}` : ''} disconnected ${s.refused.disconnected}  connections ${s.connections}`,
     );
   }, statsEvery);
 
@@ -143,9 +161,32 @@ export async function serve(argv: string[]): Promise<number> {
   metrics?.close();
   console.log(`${signal}: shutting down (queued and running calls get 5 s to finish)`);
   await server.close({ timeoutMs: 5000 });
+  await store?.close();
   const s = server.stats();
   console.log(`stopped: admitted ${s.admitted}, completed ${s.completed}, refused ${Object.values(s.refused).reduce((a, b) => a + b, 0)}`);
   return 0;
+}
+
+/** The Redis store the flags ask for, if any. */
+function redisStore(flags: Record<string, unknown>): RedisStore | undefined {
+  const url = flags.redis as string | undefined;
+  const others = ['redis-prefix', 'store-error', 'expected-processes'].filter((f) => flags[f] !== undefined);
+  if (url === undefined) {
+    if (others.length > 0 || flags.lease === true) throw new RangeError(`--${others[0] ?? 'lease'} needs --redis URL`);
+    return undefined;
+  }
+  const policy = flags['store-error'] as string | undefined;
+  if (policy !== undefined && !['fail-closed', 'fail-open', 'local-share'].includes(policy)) {
+    throw new RangeError(`--store-error must be fail-closed, fail-open or local-share, got ${JSON.stringify(policy)}`);
+  }
+  return createRedisStore({
+    url,
+    ...(flags['redis-prefix'] !== undefined ? { prefix: flags['redis-prefix'] as string } : {}),
+    ...(policy !== undefined ? { onStoreError: policy as StoreErrorPolicy } : {}),
+    ...(flags['expected-processes'] !== undefined ? { expectedProcesses: parsePositive('--expected-processes', flags['expected-processes'] as string, true) } : {}),
+    lease: flags.lease === true,
+    log: (line) => console.warn(line),
+  });
 }
 
 function describeFlow(flow: FairnessOptions['flow']): string {

@@ -9,6 +9,7 @@ import { checkCount, resolveAcquireOptions, type AcquireOptions, type ResolvedQu
 import { NO_DEADLINE, WaitQueue, type Admission, type Waiter } from '../queue/wait-queue.js';
 import { M, SharedState, WAIT_BUCKETS, type LimiterKind } from '../shared/shared-state.js';
 import type { RemoteDescriptor, RemoteLimit, RemoteSnapshot } from '../stores/remote-limit.js';
+import type { LimiterStore } from '../stores/store.js';
 import { RATE_PERMIT, type Permit } from './permit.js';
 
 /**
@@ -244,6 +245,11 @@ export abstract class Limiter implements Admission {
    */
   clear(reason: unknown = new Error('limiter cleared: the call was waiting')): void {
     this.queue.clear(reason);
+  }
+
+  /** The distributed store holding this limit, or undefined for the embedded in-process store. */
+  get store(): LimiterStore | undefined {
+    return this.remote?.store;
   }
 
   /** Calls waiting in this thread. */

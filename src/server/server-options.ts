@@ -5,6 +5,7 @@ import { isAbsolute, resolve } from 'node:path';
 import type { TlsOptions } from 'node:tls';
 import { pathToFileURL } from 'node:url';
 import { availableParallelism } from 'node:os';
+import { isLimiterStore, type LimiterStore } from '../stores/store.js';
 import type { LimitsConfig, QueueBounds } from './method-limits.js';
 import { resolveFairnessOptions, type FairnessOptions, type ResolvedFairnessOptions } from '../fair/fair-options.js';
 import type { Protocol } from '../thrift/message-header.js';
@@ -25,6 +26,12 @@ export interface ThreadedServerOptions {
   maxFrameBytes?: number;
   /** Limits by method name, `'*'` for the default. */
   limits?: LimitsConfig;
+  /**
+   * Where rate limits keep their state: a distributed store (`createRedisStore`) shared by every
+   * server process using it, each method's limit under its method name. Default: the embedded
+   * in-process store. `listen` connects it first and fails with a clear error if it cannot.
+   */
+  store?: LimiterStore;
   /** Bounds of the waiting queue: a call over them gets a TApplicationException. */
   queue?: QueueBounds;
   /**
@@ -51,6 +58,7 @@ export interface ResolvedServerOptions {
   protocol: Protocol;
   maxFrameBytes: number;
   limits: LimitsConfig;
+  store: LimiterStore | undefined;
   queue: QueueBounds;
   fairness: ResolvedFairnessOptions | undefined;
   idleTimeoutMs: number;
@@ -76,6 +84,11 @@ function wholeNumber(name: string, value: unknown, min: number, allowInfinity = 
   return value;
 }
 
+function resolveServerStore(store: unknown): LimiterStore | undefined {
+  if (store !== undefined && !isLimiterStore(store)) throw new TypeError(`store must be a store from createRedisStore(), got ${String(store)}`);
+  return store;
+}
+
 /** Validates {@link ThreadedServerOptions} and fills in defaults. */
 export function resolveServerOptions(options: ThreadedServerOptions): ResolvedServerOptions {
   if (options === null || typeof options !== 'object') throw new TypeError('createThreadedServer needs an options object');
@@ -94,6 +107,7 @@ export function resolveServerOptions(options: ThreadedServerOptions): ResolvedSe
     protocol,
     maxFrameBytes: options.maxFrameBytes === undefined ? DEFAULT_MAX_FRAME : wholeNumber('maxFrameBytes', options.maxFrameBytes, 16),
     limits: options.limits ?? {},
+    store: resolveServerStore(options.store),
     queue,
     fairness: options.fairness === undefined ? undefined : resolveFairnessOptions(options.fairness),
     idleTimeoutMs: options.idleTimeoutMs === undefined ? DEFAULT_IDLE_MS : wholeNumber('idleTimeoutMs', options.idleTimeoutMs, 0, true),

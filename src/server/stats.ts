@@ -4,7 +4,7 @@
  */
 
 /** Why a call was not run. */
-export type RefusalReason = 'queueFull' | 'waitLimit' | 'disconnected' | 'shutdown';
+export type RefusalReason = 'queueFull' | 'waitLimit' | 'storeUnavailable' | 'disconnected' | 'shutdown';
 
 /** A snapshot of {@link ServerStats}. */
 export interface ServerStatsSnapshot {
@@ -43,7 +43,7 @@ export class ServerStats {
   connections = 0;
   firstAdmittedAt = 0;
   lastAdmittedAt = 0;
-  readonly refused: Record<RefusalReason, number> = { queueFull: 0, waitLimit: 0, disconnected: 0, shutdown: 0 };
+  readonly refused: Record<RefusalReason, number> = { queueFull: 0, waitLimit: 0, storeUnavailable: 0, disconnected: 0, shutdown: 0 };
   /** Per method: admission decisions are all made on the I/O thread, so plain numbers are exact. */
   readonly methods = new Map<string, MethodCounters>();
 
@@ -51,7 +51,7 @@ export class ServerStats {
   method(method: string): MethodCounters {
     let m = this.methods.get(method);
     if (m === undefined) {
-      m = { admitted: 0, refused: { queueFull: 0, waitLimit: 0, disconnected: 0, shutdown: 0 } };
+      m = { admitted: 0, refused: { queueFull: 0, waitLimit: 0, storeUnavailable: 0, disconnected: 0, shutdown: 0 } };
       this.methods.set(method, m);
     }
     return m;

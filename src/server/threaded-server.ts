@@ -11,7 +11,7 @@ import { once, setMaxListeners } from 'node:events';
 import net, { type AddressInfo } from 'node:net';
 import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
-import { QueueFullError, QueueTimeoutError } from '../errors.js';
+import { QueueFullError, QueueTimeoutError, StoreUnavailableError } from '../errors.js';
 import type { AnyLimiter } from '../limiters/attach.js';
 import { applicationExceptionFrame, ExceptionType } from '../thrift/application-exception.js';
 import { readMessageHeader, type MessageHeader } from '../thrift/message-header.js';
@@ -72,7 +72,7 @@ export class ThreadedServer implements ConnectionHost {
 
   constructor(options: ThreadedServerOptions) {
     this.options = resolveServerOptions(options);
-    this.limits = new MethodLimits(this.options.limits, this.options.queue);
+    this.limits = new MethodLimits(this.options.limits, this.options.queue, this.options.store);
     this.fair = this.options.fairness && new FairAdmission(this.limits, this.options.fairness, this.options.queue, this.options.protocol);
     this.maxFrameBytes = this.options.maxFrameBytes;
     this.idleTimeoutMs = this.options.idleTimeoutMs;
@@ -93,6 +93,9 @@ export class ThreadedServer implements ConnectionHost {
    */
   async listen(port = 9090, host = '127.0.0.1'): Promise<AddressInfo> {
     await checkModules(this.options.serviceUrl, this.options.handlerUrl);
+    // A store that cannot be reached at start is a configuration error, reported now; outages
+    // after this follow the store's onStoreError.
+    await Promise.all(this.limits.stores().map((store) => store.connect()));
     this.dispatcher = new Dispatcher({
       filename: fileURLToPath(new URL('../../workers/thrift-worker.js', import.meta.url)),
       workers: this.options.workers,
@@ -279,6 +282,9 @@ export class ThreadedServer implements ConnectionHost {
       message = error.atDeadline
         ? `server overloaded: method ${header.name} waited limit ${error.maxWaitMs} ms`
         : `server overloaded: method ${header.name} would wait ${Math.ceil(error.estimatedWaitMs)} ms, over limit ${error.maxWaitMs} ms`;
+    } else if (error instanceof StoreUnavailableError) {
+      this.stats_.refuse(header.name, 'storeUnavailable');
+      message = `server overloaded: method ${header.name} limit store unavailable (fail-closed)`;
     } else if (this.shutdown.signal.aborted) {
       this.stats_.refuse(header.name, 'shutdown');
       if (!oneway) this.answerError(connection, header, ExceptionType.INTERNAL_ERROR, 'server shutting down');

@@ -42,8 +42,10 @@ export class RedisStore implements LimiterStore {
   readonly timeoutMs: number;
   readonly leaseSettings: LeaseSettings;
   readonly log: (line: string) => void;
-  /** Key prefix; a limit named `k` lives at `${prefix}{k}`. */
+  /** Key prefix; a limit named `k` lives at `${prefix}{k}:tb` (or `:fw`). */
   readonly prefix: string;
+  /** Where the store points, without any password: for messages. */
+  readonly address: string;
   private roundTrips_ = 0;
   private client: ScriptedClient | undefined;
   private connecting: Promise<ScriptedClient> | undefined;
@@ -60,6 +62,7 @@ export class RedisStore implements LimiterStore {
     this.leaseSettings = options.lease;
     this.log = options.log;
     this.prefix = options.prefix;
+    this.address = options.address;
   }
 
   get connected(): boolean {

@@ -4,7 +4,7 @@
  * works on the main thread and inside worker threads (give it limiters attached from `share()`
  * descriptors and every thread enforces one limit).
  */
-import { QueueFullError, QueueTimeoutError } from '../errors.js';
+import { QueueFullError, QueueTimeoutError, StoreUnavailableError } from '../errors.js';
 import { resolveHandlerFairnessOptions, type HandlerFairnessOptions } from '../fair/fair-options.js';
 import { FairQueue } from '../fair/fair-queue.js';
 import type { AnyLimiter } from '../limiters/attach.js';
@@ -12,20 +12,22 @@ import { MethodLimits, type LimitsConfig, type QueueBounds } from '../server/met
 
 /** The error a wrapped method fails with when its call is refused for overload. */
 export class ServerOverloadedError extends Error {
-  /** `'queue-full'` or `'wait-limit'`. */
-  readonly reason: 'queue-full' | 'wait-limit';
+  /** `'queue-full'`, `'wait-limit'`, or `'store-unavailable'` (a distributed store down, fail-closed). */
+  readonly reason: 'queue-full' | 'wait-limit' | 'store-unavailable';
 
-  constructor(method: string, cause: QueueFullError | QueueTimeoutError) {
+  constructor(method: string, cause: QueueFullError | QueueTimeoutError | StoreUnavailableError) {
     super(
       cause instanceof QueueFullError
         ? `server overloaded: method ${method} queue full (${cause.maxQueued} calls waiting)`
-        : cause.atDeadline
+        : cause instanceof StoreUnavailableError
+          ? `server overloaded: method ${method} limit store unavailable (fail-closed)`
+          : cause.atDeadline
           ? `server overloaded: method ${method} waited limit ${cause.maxWaitMs} ms`
           : `server overloaded: method ${method} would wait ${Math.ceil(cause.estimatedWaitMs)} ms, over limit ${cause.maxWaitMs} ms`,
       { cause },
     );
     this.name = 'ServerOverloadedError';
-    this.reason = cause instanceof QueueFullError ? 'queue-full' : 'wait-limit';
+    this.reason = cause instanceof QueueFullError ? 'queue-full' : cause instanceof StoreUnavailableError ? 'store-unavailable' : 'wait-limit';
   }
 }
 
@@ -78,7 +80,7 @@ export function wrapHandler<H extends object>(handler: H, limits: LimitsConfig |
       };
     }
     const refused = (error: unknown): never => {
-      if (error instanceof QueueFullError || error instanceof QueueTimeoutError) throw new ServerOverloadedError(name, error);
+      if (error instanceof QueueFullError || error instanceof QueueTimeoutError || error instanceof StoreUnavailableError) throw new ServerOverloadedError(name, error);
       throw error;
     };
     const fn = function (...args: unknown[]): unknown {

@@ -97,7 +97,7 @@ describe('threaded server admission', () => {
     // milliseconds, which the burst absorbs only in part, hence 90 %.
     const elapsed = done.at(-1)! / 1000;
     expect((5 * rate - burst) / elapsed, `${5 * rate} calls took ${elapsed} s`).toBeGreaterThanOrEqual(rate * 0.9);
-    expect(server.stats().refused).toEqual({ queueFull: 0, waitLimit: 0, disconnected: 0, shutdown: 0 });
+    expect(server.stats().refused).toEqual({ queueFull: 0, waitLimit: 0, storeUnavailable: 0, disconnected: 0, shutdown: 0 });
     clients.forEach((c) => c.close());
   });
 

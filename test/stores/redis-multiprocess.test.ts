@@ -9,16 +9,16 @@ import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LoadConfig, LoadResult } from '../fixtures/redis-load.js';
-import { startRedis, type TestRedis } from './redis-server.js';
+import { sharedRedis, type TestRedis } from './redis-server.js';
 
 const FIXTURE = fileURLToPath(new URL('../../dist/test/fixtures/redis-load.js', import.meta.url));
 const RATE = 400;
 const BURST = 20;
 const PROCESSES = 3;
 
-let redis: TestRedis;
+let redis: Pick<TestRedis, 'url' | 'cli' | 'stop'>;
 beforeAll(async () => {
-  redis = await startRedis();
+  redis = await sharedRedis();
 });
 afterAll(async () => {
   await redis?.stop();

@@ -61,6 +61,20 @@ async function waitUntil(check: () => Promise<boolean>, what: string, ms = 5000)
   throw new Error(`timed out waiting for ${what}`);
 }
 
+/**
+ * The Redis that tests which need not kill it share: `REDIS_URL` when set (`.ci/run` starts one),
+ * else a server of their own. `stop()` leaves an external server running.
+ */
+export async function sharedRedis(): Promise<Pick<TestRedis, 'url' | 'cli' | 'stop'>> {
+  const url = process.env.REDIS_URL;
+  if (url === undefined || url === '') return startRedis();
+  return {
+    url,
+    cli: (...command: string[]) => spawnSync('redis-cli', ['-u', url, ...command], { encoding: 'utf8' }).stdout.trim(),
+    stop: () => Promise.resolve(),
+  };
+}
+
 /** Starts a redis-server on a free port; rejects with a clear message when none is installed. */
 export async function startRedis(options: { password?: string } = {}): Promise<TestRedis> {
   if (spawnSync('redis-server', ['--version']).error !== undefined) {

@@ -5,12 +5,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FixedWindow, RateLimiter, TokenBucket } from '../../src/index.js';
 import { createRedisStore, StoreConnectionError, type RedisStore } from '../../src/stores/redis-store.js';
-import { freePort, startRedis, type TestRedis } from './redis-server.js';
+import { freePort, sharedRedis, startRedis, type TestRedis } from './redis-server.js';
 
-let redis: TestRedis;
+let redis: Pick<TestRedis, 'url' | 'cli' | 'stop'>;
 const stores: RedisStore[] = [];
 beforeAll(async () => {
-  redis = await startRedis();
+  redis = await sharedRedis();
 });
 afterAll(async () => {
   await Promise.all(stores.map((s) => s.close()));

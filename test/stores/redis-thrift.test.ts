@@ -1,0 +1,123 @@
+/**
+ * The Redis store under the Thrift integrations: two threaded servers (as two hosts would) share
+ * one limit through Redis; a store that is down under fail-closed is answered with the overload
+ * TApplicationException; `serve --redis` with an address where nothing listens exits with one
+ * clear line.
+ */
+import { execFile } from 'node:child_process';
+import { createRequire } from 'node:module';
+import type { AddressInfo } from 'node:net';
+import thrift from 'thrift';
+import { wrapHandler } from '../../src/thrift/wrap-handler.js';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import type * as RedisStoreModule from '../../src/stores/redis-store.js';
+import { Calculator, connect, handlerPath, serverModule, servicePath, type AppException } from '../server/calculator.js';
+import { freePort, sharedRedis, startRedis, type TestRedis } from './redis-server.js';
+
+const run = promisify(execFile);
+const require = createRequire(import.meta.url);
+const cli = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
+// The servers run from dist/ (their worker entry is compiled); their store comes from there too.
+const storeModule = async (): Promise<typeof RedisStoreModule> => (await import(new URL('../../dist/src/stores/redis-store.js', import.meta.url).href)) as typeof RedisStoreModule;
+
+let redis: Pick<TestRedis, 'url' | 'cli' | 'stop'>;
+beforeAll(async () => {
+  redis = await sharedRedis();
+});
+afterAll(async () => {
+  await redis?.stop();
+});
+
+describe('threaded server on the Redis store', () => {
+  test('two servers sharing one Redis-backed limit of 200/s (burst 10) together take ≥ 0.95 s for 200 calls, all answered, none refused', async () => {
+    const { createThreadedServer } = await serverModule();
+    const { createRedisStore } = await storeModule();
+    const prefix = `srv:${Math.random()}:`;
+    const stores = [createRedisStore({ url: redis.url, prefix }), createRedisStore({ url: redis.url, prefix })];
+    const servers = stores.map((store) => createThreadedServer({ service: servicePath, handler: handlerPath, workers: 1, store, limits: { add: { rate: 200, burst: 10 } } }));
+    try {
+      const ports = await Promise.all(servers.map(async (s) => (await s.listen(0)).port));
+      const clients = await Promise.all(ports.map((p) => connect(p)));
+      const t0 = performance.now();
+      const results = await Promise.all(clients.flatMap(({ client }) => Array.from({ length: 100 }, (_, k) => client.add(k, 1))));
+      const elapsed = performance.now() - t0;
+      expect(results).toHaveLength(200);
+      // One server alone would need (100 − 10) / 200 s; together they share the rate: (200 − 10) / 200 s.
+      expect(elapsed).toBeGreaterThanOrEqual(940);
+      const stats = servers.map((s) => s.stats());
+      expect(stats.reduce((a, s) => a + s.admitted, 0)).toBe(200);
+      expect(stats.every((s) => Object.values(s.refused).every((n) => n === 0))).toBe(true);
+      for (const c of clients) c.close();
+    } finally {
+      await Promise.all(servers.map((s) => s.close({ timeoutMs: 100 })));
+      await Promise.all(stores.map((s) => s.close()));
+    }
+  }, 20_000);
+
+  test('with Redis killed under fail-closed, a call is answered with TApplicationException type 11 naming the store, and the server keeps serving', async () => {
+    const own: TestRedis = await startRedis();
+    const { createThreadedServer } = await serverModule();
+    const { createRedisStore } = await storeModule();
+    const store = createRedisStore({ url: own.url, onStoreError: 'fail-closed', timeoutMs: 200, log: () => {} });
+    const server = createThreadedServer({ service: servicePath, handler: handlerPath, workers: 1, store, limits: { add: { rate: 100 } } });
+    try {
+      const { client, close } = await connect((await server.listen(0)).port);
+      expect(await client.add(1, 2)).toBe(3);
+      await own.kill();
+      const error = (await client.add(2, 2).catch((e: unknown) => e)) as AppException;
+      expect(error.type).toBe(11);
+      expect(error.message).toMatch(/method add limit store unavailable/);
+      expect(await client.ping().then(() => 'pong')).toBe('pong'); // unlimited methods still served
+      expect(server.stats().refused.storeUnavailable).toBe(1);
+      close();
+    } finally {
+      await server.close({ timeoutMs: 100 });
+      await store.close();
+      await own.stop();
+    }
+  }, 20_000);
+});
+
+describe('wrapHandler on the Redis store', () => {
+  test('a stock thrift server whose add is limited to 50/s (burst 5) in Redis takes ≥ 0.19 s for 15 calls, all answered', async () => {
+    const { createRedisStore } = await storeModule();
+    const store = createRedisStore({ url: redis.url, prefix: `wrap:${Math.random()}:` });
+    const { createHandler } = require(handlerPath) as { createHandler: (c: { limiters: object; threadId: number }) => object };
+    const server = thrift.createServer(Calculator as never, wrapHandler(createHandler({ limiters: {}, threadId: 0 }), { add: { rate: 50, burst: 5, store, key: 'add' } }) as never, {
+      transport: thrift.TFramedTransport,
+      protocol: thrift.TBinaryProtocol,
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const { client, close } = await connect((server.address() as AddressInfo).port);
+      const t0 = performance.now();
+      expect(await Promise.all(Array.from({ length: 15 }, (_, k) => client.add(k, k)))).toEqual(Array.from({ length: 15 }, (_, k) => 2 * k));
+      expect(performance.now() - t0).toBeGreaterThanOrEqual(190);
+      close();
+    } finally {
+      server.close();
+      await store.close();
+    }
+  });
+});
+
+describe('serve --redis', () => {
+  test('an address where nothing listens exits 1 with one line naming it', async () => {
+    const port = await freePort();
+    const e = (await run(process.execPath, [cli, 'serve', '--service', servicePath, '--handler', handlerPath, '--port', '0', '--workers', '1', '--limit', 'add=10/s', '--redis', `redis://127.0.0.1:${port}`]).catch((x: unknown) => x)) as {
+      code: number;
+      stderr: string;
+    };
+    expect(e.code).toBe(1);
+    expect(e.stderr.trim().split('\n')).toHaveLength(1);
+    expect(e.stderr).toMatch(new RegExp(`cannot use Redis at redis://127\\.0\\.0\\.1:${port}: nothing listens there`));
+  });
+
+  test('--lease without --redis exits 2 naming the flag', async () => {
+    const e = (await run(process.execPath, [cli, 'serve', '--service', servicePath, '--handler', handlerPath, '--lease']).catch((x: unknown) => x)) as { code: number; stderr: string };
+    expect(e.code).toBe(2);
+    expect(e.stderr.trim()).toBe('thrift-queue-limiter: --lease needs --redis URL');
+  });
+});
