@@ -25,6 +25,7 @@ import type { Clock, Nanos } from '../clock.js';
 import { checkCount, resolveConcurrencyLimitOptions, type ConcurrencyLimitOptions, type ResolvedConcurrencyLimitOptions } from '../options.js';
 import type { Waiter } from '../queue/wait-queue.js';
 import { H, S, SharedState } from '../shared/shared-state.js';
+import { waitForSignal } from '../shared/wait-signal.js';
 import type { AttachContext, LimiterDescriptor } from './limiter.js';
 import { Limiter, attachedInstance } from './limiter.js';
 import { ReleasablePermit, type Permit } from './permit.js';
@@ -130,17 +131,8 @@ export class ConcurrencyLimit extends Limiter {
       queueMicrotask(wake);
       return;
     }
-    const result = Atomics.waitAsync(i32, this.row + S.SIGNAL, seen);
-    if (!result.async) {
-      queueMicrotask(wake);
-      return;
-    }
     this.waiting = true;
-    // A pending waitAsync does not keep Node's event loop alive; a waiting call should, as a
-    // pending timer would. One long interval per waiting thread, cleared at the wake-up.
-    const keepAlive = setInterval(noop, KEEP_ALIVE_MS);
-    void result.value.then(() => {
-      clearInterval(keepAlive);
+    waitForSignal(i32, this.row + S.SIGNAL, seen, Infinity, () => {
       this.waiting = false;
       wake();
     });
@@ -236,9 +228,6 @@ export class ConcurrencyLimit extends Limiter {
     }
   }
 }
-
-const KEEP_ALIVE_MS = 0x7fffffff;
-function noop(): void {}
 
 /** The next waiting ticket; never 0, which marks "no head published". */
 function nextTicket(i32: Int32Array): number {

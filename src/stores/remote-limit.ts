@@ -6,15 +6,17 @@
  * ## How tokens flow
  * A call that finds the pool short waits in its thread's queue; the queue asks for a fetch
  * (`waitForRelease`). One thread wins the FETCHING word and asks the store for tokens; the others
- * wait on SIGNAL. The answer either adds tokens to POOL, or says when to ask again (NEXT_FETCH_AT,
- * which the queues use as their timer). Either way SIGNAL moves and every waiting thread wakes and
- * draws. Nothing polls.
+ * wait on SIGNAL. A token bucket's answer is a booking: the tokens, and when they may be used
+ * (PENDING until PENDING_AT, then moved into POOL by the first thread that looks). A fixed
+ * window's answer is the tokens its window has left, or when the next window opens
+ * (NEXT_FETCH_AT). Those times become the waiting queues' timers; SIGNAL moves after every answer
+ * and every waiting thread draws again. Nothing polls, and a process holds one booking at a time.
  *
- * Without leasing, a fetch asks for exactly the tokens queued in this process (at least one), so
- * tokens are held only between the store's answer and the waiting calls taking them. With
- * leasing, a fetch asks for `horizonMs` of this process's recent consumption (up to `maxTokens`
- * and the limit's burst) and waits until at least half of that is free, so a busy process makes
- * one round trip per batch instead of one per call.
+ * Without leasing, a fetch asks for the tokens the calls waiting in this process need (at least
+ * one, at most the burst), so tokens are held only between the store's answer and the waiting
+ * calls taking them; under load that is already a batch. With leasing, a fetch asks for
+ * `horizonMs` of this process's recent consumption (up to `maxTokens` and the burst), so a process
+ * whose calls arrive one at a time still makes one round trip per batch.
  *
  * ## The bound
  * The store admits tokens by its own clock: over any interval of length L it grants at most
@@ -61,6 +63,7 @@
  */
 import { threadId } from 'node:worker_threads';
 import type { Clock, Nanos } from '../clock.js';
+import { waitForSignal } from '../shared/wait-signal.js';
 import type { LimiterStore, RemoteLimitSpec, StoreDescriptor } from './store.js';
 
 const MAGIC = 0x31525154; // 'TQR1'
@@ -90,8 +93,6 @@ const L = {
   PENDING_SINCE: 24,
 } as const;
 const BYTES = 8 * 25;
-const KEEP_ALIVE_MS = 1 << 30;
-const noop = (): void => {};
 
 /** Everything to rebuild a {@link RemoteLimit} in another thread of the same process. */
 export interface RemoteDescriptor {
@@ -144,6 +145,9 @@ export class RemoteLimit {
   private readonly staleNs: bigint;
   private readonly retryNs: bigint;
   private waiting = false;
+  /** This thread's fetch is in flight: its answer wakes this thread directly, not through SIGNAL. */
+  private fetchingHere = false;
+  private localWake: (() => void) | undefined;
   /** The last grant this thread fetched, for a give-back. */
   private lastGrant: { tag: string; n: number } | undefined;
 
@@ -266,16 +270,15 @@ export class RemoteLimit {
     // nothing and a time to ask again that has now passed.
     this.startFetch(this.clock.now());
     if (this.waiting) return;
-    const result = Atomics.waitAsync(i32, I.SIGNAL, seen, Number(this.staleNs) / 1e6);
-    if (!result.async) {
-      queueMicrotask(wake);
+    if (this.fetchingHere) {
+      // The answer comes to this thread anyway (and its socket keeps the process alive): a
+      // direct call saves waitAsync's promise and timer on the one-call-one-round-trip path.
+      this.waiting = true;
+      this.localWake = wake;
       return;
     }
     this.waiting = true;
-    // A pending waitAsync does not keep Node's event loop alive; a waiting call should.
-    const keepAlive = setInterval(noop, KEEP_ALIVE_MS);
-    void result.value.then(() => {
-      clearInterval(keepAlive);
+    waitForSignal(i32, I.SIGNAL, seen, Number(this.staleNs) / 1e6, () => {
       this.waiting = false;
       wake();
     });
@@ -312,7 +315,6 @@ export class RemoteLimit {
     };
   }
 
-  /** Drops `pool` lapsed tokens (`taken`: already removed from POOL by the caller). */
   /** Moves a booking whose time has come into the pool; true if it did. */
   private promote(now: Nanos): boolean {
     const i32 = this.i32;
@@ -335,6 +337,7 @@ export class RemoteLimit {
     }
   }
 
+  /** Drops `pool` lapsed tokens (`taken`: already removed from POOL by the caller). */
   private lapse(pool: number, taken = false): void {
     if (taken || Atomics.compareExchange(this.i32, I.POOL, pool, 0) === pool) Atomics.add(this.i64, L.LAPSED, BigInt(pool));
   }
@@ -367,6 +370,7 @@ export class RemoteLimit {
       if (Atomics.compareExchange(i32, I.FETCHING, owner, me) !== owner) return;
     }
     Atomics.store(i64, L.FETCH_STARTED, now);
+    this.fetchingHere = true;
     if (this.store.connected) this.fetch(now);
     // Time to connect is not time a token is held: the fetch is timed from the sending.
     else this.store.connect().then(() => this.fetch(this.clock.now()), (error: unknown) => this.failed(error));
@@ -419,8 +423,9 @@ export class RemoteLimit {
   /**
    * How many tokens to ask for. Without leasing: what the calls waiting in this process need, at
    * least one. With leasing: at least `horizonMs` of the consumption seen since the last grant,
-   * capped by `maxTokens` and the capacity, and not less than half of that (else a busy limit
-   * would answer every fetch with the one token freed since the last).
+   * capped by `maxTokens` and the capacity. `min` matters to a fixed window only (a token bucket
+   * books the whole batch): with leasing, not less than half the batch, else a busy window would
+   * answer every fetch with the one token another process left.
    */
   private batch(now: Nanos): { want: number; min: number } {
     const need = Math.max(1, this.demand() - Atomics.load(this.i32, I.POOL) - Atomics.load(this.i32, I.PENDING));
@@ -434,9 +439,16 @@ export class RemoteLimit {
   }
 
   private fetchDone(): void {
+    this.fetchingHere = false;
     Atomics.store(this.i32, I.FETCHING, 0);
     Atomics.add(this.i32, I.SIGNAL, 1);
     Atomics.notify(this.i32, I.SIGNAL);
+    const wake = this.localWake;
+    if (wake !== undefined) {
+      this.localWake = undefined;
+      this.waiting = false;
+      wake();
+    }
   }
 
   private failed(error: unknown): void {
