@@ -39,7 +39,10 @@ export interface LimiterMetricsOptions {
 /**
  * Registers, for each named limiter, `<prefix>admitted_total`, `<prefix>refused_total{reason}`,
  * `<prefix>queued` and the histogram `<prefix>wait_seconds` (every admission; the ones admitted at
- * once fall in the first bucket). Returns the registry; `await registry.metrics()` is the text.
+ * once fall in the first bucket); for limits held in a distributed store also
+ * `<prefix>store_round_trips_total`, `_errors_total`, `_incidents_total`, `store_down`,
+ * `store_admitted_without_store_total{policy}` and `store_tokens_lapsed_total`. Returns the
+ * registry; `await registry.metrics()` is the text.
  */
 export function limiterMetrics(limiters: Record<string, AnyLimiter>, options: LimiterMetricsOptions = {}): Registry {
   const registry = options.registry ?? new Registry();
@@ -55,6 +58,7 @@ export function limiterMetrics(limiters: Record<string, AnyLimiter>, options: Li
         { labels: { limit, reason: 'queue_full' }, value: r.queueFull },
         { labels: { limit, reason: 'wait_limit' }, value: r.timeout },
         { labels: { limit, reason: 'aborted' }, value: r.aborted },
+        ...(l.snapshot().store === undefined ? [] : [{ labels: { limit, reason: 'store_unavailable' }, value: l.snapshot().store!.refused }]),
       ];
     })));
   add(new CollectedMetric(`${prefix}queued`, 'Calls waiting for the limit now, all threads.', 'gauge',
@@ -72,6 +76,26 @@ export function limiterMetrics(limiters: Record<string, AnyLimiter>, options: Li
       values.push({ metricName: `${prefix}wait_seconds_count`, labels: { limit }, value: s.admitted } as MetricValue<string>);
       return values;
     })));
+  if (Object.values(limiters).some((l) => l.store !== undefined)) addStoreMetrics(add, prefix, limiters);
   for (const e of options.extra ?? []) add(new CollectedMetric(`${prefix}${e.name}`, e.help, e.type, e.read));
   return registry;
+}
+
+/** Counters of the limits held in a distributed store (this process's view of each). */
+function addStoreMetrics(add: (m: CollectedMetric) => void, prefix: string, limiters: Record<string, AnyLimiter>): void {
+  const each = (f: (limit: string, s: NonNullable<ReturnType<AnyLimiter['snapshot']>['store']>) => MetricValue<string>[]) => () =>
+    Object.entries(limiters).flatMap(([limit, l]) => {
+      const s = l.snapshot().store;
+      return s === undefined ? [] : f(limit, s);
+    });
+  add(new CollectedMetric(`${prefix}store_round_trips_total`, 'Round trips to the limit store that answered, this process.', 'counter', each((limit, s) => [{ labels: { limit }, value: s.roundTrips }])));
+  add(new CollectedMetric(`${prefix}store_errors_total`, 'Limit store calls that failed or timed out, this process.', 'counter', each((limit, s) => [{ labels: { limit }, value: s.errors }])));
+  add(new CollectedMetric(`${prefix}store_incidents_total`, 'Times the limit store went from answering to failing, this process.', 'counter', each((limit, s) => [{ labels: { limit }, value: s.incidents }])));
+  add(new CollectedMetric(`${prefix}store_down`, '1 while the limit store is failing for this process.', 'gauge', each((limit, s) => [{ labels: { limit }, value: s.down ? 1 : 0 }])));
+  add(new CollectedMetric(`${prefix}store_admitted_without_store_total`, 'Calls admitted by the fault policy while the store was down.', 'counter',
+    each((limit, s) => [
+      { labels: { limit, policy: 'fail_open' }, value: s.admittedFailOpen },
+      { labels: { limit, policy: 'local_share' }, value: s.admittedLocalShare },
+    ])));
+  add(new CollectedMetric(`${prefix}store_tokens_lapsed_total`, 'Tokens granted by the store that lapsed unused, this process.', 'counter', each((limit, s) => [{ labels: { limit }, value: s.lapsed }])));
 }

@@ -4,7 +4,7 @@
  * incident and one at recovery, recovery by itself after the restart, and no call left hanging.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { StoreUnavailableError, TokenBucket } from '../../src/index.js';
+import { limiterMetrics, StoreUnavailableError, TokenBucket } from '../../src/index.js';
 import type { StoreErrorPolicy } from '../../src/stores/store.js';
 import { createRedisStore, type RedisStore } from '../../src/stores/redis-store.js';
 import { startRedis, type TestRedis } from './redis-server.js';
@@ -92,7 +92,8 @@ async function killAndRestart(policy: StoreErrorPolicy) {
   const endAt = load.now();
   // Every call settles: none is left waiting on a store that went away.
   const hung = await Promise.race([load.stop().then(() => false), sleep(5000).then(() => true)]);
-  return { o: load.outcomes, logs, killedAt, restartedAt, recoveredAt, endAt, hung, snap: tb.snapshot().store! };
+  const metrics = await limiterMetrics({ faults: tb }).metrics();
+  return { o: load.outcomes, logs, killedAt, restartedAt, recoveredAt, endAt, hung, snap: tb.snapshot().store!, metrics };
 }
 
 describe('Redis killed and restarted mid-run', () => {
@@ -112,6 +113,11 @@ describe('Redis killed and restarted mid-run', () => {
     expect(r.logs.filter((l) => /answers again/.test(l))).toHaveLength(1);
     expect(r.snap.incidents).toBe(1);
     expect(r.snap.errors).toBeGreaterThan(0);
+    // The same counters on the Prometheus endpoint.
+    expect(r.metrics).toContain('tql_store_incidents_total{limit="faults"} 1');
+    expect(r.metrics).toContain('tql_store_down{limit="faults"} 0');
+    expect(r.metrics).toContain(`tql_refused_total{limit="faults",reason="store_unavailable"} ${r.snap.refused}`);
+    expect(Number(/tql_store_errors_total\{limit="faults"\} (\d+)/.exec(r.metrics)![1])).toBe(r.snap.errors);
   }, 30_000);
 
   it('fail-open: admits every call while down (far over the rate), nothing refused, rate-limited again after recovery', async () => {
