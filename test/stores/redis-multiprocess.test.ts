@@ -37,7 +37,7 @@ function runProcess(config: LoadConfig): Promise<LoadResult> {
   });
 }
 
-async function sharedRun(lease: LoadConfig['lease']): Promise<{ starts: bigint[]; holdMs: number; results: LoadResult[]; overloadEnd: bigint }> {
+async function sharedRun(lease: LoadConfig['lease'], stallMs = 0): Promise<{ starts: bigint[]; holdMs: number; results: LoadResult[]; overloadEnd: bigint }> {
   const config: LoadConfig = {
     url: redis.url,
     prefix: `mp:${Math.random()}:`,
@@ -49,7 +49,9 @@ async function sharedRun(lease: LoadConfig['lease']): Promise<{ starts: bigint[]
     durationMs: 2500,
     startAt: String(process.hrtime.bigint() + 3_000_000_000n),
   };
-  const results = await Promise.all(Array.from({ length: PROCESSES }, () => runProcess(config)));
+  // With stallMs, the first process's threads all block for stallMs one second into the run.
+  const stall = { at: String(BigInt(config.startAt) + 1_000_000_000n), ms: stallMs };
+  const results = await Promise.all(Array.from({ length: PROCESSES }, (_, i) => runProcess(i === 0 && stallMs > 0 ? { ...config, stall } : config)));
   const starts = results.flatMap((r) => r.starts.map(BigInt)).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   const holdMs = Math.max(...results.map((r) => r.store.maxHoldMs));
   const elapsedS = Number(starts.at(-1)! - starts[0]!) / 1e9;
@@ -90,5 +92,18 @@ describe('Redis store across 3 processes × 2 worker threads', () => {
     checkBound(starts, holdMs, overloadEnd);
     const roundTrips = results.reduce((a, r) => a + r.store.roundTrips, 0);
     expect(roundTrips * 5).toBeLessThan(starts.length);
+  }, 30_000);
+
+  it('after a process stalls for 300 ms holding booked tokens, starts stay within burst + rate × (L + measured hold) and within burst + rate × L + one batch per process', async () => {
+    const { starts, holdMs, results } = await sharedRun(false, 300);
+    expect(results.every((r) => r.store.errors === 0)).toBe(true);
+    // The stalled process used its booked tokens late (or let them lapse): the hold shows it.
+    expect(holdMs).toBeGreaterThanOrEqual(250);
+    for (const L of [0.1, 1]) {
+      const most = mostInWindow(starts, L * 1000);
+      expect(most).toBeLessThanOrEqual(Math.floor(BURST + RATE * (L + holdMs / 1000)));
+      // Tokens held at any instant are at most one booking (≤ burst) per process.
+      expect(most).toBeLessThanOrEqual(Math.floor(BURST + RATE * L + PROCESSES * BURST));
+    }
   }, 30_000);
 });
