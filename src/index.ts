@@ -26,7 +26,7 @@ export { TokenBucket } from './limiters/token-bucket.js';
 export { RateLimiter, type RateLimiterDescriptor } from './rate-limiter.js';
 export { createThreadedServer, ThreadedServer, OVERLOADED, ModuleLoadError, type CloseOptions } from './server/threaded-server.js';
 export type { ThreadedServerOptions } from './server/server-options.js';
-export type { LimitSpec, LimitsConfig, QueueBounds } from './server/method-limits.js';
+export type { HandlerCall, HandlerLimitsConfig, KeyedLimitSpec, LimitSpec, LimitsConfig, PerKeySpec, QueueBounds } from './server/method-limits.js';
 export type { ServerStatsSnapshot, RefusalReason } from './server/stats.js';
 export { wrapHandler, ServerOverloadedError } from './thrift/wrap-handler.js';
 export { FairQueue } from './fair/fair-queue.js';

@@ -18,6 +18,7 @@ import { packFrames } from '../src/server/batch.js';
 
 const data = workerData as ThriftWorkerData;
 const limiters: Record<string, AnyLimiter> = MethodLimits.attach(data.limiters);
+const keyedLimiters = MethodLimits.attachKeyed(data.keyedLimiters ?? {});
 
 const processor: Processor = await loadProcessor(data.serviceUrl, data.handlerUrl);
 
@@ -26,7 +27,7 @@ async function loadProcessor(serviceUrl: string, handlerUrl: string): Promise<Pr
   const Processor = (service.Processor ?? service.default?.Processor) as (new (handler: unknown) => Processor) | undefined;
   if (typeof Processor !== 'function') throw new TypeError(`${serviceUrl} does not export a Thrift service Processor`);
   const mod = (await import(handlerUrl)) as Record<string, unknown>;
-  const context: HandlerContext = { limiters, threadId };
+  const context: HandlerContext = { limiters, keyedLimiters, threadId };
   let handler: unknown;
   if (typeof mod.createHandler === 'function') handler = await (mod.createHandler as (c: HandlerContext) => unknown)(context);
   else handler = mod.handler ?? mod.default;

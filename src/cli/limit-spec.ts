@@ -7,10 +7,14 @@
  * --limit 'report=600/min,window'  fixed window: 600 per minute window
  * --limit 'export=concurrency=4'   at most 4 in flight
  * --limit '*=1000/s,burst=50'      '*' is the default for methods without their own
+ * --limit 'add=10/s,per=address'   a token bucket per client address (also per=connection,
+ *                                  per=method, per=field:N for argument N of the call, e.g. a tenant id)
+ * --limit 'add=10/s,burst=5,per=field:1,capacity=10000'   per key, with a table of 10000 keys
  * ```
- * Periods: `s`, `min`, `h`, `ms`, or a duration such as `1500ms` or `2s`.
+ * Periods: `s`, `min`, `h`, `ms`, or a duration such as `1500ms` or `2s`. A per-key limit is a
+ * token bucket (no `window`); `capacity` (slots of its key table, default 4096) needs `per`.
  */
-import type { LimitSpec } from '../server/method-limits.js';
+import type { LimitSpec, PerKeySpec } from '../server/method-limits.js';
 
 const PERIODS: Record<string, number> = { ms: 1, s: 1000, sec: 1000, min: 60_000, m: 60_000, h: 3_600_000 };
 
@@ -39,15 +43,37 @@ export function parseLimit(text: string): [string, LimitSpec] {
   const period = periodMs(rate[2]!, flag);
   let burst: number | undefined;
   let window = false;
+  let perKey: PerKeySpec | undefined;
+  let capacity: number | undefined;
   for (const extra of extras) {
     const b = /^burst=(\d+)$/.exec(extra);
+    const c = /^capacity=(\d+)$/.exec(extra);
     if (b) burst = Number(b[1]);
+    else if (c) capacity = Number(c[1]);
+    else if (extra.startsWith('per=')) perKey = parsePer(extra.slice(4), flag);
     else if (extra === 'window') window = true;
-    else throw new RangeError(`${flag}: unknown setting '${extra}' (burst=N or window)`);
+    else throw new RangeError(`${flag}: unknown setting '${extra}' (burst=N, window, per=KEY or capacity=N)`);
   }
+  if (capacity !== undefined && perKey === undefined) throw new RangeError(`${flag}: capacity=N applies to a per-key limit only (add per=address, per=connection, per=method or per=field:N)`);
   if (window) {
     if (burst !== undefined) throw new RangeError(`${flag}: burst does not apply to a fixed window`);
+    if (perKey !== undefined) throw new RangeError(`${flag}: a per-key limit is a token bucket, not a fixed window (drop window or per)`);
     return [name, { maxCalls: count, periodMs: period }];
   }
+  if (perKey !== undefined) {
+    return [name, { rate: count, periodMs: period, perKey, ...(burst !== undefined ? { burst } : {}), ...(capacity !== undefined ? { capacity } : {}) }];
+  }
   return [name, burst === undefined ? { rate: count, periodMs: period } : { rate: count, periodMs: period, burst }];
+}
+
+/** The KEY of `per=KEY`. */
+function parsePer(text: string, flag: string): PerKeySpec {
+  if (text === 'address' || text === 'connection' || text === 'method') return text;
+  const field = /^field:(-?\d+)$/.exec(text);
+  if (field) {
+    const id = Number(field[1]);
+    if (id < -32768 || id > 32767) throw new RangeError(`${flag}: per=field:N needs a Thrift field id in -32768..32767, got ${id}`);
+    return { field: id };
+  }
+  throw new RangeError(`${flag}: unknown per='${text}' (per=address, per=connection, per=method or per=field:N)`);
 }

@@ -7,6 +7,7 @@
  */
 import { systemClock, type Clock } from '../clock.js';
 import { integerAtLeast, positiveNumber } from '../options.js';
+import { resolveCallKeySpec } from '../server/call-key.js';
 import type { MessageHeader } from '../thrift/message-header.js';
 
 /** One priority level: its share of the rate and the methods whose calls belong to it. */
@@ -225,18 +226,10 @@ export function checkFairRunOptions(options: unknown): FairRunOptions {
   return o as unknown as FairRunOptions;
 }
 
-/** Validates the flow key of the server. */
+/** Validates the flow key of the server (the same keys as a per-key limit's, server/call-key.ts). */
 function resolveFlowKey(value: unknown): FlowKeySpec {
   if (value === undefined) return 'address';
-  if (value === 'address' || value === 'connection' || value === 'method' || typeof value === 'function') return value as FlowKeySpec;
-  if (value !== null && typeof value === 'object' && 'field' in value) {
-    const field = (value as { field: unknown }).field;
-    if (typeof field !== 'number' || !Number.isInteger(field) || field < -32768 || field > 32767) {
-      throw new RangeError(`fairness.flow.field must be a Thrift field id (a whole number in -32768..32767), got ${describe(field)}`);
-    }
-    return { field };
-  }
-  throw new TypeError(`fairness.flow must be 'address', 'connection', 'method', { field: N } or a function, got ${describe(value)}`);
+  return resolveCallKeySpec('fairness.flow', value);
 }
 
 /** Validates the threaded server's {@link FairnessOptions} (the levels are checked here too). */

@@ -7,6 +7,7 @@
  * call costs tens (see docs/ARCHITECTURE.md for the measurements).
  */
 
+import type { KeyedTokenBucket, KeyedTokenBucketDescriptor } from '../keyed/keyed-token-bucket.js';
 import type { AnyLimiter } from '../limiters/attach.js';
 import type { LimiterDescriptor } from '../limiters/limiter.js';
 import type { Protocol } from '../thrift/message-header.js';
@@ -17,12 +18,16 @@ export interface ThriftWorkerData {
   handlerUrl: string;
   protocol: Protocol;
   limiters: Record<string, LimiterDescriptor>;
+  /** The per-key limits' limiters, by method name. */
+  keyedLimiters: Record<string, KeyedTokenBucketDescriptor>;
 }
 
 /** What a handler module's `createHandler(context)` receives in each worker. */
 export interface HandlerContext {
   /** The server's limiters by method name ('*' for the default), attached in this thread. */
   limiters: Record<string, AnyLimiter>;
+  /** The server's per-key limiters by method name (limits with `perKey`), attached in this thread. */
+  keyedLimiters: Record<string, KeyedTokenBucket>;
   /** This worker's thread id. */
   threadId: number;
 }

@@ -1,14 +1,14 @@
 /**
  * Fair admission on the threaded server's I/O thread: one {@link FairQueue} in front of each
  * distinct limiter of the server, and the flow key of each call (its connection's address, the
- * connection, the method, an argument field, or a function).
+ * connection, the method, an argument field, or a function: call-key.ts).
  */
 import { FairQueue } from '../fair/fair-queue.js';
 import type { FlowKeySpec, ResolvedFairnessOptions } from '../fair/fair-options.js';
 import type { LevelStats } from '../fair/priority-level.js';
 import type { AnyLimiter } from '../limiters/attach.js';
-import { readArgField } from '../thrift/arg-field.js';
 import type { MessageHeader, Protocol } from '../thrift/message-header.js';
+import { callKey } from './call-key.js';
 import type { Connection } from './connection.js';
 import type { MethodLimits, QueueBounds } from './method-limits.js';
 
@@ -45,7 +45,7 @@ export class FairAdmission {
     const queue = this.queues.get(limiter)!;
     let flow: string;
     try {
-      flow = this.flowKey(connection, header, frame);
+      flow = callKey(this.flow, connection, header, frame, this.protocol);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -75,17 +75,5 @@ export class FairAdmission {
       }
     }
     return sum;
-  }
-
-  private flowKey(connection: Connection, header: MessageHeader, frame: Buffer): string {
-    const flow = this.flow;
-    if (flow === 'address') return connection.socket.remoteAddress ?? '';
-    if (flow === 'connection') return String(connection.id);
-    if (flow === 'method') return header.name;
-    if (typeof flow === 'function') {
-      return String(flow({ method: header.name, remoteAddress: connection.socket.remoteAddress ?? '', connectionId: connection.id, header, frame }));
-    }
-    // Calls without the field (or with another type in it) share one flow.
-    return readArgField(frame, this.protocol, flow.field) ?? '';
   }
 }

@@ -2,6 +2,8 @@
  * The limits of a server, by method: built from plain specs (or taken as ready limiter objects, so
  * handler code can share them), with '*' as the default for methods without their own.
  */
+import type { FlowCall } from '../fair/fair-options.js';
+import { KeyedTokenBucket, type KeyedTokenBucketDescriptor } from '../keyed/keyed-token-bucket.js';
 import { attachLimiter, type AnyLimiter } from '../limiters/attach.js';
 import { ConcurrencyLimit } from '../limiters/concurrency-limit.js';
 import { FixedWindow } from '../limiters/fixed-window.js';
@@ -9,21 +11,66 @@ import type { LimiterDescriptor } from '../limiters/limiter.js';
 import { TokenBucket } from '../limiters/token-bucket.js';
 import type { StoreOptions } from '../options.js';
 import type { LimiterStore } from '../stores/store.js';
+import { resolveCallKeySpec } from './call-key.js';
 
 /**
  * One method's limit: a token bucket (`rate` per `periodMs`, optional `burst`), a fixed window
  * (`maxCalls` per `periodMs`), a concurrency limit (`concurrency`), or a limiter object. A rate
  * limit may name a distributed `store` and its `key` there; without them it uses the limits'
- * default store (if any), keyed by the method name.
+ * default store (if any), keyed by the method name. A rate limit with `perKey` is a limit per
+ * key ({@link KeyedLimitSpec}).
  */
-export type LimitSpec =
+export type LimitSpec<K = PerKeySpec> =
   | ({ rate: number; periodMs?: number; burst?: number } & StoreOptions)
   | ({ maxCalls: number; periodMs?: number } & StoreOptions)
   | { concurrency: number }
+  | KeyedLimitSpec<K>
   | AnyLimiter;
 
+/**
+ * How the threaded server picks a call's key for a per-key limit, as `fairness.flow` picks its
+ * flow (server/call-key.ts): `'address'` (the connection's remote IP), `'connection'`, `'method'`
+ * (useful on `'*'`), `{ field: N }` (argument N of the call, a string or integer field such as a
+ * tenant id; calls without it share the key `''`), or a function of the call.
+ */
+export type PerKeySpec = 'address' | 'connection' | 'method' | { field: number } | ((call: FlowCall) => string);
+
+/** What a per-key function of `wrapHandler` receives: a handler sees no address or connection. */
+export interface HandlerCall {
+  method: string;
+  args: unknown[];
+}
+
+/**
+ * A token bucket per key ({@link KeyedTokenBucket}): every key gets its own bucket of `rate` per
+ * `periodMs` (default 1000) and `burst` (default ceil(rate)), in a shared table of `capacity`
+ * slots (default 4096); keys that find no slot share the overflow bucket (`overflowRate`,
+ * `overflowBurst`; default the same rate and burst). Calls over their key's limit queue per key
+ * (the server's queue bounds apply: `maxQueued` over all keys). In-process only: a server's
+ * distributed `store` does not apply to it.
+ */
+export interface KeyedLimitSpec<K = PerKeySpec> {
+  rate: number;
+  periodMs?: number;
+  burst?: number;
+  /** The key of a call (threaded server: {@link PerKeySpec}; `wrapHandler`: a function of `{ method, args }`). */
+  perKey: K;
+  capacity?: number;
+  overflowRate?: number;
+  overflowBurst?: number;
+}
+
 /** Limits by method name; the key '*' is the default. */
-export type LimitsConfig = Record<string, LimitSpec>;
+export type LimitsConfig<K = PerKeySpec> = Record<string, LimitSpec<K>>;
+
+/** The limits `wrapHandler` takes: a per-key limit's key is a function of the method and its arguments. */
+export type HandlerLimitsConfig = LimitsConfig<(call: HandlerCall) => string>;
+
+/** A method's per-key limit: the keyed bucket and how a call's key is found. */
+export interface KeyedMethodLimit {
+  readonly limiter: KeyedTokenBucket;
+  readonly perKey: PerKeySpec | ((call: HandlerCall) => string);
+}
 
 /** Queue bounds applied to every limited call. */
 export interface QueueBounds {
@@ -33,7 +80,7 @@ export interface QueueBounds {
   maxWaitMs?: number;
 }
 
-function build(name: string, spec: LimitSpec, queue: QueueBounds, store: LimiterStore | undefined): AnyLimiter {
+function build(name: string, spec: Exclude<LimitSpec, KeyedLimitSpec>, queue: QueueBounds, store: LimiterStore | undefined): AnyLimiter {
   if (spec instanceof TokenBucket || spec instanceof FixedWindow || spec instanceof ConcurrencyLimit) return spec;
   if (spec === null || typeof spec !== 'object') throw new TypeError(`limits.${name} must be a limit spec object or a limiter, got ${String(spec)}`);
   const keys = ['rate' in spec, 'maxCalls' in spec, 'concurrency' in spec].filter(Boolean).length;
@@ -51,35 +98,92 @@ function build(name: string, spec: LimitSpec, queue: QueueBounds, store: Limiter
   }
 }
 
-/** The limiter of each method, resolved once per method name and cached. */
+const KEYED_OPTIONS = new Set(['rate', 'periodMs', 'burst', 'perKey', 'capacity', 'overflowRate', 'overflowBurst']);
+
+function buildKeyed(name: string, spec: Record<string, unknown>, queue: QueueBounds): KeyedMethodLimit {
+  for (const option of Object.keys(spec)) {
+    if (option === 'store' || option === 'key') throw new TypeError(`limits.${name}.${option}: a per-key limit lives in this process's shared memory, not in a distributed store`);
+    if (!KEYED_OPTIONS.has(option)) throw new TypeError(`limits.${name}.${option} is not an option of a per-key limit (${[...KEYED_OPTIONS].join(', ')})`);
+  }
+  const perKey = resolveCallKeySpec(`limits.${name}.perKey`, spec.perKey);
+  const { perKey: _perKey, ...options } = spec;
+  try {
+    const limiter = new KeyedTokenBucket({
+      ...(options as { rate: number }),
+      ...(queue.maxQueued !== undefined ? { maxQueued: queue.maxQueued } : {}),
+      ...(queue.maxWaitMs !== undefined ? { maxWaitMs: queue.maxWaitMs } : {}),
+    });
+    return { limiter, perKey };
+  } catch (error) {
+    if (error instanceof RangeError) throw new RangeError(`limits.${name}: ${error.message}`);
+    if (error instanceof TypeError) throw new TypeError(`limits.${name}: ${error.message}`);
+    throw error;
+  }
+}
+
+function isKeyedSpec(spec: unknown): spec is Record<string, unknown> {
+  return spec !== null && typeof spec === 'object' && !(spec instanceof TokenBucket || spec instanceof FixedWindow || spec instanceof ConcurrencyLimit) && 'perKey' in spec;
+}
+
+/**
+ * The limiter of each method, resolved once per method name and cached. A method's own limit
+ * wins over '*'; a limit is either one limiter ({@link for}) or per key ({@link keyedFor}),
+ * kept apart because a per-key limiter takes the key with every call.
+ */
 export class MethodLimits {
   private readonly byName = new Map<string, AnyLimiter>();
+  private readonly keyedByName = new Map<string, KeyedMethodLimit>();
   private readonly fallback: AnyLimiter | undefined;
+  private readonly keyedFallback: KeyedMethodLimit | undefined;
 
   /**
    * @param store the distributed store rate limits use unless their spec names one (keyed by
    *   method name); default: the embedded in-process store.
    * @throws TypeError | RangeError naming `limits.<method>` and the bad option.
    */
-  constructor(config: LimitsConfig = {}, queue: QueueBounds = {}, store?: LimiterStore) {
+  constructor(config: LimitsConfig<PerKeySpec | ((call: HandlerCall) => string)> = {}, queue: QueueBounds = {}, store?: LimiterStore) {
     if (config === null || typeof config !== 'object') throw new TypeError('limits must be an object of method name → limit');
-    for (const [name, spec] of Object.entries(config)) this.byName.set(name, build(name, spec, queue, store));
+    for (const [name, spec] of Object.entries(config)) {
+      if (isKeyedSpec(spec)) this.keyedByName.set(name, buildKeyed(name, spec, queue));
+      else this.byName.set(name, build(name, spec as Exclude<LimitSpec, KeyedLimitSpec>, queue, store));
+    }
     this.fallback = this.byName.get('*');
+    this.keyedFallback = this.keyedByName.get('*');
   }
 
-  /** The limiter for `method` (its own, else the default), or undefined if unlimited. */
+  /**
+   * The limiter for `method` (its own, else the default), or undefined if unlimited or limited
+   * per key (then {@link keyedFor} has it).
+   */
   for(method: string): AnyLimiter | undefined {
+    if (this.keyedByName.has(method)) return undefined;
     return this.byName.get(method) ?? this.fallback;
   }
 
-  /** Every limiter, by configured name. */
+  /** The per-key limit for `method` (its own, else the default), or undefined if it has none. */
+  keyedFor(method: string): KeyedMethodLimit | undefined {
+    if (this.byName.has(method)) return undefined;
+    return this.keyedByName.get(method) ?? this.keyedFallback;
+  }
+
+  /** Every limiter (not the per-key ones: {@link keyedEntries}), by configured name. */
   entries(): [string, AnyLimiter][] {
     return [...this.byName];
   }
 
-  /** Descriptors to attach the same limiters in worker threads. */
+  /** Every per-key limit, by configured name. */
+  keyedEntries(): [string, KeyedMethodLimit][] {
+    return [...this.keyedByName];
+  }
+
+  /** Descriptors to attach the same limiters in worker threads (per-key ones: {@link keyedDescriptors}). */
   descriptors(): Record<string, LimiterDescriptor> {
     return Object.fromEntries([...this.byName].map(([name, l]) => [name, l.share()]));
+  }
+
+  /** Descriptors to attach the per-key limiters in worker threads. */
+  keyedDescriptors(): Record<string, KeyedTokenBucketDescriptor> {
+    return Object.fromEntries([...this.keyedByName].map(([name, k]) => [name, k.limiter.share()]));
   }
 
   /** The distributed stores the limits use (each once). */
@@ -93,16 +197,23 @@ export class MethodLimits {
   queued(): number {
     let n = 0;
     for (const l of this.byName.values()) n += l.queuedTotal;
+    for (const k of this.keyedByName.values()) n += k.limiter.queuedTotal;
     return n;
   }
 
   /** Gives back what a dead worker thread held of every limiter. */
   reclaimThread(threadId: number): void {
     for (const l of this.byName.values()) l.reclaimThread(threadId);
+    for (const k of this.keyedByName.values()) k.limiter.reclaimThread(threadId);
   }
 
   /** Rebuilds limits in a worker from {@link descriptors}. */
   static attach(descriptors: Record<string, LimiterDescriptor>): Record<string, AnyLimiter> {
     return Object.fromEntries(Object.entries(descriptors).map(([name, d]) => [name, attachLimiter(d)]));
+  }
+
+  /** Rebuilds per-key limiters in a worker from {@link keyedDescriptors}. */
+  static attachKeyed(descriptors: Record<string, KeyedTokenBucketDescriptor>): Record<string, KeyedTokenBucket> {
+    return Object.fromEntries(Object.entries(descriptors).map(([name, d]) => [name, KeyedTokenBucket.attach(d)]));
   }
 }

@@ -20,7 +20,9 @@ import type { ThriftWorkerData } from './batch.js';
 import { Dispatcher } from './dispatcher.js';
 import { FairAdmission } from './fair-admission.js';
 import type { LevelStats } from '../fair/priority-level.js';
-import { MethodLimits } from './method-limits.js';
+import type { KeyedSnapshot } from '../keyed/keyed-token-bucket.js';
+import { callKey } from './call-key.js';
+import { MethodLimits, type KeyedMethodLimit, type PerKeySpec } from './method-limits.js';
 import { resolveServerOptions, type ResolvedServerOptions, type ThreadedServerOptions } from './server-options.js';
 import { ServerStats, type ServerStatsSnapshot } from './stats.js';
 import type { Registry } from 'prom-client';
@@ -104,6 +106,7 @@ export class ThreadedServer implements ConnectionHost {
         handlerUrl: this.options.handlerUrl,
         protocol: this.options.protocol,
         limiters: this.limits.descriptors(),
+        keyedLimiters: this.limits.keyedDescriptors(),
       } satisfies ThriftWorkerData,
       onWorkerExit: (threadId) => this.limits.reclaimThread(threadId),
     });
@@ -153,8 +156,36 @@ export class ThreadedServer implements ConnectionHost {
         },
         { name: 'server_oneway_dropped_total', help: 'Oneway calls dropped over a queue bound.', type: 'counter', read: () => [{ labels: {}, value: s().onewayDropped }] },
         ...(this.fair === undefined ? [] : this.fairMetrics(this.fair)),
+        ...this.keyedMetrics(),
       ],
     });
+  }
+
+  /** The per-key limits' counters, labelled by limit (snapshot() scans the table: once per metric per scrape). */
+  private keyedMetrics(): NonNullable<LimiterMetricsOptions['extra']> {
+    const keyed = this.limits.keyedEntries();
+    if (keyed.length === 0) return [];
+    const each = (read: (s: KeyedSnapshot) => number) => (): { labels: Record<string, string>; value: number }[] =>
+      keyed.map(([limit, k]) => ({ labels: { limit }, value: read(k.limiter.snapshot()) }));
+    return [
+      { name: 'keyed_admitted_total', help: 'Calls admitted by a per-key limit (a key\'s bucket or the overflow bucket), all threads.', type: 'counter', read: each((s) => s.admitted) },
+      { name: 'keyed_overflow_admitted_total', help: 'Calls admitted by the overflow bucket of a per-key limit (their key found no slot).', type: 'counter', read: each((s) => s.overflowAdmitted) },
+      {
+        name: 'keyed_refused_total',
+        help: 'Calls refused by a per-key limit, by reason, all threads.',
+        type: 'counter',
+        read: () => keyed.flatMap(([limit, k]) => {
+          const r = k.limiter.snapshot().refused;
+          return [
+            { labels: { limit, reason: 'queue_full' }, value: r.queueFull },
+            { labels: { limit, reason: 'wait_limit' }, value: r.timeout },
+            { labels: { limit, reason: 'aborted' }, value: r.aborted },
+          ];
+        }),
+      },
+      { name: 'keyed_queued', help: 'Calls waiting for a per-key limit now, all keys and threads.', type: 'gauge', read: each((s) => s.queued) },
+      { name: 'keyed_keys', help: 'Keys holding a slot of a per-key limit\'s table now.', type: 'gauge', read: each((s) => s.keysInUse) },
+    ];
   }
 
   private fairMetrics(fair: FairAdmission): NonNullable<LimiterMetricsOptions['extra']> {
@@ -229,6 +260,11 @@ export class ThreadedServer implements ConnectionHost {
     const limiter = this.limits.for(header.name);
     const arrived = performance.now();
     if (limiter === undefined) {
+      const keyed = this.limits.keyedFor(header.name);
+      if (keyed !== undefined) {
+        this.admitKeyed(keyed, connection, header, frame, arrived);
+        return;
+      }
       this.stats_.recordWait(0);
       this.dispatch(connection, header, frame, undefined);
       return;
@@ -236,12 +272,17 @@ export class ThreadedServer implements ConnectionHost {
     this.admit(limiter, connection, header, frame, arrived);
   }
 
-  private admit(limiter: AnyLimiter, connection: Connection, header: MessageHeader, frame: Buffer, arrived: number): void {
-    const maxWaitMs = this.options.queue.maxWaitMs;
-    const task = (): Promise<void> => {
+  /** The task an admitted call runs: record its wait, hand it to a worker, settle when answered. */
+  private admittedTask(connection: Connection, header: MessageHeader, frame: Buffer, arrived: number): () => Promise<void> {
+    return () => {
       this.stats_.recordWait(performance.now() - arrived);
       return new Promise<void>((done) => this.dispatch(connection, header, frame, done));
     };
+  }
+
+  private admit(limiter: AnyLimiter, connection: Connection, header: MessageHeader, frame: Buffer, arrived: number): void {
+    const maxWaitMs = this.options.queue.maxWaitMs;
+    const task = this.admittedTask(connection, header, frame, arrived);
     if (this.fair !== undefined) {
       // The call waits in its flow; the fair queue takes the limiter's token when its turn comes.
       this.fair.run(limiter, task, connection, header, frame, maxWaitMs).catch((error: unknown) => this.refuse(connection, header, error));
@@ -249,6 +290,24 @@ export class ThreadedServer implements ConnectionHost {
     }
     const options = maxWaitMs === undefined ? { signal: connection.signal } : { signal: connection.signal, maxWaitMs };
     limiter.run(task, 1, options).catch((error: unknown) => this.refuse(connection, header, error));
+  }
+
+  /**
+   * A per-key limit: the call waits in its key's queue (the key computed as fair admission computes
+   * flows, call-key.ts). With `fairness` too, a per-key limit is still admitted per key, without a
+   * fair queue: its keys already wait independently of each other.
+   */
+  private admitKeyed(limit: KeyedMethodLimit, connection: Connection, header: MessageHeader, frame: Buffer, arrived: number): void {
+    const maxWaitMs = this.options.queue.maxWaitMs;
+    const options = maxWaitMs === undefined ? { signal: connection.signal } : { signal: connection.signal, maxWaitMs };
+    let admitted: Promise<void>;
+    try {
+      const key = callKey(limit.perKey as PerKeySpec, connection, header, frame, this.options.protocol);
+      admitted = limit.limiter.run(key, this.admittedTask(connection, header, frame, arrived), 1, options);
+    } catch (error) {
+      admitted = Promise.reject(error);
+    }
+    admitted.catch((error: unknown) => this.refuse(connection, header, error));
   }
 
   private dispatch(connection: Connection, header: MessageHeader, frame: Buffer, done: (() => void) | undefined): void {

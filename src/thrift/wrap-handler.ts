@@ -8,7 +8,7 @@ import { QueueFullError, QueueTimeoutError, StoreUnavailableError } from '../err
 import { resolveHandlerFairnessOptions, type HandlerFairnessOptions } from '../fair/fair-options.js';
 import { FairQueue } from '../fair/fair-queue.js';
 import type { AnyLimiter } from '../limiters/attach.js';
-import { MethodLimits, type LimitsConfig, type QueueBounds } from '../server/method-limits.js';
+import { MethodLimits, type HandlerCall, type HandlerLimitsConfig, type QueueBounds } from '../server/method-limits.js';
 
 /** The error a wrapped method fails with when its call is refused for overload. */
 export class ServerOverloadedError extends Error {
@@ -44,23 +44,46 @@ type AnyFunction = (...args: unknown[]) => unknown;
  * With `fairness`, calls wait per flow (`fairness.flow({ method, args })`) inside priority
  * levels, in one {@link FairQueue} per limiter, and flows take turns for the tokens; `queue`
  * bounds the fair queues and `fairness.maxQueuedPerFlow` each flow.
+ *
+ * A per-key limit (`{ rate, perKey, … }`) takes its key from `perKey({ method, args })`, a
+ * function (a handler sees no address or connection); its calls wait per key, without a fair
+ * queue even with `fairness`.
+ * @throws TypeError naming `limits.<method>.perKey` when a per-key limit's key is not a function.
  */
-export function wrapHandler<H extends object>(handler: H, limits: LimitsConfig | MethodLimits, queue: QueueBounds = {}, fairness?: HandlerFairnessOptions): H {
+export function wrapHandler<H extends object>(handler: H, limits: HandlerLimitsConfig | MethodLimits, queue: QueueBounds = {}, fairness?: HandlerFairnessOptions): H {
   if (handler === null || typeof handler !== 'object') throw new TypeError('wrapHandler(handler): handler must be an object');
+  if (!(limits instanceof MethodLimits) && limits !== null && typeof limits === 'object') {
+    for (const [name, spec] of Object.entries(limits)) {
+      if (spec !== null && typeof spec === 'object' && 'perKey' in spec) checkHandlerPerKey(name, spec.perKey);
+    }
+  }
   const methodLimits = limits instanceof MethodLimits ? limits : new MethodLimits(limits, queue);
+  for (const [name, keyed] of methodLimits.keyedEntries()) checkHandlerPerKey(name, keyed.perKey);
   const fair = fairness === undefined ? undefined : resolveHandlerFairnessOptions(fairness);
   const fairQueues = new Map<AnyLimiter, FairQueue>();
   const wrapped: Record<string, unknown> = {};
   for (const name of methodNames(handler)) {
     const original = (handler as Record<string, AnyFunction>)[name]!;
     const limiter = methodLimits.for(name);
-    if (limiter === undefined) {
+    const keyed = limiter === undefined ? methodLimits.keyedFor(name) : undefined;
+    if (limiter === undefined && keyed === undefined) {
       wrapped[name] = original.bind(handler);
       continue;
     }
     const acquireOptions = queue.maxWaitMs === undefined ? undefined : { maxWaitMs: queue.maxWaitMs };
-    let runLimited = <T>(task: () => T | PromiseLike<T>, _args: unknown[]): Promise<T> => limiter.run(task, 1, acquireOptions);
-    if (fair !== undefined) {
+    let runLimited = <T>(task: () => T | PromiseLike<T>, _args: unknown[]): Promise<T> => limiter!.run(task, 1, acquireOptions);
+    if (keyed !== undefined) {
+      const perKey = keyed.perKey as (call: HandlerCall) => string;
+      runLimited = <T>(task: () => T | PromiseLike<T>, args: unknown[]): Promise<T> => {
+        let key: string;
+        try {
+          key = String(perKey({ method: name, args }));
+        } catch (error) {
+          return Promise.reject(error);
+        }
+        return keyed.limiter.run(key, task, 1, acquireOptions);
+      };
+    } else if (fair !== undefined && limiter !== undefined) {
       let fairQueue = fairQueues.get(limiter);
       if (fairQueue === undefined) {
         const { flow: _flow, ...rest } = fair;
@@ -107,6 +130,14 @@ export function wrapHandler<H extends object>(handler: H, limits: LimitsConfig |
     wrapped[name] = fn;
   }
   return wrapped as H;
+}
+
+/** A per-key limit of wrapHandler must take its key from the call's method and arguments. */
+function checkHandlerPerKey(name: string, perKey: unknown): void {
+  if (typeof perKey !== 'function') {
+    const shown = typeof perKey === 'string' ? JSON.stringify(perKey) : perKey !== null && typeof perKey === 'object' ? JSON.stringify(perKey) : String(perKey);
+    throw new TypeError(`limits.${name}.perKey must be a function ({ method, args }) => string with wrapHandler (a handler sees no address or connection), got ${shown}`);
+  }
 }
 
 /** Own and inherited method names (class instances keep their methods on the prototype). */

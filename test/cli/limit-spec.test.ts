@@ -8,6 +8,10 @@ describe('--limit METHOD=SPEC', () => {
     ['report=600/min,window', ['report', { maxCalls: 600, periodMs: 60_000 }]],
     ['slow=2.5/1500ms', ['slow', { rate: 2.5, periodMs: 1500 }]],
     ['export=concurrency=4', ['export', { concurrency: 4 }]],
+    ['add=10/s,per=address', ['add', { rate: 10, periodMs: 1000, perKey: 'address' }]],
+    ['add=10/s,per=connection', ['add', { rate: 10, periodMs: 1000, perKey: 'connection' }]],
+    ['*=100/s,per=method', ['*', { rate: 100, periodMs: 1000, perKey: 'method' }]],
+    ['add=10/s,burst=5,per=field:1,capacity=10000', ['add', { rate: 10, periodMs: 1000, burst: 5, perKey: { field: 1 }, capacity: 10_000 }]],
   ])('%s', (text, expected) => {
     expect(parseLimit(text)).toEqual(expected);
   });
@@ -19,6 +23,12 @@ describe('--limit METHOD=SPEC', () => {
     ['work=100/s,burst=x', /unknown setting 'burst=x'/],
     ['work=100/s,window,burst=2', /burst does not apply to a fixed window/],
     ['work=concurrency=2,burst=1', /takes no other settings/],
+    ['add=10/s,per=ip', /--limit "add=10\/s,per=ip": unknown per='ip' \(per=address, per=connection, per=method or per=field:N\)/],
+    ['add=10/s,per=field:x', /unknown per='field:x'/],
+    ['add=10/s,per=field:40000', /per=field:N needs a Thrift field id in -32768\.\.32767, got 40000/],
+    ['add=10/s,capacity=100', /capacity=N applies to a per-key limit only/],
+    ['add=10/min,window,per=address', /a per-key limit is a token bucket, not a fixed window/],
+    ['add=concurrency=2,per=address', /takes no other settings/],
   ])('rejects %s naming the flag', (text, message) => {
     expect(() => parseLimit(text)).toThrow(RangeError);
     expect(() => parseLimit(text)).toThrow(message);
