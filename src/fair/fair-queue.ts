@@ -38,6 +38,7 @@ import { ConcurrencyLimit } from '../limiters/concurrency-limit.js';
 import { FixedWindow } from '../limiters/fixed-window.js';
 import { TokenBucket } from '../limiters/token-bucket.js';
 import { DeadlineHeap } from '../queue/deadline-heap.js';
+import { SignalWatch } from '../queue/signal-watch.js';
 import { NO_DEADLINE } from '../queue/wait-queue.js';
 import { FairCall } from './fair-call.js';
 import { checkFairRunOptions, resolveFairQueueOptions, type FairQueueOptions, type FairRunOptions, type ResolvedLevel } from './fair-options.js';
@@ -78,8 +79,16 @@ export class FairQueue {
   private timerAt: Nanos = NO_DEADLINE;
   private pumping = false;
   private again = false;
-  /** One 'abort' listener per signal, however many calls wait on it (see Limiter). */
-  private readonly signalWaiters = new Map<AbortSignal, { calls: Set<FairCall>; listener: () => void }>();
+  /** The abort signals waiting calls listen to (one listener per signal). */
+  private readonly signals = new SignalWatch<FairCall>((calls, reason) => {
+    for (const c of calls) {
+      if (c.settled) continue;
+      this.drop(c);
+      c.level.refused.aborted++;
+      c.refuse(reason);
+    }
+    this.pump();
+  });
   private readonly onTimer = (): void => {
     this.timer = undefined;
     this.timerAt = NO_DEADLINE;
@@ -158,7 +167,7 @@ export class FairQueue {
       level.live++;
       this.live++;
       if (deadline !== NO_DEADLINE) this.deadlines.push(call);
-      if (o.signal !== undefined) this.watch(o.signal, call as FairCall);
+      if (o.signal !== undefined) this.signals.watch(o.signal, call as FairCall);
       this.pump();
     });
   }
@@ -293,7 +302,7 @@ export class FairQueue {
     call.settled = true;
     this.live--;
     if (call.heapIndex >= 0) this.deadlines.delete(call);
-    if (call.signal !== undefined) this.unwatch(call.signal, call);
+    if (call.signal !== undefined) this.signals.unwatch(call.signal, call);
   }
 
   /** Takes a call that leaves unserved (expired, aborted) out of the queue and its flow. */
@@ -332,36 +341,6 @@ export class FairQueue {
     }
   }
 
-  private watch(signal: AbortSignal, call: FairCall): void {
-    let entry = this.signalWaiters.get(signal);
-    if (entry === undefined) {
-      const calls = new Set<FairCall>();
-      const listener = (): void => {
-        this.signalWaiters.delete(signal);
-        for (const c of calls) {
-          if (c.settled) continue;
-          this.drop(c);
-          c.level.refused.aborted++;
-          c.refuse(signal.reason);
-        }
-        this.pump();
-      };
-      entry = { calls, listener };
-      this.signalWaiters.set(signal, entry);
-      signal.addEventListener('abort', listener, { once: true });
-    }
-    entry.calls.add(call);
-  }
-
-  private unwatch(signal: AbortSignal, call: FairCall): void {
-    const entry = this.signalWaiters.get(signal);
-    if (entry === undefined) return;
-    entry.calls.delete(call);
-    if (entry.calls.size === 0) {
-      this.signalWaiters.delete(signal);
-      signal.removeEventListener('abort', entry.listener);
-    }
-  }
 }
 
 /**

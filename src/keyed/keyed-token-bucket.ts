@@ -33,6 +33,7 @@ import {
   type KeyedTokenBucketOptions,
   type ResolvedKeyedTokenBucketOptions,
 } from '../options.js';
+import { SignalWatch } from '../queue/signal-watch.js';
 import { NO_DEADLINE, type Waiter } from '../queue/wait-queue.js';
 import { KeyHasher } from './key-hash.js';
 import { KeyQueue, type KeyQueueOwner } from './key-queue.js';
@@ -153,8 +154,10 @@ export class KeyedTokenBucket implements KeyQueueOwner, KeyWaiterOwner {
   private readonly createdAt: Nanos;
   private limitedListeners: Listener<'limited'>[] | undefined;
   private refusedListeners: Listener<'refused'>[] | undefined;
-  /** One 'abort' listener per signal, however many calls wait on it (see Limiter). */
-  private readonly signalWaiters = new Map<AbortSignal, { calls: Set<KeyWaiter<unknown>>; listener: () => void }>();
+  /** The abort signals waiting calls listen to (one listener per signal). */
+  private readonly signals = new SignalWatch<KeyWaiter<unknown>>((calls, reason) => {
+    for (const c of calls) c.aborted(reason);
+  });
 
   /**
    * @param options rate, periodMs (default 1000), burst (default ceil(rate)), capacity (default
@@ -405,13 +408,7 @@ export class KeyedTokenBucket implements KeyQueueOwner, KeyWaiterOwner {
 
   /** @internal */
   unwatch(signal: AbortSignal, waiter: KeyWaiter<unknown>): void {
-    const entry = this.signalWaiters.get(signal);
-    if (entry === undefined) return;
-    entry.calls.delete(waiter);
-    if (entry.calls.size === 0) {
-      this.signalWaiters.delete(signal);
-      signal.removeEventListener('abort', entry.listener);
-    }
+    this.signals.unwatch(signal, waiter);
   }
 
   private enqueue<T>(
@@ -450,7 +447,7 @@ export class KeyedTokenBucket implements KeyQueueOwner, KeyWaiterOwner {
       if (existing === undefined) this.queues.set(key, queue);
       if (signal !== undefined) {
         waiter.attachSignal(signal);
-        this.watch(signal, waiter as KeyWaiter<unknown>);
+        this.signals.watch(signal, waiter as KeyWaiter<unknown>);
       }
       queue.waiters.push(waiter);
     });
@@ -467,21 +464,6 @@ export class KeyedTokenBucket implements KeyQueueOwner, KeyWaiterOwner {
       const event: KeyedRefusedEvent = { key, reason, n };
       for (const l of this.refusedListeners) l(event);
     }
-  }
-
-  private watch(signal: AbortSignal, waiter: KeyWaiter<unknown>): void {
-    let entry = this.signalWaiters.get(signal);
-    if (entry === undefined) {
-      const calls = new Set<KeyWaiter<unknown>>();
-      const listener = (): void => {
-        this.signalWaiters.delete(signal);
-        for (const c of calls) c.aborted(signal.reason);
-      };
-      entry = { calls, listener };
-      this.signalWaiters.set(signal, entry);
-      signal.addEventListener('abort', listener, { once: true });
-    }
-    entry.calls.add(waiter);
   }
 
   /** Whole ms since this instance was created: a small integer kept in each waiter (see Limiter). */

@@ -6,6 +6,7 @@
 import type { Clock, Nanos } from '../clock.js';
 import { QueueFullError, QueueTimeoutError, StoreUnavailableError } from '../errors.js';
 import { checkCount, resolveAcquireOptions, type AcquireOptions, type ResolvedQueueOptions } from '../options.js';
+import { SignalWatch } from '../queue/signal-watch.js';
 import { NO_DEADLINE, WaitQueue, type Admission, type Waiter } from '../queue/wait-queue.js';
 import { M, SharedState, WAIT_BUCKETS, type LimiterKind } from '../shared/shared-state.js';
 import type { RemoteDescriptor, RemoteLimit, RemoteSnapshot } from '../stores/remote-limit.js';
@@ -375,7 +376,7 @@ export abstract class Limiter implements Admission {
       this.state.addQueued(this.slot(), n);
       if (signal !== undefined) {
         call.attachSignal(signal);
-        this.watch(signal, call);
+        this.signals.watch(signal, call);
       }
       this.queue.push(call);
     });
@@ -404,37 +405,14 @@ export abstract class Limiter implements Admission {
     }
   }
 
-  /**
-   * One 'abort' listener per signal, however many of this thread's calls wait on it: Node's
-   * EventTarget scans its listener list on every add and remove, so a listener per call would make
-   * queueing behind one signal (a server connection's, say) quadratic.
-   */
-  private readonly signalWaiters = new Map<AbortSignal, { calls: Set<Abortable>; listener: () => void }>();
-
-  private watch(signal: AbortSignal, call: Abortable): void {
-    let entry = this.signalWaiters.get(signal);
-    if (entry === undefined) {
-      const calls = new Set<Abortable>();
-      const listener = (): void => {
-        this.signalWaiters.delete(signal);
-        for (const c of calls) c.aborted(this.queue, signal.reason);
-      };
-      entry = { calls, listener };
-      this.signalWaiters.set(signal, entry);
-      signal.addEventListener('abort', listener, { once: true });
-    }
-    entry.calls.add(call);
-  }
+  /** The abort signals this thread's waiting calls listen to (one listener per signal). */
+  private readonly signals = new SignalWatch<Abortable>((calls, reason) => {
+    for (const c of calls) c.aborted(this.queue, reason);
+  });
 
   /** @internal A call stopped waiting on `signal`. */
   unwatch(signal: AbortSignal, call: Abortable): void {
-    const entry = this.signalWaiters.get(signal);
-    if (entry === undefined) return;
-    entry.calls.delete(call);
-    if (entry.calls.size === 0) {
-      this.signalWaiters.delete(signal);
-      signal.removeEventListener('abort', entry.listener);
-    }
+    this.signals.unwatch(signal, call);
   }
 
   /** @internal Completes an admitted waiter: hands over the permit or runs the task. */
