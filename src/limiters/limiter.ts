@@ -6,6 +6,7 @@
 import type { Clock, Nanos } from '../clock.js';
 import { QueueFullError, QueueTimeoutError, StoreUnavailableError } from '../errors.js';
 import { checkCount, resolveAcquireOptions, type AcquireOptions, type ResolvedQueueOptions } from '../options.js';
+import { QueuedCall } from '../queue/queued-call.js';
 import { SignalWatch } from '../queue/signal-watch.js';
 import { NO_DEADLINE, WaitQueue, type Admission, type Waiter } from '../queue/wait-queue.js';
 import { M, SharedState, WAIT_BUCKETS, type LimiterKind } from '../shared/shared-state.js';
@@ -474,69 +475,35 @@ interface Abortable {
   aborted(queue: WaitQueue, reason: unknown): void;
 }
 
-/** Fields only some waiting calls need, kept out of {@link PendingCall} to keep it small. */
-interface PendingExtras {
-  maxWaitMs: number;
-  signal: AbortSignal | undefined;
-}
-
-/**
- * A call waiting in a {@link WaitQueue}. Fixed shape and few fields: with 100 000 waiters each field
- * costs 0.8 MB, so rarely used ones (wait bound, abort signal) live in `extras`.
- */
-class PendingCall<T> implements Waiter {
-  settled = false;
-  heapIndex = -1;
-  ticket = 0;
-  private extras: PendingExtras | undefined = undefined;
-
+/** A call waiting in a limiter's {@link WaitQueue}. */
+class PendingCall<T> extends QueuedCall<T> {
   constructor(
     private readonly owner: Limiter,
-    readonly n: number,
-    /** Enqueue time in ms since the limiter was created (see msSinceCreated): for the wait metrics. */
-    readonly enqueuedAtMs: number,
-    readonly deadline: Nanos,
-    readonly resolve: (value: T | PromiseLike<T>) => void,
-    private readonly reject: (error: unknown) => void,
-    readonly task: (() => T | PromiseLike<T>) | undefined,
-  ) {}
+    n: number,
+    enqueuedAtMs: number,
+    deadline: Nanos,
+    resolve: (value: T | PromiseLike<T>) => void,
+    reject: (error: unknown) => void,
+    task: (() => T | PromiseLike<T>) | undefined,
+  ) {
+    super(n, enqueuedAtMs, deadline, resolve, reject, task);
+  }
 
   admit(): void {
     this.owner.completeAdmitted(this);
   }
 
-  refuse(error: unknown): void {
-    this.reject(error);
+  protected refused(reason: 'timeout' | 'aborted'): void {
+    this.owner.emitRefused(reason, this.n);
   }
 
-  expire(now: Nanos): void {
-    const maxWaitMs = this.extras!.maxWaitMs;
-    this.owner.emitRefused('timeout', this.n);
-    // The call arrived maxWaitMs before its deadline.
-    this.reject(new QueueTimeoutError(maxWaitMs, maxWaitMs + Number(now - this.deadline) / 1e6, true));
-  }
-
-  setMaxWait(maxWaitMs: number): void {
-    this.extras ??= { maxWaitMs, signal: undefined };
-    this.extras.maxWaitMs = maxWaitMs;
-  }
-
-  attachSignal(signal: AbortSignal): void {
-    this.extras ??= { maxWaitMs: Infinity, signal: undefined };
-    this.extras.signal = signal;
-  }
-
-  detachSignal(): void {
-    const signal = this.extras?.signal;
-    if (signal !== undefined) {
-      this.extras!.signal = undefined;
-      this.owner.unwatch(signal, this);
-    }
+  protected unwatch(signal: AbortSignal): void {
+    this.owner.unwatch(signal, this);
   }
 
   /** The call's signal fired: leave the queue, rejected with its reason. */
   aborted(queue: WaitQueue, reason: unknown): void {
-    this.owner.emitRefused('aborted', this.n);
+    this.refused('aborted');
     queue.remove(this, reason);
   }
 }
