@@ -31,13 +31,14 @@
  * arrivals); an aborted signal removes the call. One timer per queue, armed for the earliest
  * deadline (or for when a capped level's bucket refills), like the limiters' own queues.
  */
-import type { Clock, Nanos, TimerHandle } from '../clock.js';
+import type { Clock } from '../clock.js';
 import { QueueFullError } from '../errors.js';
 import type { AnyLimiter } from '../limiters/attach.js';
 import { ConcurrencyLimit } from '../limiters/concurrency-limit.js';
 import { FixedWindow } from '../limiters/fixed-window.js';
 import { TokenBucket } from '../limiters/token-bucket.js';
 import { DeadlineHeap } from '../queue/deadline-heap.js';
+import { OneTimer } from '../queue/one-timer.js';
 import { SignalWatch } from '../queue/signal-watch.js';
 import { NO_DEADLINE } from '../queue/wait-queue.js';
 import { FairCall } from './fair-call.js';
@@ -75,8 +76,7 @@ export class FairQueue {
   private virtualTime = 0;
   private request: TokenRequest | undefined;
   private readonly deadlines = new DeadlineHeap();
-  private timer: TimerHandle | undefined;
-  private timerAt: Nanos = NO_DEADLINE;
+  private readonly timer: OneTimer;
   private pumping = false;
   private again = false;
   /** The abort signals waiting calls listen to (one listener per signal). */
@@ -89,11 +89,6 @@ export class FairQueue {
     }
     this.pump();
   });
-  private readonly onTimer = (): void => {
-    this.timer = undefined;
-    this.timerAt = NO_DEADLINE;
-    this.pump();
-  };
   private readonly pumpLater = (): void => this.pump();
 
   /**
@@ -109,6 +104,7 @@ export class FairQueue {
     const o = resolveFairQueueOptions(options);
     this.limiter = limiter;
     this.clock = o.clock;
+    this.timer = new OneTimer(o.clock, () => this.pump());
     this.maxQueuedPerFlow = o.maxQueuedPerFlow;
     this.maxQueued = o.maxQueued;
     this.maxWaitMs = o.maxWaitMs;
@@ -322,23 +318,7 @@ export class FairQueue {
         if (at === NO_DEADLINE || ready < at) at = ready;
       }
     }
-    if (at === NO_DEADLINE) {
-      this.cancelTimer();
-      return;
-    }
-    // A timer due no later than needed is kept: an early wake-up costs one pass, which re-arms.
-    if (this.timer !== undefined && this.timerAt <= at) return;
-    this.cancelTimer();
-    this.timerAt = at;
-    this.timer = this.clock.setTimer(at, this.onTimer);
-  }
-
-  private cancelTimer(): void {
-    if (this.timer !== undefined) {
-      this.timer.cancel();
-      this.timer = undefined;
-      this.timerAt = NO_DEADLINE;
-    }
+    this.timer.arm(at);
   }
 
 }

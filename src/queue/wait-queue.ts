@@ -12,11 +12,12 @@
  * Limits that are freed by releases rather than by time (the concurrency limit) ask the queue to
  * wait for a notification instead of a time.
  */
-import type { Clock, Nanos, TimerHandle } from '../clock.js';
+import type { Clock, Nanos } from '../clock.js';
 import { DeadlineHeap } from './deadline-heap.js';
+import { NEVER, OneTimer } from './one-timer.js';
 
 /** No deadline. */
-export const NO_DEADLINE = -1n;
+export const NO_DEADLINE = NEVER;
 
 /** One waiting call. Kept small: with 100 000 waiters every field counts. */
 export interface Waiter {
@@ -61,22 +62,18 @@ export class WaitQueue {
   private first = 0;
   private live = 0;
   private readonly deadlines = new DeadlineHeap();
-  private timer: TimerHandle | undefined;
-  private timerAt: Nanos = NO_DEADLINE;
+  private readonly timer: OneTimer;
   private head: Waiter | undefined;
   private pumping = false;
   private again = false;
-  private readonly onTimer = (): void => {
-    this.timer = undefined;
-    this.timerAt = NO_DEADLINE;
-    this.pump();
-  };
   private readonly onRelease = (): void => this.pump();
 
   constructor(
     private readonly admission: Admission,
     private readonly clock: Clock,
-  ) {}
+  ) {
+    this.timer = new OneTimer(clock, () => this.pump());
+  }
 
   /** Calls waiting in this thread. */
   get size(): number {
@@ -164,24 +161,7 @@ export class WaitQueue {
       if (ready === undefined) this.admission.waitForRelease(this.onRelease);
       else if (at === NO_DEADLINE || ready < at) at = ready;
     }
-    if (at === NO_DEADLINE) {
-      this.cancelTimer();
-      return;
-    }
-    // An armed timer due no later than needed is kept: it wakes us early at worst, and the pass
-    // it triggers re-arms. Replacing timers on every pass would cost more than that wake-up.
-    if (this.timer !== undefined && this.timerAt <= at) return;
-    this.cancelTimer();
-    this.timerAt = at;
-    this.timer = this.clock.setTimer(at, this.onTimer);
-  }
-
-  private cancelTimer(): void {
-    if (this.timer !== undefined) {
-      this.timer.cancel();
-      this.timer = undefined;
-      this.timerAt = NO_DEADLINE;
-    }
+    this.timer.arm(at);
   }
 
   /** The oldest waiter still waiting, dropping settled ones from the front. */
