@@ -125,16 +125,21 @@ function isKeyedSpec(spec: unknown): spec is Record<string, unknown> {
   return spec !== null && typeof spec === 'object' && !(spec instanceof TokenBucket || spec instanceof FixedWindow || spec instanceof ConcurrencyLimit) && 'perKey' in spec;
 }
 
+/** A method's limit: one limiter, or a per-key limit (whose limiter takes the key with every call). */
+export type MethodLimit = AnyLimiter | KeyedMethodLimit;
+
+/** True for a per-key method limit. */
+export function isKeyedLimit(limit: MethodLimit): limit is KeyedMethodLimit {
+  return 'perKey' in limit;
+}
+
 /**
- * The limiter of each method, resolved once per method name and cached. A method's own limit
- * wins over '*'; a limit is either one limiter ({@link for}) or per key ({@link keyedFor}),
- * kept apart because a per-key limiter takes the key with every call.
+ * The limit of each method: its own, else the one of '*'. A limit is either one limiter or per
+ * key; {@link limitFor} returns either with one lookup, the server's per-frame step.
  */
 export class MethodLimits {
-  private readonly byName = new Map<string, AnyLimiter>();
-  private readonly keyedByName = new Map<string, KeyedMethodLimit>();
-  private readonly fallback: AnyLimiter | undefined;
-  private readonly keyedFallback: KeyedMethodLimit | undefined;
+  private readonly byName = new Map<string, MethodLimit>();
+  private readonly fallback: MethodLimit | undefined;
 
   /**
    * @param store the distributed store rate limits use unless their spec names one (keyed by
@@ -144,67 +149,65 @@ export class MethodLimits {
   constructor(config: LimitsConfig<PerKeySpec | ((call: HandlerCall) => string)> = {}, queue: QueueBounds = {}, store?: LimiterStore) {
     if (config === null || typeof config !== 'object') throw new TypeError('limits must be an object of method name → limit');
     for (const [name, spec] of Object.entries(config)) {
-      if (isKeyedSpec(spec)) this.keyedByName.set(name, buildKeyed(name, spec, queue));
-      else this.byName.set(name, build(name, spec as Exclude<LimitSpec, KeyedLimitSpec>, queue, store));
+      this.byName.set(name, isKeyedSpec(spec) ? buildKeyed(name, spec, queue) : build(name, spec as Exclude<LimitSpec, KeyedLimitSpec>, queue, store));
     }
     this.fallback = this.byName.get('*');
-    this.keyedFallback = this.keyedByName.get('*');
   }
 
-  /**
-   * The limiter for `method` (its own, else the default), or undefined if unlimited or limited
-   * per key (then {@link keyedFor} has it).
-   */
-  for(method: string): AnyLimiter | undefined {
-    if (this.keyedByName.has(method)) return undefined;
+  /** The limit of `method` (its own, else the default), or undefined if unlimited. */
+  limitFor(method: string): MethodLimit | undefined {
     return this.byName.get(method) ?? this.fallback;
   }
 
-  /** The per-key limit for `method` (its own, else the default), or undefined if it has none. */
+  /** The limiter for `method`, or undefined if unlimited or limited per key (then {@link keyedFor} has it). */
+  for(method: string): AnyLimiter | undefined {
+    const limit = this.limitFor(method);
+    return limit === undefined || isKeyedLimit(limit) ? undefined : limit;
+  }
+
+  /** The per-key limit for `method`, or undefined if it has none. */
   keyedFor(method: string): KeyedMethodLimit | undefined {
-    if (this.byName.has(method)) return undefined;
-    return this.keyedByName.get(method) ?? this.keyedFallback;
+    const limit = this.limitFor(method);
+    return limit !== undefined && isKeyedLimit(limit) ? limit : undefined;
   }
 
   /** Every limiter (not the per-key ones: {@link keyedEntries}), by configured name. */
   entries(): [string, AnyLimiter][] {
-    return [...this.byName];
+    return [...this.byName].filter((e): e is [string, AnyLimiter] => !isKeyedLimit(e[1]));
   }
 
   /** Every per-key limit, by configured name. */
   keyedEntries(): [string, KeyedMethodLimit][] {
-    return [...this.keyedByName];
+    return [...this.byName].filter((e): e is [string, KeyedMethodLimit] => isKeyedLimit(e[1]));
   }
 
   /** Descriptors to attach the same limiters in worker threads (per-key ones: {@link keyedDescriptors}). */
   descriptors(): Record<string, LimiterDescriptor> {
-    return Object.fromEntries([...this.byName].map(([name, l]) => [name, l.share()]));
+    return Object.fromEntries(this.entries().map(([name, l]) => [name, l.share()]));
   }
 
   /** Descriptors to attach the per-key limiters in worker threads. */
   keyedDescriptors(): Record<string, KeyedTokenBucketDescriptor> {
-    return Object.fromEntries([...this.keyedByName].map(([name, k]) => [name, k.limiter.share()]));
+    return Object.fromEntries(this.keyedEntries().map(([name, k]) => [name, k.limiter.share()]));
   }
 
   /** The distributed stores the limits use (each once). */
   stores(): LimiterStore[] {
     const stores = new Set<LimiterStore>();
-    for (const l of this.byName.values()) if (l.store !== undefined) stores.add(l.store);
+    for (const [, l] of this.entries()) if (l.store !== undefined) stores.add(l.store);
     return [...stores];
   }
 
   /** Calls waiting over every limiter. */
   queued(): number {
     let n = 0;
-    for (const l of this.byName.values()) n += l.queuedTotal;
-    for (const k of this.keyedByName.values()) n += k.limiter.queuedTotal;
+    for (const l of this.byName.values()) n += isKeyedLimit(l) ? l.limiter.queuedTotal : l.queuedTotal;
     return n;
   }
 
   /** Gives back what a dead worker thread held of every limiter. */
   reclaimThread(threadId: number): void {
-    for (const l of this.byName.values()) l.reclaimThread(threadId);
-    for (const k of this.keyedByName.values()) k.limiter.reclaimThread(threadId);
+    for (const l of this.byName.values()) (isKeyedLimit(l) ? l.limiter : l).reclaimThread(threadId);
   }
 
   /** Rebuilds limits in a worker from {@link descriptors}. */

@@ -22,7 +22,7 @@ import { FairAdmission } from './fair-admission.js';
 import type { LevelStats } from '../fair/priority-level.js';
 import type { KeyedSnapshot } from '../keyed/keyed-token-bucket.js';
 import { callKey } from './call-key.js';
-import { MethodLimits, type KeyedMethodLimit, type PerKeySpec } from './method-limits.js';
+import { isKeyedLimit, MethodLimits, type KeyedMethodLimit, type PerKeySpec } from './method-limits.js';
 import { resolveServerOptions, type ResolvedServerOptions, type ThreadedServerOptions } from './server-options.js';
 import { ServerStats, type ServerStatsSnapshot } from './stats.js';
 import type { Registry } from 'prom-client';
@@ -257,19 +257,13 @@ export class ThreadedServer implements ConnectionHost {
       return;
     }
     this.active++;
-    const limiter = this.limits.for(header.name);
+    const limit = this.limits.limitFor(header.name);
     const arrived = performance.now();
-    if (limiter === undefined) {
-      const keyed = this.limits.keyedFor(header.name);
-      if (keyed !== undefined) {
-        this.admitKeyed(keyed, connection, header, frame, arrived);
-        return;
-      }
+    if (limit === undefined) {
       this.stats_.recordWait(0);
       this.dispatch(connection, header, frame, undefined);
-      return;
-    }
-    this.admit(limiter, connection, header, frame, arrived);
+    } else if (isKeyedLimit(limit)) this.admitKeyed(limit, connection, header, frame, arrived);
+    else this.admit(limit, connection, header, frame, arrived);
   }
 
   /** The task an admitted call runs: record its wait, hand it to a worker, settle when answered. */
