@@ -47,8 +47,8 @@
  * i64[5] FETCH_STARTED  when the fetch in flight was sent
  * i64[6] FALLBACK_TAT   local-share: this process's own GCRA word while the store is down
  * i64[7] LAST_FETCH_AT  when the last granted fetch was sent (lease sizing)
- * i64[8] CONSUMED       tokens taken from the pool, ever
- * i64[9] CONSUMED_AT    CONSUMED at the last granted fetch (lease sizing)
+ * i64[8]               (unused)
+ * i64[9] CONSUMED_AT    tokens consumed by the last granted fetch (lease sizing; see consumed())
  * i64[10..19]           counters: round trips, errors, incidents, leased, lapsed, given back,
  *                       admitted fail-open, admitted local-share, refused, DOWN since (ns)
  * i64[20] WINDOW        fixed window: the store's window number POOL's tokens belong to
@@ -74,7 +74,6 @@ const L = {
   FETCH_STARTED: 5,
   FALLBACK_TAT: 6,
   LAST_FETCH_AT: 7,
-  CONSUMED: 8,
   CONSUMED_AT: 9,
   ROUND_TRIPS: 10,
   ERRORS: 11,
@@ -203,7 +202,6 @@ export class RemoteLimit {
         break;
       }
       if (Atomics.compareExchange(i32, I.POOL, pool, pool - n) === pool) {
-        Atomics.add(this.i64, L.CONSUMED, BigInt(n));
         this.recordHold(now);
         return true;
       }
@@ -315,6 +313,17 @@ export class RemoteLimit {
     };
   }
 
+  /**
+   * Tokens taken from the pool, ever: what was granted less what is still held, pending, lapsed
+   * or given back. Derived from counters kept anyway, so a take costs no extra shared write; read
+   * word by word while other threads take, it is an estimate, which lease sizing is.
+   */
+  private consumed(): bigint {
+    const i64 = this.i64;
+    const held = Atomics.load(this.i32, I.POOL) + Atomics.load(this.i32, I.PENDING);
+    return Atomics.load(i64, L.LEASED) - Atomics.load(i64, L.LAPSED) - Atomics.load(i64, L.GIVEN_BACK) - BigInt(held);
+  }
+
   /** Moves a booking whose time has come into the pool; true if it did. */
   private promote(now: Nanos): boolean {
     const i32 = this.i32;
@@ -393,7 +402,7 @@ export class RemoteLimit {
             if (Atomics.exchange(i64, L.WINDOW, window) !== window) this.lapse(Atomics.exchange(i32, I.POOL, 0), true);
           }
           Atomics.store(i64, L.LAST_FETCH_AT, now);
-          Atomics.store(i64, L.CONSUMED_AT, Atomics.load(i64, L.CONSUMED));
+          Atomics.store(i64, L.CONSUMED_AT, this.consumed());
           Atomics.add(i64, L.LEASED, BigInt(grant.granted));
           if (grant.notBeforeUs > 0) {
             // Booked ahead. Usable from the answer's arrival + notBefore, which is no earlier
@@ -432,7 +441,7 @@ export class RemoteLimit {
     const lease = this.store.leaseSettings;
     if (lease.horizonMs === 0) return { want: Math.min(need, this.capacity), min: 1 };
     const since = Number(now - Atomics.load(this.i64, L.LAST_FETCH_AT));
-    const consumed = Number(Atomics.load(this.i64, L.CONSUMED) - Atomics.load(this.i64, L.CONSUMED_AT));
+    const consumed = Number(this.consumed() - Atomics.load(this.i64, L.CONSUMED_AT));
     const recent = since > 0 ? Math.ceil((consumed / since) * lease.horizonMs * 1e6) : 0;
     const want = Math.min(Math.max(need, recent), lease.maxTokens, this.capacity);
     return { want, min: Math.max(1, Math.floor(want / 2)) };
