@@ -6,35 +6,64 @@
  * concurrently; each reply is sent back as soon as it is ready (replies finishing in the same
  * event-loop turn travel together, in one transferred buffer, over the worker's parentPort, which
  * piscina re-emits as the pool's 'message' event). The task itself resolves when every call of the
- * batch has answered, so if the thread dies piscina rejects the task and the I/O thread answers the
- * calls that had not been answered yet.
+ * batch has answered, or when the handler deadline has passed (the I/O thread has answered the
+ * stragglers by then; their late replies still come back, to be counted), so a handler that never
+ * settles cannot pin its task forever. If the thread dies, piscina rejects the task and the I/O
+ * thread answers the calls that had not been answered yet.
+ *
+ * Start-up is reported, not thrown: a thread that cannot load the handler posts `startFailed`
+ * (which `listen()` turns into a rejection) instead of dying, since piscina would restart a dying
+ * worker forever. A thread that did load posts `ready` with its heartbeat word, which it bumps on
+ * a timer: a heartbeat that stops moving tells the I/O thread this thread's event loop is blocked.
  */
 import { parentPort, threadId, workerData } from 'node:worker_threads';
-import type { AnyLimiter } from '../src/limiters/attach.js';
 import { MethodLimits } from '../src/server/method-limits.js';
-import { guardHandler, runProcessor, type Processor } from '../src/thrift/run-processor.js';
-import type { HandlerContext, ThriftWorkerData, WorkerBatch, WorkerReplies } from '../src/server/batch.js';
+import { guardHandler, runProcessor, type Processor, type RunOptions } from '../src/thrift/run-processor.js';
+import { processorClass, serviceMethods, type ServiceModule } from '../src/thrift/service-methods.js';
+import type { HandlerContext, ThriftWorkerData, WorkerBatch, WorkerEvent, WorkerReplies } from '../src/server/batch.js';
 import { packFrames } from '../src/server/batch.js';
 
 const data = workerData as ThriftWorkerData;
-const limiters: Record<string, AnyLimiter> = MethodLimits.attach(data.limiters);
-const keyedLimiters = MethodLimits.attachKeyed(data.keyedLimiters ?? {});
 
-const processor: Processor = await loadProcessor(data.serviceUrl, data.handlerUrl);
+// Handler failures since the last message to the I/O thread, which logs them (rate-limited).
+let pendingErrors: string[] = [];
 
-async function loadProcessor(serviceUrl: string, handlerUrl: string): Promise<Processor> {
-  const service = (await import(serviceUrl)) as Record<string, unknown> & { default?: Record<string, unknown> };
-  const Processor = (service.Processor ?? service.default?.Processor) as (new (handler: unknown) => Processor) | undefined;
-  if (typeof Processor !== 'function') throw new TypeError(`${serviceUrl} does not export a Thrift service Processor`);
-  const mod = (await import(handlerUrl)) as Record<string, unknown>;
-  const context: HandlerContext = { limiters, keyedLimiters, threadId };
+async function load(): Promise<{ processor: Processor; options: RunOptions }> {
+  const service = (await import(data.serviceUrl)) as ServiceModule;
+  const Processor = processorClass(service);
+  const methods = serviceMethods(service);
+  if (Processor === undefined || methods === undefined) throw new TypeError(`${data.serviceUrl} does not export a Thrift service Processor`);
+  const mod = (await import(data.handlerUrl)) as Record<string, unknown>;
+  const context: HandlerContext = { limiters: MethodLimits.attach(data.limiters), keyedLimiters: MethodLimits.attachKeyed(data.keyedLimiters ?? {}), threadId };
   let handler: unknown;
-  if (typeof mod.createHandler === 'function') handler = await (mod.createHandler as (c: HandlerContext) => unknown)(context);
-  else handler = mod.handler ?? mod.default;
+  if (typeof mod.createHandler === 'function') {
+    try {
+      handler = await (mod.createHandler as (c: HandlerContext) => unknown)(context);
+    } catch (error) {
+      throw new Error(`createHandler threw: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  } else handler = mod.handler ?? mod.default;
   if (handler === null || typeof handler !== 'object') {
-    throw new TypeError(`${handlerUrl} must export createHandler(context), handler or a default handler object`);
+    throw new TypeError(`${data.handlerUrl} must export createHandler(context), handler or a default handler object`);
   }
-  return new Processor(guardHandler(handler));
+  return {
+    processor: new Processor(guardHandler(handler)) as Processor,
+    options: { protocol: data.protocol, methods, onHandlerError: (method, message) => pendingErrors.push(`${method}: ${message}`) },
+  };
+}
+
+let loaded: { processor: Processor; options: RunOptions } | undefined;
+let startError: Error | undefined;
+try {
+  loaded = await load();
+  const heartbeat = new BigInt64Array(new SharedArrayBuffer(8));
+  const beat = (): void => { Atomics.store(heartbeat, 0, process.hrtime.bigint()); };
+  beat();
+  setInterval(beat, data.heartbeatMs).unref();
+  parentPort!.postMessage({ ready: true, threadId, heartbeat } satisfies WorkerEvent);
+} catch (error) {
+  startError = error instanceof Error ? error : new Error(String(error));
+  parentPort!.postMessage({ startFailed: startError.message, threadId } satisfies WorkerEvent);
 }
 
 // Replies finished in this turn, flushed together on setImmediate.
@@ -42,15 +71,22 @@ let pendingIds: number[] = [];
 let pendingFrames: (Buffer | null)[] = [];
 let flushScheduled = false;
 
-function flush(): void {
-  flushScheduled = false;
-  const ids = pendingIds;
-  const frames = pendingFrames;
-  pendingIds = [];
-  pendingFrames = [];
+function replies(ids: number[], frames: (Buffer | null)[]): { message: WorkerReplies; transfer: ArrayBuffer[] } {
   const packed = packFrames(frames);
   const message: WorkerReplies = { replies: true, ids, buffer: packed.buffer, lengths: packed.lengths };
-  parentPort!.postMessage(message, [packed.buffer]);
+  if (pendingErrors.length > 0) {
+    message.errors = pendingErrors;
+    pendingErrors = [];
+  }
+  return { message, transfer: [packed.buffer] };
+}
+
+function flush(): void {
+  flushScheduled = false;
+  const { message, transfer } = replies(pendingIds, pendingFrames);
+  pendingIds = [];
+  pendingFrames = [];
+  parentPort!.postMessage(message, transfer);
 }
 
 function reply(id: number, frame: Buffer | null): void {
@@ -66,9 +102,11 @@ function reply(id: number, frame: Buffer | null): void {
  * Runs one batch. Calls that finish within the batch's first event-loop turn (synchronous
  * handlers, mostly) come back in the task's own result, so a batch of fast calls costs one
  * message each way; calls still running after that turn reply on their own as they finish, and
- * the task resolves (with null) once they all have.
+ * the task resolves (with null) once they all have, or at the handler deadline.
  */
 export default async function runBatch(batch: WorkerBatch): Promise<WorkerReplies | null> {
+  if (loaded === undefined) throw startError ?? new Error('the handler is not loaded');
+  const { processor, options } = loaded;
   const bytes = new Uint8Array(batch.buffer);
   const count = batch.ids.length;
   const earlyIds: number[] = [];
@@ -83,7 +121,7 @@ export default async function runBatch(batch: WorkerBatch): Promise<WorkerReplie
     const frame = Buffer.from(bytes.buffer, offset, length);
     offset += length;
     const id = batch.ids[i]!;
-    void runProcessor(processor, frame, data.protocol).then((out) => {
+    void runProcessor(processor, frame, options).then((out) => {
       if (firstTurnOver) reply(id, out);
       else {
         earlyIds.push(id);
@@ -94,10 +132,12 @@ export default async function runBatch(batch: WorkerBatch): Promise<WorkerReplie
   }
   await new Promise((resolve) => setImmediate(resolve));
   firstTurnOver = true;
-  const packed = packFrames(earlyFrames);
-  const early: WorkerReplies = { replies: true, ids: earlyIds, buffer: packed.buffer, lengths: packed.lengths };
-  if (remaining === 0) return early;
-  if (earlyIds.length > 0) parentPort!.postMessage(early, [packed.buffer]);
+  const early = replies(earlyIds, earlyFrames);
+  if (remaining === 0) return early.message;
+  if (earlyIds.length > 0 || early.message.errors !== undefined) parentPort!.postMessage(early.message, early.transfer);
+  let deadline: NodeJS.Timeout | undefined;
+  if (data.handlerTimeoutMs !== Infinity) deadline = setTimeout(allDone, data.handlerTimeoutMs);
   await finished;
+  clearTimeout(deadline);
   return null;
 }

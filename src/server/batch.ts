@@ -20,6 +20,10 @@ export interface ThriftWorkerData {
   limiters: Record<string, LimiterDescriptor>;
   /** The per-key limits' limiters, by method name. */
   keyedLimiters: Record<string, KeyedTokenBucketDescriptor>;
+  /** The server's `handlerTimeoutMs` (Infinity when disabled): a batch's task ends by then. */
+  handlerTimeoutMs: number;
+  /** How often a worker bumps its heartbeat word. */
+  heartbeatMs: number;
 }
 
 /** What a handler module's `createHandler(context)` receives in each worker. */
@@ -48,7 +52,17 @@ export interface WorkerReplies {
   ids: number[];
   lengths: number[];
   buffer: ArrayBuffer;
+  /** Handler failures since the worker's previous message, `method: message`, for the server's log. */
+  errors?: string[];
 }
+
+/** What a worker posts on its parentPort: replies, or how its start went. */
+export type WorkerEvent =
+  | WorkerReplies
+  /** The handler is loaded; `heartbeat[0]` holds `process.hrtime.bigint()` of the thread's latest timer turn. */
+  | { ready: true; threadId: number; heartbeat: BigInt64Array }
+  /** The handler could not be loaded: one line saying why. */
+  | { startFailed: string; threadId: number };
 
 /** Copies `frames` back to back into one fresh ArrayBuffer (null frames take no bytes). */
 export function packFrames(frames: readonly (Uint8Array | null)[]): { buffer: ArrayBuffer; lengths: number[] } {

@@ -1,7 +1,15 @@
 /**
  * One client connection on the I/O thread: splits the byte stream into frames, closes the
- * connection (and only it) on a protocol violation or when it goes silent in the middle of a
- * frame, and writes replies, coalescing those of one event-loop turn into one socket write.
+ * connection (and only it) on a protocol violation, writes replies (coalescing those of one
+ * event-loop turn into one socket write), and bounds what the client can make the server hold:
+ *
+ * - calls accepted from it and not yet answered (`maxInFlightPerConnection`), and reply bytes it
+ *   has not read (`maxPendingReplyBytes`): past either bound the connection stops reading (the
+ *   socket and the frame reader are paused) until the client catches up, so a client that never
+ *   reads its replies fills its own socket buffers, not the server's memory;
+ * - time: the server's sweep ({@link Connection.sweep}) closes a connection whose frame has been
+ *   arriving for longer than `frameTimeoutMs` (a trickle), or that has been idle (nothing read,
+ *   nothing flushed, no call outstanding) for `idleTimeoutMs`.
  */
 import { setMaxListeners } from 'node:events';
 import type { Socket } from 'node:net';
@@ -10,15 +18,24 @@ import { FrameReader } from '../thrift/frame-reader.js';
 /** What a connection needs from its server. */
 export interface ConnectionHost {
   readonly maxFrameBytes: number;
-  readonly idleTimeoutMs: number;
+  readonly maxInFlightPerConnection: number;
+  readonly maxPendingReplyBytes: number;
   /** Server-wide abort (shutdown); a connection's calls also abort when it closes. */
   readonly shutdownSignal: AbortSignal;
   onFrame(connection: Connection, frame: Buffer): void;
   onProtocolError(connection: Connection, reason: string): void;
+  /** Told each time the connection stops reading because its client has too much outstanding. */
+  onReadPaused(): void;
   onClose(connection: Connection): void;
 }
 
+/** What {@link Connection.sweep} did. */
+export type SweepOutcome = 'kept' | 'idle' | 'frameTimeout';
+
 let nextConnectionId = 1;
+
+const PAUSED_FOR_CALLS = 1;
+const PAUSED_FOR_WRITES = 2;
 
 /** A client connection. */
 export class Connection {
@@ -30,6 +47,11 @@ export class Connection {
   private readonly reader: FrameReader;
   private corked = false;
   private closed = false;
+  /** Calls accepted from this connection and not yet answered or refused. */
+  private inFlight = 0;
+  private pausedFor = 0;
+  private lastActivity = performance.now();
+  private flushedBytes = 0;
 
   constructor(
     readonly socket: Socket,
@@ -44,22 +66,31 @@ export class Connection {
       onError: (error) => this.protocolError(error.message),
     });
     socket.setNoDelay(true);
-    socket.on('data', (chunk: Buffer) => this.reader.push(chunk));
+    socket.on('data', (chunk: Buffer) => {
+      const now = performance.now();
+      this.lastActivity = now;
+      this.reader.push(chunk, now);
+    });
+    socket.on('drain', () => this.unpause(PAUSED_FOR_WRITES));
     socket.on('error', () => {
       // A reset by the peer is routine; 'close' follows and cleans up.
     });
     socket.on('close', () => this.onClosed());
-    if (host.idleTimeoutMs > 0 && host.idleTimeoutMs !== Infinity) {
-      socket.setTimeout(host.idleTimeoutMs, () => {
-        // Only a connection stuck inside a frame is a problem; an idle one between calls is fine.
-        if (this.reader.hasPartialFrame) this.protocolError(`no data for ${host.idleTimeoutMs} ms in the middle of a frame`);
-      });
-    }
   }
 
   /** True once the socket closed. */
   get isClosed(): boolean {
     return this.closed;
+  }
+
+  /** Counts a call accepted from this connection; at the bound, reading stops until one ends. */
+  callStarted(): void {
+    if (++this.inFlight >= this.host.maxInFlightPerConnection) this.pause(PAUSED_FOR_CALLS);
+  }
+
+  /** Counts a call answered or refused. */
+  callEnded(): void {
+    if (--this.inFlight < this.host.maxInFlightPerConnection) this.unpause(PAUSED_FOR_CALLS);
   }
 
   /** Writes a reply frame; replies of one turn go out in one write. */
@@ -74,6 +105,29 @@ export class Connection {
       });
     }
     this.socket.write(frame);
+    if (this.socket.writableLength > this.host.maxPendingReplyBytes) this.pause(PAUSED_FOR_WRITES);
+  }
+
+  /**
+   * Applies the time bounds at `now` (performance.now()): closes the connection if its current
+   * frame has been arriving for longer than `frameTimeoutMs` or if it has been idle for
+   * `idleTimeoutMs`. A paused connection's frame is not timed: the wait is the server's.
+   */
+  sweep(now: number, frameTimeoutMs: number, idleTimeoutMs: number): SweepOutcome {
+    if (this.closed) return 'kept';
+    if (this.socket.bytesWritten !== this.flushedBytes) {
+      this.flushedBytes = this.socket.bytesWritten;
+      this.lastActivity = now;
+    }
+    if (this.pausedFor === 0 && this.reader.hasPartialFrame && now - this.reader.frameStartedAt > frameTimeoutMs) {
+      this.protocolError(`frame not complete within ${frameTimeoutMs} ms (frameTimeoutMs)`);
+      return 'frameTimeout';
+    }
+    if (this.inFlight === 0 && now - this.lastActivity > idleTimeoutMs) {
+      this.socket.destroy();
+      return 'idle';
+    }
+    return 'kept';
   }
 
   /** Closes after pending writes are flushed. */
@@ -84,6 +138,23 @@ export class Connection {
   /** Closes at once. */
   destroy(): void {
     this.socket.destroy();
+  }
+
+  private pause(reason: number): void {
+    if (this.pausedFor === 0) {
+      this.host.onReadPaused();
+      this.socket.pause();
+      this.reader.pause();
+    }
+    this.pausedFor |= reason;
+  }
+
+  private unpause(reason: number): void {
+    if ((this.pausedFor & reason) === 0) return;
+    this.pausedFor &= ~reason;
+    if (this.pausedFor !== 0 || this.closed) return;
+    this.socket.resume();
+    this.reader.resume(performance.now());
   }
 
   private protocolError(reason: string): void {

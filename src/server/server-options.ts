@@ -40,10 +40,29 @@ export interface ThreadedServerOptions {
    * tokens instead of one FIFO. `queue.maxQueued` and `queue.maxWaitMs` apply to the fair queues.
    */
   fairness?: FairnessOptions;
-  /** A connection silent this long in the middle of a frame is closed. Default 30 000 ms; 0 disables. */
+  /**
+   * Longest a call may take from its hand-off to a worker to its reply. Past it the client gets a
+   * TApplicationException INTERNAL_ERROR naming the method and the timeout, the call's permit is
+   * released, and a late result is dropped (counted in `lateReplies`). A worker whose event loop
+   * stays blocked this long (a synchronous handler) is terminated and replaced. Default 60 000 ms;
+   * 0 or Infinity disables both.
+   */
+  handlerTimeoutMs?: number;
+  /**
+   * A connection with nothing read, nothing flushed and no call outstanding for this long is
+   * closed. Default 300 000 ms (5 minutes); 0 or Infinity disables.
+   */
   idleTimeoutMs?: number;
-  /** Most open connections; more are refused by the socket server. Default: unbounded. */
+  /** Longest one frame may take to arrive once its first byte has; a slower one closes the connection. Default 30 000 ms; 0 or Infinity disables. */
+  frameTimeoutMs?: number;
+  /** Most calls one connection may have accepted and not yet answered; at the bound the server stops reading it until one ends. Default 1000. */
+  maxInFlightPerConnection?: number;
+  /** Most reply bytes a connection's client may leave unread; past it the server stops reading it until they drain. Default 4 MiB. */
+  maxPendingReplyBytes?: number;
+  /** Most open connections; more are refused by the socket server, with a log line. Default 1024; Infinity for no bound. */
   maxConnections?: number;
+  /** Longest `listen()` waits for every worker to load the handler (`createHandler` included). Default 30 000 ms. */
+  startTimeoutMs?: number;
   /** Serve TLS with these options (as `tls.createServer`), like thrift's `tls` option. */
   tls?: TlsOptions;
   /** Where one-line log messages go. Default: `console.warn`. */
@@ -61,14 +80,34 @@ export interface ResolvedServerOptions {
   store: LimiterStore | undefined;
   queue: QueueBounds;
   fairness: ResolvedFairnessOptions | undefined;
+  handlerTimeoutMs: number;
   idleTimeoutMs: number;
+  frameTimeoutMs: number;
+  maxInFlightPerConnection: number;
+  maxPendingReplyBytes: number;
   maxConnections: number;
+  startTimeoutMs: number;
   tls: TlsOptions | undefined;
   log: (line: string) => void;
 }
 
-const DEFAULT_MAX_FRAME = 16 * 1024 * 1024;
-const DEFAULT_IDLE_MS = 30_000;
+/**
+ * The defaults, with the bounds of issue "every call ends, bounded memory per connection" in mind:
+ * a connection can hold at most a partial frame (maxFrameBytes, for at most frameTimeoutMs), its
+ * unread replies (maxPendingReplyBytes) and its outstanding calls (maxInFlightPerConnection). At
+ * 1024 connections that is a worst case in the tens of GiB only if every client sends maximal
+ * frames at once; typical frames are far below the bound.
+ */
+export const SERVER_DEFAULTS = {
+  maxFrameBytes: 16 * 1024 * 1024,
+  handlerTimeoutMs: 60_000,
+  idleTimeoutMs: 300_000,
+  frameTimeoutMs: 30_000,
+  maxInFlightPerConnection: 1000,
+  maxPendingReplyBytes: 4 * 1024 * 1024,
+  maxConnections: 1024,
+  startTimeoutMs: 30_000,
+} as const;
 
 function moduleUrl(name: string, value: unknown): string {
   if (value instanceof URL) return value.href;
@@ -82,6 +121,13 @@ function wholeNumber(name: string, value: unknown, min: number, allowInfinity = 
   if (allowInfinity && value === Infinity) return value;
   if (!Number.isInteger(value) || value < min) throw new RangeError(`${name} must be a whole number of at least ${min}, got ${value}`);
   return value;
+}
+
+/** A timeout option: its default when absent, Infinity for 0 or Infinity (disabled), else a whole number of ms. */
+function timeout(name: 'handlerTimeoutMs' | 'idleTimeoutMs' | 'frameTimeoutMs', value: unknown): number {
+  if (value === undefined) return SERVER_DEFAULTS[name];
+  const ms = wholeNumber(name, value, 0, true);
+  return ms === 0 ? Infinity : ms;
 }
 
 function resolveServerStore(store: unknown): LimiterStore | undefined {
@@ -105,13 +151,18 @@ export function resolveServerOptions(options: ThreadedServerOptions): ResolvedSe
     handlerUrl: moduleUrl('handler', options.handler),
     workers: options.workers === undefined ? availableParallelism() : wholeNumber('workers', options.workers, 1),
     protocol,
-    maxFrameBytes: options.maxFrameBytes === undefined ? DEFAULT_MAX_FRAME : wholeNumber('maxFrameBytes', options.maxFrameBytes, 16),
+    maxFrameBytes: options.maxFrameBytes === undefined ? SERVER_DEFAULTS.maxFrameBytes : wholeNumber('maxFrameBytes', options.maxFrameBytes, 16),
     limits: options.limits ?? {},
     store: resolveServerStore(options.store),
     queue,
     fairness: options.fairness === undefined ? undefined : resolveFairnessOptions(options.fairness),
-    idleTimeoutMs: options.idleTimeoutMs === undefined ? DEFAULT_IDLE_MS : wholeNumber('idleTimeoutMs', options.idleTimeoutMs, 0, true),
-    maxConnections: options.maxConnections === undefined ? Infinity : wholeNumber('maxConnections', options.maxConnections, 1, true),
+    handlerTimeoutMs: timeout('handlerTimeoutMs', options.handlerTimeoutMs),
+    idleTimeoutMs: timeout('idleTimeoutMs', options.idleTimeoutMs),
+    frameTimeoutMs: timeout('frameTimeoutMs', options.frameTimeoutMs),
+    maxInFlightPerConnection: wholeNumber('maxInFlightPerConnection', options.maxInFlightPerConnection ?? SERVER_DEFAULTS.maxInFlightPerConnection, 1),
+    maxPendingReplyBytes: wholeNumber('maxPendingReplyBytes', options.maxPendingReplyBytes ?? SERVER_DEFAULTS.maxPendingReplyBytes, 1),
+    maxConnections: wholeNumber('maxConnections', options.maxConnections ?? SERVER_DEFAULTS.maxConnections, 1, true),
+    startTimeoutMs: wholeNumber('startTimeoutMs', options.startTimeoutMs ?? SERVER_DEFAULTS.startTimeoutMs, 1),
     tls: options.tls,
     log: options.log ?? ((line) => console.warn(line)),
   };

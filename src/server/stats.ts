@@ -18,8 +18,20 @@ export interface ServerStatsSnapshot {
   onewayDropped: number;
   /** Calls a worker failed on (answered with INTERNAL_ERROR by the I/O thread). */
   workerFailures: number;
-  /** Connections closed for a protocol violation (bad length prefix, malformed header, idle mid-frame). */
+  /** Connections closed for a protocol violation (bad length prefix, malformed header, a frame not complete within frameTimeoutMs). */
   protocolErrors: number;
+  /** Calls answered INTERNAL_ERROR because their handler did not finish within handlerTimeoutMs. */
+  handlerTimeouts: number;
+  /** Worker threads replaced because their event loop was blocked past handlerTimeoutMs. */
+  workerReplacements: number;
+  /** Calls answered on the I/O thread without running: an unknown method, or CALL for a oneway method (oneway messages of those are dropped). */
+  invalidCalls: number;
+  /** Connections closed after idleTimeoutMs without activity. */
+  idleClosed: number;
+  /** Connections refused because maxConnections were open. */
+  connectionsRefused: number;
+  /** Times a connection stopped being read because its client had too much outstanding. */
+  readPauses: number;
   /** Connections open now. */
   connections: number;
   /** `performance.now()` of the first and the latest admission (0 before any). */
@@ -40,6 +52,12 @@ export class ServerStats {
   onewayDropped = 0;
   workerFailures = 0;
   protocolErrors = 0;
+  handlerTimeouts = 0;
+  workerReplacements = 0;
+  invalidCalls = 0;
+  idleClosed = 0;
+  connectionsRefused = 0;
+  readPauses = 0;
   connections = 0;
   firstAdmittedAt = 0;
   lastAdmittedAt = 0;
@@ -95,6 +113,12 @@ export class ServerStats {
       onewayDropped: this.onewayDropped,
       workerFailures: this.workerFailures,
       protocolErrors: this.protocolErrors,
+      handlerTimeouts: this.handlerTimeouts,
+      workerReplacements: this.workerReplacements,
+      invalidCalls: this.invalidCalls,
+      idleClosed: this.idleClosed,
+      connectionsRefused: this.connectionsRefused,
+      readPauses: this.readPauses,
       connections: this.connections,
       firstAdmittedAt: this.firstAdmittedAt,
       lastAdmittedAt: this.lastAdmittedAt,

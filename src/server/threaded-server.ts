@@ -15,9 +15,11 @@ import { QueueFullError, QueueTimeoutError, StoreUnavailableError } from '../err
 import type { AnyLimiter } from '../limiters/attach.js';
 import { applicationExceptionFrame, ExceptionType } from '../thrift/application-exception.js';
 import { readMessageHeader, type MessageHeader } from '../thrift/message-header.js';
-import { Connection, type ConnectionHost } from './connection.js';
+import { serviceMethods, type ServiceMethods, type ServiceModule } from '../thrift/service-methods.js';
+import { Connection, ConnectionClosedError, type ConnectionHost } from './connection.js';
 import type { ThriftWorkerData } from './batch.js';
-import { Dispatcher } from './dispatcher.js';
+import { Dispatcher, HandlerTimeoutError } from './dispatcher.js';
+import { ThrottledLog } from './throttled-log.js';
 import { FairAdmission } from './fair-admission.js';
 import type { LevelStats } from '../fair/priority-level.js';
 import type { KeyedSnapshot } from '../keyed/keyed-token-bucket.js';
@@ -60,13 +62,18 @@ export class ThreadedServer implements ConnectionHost {
   /** The fair queues in front of the limits, with the `fairness` option. */
   private readonly fair: FairAdmission | undefined;
   readonly maxFrameBytes: number;
-  readonly idleTimeoutMs: number;
+  readonly maxInFlightPerConnection: number;
+  readonly maxPendingReplyBytes: number;
   readonly shutdownSignal: AbortSignal;
   private readonly stats_ = new ServerStats();
   private readonly shutdown = new AbortController();
   private readonly server: net.Server;
   private readonly connections = new Set<Connection>();
+  private readonly log: ThrottledLog;
   private dispatcher: Dispatcher | undefined;
+  /** The service's methods (true: oneway), read from the generated code by `listen`. */
+  private methods: ServiceMethods = new Map();
+  private sweeper: NodeJS.Timeout | undefined;
   /** Calls accepted and not yet answered or refused (queued or running). */
   private active = 0;
   private drained: (() => void) | undefined;
@@ -77,12 +84,18 @@ export class ThreadedServer implements ConnectionHost {
     this.limits = new MethodLimits(this.options.limits, this.options.queue, this.options.store);
     this.fair = this.options.fairness && new FairAdmission(this.limits, this.options.fairness, this.options.queue, this.options.protocol);
     this.maxFrameBytes = this.options.maxFrameBytes;
-    this.idleTimeoutMs = this.options.idleTimeoutMs;
+    this.maxInFlightPerConnection = this.options.maxInFlightPerConnection;
+    this.maxPendingReplyBytes = this.options.maxPendingReplyBytes;
     this.shutdownSignal = this.shutdown.signal;
+    this.log = new ThrottledLog(this.options.log);
     setMaxListeners(0, this.shutdownSignal); // one listener per open connection
     const onSocket = (socket: net.Socket): void => this.accept(socket);
     this.server = this.options.tls ? tls.createServer(this.options.tls, onSocket) : net.createServer(onSocket);
     if (this.options.maxConnections !== Infinity) this.server.maxConnections = this.options.maxConnections;
+    this.server.on('drop', () => {
+      this.stats_.connectionsRefused++;
+      this.log.write('drop', `thrift-queue-limiter: refusing connections: maxConnections ${this.options.maxConnections} are open`);
+    });
     this.server.on('error', (error) => this.options.log(`thrift-queue-limiter: server error: ${error.message}`));
     if (this.options.tls) {
       this.server.on('tlsClientError', (error) => this.options.log(`thrift-queue-limiter: TLS handshake failed: ${error.message}`));
@@ -90,15 +103,19 @@ export class ThreadedServer implements ConnectionHost {
   }
 
   /**
-   * Loads and checks the service and handler modules, starts the workers, and listens.
-   * Resolves with the bound address (port 0 picks a free port).
+   * Loads and checks the service and handler modules, starts the workers (each creates its
+   * handler), and listens. Resolves with the bound address (port 0 picks a free port) once every
+   * worker is ready; rejects with one line, leaving nothing running, when the modules cannot be
+   * loaded, `createHandler` throws or does not resolve within `startTimeoutMs`, a store cannot be
+   * reached, or the port cannot be bound.
    */
   async listen(port = 9090, host = '127.0.0.1'): Promise<AddressInfo> {
-    await checkModules(this.options.serviceUrl, this.options.handlerUrl);
+    this.methods = await checkModules(this.options.serviceUrl, this.options.handlerUrl);
     // A store that cannot be reached at start is a configuration error, reported now; outages
     // after this follow the store's onStoreError.
     await Promise.all(this.limits.stores().map((store) => store.connect()));
-    this.dispatcher = new Dispatcher({
+    const timeoutMs = this.options.handlerTimeoutMs;
+    const dispatcher = new Dispatcher({
       filename: fileURLToPath(new URL('../../workers/thrift-worker.js', import.meta.url)),
       workers: this.options.workers,
       workerData: {
@@ -107,12 +124,49 @@ export class ThreadedServer implements ConnectionHost {
         protocol: this.options.protocol,
         limiters: this.limits.descriptors(),
         keyedLimiters: this.limits.keyedDescriptors(),
+        handlerTimeoutMs: timeoutMs,
+        heartbeatMs: heartbeatMs(timeoutMs),
       } satisfies ThriftWorkerData,
+      handlerTimeoutMs: timeoutMs,
+      heartbeatMs: heartbeatMs(timeoutMs),
       onWorkerExit: (threadId) => this.limits.reclaimThread(threadId),
+      onWorkerReplaced: (threadId, blockedMs) => {
+        this.stats_.workerReplacements++;
+        this.options.log(`thrift-queue-limiter: worker thread ${threadId} replaced: its event loop was blocked for ${blockedMs} ms (handlerTimeoutMs ${timeoutMs}); its calls are answered INTERNAL_ERROR`);
+      },
+      onWorkerStartFailed: (threadId, reason) => this.log.write('start', `thrift-queue-limiter: worker thread ${threadId} could not load the handler, retrying in 1 s: ${reason}`),
+      onHandlerErrors: (lines) => {
+        for (const line of lines) this.log.write(`handler ${line.slice(0, line.indexOf(':'))}`, `thrift-queue-limiter: handler failed, answered INTERNAL_ERROR: ${line}`);
+      },
     });
-    this.server.listen(port, host);
-    await once(this.server, 'listening');
+    try {
+      await dispatcher.ready(this.options.startTimeoutMs).catch((error: Error) => {
+        throw new ModuleLoadError(`handler module ${this.options.handlerUrl}: ${error.message}`);
+      });
+      this.server.listen(port, host);
+      await once(this.server, 'listening');
+    } catch (error) {
+      await dispatcher.destroy();
+      throw error;
+    }
+    this.dispatcher = dispatcher;
+    // The sweep runs four times per the shorter timeout (a connection is closed at most a quarter
+    // late), never more often than every 10 ms nor less often than every second.
+    const shortest = Math.min(this.options.frameTimeoutMs, this.options.idleTimeoutMs);
+    if (shortest !== Infinity) {
+      this.sweeper = setInterval(() => this.sweep(), Math.min(1000, Math.max(10, shortest / 4)));
+      this.sweeper.unref();
+    }
     return this.server.address() as AddressInfo;
+  }
+
+  /** Applies the frame and idle timeouts to every connection. */
+  private sweep(): void {
+    const now = performance.now();
+    for (const c of this.connections) {
+      const outcome = c.sweep(now, this.options.frameTimeoutMs, this.options.idleTimeoutMs);
+      if (outcome === 'idle') this.stats_.idleClosed++;
+    }
   }
 
   /** The bound address, once listening. */
@@ -124,8 +178,13 @@ export class ThreadedServer implements ConnectionHost {
    * Counters since start, plus the number of calls waiting now; with `fairness`, the fair queues'
    * counters by priority level (summed over the limits).
    */
-  stats(): ServerStatsSnapshot & { queued: number; running: number; levels?: Record<string, LevelStats> } {
-    const snapshot = { ...this.stats_.snapshot(), queued: this.limits.queued() + (this.fair?.uncounted() ?? 0), running: this.dispatcher?.outstanding ?? 0 };
+  stats(): ServerStatsSnapshot & { lateReplies: number; queued: number; running: number; levels?: Record<string, LevelStats> } {
+    const snapshot = {
+      ...this.stats_.snapshot(),
+      lateReplies: this.dispatcher?.lateReplies ?? 0,
+      queued: this.limits.queued() + (this.fair?.uncounted() ?? 0),
+      running: this.dispatcher?.outstanding ?? 0,
+    };
     return this.fair === undefined ? snapshot : { ...snapshot, levels: this.fair.levels() };
   }
 
@@ -155,6 +214,13 @@ export class ThreadedServer implements ConnectionHost {
           read: () => [...this.stats_.methods].flatMap(([method, m]) => Object.entries(m.refused).map(([reason, value]) => ({ labels: { method, reason }, value }))),
         },
         { name: 'server_oneway_dropped_total', help: 'Oneway calls dropped over a queue bound.', type: 'counter', read: () => [{ labels: {}, value: s().onewayDropped }] },
+        { name: 'server_handler_timeouts_total', help: 'Calls answered INTERNAL_ERROR because the handler did not finish within handlerTimeoutMs.', type: 'counter', read: () => [{ labels: {}, value: s().handlerTimeouts }] },
+        { name: 'server_late_replies_total', help: 'Handler results that came after their call had been answered (deadline passed, worker replaced), dropped.', type: 'counter', read: () => [{ labels: {}, value: this.dispatcher?.lateReplies ?? 0 }] },
+        { name: 'server_worker_replacements_total', help: 'Worker threads terminated and replaced because their event loop was blocked past handlerTimeoutMs.', type: 'counter', read: () => [{ labels: {}, value: s().workerReplacements }] },
+        { name: 'server_invalid_calls_total', help: 'Calls answered on the I/O thread without running: unknown method, or CALL for a oneway method.', type: 'counter', read: () => [{ labels: {}, value: s().invalidCalls }] },
+        { name: 'server_idle_closed_total', help: 'Connections closed after idleTimeoutMs without activity.', type: 'counter', read: () => [{ labels: {}, value: s().idleClosed }] },
+        { name: 'server_connections_refused_total', help: 'Connections refused because maxConnections were open.', type: 'counter', read: () => [{ labels: {}, value: s().connectionsRefused }] },
+        { name: 'server_read_pauses_total', help: 'Times a connection stopped being read because its client had maxInFlightPerConnection calls or maxPendingReplyBytes of unread replies outstanding.', type: 'counter', read: () => [{ labels: {}, value: s().readPauses }] },
         ...(this.fair === undefined ? [] : this.fairMetrics(this.fair)),
         ...this.keyedMetrics(),
       ],
@@ -218,6 +284,7 @@ export class ThreadedServer implements ConnectionHost {
   }
 
   private async doClose(timeoutMs: number): Promise<void> {
+    clearInterval(this.sweeper);
     this.server.close();
     if (this.active > 0) {
       const drained = new Promise<void>((resolve) => { this.drained = resolve; });
@@ -252,11 +319,24 @@ export class ThreadedServer implements ConnectionHost {
       connection.destroy();
       return;
     }
+    const oneway = this.methods.get(header.name);
+    if (oneway === undefined || (oneway && header.type === CALL)) {
+      // Answered here, before any limit: an unknown method would otherwise take a token, and a
+      // CALL for a oneway method would run a processor that never writes the reply its client
+      // waits for. A ONEWAY message for a method that returns runs, and its reply is dropped.
+      this.stats_.invalidCalls++;
+      if (header.type === CALL) {
+        if (oneway === undefined) this.answerError(connection, header, ExceptionType.UNKNOWN_METHOD, `Unknown function ${header.name}`);
+        else this.answerError(connection, header, ExceptionType.INVALID_MESSAGE_TYPE, `${header.name} is a oneway method, but was called with message type CALL`);
+      }
+      return;
+    }
     if (this.closing !== undefined && this.shutdown.signal.aborted) {
       this.answerError(connection, header, ExceptionType.INTERNAL_ERROR, 'server shutting down');
       return;
     }
     this.active++;
+    connection.callStarted();
     const limit = this.limits.limitFor(header.name);
     const arrived = performance.now();
     if (limit === undefined) {
@@ -309,17 +389,22 @@ export class ThreadedServer implements ConnectionHost {
     const oneway = header.type === ONEWAY;
     this.dispatcher!.dispatch({
       frame,
+      signal: connection.signal,
       onReply: (reply) => {
         if (reply !== null && !oneway) connection.write(reply);
         this.stats_.completed++;
         done?.();
-        this.finished();
+        this.finished(connection);
       },
       onFailure: (error) => {
-        this.stats_.workerFailures++;
-        if (!oneway) this.answerError(connection, header, ExceptionType.INTERNAL_ERROR, `${header.name}: ${error.message}`);
+        if (error instanceof ConnectionClosedError) this.stats_.refuse(header.name, 'disconnected');
+        else {
+          if (error instanceof HandlerTimeoutError) this.stats_.handlerTimeouts++;
+          else this.stats_.workerFailures++;
+          if (!oneway) this.answerError(connection, header, ExceptionType.INTERNAL_ERROR, `${header.name} ${error.message}`);
+        }
         done?.();
-        this.finished();
+        this.finished(connection);
       },
     });
   }
@@ -351,14 +436,15 @@ export class ThreadedServer implements ConnectionHost {
       if (oneway) this.stats_.onewayDropped++;
       else this.answerError(connection, header, OVERLOADED, message);
     }
-    this.finished();
+    this.finished(connection);
   }
 
   private answerError(connection: Connection, header: MessageHeader, type: number, message: string): void {
     connection.write(applicationExceptionFrame({ name: header.name, seqid: header.seqid, type, message, protocol: this.options.protocol }));
   }
 
-  private finished(): void {
+  private finished(connection: Connection): void {
+    connection.callEnded();
     this.active--;
     if (this.active === 0 && this.drained !== undefined) this.drained();
   }
@@ -367,6 +453,11 @@ export class ThreadedServer implements ConnectionHost {
   onProtocolError(connection: Connection, reason: string): void {
     this.stats_.protocolErrors++;
     this.options.log(`thrift-queue-limiter: closing connection ${connection.id} from ${connection.socket.remoteAddress}:${connection.socket.remotePort}: ${reason}`);
+  }
+
+  /** @internal ConnectionHost */
+  onReadPaused(): void {
+    this.stats_.readPauses++;
   }
 
   /** @internal ConnectionHost */
@@ -385,16 +476,27 @@ export class ThreadedServer implements ConnectionHost {
   }
 }
 
-/** Imports the modules once on the I/O thread, so a bad path fails `listen` with one clear line. */
-async function checkModules(serviceUrl: string, handlerUrl: string): Promise<void> {
-  let service: Record<string, unknown>;
+/**
+ * How often workers bump their heartbeat: often enough that a worker blocked for
+ * `handlerTimeoutMs` is seen within a quarter of that, never more than once per 10 ms.
+ */
+function heartbeatMs(handlerTimeoutMs: number): number {
+  return Math.max(10, Math.min(1000, handlerTimeoutMs / 4));
+}
+
+/**
+ * Imports the modules once on the I/O thread, so a bad path fails `listen` with one clear line,
+ * and returns the service's methods.
+ */
+async function checkModules(serviceUrl: string, handlerUrl: string): Promise<ServiceMethods> {
+  let service: ServiceModule;
   try {
-    service = (await import(serviceUrl)) as Record<string, unknown>;
+    service = (await import(serviceUrl)) as ServiceModule;
   } catch (error) {
     throw new ModuleLoadError(`cannot load service module ${serviceUrl}: ${(error as Error).message}`);
   }
-  const processor = service.Processor ?? (service.default as Record<string, unknown> | undefined)?.Processor;
-  if (typeof processor !== 'function') throw new ModuleLoadError(`${serviceUrl} does not export a Thrift service (no Processor)`);
+  const methods = serviceMethods(service);
+  if (methods === undefined) throw new ModuleLoadError(`${serviceUrl} does not export a Thrift service (no Processor)`);
   let handler: Record<string, unknown>;
   try {
     handler = (await import(handlerUrl)) as Record<string, unknown>;
@@ -403,6 +505,7 @@ async function checkModules(serviceUrl: string, handlerUrl: string): Promise<voi
   }
   const usable = typeof handler.createHandler === 'function' || typeof handler.handler === 'object' || (handler.default !== null && typeof handler.default === 'object');
   if (!usable) throw new ModuleLoadError(`${handlerUrl} does not export a handler (createHandler, handler or default)`);
+  return methods;
 }
 
 /** Creates a {@link ThreadedServer}; call `listen()` to start it. */

@@ -1,7 +1,12 @@
 /**
  * Splits a TFramedTransport byte stream into frames: each frame is a 4-byte big-endian length and
  * that many bytes. The length is checked before anything is buffered, so a client announcing a
- * 2 GB frame (or sending garbage) costs nothing and its connection is closed by the caller.
+ * 2 GB frame (or sending garbage) costs nothing and its connection is closed by the caller; a
+ * frame's bytes are kept as they arrive, never allocated up front from the announced length.
+ *
+ * The reader can be paused: it then keeps what arrived and delivers nothing until resumed (the
+ * connection pauses it, with the socket, when its client has too many calls or unread replies
+ * outstanding). It remembers when the frame at its front began, for the frame timeout.
  *
  * Frames are delivered WITHOUT their length prefix, which is what `new TFramedTransport(buffer)`
  * reads. A frame inside one chunk is a view of it (no copy); only a frame spanning chunks is
@@ -23,6 +28,8 @@ export class FrameReader {
   private chunks: Buffer[] = [];
   private buffered = 0;
   private failed = false;
+  private paused_ = false;
+  private frameStart = 0;
 
   constructor(private readonly options: FrameReaderOptions) {}
 
@@ -31,12 +38,42 @@ export class FrameReader {
     return this.buffered > 0;
   }
 
-  /** Feeds bytes from the socket; delivers every frame they complete. */
-  push(chunk: Buffer): void {
+  /** When (the `now` of {@link push}) the frame at the front began arriving; meaningful while {@link hasPartialFrame}. */
+  get frameStartedAt(): number {
+    return this.frameStart;
+  }
+
+  /** True between {@link pause} and {@link resume}. */
+  get paused(): boolean {
+    return this.paused_;
+  }
+
+  /**
+   * Feeds bytes from the socket; delivers every frame they complete, unless paused. `now` (ms, any
+   * clock) is when they arrived, for {@link frameStartedAt}.
+   */
+  push(chunk: Buffer, now = 0): void {
     if (this.failed) return;
+    if (this.buffered === 0) this.frameStart = now;
     this.chunks.push(chunk);
     this.buffered += chunk.length;
-    while (this.buffered >= 4) {
+    this.deliver(now);
+  }
+
+  /** Stops delivering frames; bytes that arrive are kept. */
+  pause(): void {
+    this.paused_ = true;
+  }
+
+  /** Delivers what was kept while paused, then goes on as bytes arrive; the frame timer restarts at `now`. */
+  resume(now: number): void {
+    this.paused_ = false;
+    this.frameStart = now;
+    this.deliver(now);
+  }
+
+  private deliver(now: number): void {
+    while (this.buffered >= 4 && !this.paused_) {
       const size = this.peekSize();
       if (size < 0 || size > this.options.maxFrameBytes) {
         this.failed = true;
@@ -49,6 +86,8 @@ export class FrameReader {
       }
       if (this.buffered < 4 + size) return;
       const frame = this.take(4 + size).subarray(4);
+      // What is left began arriving no earlier than the chunk just read.
+      this.frameStart = now;
       this.options.onFrame(frame);
       if (this.failed) return;
     }

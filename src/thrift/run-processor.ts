@@ -17,6 +17,7 @@
 import thrift from 'thrift';
 import { applicationExceptionFrame, ExceptionType } from './application-exception.js';
 import { readMessageHeader, type Protocol } from './message-header.js';
+import type { ServiceMethods } from './service-methods.js';
 
 const { TFramedTransport, TBinaryProtocol, TCompactProtocol, Thrift } = thrift;
 
@@ -35,6 +36,11 @@ interface CallContext {
   hasError: boolean;
   /** Failure from encoding the result inside a callback, which leaves no frame to flush. */
   fail: (message: string) => void;
+  /**
+   * What a promise-style handler method returned. The generated code of a oneway method drops it,
+   * so this is the only way to know when a oneway handler has finished (or failed).
+   */
+  returned: unknown;
 }
 
 /** The call whose handler method is being invoked right now (handlers are called synchronously by process()). */
@@ -105,13 +111,16 @@ function guard(handler: object, original: AnyFunction): AnyFunction {
     try {
       result = original.apply(handler, args);
     } catch (error) {
-      return Promise.reject(normalize(error, context));
+      result = Promise.reject(normalize(error, context));
+      if (context !== undefined) context.returned = result;
+      return result;
     }
     if (result !== null && typeof result === 'object' && typeof (result as PromiseLike<unknown>).then === 'function') {
-      return Promise.resolve(result).catch((error: unknown) => {
+      result = Promise.resolve(result).catch((error: unknown) => {
         throw normalize(error, context);
       });
     }
+    if (context !== undefined) context.returned = result;
     return result;
   };
   Object.defineProperty(fn, 'length', { value: original.length });
@@ -119,12 +128,25 @@ function guard(handler: object, original: AnyFunction): AnyFunction {
   return fn;
 }
 
+/** What {@link runProcessor} needs besides the processor and the frame. */
+export interface RunOptions {
+  protocol: Protocol;
+  /** The service's methods, to tell oneway ones (whose processor writes no reply) from the rest. */
+  methods: ServiceMethods;
+  /** Told, with the method name, of every handler failure answered INTERNAL_ERROR or swallowed by a oneway call. */
+  onHandlerError(method: string, message: string): void;
+}
+
 /**
  * Runs `processor` (built on a {@link guardHandler}-wrapped handler) on `frame` (a request without
  * its length prefix). Resolves with the reply frame, length prefix included, or `null` for a
- * oneway call. Never rejects.
+ * oneway call, once the handler has finished: a oneway method's handler is waited for too, so a
+ * oneway call holds its permit (and counts against the handler deadline) while it runs. A
+ * ONEWAY-typed message for a method that returns runs as usual and its reply is dropped: its
+ * client reads no reply. Never rejects.
  */
-export function runProcessor(processor: Processor, frame: Buffer, protocol: Protocol): Promise<Buffer | null> {
+export function runProcessor(processor: Processor, frame: Buffer, options: RunOptions): Promise<Buffer | null> {
+  const { protocol } = options;
   let name = '';
   let seqid = 0;
   let type = 0;
@@ -136,16 +158,20 @@ export function runProcessor(processor: Processor, frame: Buffer, protocol: Prot
   if (typeof (processor as unknown as Record<string, unknown>)[`process_${name}`] !== 'function') {
     return Promise.resolve(applicationExceptionFrame({ name, seqid, type: ExceptionType.UNKNOWN_METHOD, message: `Unknown function ${name}`, protocol }));
   }
+  const noReply = type === ONEWAY;
+  const onewayMethod = options.methods.get(name) === true;
   return new Promise<Buffer | null>((resolve) => {
     let settled = false;
     const finish = (reply: Buffer | null): void => {
       if (settled) return;
       settled = true;
-      resolve(reply);
+      resolve(noReply ? null : reply);
     };
-    const fail = (message: string): void =>
+    const fail = (message: string): void => {
+      options.onHandlerError(name, message);
       finish(applicationExceptionFrame({ name, seqid, type: ExceptionType.INTERNAL_ERROR, message: `${name}: ${message}`, protocol }));
-    const context: CallContext = { error: undefined, hasError: false, fail };
+    };
+    const context: CallContext = { error: undefined, hasError: false, fail, returned: undefined };
     let begins = 0;
     let lastType = 0;
     const Proto = protocol === 'compact' ? TCompactProtocol : TBinaryProtocol;
@@ -174,6 +200,11 @@ export function runProcessor(processor: Processor, frame: Buffer, protocol: Prot
     } finally {
       current = previous;
     }
-    if (type === ONEWAY) finish(null);
+    if (onewayMethod) {
+      Promise.resolve(context.returned).then(() => finish(null), (error: unknown) => {
+        options.onHandlerError(name, describe(error));
+        finish(null);
+      });
+    }
   });
 }

@@ -174,8 +174,8 @@ describe('threaded server robustness', () => {
     good.close();
   });
 
-  test('a connection silent in the middle of a frame is closed after idleTimeoutMs; an idle one between calls is not', async () => {
-    const { port } = await start({ idleTimeoutMs: 200 });
+  test('a connection silent in the middle of a frame is closed after frameTimeoutMs; an idle one between calls is not', async () => {
+    const { port } = await start({ frameTimeoutMs: 200 });
     const idle = await connect(port);
     const stuck = await rawSocket(port);
     const closedAfter = closed(stuck);
