@@ -398,7 +398,11 @@ export class ThreadedServer implements ConnectionHost {
       },
       onFailure: (error) => {
         if (error instanceof ConnectionClosedError) this.stats_.refuse(header.name, 'disconnected');
-        else {
+        else if (connection.signal.aborted && error === connection.signal.reason) {
+          // Shut down before its batch left: never run.
+          this.stats_.refuse(header.name, 'shutdown');
+          if (!oneway) this.answerError(connection, header, ExceptionType.INTERNAL_ERROR, 'server shutting down');
+        } else {
           if (error instanceof HandlerTimeoutError) this.stats_.handlerTimeouts++;
           else this.stats_.workerFailures++;
           if (!oneway) this.answerError(connection, header, ExceptionType.INTERNAL_ERROR, `${header.name} ${error.message}`);
