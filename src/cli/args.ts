@@ -35,3 +35,9 @@ export function parsePositive(flag: string, text: string, integer = false): numb
   }
   return n;
 }
+
+/** A duration as {@link parseDuration}, or `0` (in any unit: `0`, `0s`, `0ms`) meaning "off", returned as 0. */
+export function parseDurationOrOff(flag: string, text: string): number {
+  if (/^0+(?:\.0+)?(ms|s|m)?$/.test(text.trim())) return 0;
+  return parseDuration(flag, text);
+}

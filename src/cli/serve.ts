@@ -10,7 +10,7 @@ import { createRedisStore, type RedisStore } from '../stores/redis-store.js';
 import type { StoreErrorPolicy } from '../stores/store.js';
 import type { FairnessOptions } from '../fair/fair-options.js';
 import type { LimitsConfig } from '../server/method-limits.js';
-import { parseDuration, parseFlags, parsePositive } from './args.js';
+import { parseDuration, parseDurationOrOff, parseFlags, parsePositive } from './args.js';
 import { parseLimit } from './limit-spec.js';
 import { parseFairnessFlags } from './fairness-spec.js';
 
@@ -41,13 +41,25 @@ const HELP = `usage: thrift-queue-limiter serve --service FILE --handler FILE [o
   --expected-processes N  servers sharing the limits, for local-share (default 1)
   --lease               reserve batches of tokens per process (fewer round trips, documented slack)
   --max-frame-bytes N   largest frame accepted (default 16777216)
-  --idle-timeout DUR    close a connection silent mid-frame this long (default 30s; 0 disables)
-  --max-connections N   most open connections (default: unbounded)
+  --frame-timeout DUR   close a connection whose frame is not complete this long after its first byte
+                          (default 30s; 0 disables)
+  --idle-timeout DUR    close a connection idle this long, between frames too: nothing read, no reply
+                          flushed, no call in flight (default 5m; 0 disables)
+  --handler-timeout DUR answer a call whose handler has not finished after DUR with INTERNAL_ERROR (type 6),
+                          and replace a worker whose event loop is blocked that long (default 60s; 0 disables)
+  --max-connections N   most open connections; more are refused (default 1024)
+  --max-in-flight-per-connection N  calls one connection may have admitted and unanswered before the server
+                          stops reading it until one finishes (default 1000)
+  --max-pending-reply-bytes N  unsent reply bytes of one connection before the server stops reading it
+                          until they drain (default 4194304)
+  --start-timeout DUR   longest the workers may take to load the handler before serve fails (default 30s)
   --stats-interval DUR  how often to print the stats line (default 5s)
   --metrics-port N      serve Prometheus metrics at http://127.0.0.1:N/metrics (off by default)
   --help                this text
 
-Over a bound a call is answered with TApplicationException type 11 (overloaded); a oneway call is dropped and counted.`;
+Over a bound a call is answered with TApplicationException type 11 (overloaded); a oneway call is dropped and counted.
+If the Thrift port, the metrics port or the handler cannot be opened, serve prints one line saying which and why
+and exits with status 1.`;
 
 /** Runs `serve`; resolves with the exit code once the server has shut down. */
 export async function serve(argv: string[]): Promise<number> {
@@ -73,7 +85,12 @@ export async function serve(argv: string[]): Promise<number> {
     lease: { type: 'boolean', default: false },
     'max-frame-bytes': { type: 'string' },
     'idle-timeout': { type: 'string' },
+    'frame-timeout': { type: 'string' },
+    'handler-timeout': { type: 'string' },
     'max-connections': { type: 'string' },
+    'max-in-flight-per-connection': { type: 'string' },
+    'max-pending-reply-bytes': { type: 'string' },
+    'start-timeout': { type: 'string' },
     'stats-interval': { type: 'string', default: '5s' },
     'metrics-port': { type: 'string' },
     help: { type: 'boolean', default: false },
@@ -93,7 +110,6 @@ export async function serve(argv: string[]): Promise<number> {
     const [name, spec] = parseLimit(text);
     limits[name] = spec;
   }
-  const idle = flags['idle-timeout'] as string | undefined;
   const fairness = parseFairnessFlags({
     fairFlow: flags['fair-flow'] as string | undefined,
     levels: flags.level as string[],
@@ -101,32 +117,48 @@ export async function serve(argv: string[]): Promise<number> {
     maxQueuedPerFlow: flags['max-queued-per-flow'] as string | undefined,
     quantum: flags['fair-quantum'] as string | undefined,
   });
-  const store = redisStore(flags);
-  const server = createThreadedServer({
-    service: flags.service,
-    handler: flags.handler,
-    protocol,
-    limits,
-    ...(store ? { store } : {}),
-    queue: {
-      ...(flags['max-wait'] ? { maxWaitMs: parseDuration('--max-wait', flags['max-wait'] as string) } : {}),
-      ...(flags['max-queued'] ? { maxQueued: parsePositive('--max-queued', flags['max-queued'] as string, true) } : {}),
-    },
-    ...(fairness ? { fairness } : {}),
-    ...(flags.workers ? { workers: parsePositive('--workers', flags.workers as string, true) } : {}),
-    ...(flags['max-frame-bytes'] ? { maxFrameBytes: parsePositive('--max-frame-bytes', flags['max-frame-bytes'] as string, true) } : {}),
-    ...(idle ? { idleTimeoutMs: idle === '0' ? 0 : parseDuration('--idle-timeout', idle) } : {}),
-    ...(flags['max-connections'] ? { maxConnections: parsePositive('--max-connections', flags['max-connections'] as string, true) } : {}),
-  });
+  const connectionLimits = connectionOptions(flags);
   const statsEvery = parseDuration('--stats-interval', flags['stats-interval'] as string);
-  const address = await server.listen(port, flags.host as string).catch(async (error: unknown) => {
+  let metricsPort: number | undefined;
+  if (flags['metrics-port'] !== undefined) {
+    metricsPort = Number(flags['metrics-port']);
+    if (!Number.isInteger(metricsPort) || metricsPort < 0 || metricsPort > 65535) throw new RangeError(`--metrics-port must be 0..65535, got ${JSON.stringify(flags['metrics-port'])}`);
+  }
+  const host = flags.host as string;
+  const store = redisStore(flags);
+  let server: ReturnType<typeof createThreadedServer>;
+  try {
+    server = createThreadedServer({
+      service: flags.service,
+      handler: flags.handler,
+      protocol,
+      limits,
+      ...(store ? { store } : {}),
+      queue: {
+        ...(flags['max-wait'] ? { maxWaitMs: parseDuration('--max-wait', flags['max-wait'] as string) } : {}),
+        ...(flags['max-queued'] ? { maxQueued: parsePositive('--max-queued', flags['max-queued'] as string, true) } : {}),
+      },
+      ...(fairness ? { fairness } : {}),
+      ...(flags.workers ? { workers: parsePositive('--workers', flags.workers as string, true) } : {}),
+      ...(flags['max-frame-bytes'] ? { maxFrameBytes: parsePositive('--max-frame-bytes', flags['max-frame-bytes'] as string, true) } : {}),
+      ...connectionLimits,
+    });
+  } catch (error) {
     await store?.close();
     throw error;
-  });
+  }
+  // From here on a failure must not leave the process running with a half-opened server: close
+  // what was opened, say in one line which listener failed and why, and exit non-zero.
+  const fail = async (what: string | undefined, error: unknown): Promise<never> => {
+    await closeQuietly(server, store);
+    throw new Error(what === undefined ? oneLine(error) : `${what}: ${oneLine(error)}`);
+  };
+  // A module or handler that cannot be loaded already says so (naming the module); a port that
+  // cannot be bound is named here.
+  const address = await server.listen(port, host).catch((error: unknown) =>
+    fail(isListenError(error) ? `cannot listen for Thrift on ${host}:${port}` : undefined, error));
   let metrics: http.Server | undefined;
-  if (flags['metrics-port'] !== undefined) {
-    const metricsPort = Number(flags['metrics-port']);
-    if (!Number.isInteger(metricsPort) || metricsPort < 0 || metricsPort > 65535) throw new RangeError(`--metrics-port must be 0..65535, got ${JSON.stringify(flags['metrics-port'])}`);
+  if (metricsPort !== undefined) {
     const registry = server.metricsRegistry();
     metrics = http.createServer((req, res) => {
       if (req.url !== '/metrics') {
@@ -136,7 +168,12 @@ export async function serve(argv: string[]): Promise<number> {
       registry.metrics().then((text) => res.writeHead(200, { 'Content-Type': registry.contentType }).end(text), () => res.writeHead(500).end());
     });
     metrics.listen(metricsPort, '127.0.0.1');
-    await once(metrics, 'listening');
+    try {
+      await once(metrics, 'listening');
+    } catch (error) {
+      metrics.close();
+      await fail(`cannot serve metrics on 127.0.0.1:${metricsPort}`, error);
+    }
     console.log(`metrics on http://127.0.0.1:${(metrics.address() as AddressInfo).port}/metrics`);
   }
   console.log(`serving ${flags.service} on ${address.address}:${address.port} (${server.options.workers} workers, ${protocol}); limits: ${Object.keys(limits).length ? (flags.limit as string[]).join(' ') : 'none'}${store ? ` in Redis at ${store.address} (${store.onStoreError}${store.leaseSettings.horizonMs > 0 ? ', leasing' : ''})` : ''}${fairness ? `; fair admission, flows by ${describeFlow(fairness.flow)}` : ''}`);
@@ -150,7 +187,8 @@ export async function serve(argv: string[]): Promise<number> {
     last = { at: now, admitted: s.admitted };
     console.log(
       `admitted ${perSec.toFixed(0)}/s  queued ${s.queued}  running ${s.running}  wait p50 ${w.p50.toFixed(1)} ms p99 ${w.p99.toFixed(1)} ms  ` +
-        `refused queue-full ${s.refused.queueFull} wait-limit ${s.refused.waitLimit}${store ? ` store-down ${s.refused.storeUnavailable}` : ''} disconnected ${s.refused.disconnected}  connections ${s.connections}`,
+        `refused queue-full ${s.refused.queueFull} wait-limit ${s.refused.waitLimit}${store ? ` store-down ${s.refused.storeUnavailable}` : ''} disconnected ${s.refused.disconnected}  connections ${s.connections}` +
+        (s.handlerTimeouts > 0 ? `  timeouts ${s.handlerTimeouts}` : ''),
     );
   }, statsEvery);
 
@@ -166,6 +204,47 @@ export async function serve(argv: string[]): Promise<number> {
   const s = server.stats();
   console.log(`stopped: admitted ${s.admitted}, completed ${s.completed}, refused ${Object.values(s.refused).reduce((a, b) => a + b, 0)}`);
   return 0;
+}
+
+/** The server's connection and call bounds the flags ask for (only those given). */
+function connectionOptions(flags: Record<string, unknown>): Record<string, number> {
+  const out: Record<string, number> = {};
+  const text = (name: string): string | undefined => flags[name] as string | undefined;
+  const idle = text('idle-timeout');
+  if (idle !== undefined) out.idleTimeoutMs = parseDurationOrOff('--idle-timeout', idle);
+  const frame = text('frame-timeout');
+  if (frame !== undefined) out.frameTimeoutMs = parseDurationOrOff('--frame-timeout', frame);
+  const handler = text('handler-timeout');
+  if (handler !== undefined) out.handlerTimeoutMs = parseDurationOrOff('--handler-timeout', handler);
+  const start = text('start-timeout');
+  if (start !== undefined) out.startTimeoutMs = parseDuration('--start-timeout', start);
+  const counts = [
+    ['max-connections', 'maxConnections'],
+    ['max-in-flight-per-connection', 'maxInFlightPerConnection'],
+    ['max-pending-reply-bytes', 'maxPendingReplyBytes'],
+  ] as const;
+  for (const [flag, option] of counts) {
+    const value = text(flag);
+    if (value !== undefined) out[option] = parsePositive(`--${flag}`, value, true);
+  }
+  return out;
+}
+
+/** Whether `error` is a socket server's failure to listen (port taken, no permission, bad address). */
+function isListenError(error: unknown): boolean {
+  return error instanceof Error && (error as NodeJS.ErrnoException).syscall === 'listen';
+}
+
+/** An error's message as one line. */
+function oneLine(error: unknown): string {
+  const text = error instanceof Error ? error.message : String(error);
+  return text.split('\n').map((l) => l.trim()).filter(Boolean).join(' ');
+}
+
+/** Closes what a failed start opened, without letting a second failure hide the first. */
+async function closeQuietly(server: { close(options: { timeoutMs: number }): Promise<void> }, store: RedisStore | undefined): Promise<void> {
+  await server.close({ timeoutMs: 0 }).catch(() => {});
+  await store?.close().catch(() => {});
 }
 
 /** The Redis store the flags ask for, if any. */

@@ -3,10 +3,13 @@
  * connection (and only it) on a protocol violation, writes replies (coalescing those of one
  * event-loop turn into one socket write), and bounds what the client can make the server hold:
  *
- * - calls accepted from it and not yet answered (`maxInFlightPerConnection`), and reply bytes it
- *   has not read (`maxPendingReplyBytes`): past either bound the connection stops reading (the
- *   socket and the frame reader are paused) until the client catches up, so a client that never
- *   reads its replies fills its own socket buffers, not the server's memory;
+ * - calls accepted from it and not yet answered (`maxInFlightPerConnection`), and bytes it owes
+ *   the server (`maxPendingReplyBytes`: the requests of those calls, whose replies are still to
+ *   come, plus the reply bytes it has not read): past either bound the connection stops reading
+ *   (the socket and the frame reader are paused) until the client catches up, so a client that
+ *   never reads its replies fills its own socket buffers, not the server's memory. Counting the
+ *   requests matters: a bound on unread replies alone lets every call already in flight add its
+ *   reply after the bound is reached;
  * - time: the server's sweep ({@link Connection.sweep}) closes a connection whose frame has been
  *   arriving for longer than `frameTimeoutMs` (a trickle), or that has been idle (nothing read,
  *   nothing flushed, no call outstanding) for `idleTimeoutMs`.
@@ -34,8 +37,7 @@ export type SweepOutcome = 'kept' | 'idle' | 'frameTimeout';
 
 let nextConnectionId = 1;
 
-const PAUSED_FOR_CALLS = 1;
-const PAUSED_FOR_WRITES = 2;
+const PAUSED_FOR_BUDGET = 1;
 
 /** A client connection. */
 export class Connection {
@@ -47,8 +49,9 @@ export class Connection {
   private readonly reader: FrameReader;
   private corked = false;
   private closed = false;
-  /** Calls accepted from this connection and not yet answered or refused. */
+  /** Calls accepted from this connection and not yet answered or refused, and their request bytes. */
   private inFlight = 0;
+  private inFlightBytes = 0;
   private pausedFor = 0;
   private lastActivity = performance.now();
   private flushedBytes = 0;
@@ -71,7 +74,7 @@ export class Connection {
       this.lastActivity = now;
       this.reader.push(chunk, now);
     });
-    socket.on('drain', () => this.unpause(PAUSED_FOR_WRITES));
+    socket.on('drain', () => this.checkBudget());
     socket.on('error', () => {
       // A reset by the peer is routine; 'close' follows and cleans up.
     });
@@ -83,14 +86,18 @@ export class Connection {
     return this.closed;
   }
 
-  /** Counts a call accepted from this connection; at the bound, reading stops until one ends. */
-  callStarted(): void {
-    if (++this.inFlight >= this.host.maxInFlightPerConnection) this.pause(PAUSED_FOR_CALLS);
+  /** Counts a call of `bytes` accepted from this connection; at a bound, reading stops until one ends. */
+  callStarted(bytes: number): void {
+    this.inFlight++;
+    this.inFlightBytes += bytes;
+    this.checkBudget();
   }
 
-  /** Counts a call answered or refused. */
-  callEnded(): void {
-    if (--this.inFlight < this.host.maxInFlightPerConnection) this.unpause(PAUSED_FOR_CALLS);
+  /** Counts a call answered or refused (its `bytes` as given to {@link callStarted}). */
+  callEnded(bytes: number): void {
+    this.inFlight--;
+    this.inFlightBytes -= bytes;
+    this.checkBudget();
   }
 
   /** Writes a reply frame; replies of one turn go out in one write. */
@@ -105,7 +112,14 @@ export class Connection {
       });
     }
     this.socket.write(frame);
-    if (this.socket.writableLength > this.host.maxPendingReplyBytes) this.pause(PAUSED_FOR_WRITES);
+    this.checkBudget();
+  }
+
+  /** Pauses reading while the client has too much outstanding, resumes once it has not. */
+  private checkBudget(): void {
+    const over = this.inFlight >= this.host.maxInFlightPerConnection || this.inFlightBytes + this.socket.writableLength > this.host.maxPendingReplyBytes;
+    if (over) this.pause(PAUSED_FOR_BUDGET);
+    else this.unpause(PAUSED_FOR_BUDGET);
   }
 
   /**

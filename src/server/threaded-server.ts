@@ -96,7 +96,6 @@ export class ThreadedServer implements ConnectionHost {
       this.stats_.connectionsRefused++;
       this.log.write('drop', `thrift-queue-limiter: refusing connections: maxConnections ${this.options.maxConnections} are open`);
     });
-    this.server.on('error', (error) => this.options.log(`thrift-queue-limiter: server error: ${error.message}`));
     if (this.options.tls) {
       this.server.on('tlsClientError', (error) => this.options.log(`thrift-queue-limiter: TLS handshake failed: ${error.message}`));
     }
@@ -144,7 +143,9 @@ export class ThreadedServer implements ConnectionHost {
         throw new ModuleLoadError(`handler module ${this.options.handlerUrl}: ${error.message}`);
       });
       this.server.listen(port, host);
+      // A failure to listen rejects here; errors after that are logged.
       await once(this.server, 'listening');
+      this.server.on('error', (error) => this.options.log(`thrift-queue-limiter: server error: ${error.message}`));
     } catch (error) {
       await dispatcher.destroy();
       throw error;
@@ -336,7 +337,7 @@ export class ThreadedServer implements ConnectionHost {
       return;
     }
     this.active++;
-    connection.callStarted();
+    connection.callStarted(frame.length);
     const limit = this.limits.limitFor(header.name);
     const arrived = performance.now();
     if (limit === undefined) {
@@ -359,11 +360,11 @@ export class ThreadedServer implements ConnectionHost {
     const task = this.admittedTask(connection, header, frame, arrived);
     if (this.fair !== undefined) {
       // The call waits in its flow; the fair queue takes the limiter's token when its turn comes.
-      this.fair.run(limiter, task, connection, header, frame, maxWaitMs).catch((error: unknown) => this.refuse(connection, header, error));
+      this.fair.run(limiter, task, connection, header, frame, maxWaitMs).catch((error: unknown) => this.refuse(connection, header, frame.length, error));
       return;
     }
     const options = maxWaitMs === undefined ? { signal: connection.signal } : { signal: connection.signal, maxWaitMs };
-    limiter.run(task, 1, options).catch((error: unknown) => this.refuse(connection, header, error));
+    limiter.run(task, 1, options).catch((error: unknown) => this.refuse(connection, header, frame.length, error));
   }
 
   /**
@@ -381,7 +382,7 @@ export class ThreadedServer implements ConnectionHost {
     } catch (error) {
       admitted = Promise.reject(error);
     }
-    admitted.catch((error: unknown) => this.refuse(connection, header, error));
+    admitted.catch((error: unknown) => this.refuse(connection, header, frame.length, error));
   }
 
   private dispatch(connection: Connection, header: MessageHeader, frame: Buffer, done: (() => void) | undefined): void {
@@ -394,7 +395,7 @@ export class ThreadedServer implements ConnectionHost {
         if (reply !== null && !oneway) connection.write(reply);
         this.stats_.completed++;
         done?.();
-        this.finished(connection);
+        this.finished(connection, frame.length);
       },
       onFailure: (error) => {
         if (error instanceof ConnectionClosedError) this.stats_.refuse(header.name, 'disconnected');
@@ -408,12 +409,12 @@ export class ThreadedServer implements ConnectionHost {
           if (!oneway) this.answerError(connection, header, ExceptionType.INTERNAL_ERROR, `${header.name} ${error.message}`);
         }
         done?.();
-        this.finished(connection);
+        this.finished(connection, frame.length);
       },
     });
   }
 
-  private refuse(connection: Connection, header: MessageHeader, error: unknown): void {
+  private refuse(connection: Connection, header: MessageHeader, bytes: number, error: unknown): void {
     const oneway = header.type === ONEWAY;
     let message: string | undefined;
     if (error instanceof QueueFullError) {
@@ -440,15 +441,15 @@ export class ThreadedServer implements ConnectionHost {
       if (oneway) this.stats_.onewayDropped++;
       else this.answerError(connection, header, OVERLOADED, message);
     }
-    this.finished(connection);
+    this.finished(connection, bytes);
   }
 
   private answerError(connection: Connection, header: MessageHeader, type: number, message: string): void {
     connection.write(applicationExceptionFrame({ name: header.name, seqid: header.seqid, type, message, protocol: this.options.protocol }));
   }
 
-  private finished(connection: Connection): void {
-    connection.callEnded();
+  private finished(connection: Connection, bytes: number): void {
+    connection.callEnded(bytes);
     this.active--;
     if (this.active === 0 && this.drained !== undefined) this.drained();
   }

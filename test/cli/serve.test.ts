@@ -1,11 +1,53 @@
 import { execFile, spawn } from 'node:child_process';
+import net from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { describe, expect, test } from 'vitest';
-import { connect, handlerPath, servicePath } from '../server/calculator.js';
+import { closed, connect, handlerPath, rawSocket, servicePath, type AppException } from '../server/calculator.js';
 
 const run = promisify(execFile);
 const cli = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
+const fixtureHandler = (name: string): string => fileURLToPath(new URL(`../fixtures/${name}.js`, import.meta.url));
+
+/** How a `serve` child ended: its exit code (null if it had to be killed), output, and time taken. */
+interface Ended {
+  code: number | null;
+  killed: boolean;
+  stdout: string;
+  stderr: string;
+  ms: number;
+}
+
+/** Runs `serve` with `args`, killing it (killed: true) if it has not exited within `timeoutMs`. */
+async function runServe(args: string[], timeoutMs: number): Promise<Ended> {
+  const started = performance.now();
+  const child = spawn(process.execPath, [cli, 'serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
+  child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+  let killed = false;
+  const timer = setTimeout(() => { killed = true; child.kill('SIGKILL'); }, timeoutMs);
+  try {
+    const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+    return { code, killed, stdout, stderr, ms: performance.now() - started };
+  } finally {
+    clearTimeout(timer);
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  }
+}
+
+/** A port of 127.0.0.1 held open by this process until `release()`. */
+async function takenPort(): Promise<{ port: number; release: () => Promise<void> }> {
+  const holder = net.createServer((socket) => socket.destroy());
+  holder.listen(0, '127.0.0.1');
+  await new Promise<void>((resolve) => holder.once('listening', () => resolve()));
+  return { port: (holder.address() as AddressInfo).port, release: () => new Promise<void>((resolve) => holder.close(() => resolve())) };
+}
+
+/** stderr as its non-empty lines. */
+const lines = (text: string): string[] => text.split('\n').map((l) => l.trim()).filter(Boolean);
 
 describe('thrift-queue-limiter serve', () => {
   test('serves the example service with limits, prints stats lines, and shuts down cleanly on SIGTERM', async () => {
@@ -44,5 +86,111 @@ describe('thrift-queue-limiter serve', () => {
     expect(e.code).toBe(1);
     expect(e.stderr.trim().split('\n')).toHaveLength(1);
     expect(e.stderr).toMatch(/does not export a Thrift service \(no Processor\)/);
+  });
+  test('serve exits non-zero and says so when the metrics port is taken', async () => {
+    const taken = await takenPort();
+    try {
+      const ended = await runServe(['--service', servicePath, '--handler', handlerPath, '--port', '0', '--workers', '1', '--metrics-port', String(taken.port)], 15_000);
+      expect(ended.killed, `serve still running after 15 s; stdout: ${ended.stdout} stderr: ${ended.stderr}`).toBe(false);
+      expect(ended.code).toBe(1);
+      const errors = lines(ended.stderr);
+      expect(errors).toHaveLength(1);
+      expect(errors[0]).toContain(String(taken.port));
+      expect(errors[0]).toMatch(/metrics/);
+      expect(errors[0]).toMatch(/EADDRINUSE|address already in use/);
+      expect(ended.stdout).not.toMatch(/serving /);
+    } finally {
+      await taken.release();
+    }
+  });
+
+  test('serve exits non-zero when the Thrift port is taken', async () => {
+    const taken = await takenPort();
+    try {
+      const ended = await runServe(['--service', servicePath, '--handler', handlerPath, '--port', String(taken.port), '--workers', '1'], 15_000);
+      expect(ended.killed, `serve still running after 15 s; stderr: ${ended.stderr}`).toBe(false);
+      expect(ended.code).toBe(1);
+      const last = lines(ended.stderr).at(-1) ?? '';
+      expect(last).toMatch(/^thrift-queue-limiter: /);
+      expect(last).toContain(`127.0.0.1:${taken.port}`);
+      expect(last).toMatch(/EADDRINUSE|address already in use/);
+      expect(ended.stdout).not.toMatch(/serving /);
+    } finally {
+      await taken.release();
+    }
+  });
+
+  test('serve exits non-zero with one line when createHandler throws', async () => {
+    const ended = await runServe(['--service', servicePath, '--handler', fixtureHandler('throwing-handler'), '--port', '0', '--workers', '2'], 15_000);
+    expect(ended.killed, `serve still running after 15 s; stdout: ${ended.stdout}`).toBe(false);
+    expect(ended.code).toBe(1);
+    const errors = lines(ended.stderr);
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatch(/throwing-handler/);
+    expect(errors[0]).toMatch(/createHandler threw: boom/);
+    expect(ended.stdout).not.toMatch(/serving /);
+  });
+
+  test('serve exits non-zero when createHandler never resolves, after --start-timeout', async () => {
+    const ended = await runServe(['--service', servicePath, '--handler', fixtureHandler('never-ready-handler'), '--port', '0', '--workers', '1', '--start-timeout', '1500ms'], 15_000);
+    expect(ended.killed, `serve still running after 15 s; stdout: ${ended.stdout}`).toBe(false);
+    expect(ended.code).toBe(1);
+    expect(ended.ms).toBeGreaterThan(1400);
+    expect(ended.ms).toBeLessThan(10_000);
+    const errors = lines(ended.stderr);
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatch(/never-ready-handler/);
+    expect(errors[0]).toMatch(/1500 ms/);
+  });
+
+  test('serve passes --handler-timeout and --idle-timeout to the server: a never-settling call is answered type 6, an idle connection is closed', async () => {
+    const child = spawn(process.execPath, [cli, 'serve', '--service', servicePath, '--handler', handlerPath, '--port', '0', '--workers', '1',
+      '--handler-timeout', '500ms', '--idle-timeout', '300ms', '--frame-timeout', '2s', '--max-connections', '50',
+      '--max-in-flight-per-connection', '100', '--max-pending-reply-bytes', '1000000', '--start-timeout', '10s', '--stats-interval', '200ms'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+    const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+    try {
+      await expect.poll(() => /on 127\.0\.0\.1:(\d+)/.test(out), { timeout: 10_000 }).toBe(true);
+      const port = Number(/on 127\.0\.0\.1:(\d+)/.exec(out)![1]);
+      const { client, close } = await connect(port);
+      const started = performance.now();
+      const error = (await Promise.race([
+        client.sleep(2_000_000_000).catch((e: unknown) => e),
+        new Promise((resolve) => setTimeout(() => resolve('still waiting after 5 s'), 5000)),
+      ])) as AppException;
+      expect(error).toBeInstanceOf(Error);
+      expect(error.type).toBe(6);
+      expect(error.message).toMatch(/500/);
+      expect(performance.now() - started).toBeLessThan(3000);
+      close();
+      const idle = await rawSocket(port);
+      const idleFor = await Promise.race([closed(idle), new Promise<number>((resolve) => setTimeout(() => resolve(Infinity), 3000))]);
+      idle.destroy();
+      expect(idleFor).toBeLessThan(2000);
+      await expect.poll(() => /timeouts 1\b/.test(out), { timeout: 3000 }).toBe(true);
+    } finally {
+      child.kill('SIGTERM');
+    }
+    expect(await exited).toBe(0);
+  });
+
+  test('a bad --handler-timeout or --max-connections exits 2 with one line naming it', async () => {
+    const e = (await run(process.execPath, [cli, 'serve', '--service', servicePath, '--handler', handlerPath, '--handler-timeout', 'soon']).catch((x: unknown) => x)) as { code: number; stderr: string };
+    expect(e.code).toBe(2);
+    expect(e.stderr.trim()).toBe('thrift-queue-limiter: --handler-timeout must be a duration like 500ms, 5s or 2m, got "soon"');
+    const m = (await run(process.execPath, [cli, 'serve', '--service', servicePath, '--handler', handlerPath, '--max-connections', '0']).catch((x: unknown) => x)) as { code: number; stderr: string };
+    expect(m.code).toBe(2);
+    expect(m.stderr.trim()).toMatch(/--max-connections must be a positive whole number/);
+  });
+
+  test('--help lists the connection and timeout flags', async () => {
+    const { stdout } = await run(process.execPath, [cli, 'serve', '--help']);
+    for (const flag of ['--handler-timeout', '--frame-timeout', '--idle-timeout', '--max-connections', '--max-in-flight-per-connection', '--max-pending-reply-bytes', '--start-timeout']) {
+      expect(stdout).toContain(flag);
+    }
+    expect(stdout).toMatch(/--idle-timeout DUR +close a connection idle this long, between frames too/);
   });
 });
