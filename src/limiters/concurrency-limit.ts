@@ -25,7 +25,7 @@ import type { Clock, Nanos } from '../clock.js';
 import { checkCount, resolveConcurrencyLimitOptions, type ConcurrencyLimitOptions, type ResolvedConcurrencyLimitOptions } from '../options.js';
 import type { Waiter } from '../queue/wait-queue.js';
 import { H, S, SharedState } from '../shared/shared-state.js';
-import { waitForSignal } from '../shared/wait-signal.js';
+import { waitForSignal, type SignalWait } from '../shared/wait-signal.js';
 import type { AttachContext, LimiterDescriptor } from './limiter.js';
 import { Limiter, attachedInstance } from './limiter.js';
 import { ReleasablePermit, type Permit } from './permit.js';
@@ -41,9 +41,17 @@ export class ConcurrencyLimit extends Limiter {
   private readonly row: number;
   /** Permits granted to this thread and not yet handed to a call. */
   private pool = 0;
+  /** Permits handed to this thread's calls and not yet given back: the most `release(n)` may give back. */
+  private heldByCalls = 0;
   private published = 0;
-  private waiting = false;
-  private readonly releaseFn = (n: number): void => this.releasePermits(n);
+  /** The pending wait for a grant to this thread's row, if any. */
+  private wait: SignalWait | undefined = undefined;
+  private readonly releaseFn = (n: number): void => {
+    // A permit whose slots `release(n)` already gave back has nothing left to give.
+    const k = n < this.heldByCalls ? n : this.heldByCalls;
+    this.heldByCalls -= k;
+    if (k > 0) this.releasePermits(k);
+  };
 
   /**
    * @param options max, queue bounds.
@@ -72,9 +80,22 @@ export class ConcurrencyLimit extends Limiter {
   /**
    * Gives back `n` permits taken with `tryAcquire(n)` (which has no permit object to release).
    * Permits from `acquire`/`run` are released through their permit instead.
+   *
+   * Only permits this thread's calls hold can be given back: those taken here by `tryAcquire`,
+   * `acquire` or `run` and not yet released (through `release` or a permit). Giving back more
+   * would raise the limit for every thread, so it throws instead and changes nothing; a permit
+   * whose slots were already given back this way gives back nothing when it is released.
+   * @throws RangeError when `n` exceeds the permits this thread holds (naming both); TypeError or
+   *   RangeError when `n` is not a whole number of at least 1.
    */
   release(n = 1): void {
-    checkCount(n, this.max, 'max');
+    // Validated as a count only: the bound that matters is what this thread holds, not max.
+    checkCount(n, Infinity, 'max');
+    const held = this.heldByCalls;
+    if (n > held) {
+      throw new RangeError(`release(${n}) exceeds the ${held} permit${held === 1 ? '' : 's'} held by this thread (taken here with tryAcquire, acquire or run, not yet released)`);
+    }
+    this.heldByCalls = held - n;
     this.releasePermits(n);
   }
 
@@ -94,6 +115,7 @@ export class ConcurrencyLimit extends Limiter {
       if (held + n > this.max) return false;
       if (Atomics.compareExchange(i32, H.IN_FLIGHT, held, held + n) === held) {
         Atomics.add(i32, this.row + S.HELD, n);
+        this.heldByCalls += n;
         return true;
       }
     }
@@ -114,6 +136,7 @@ export class ConcurrencyLimit extends Limiter {
     this.pool += Atomics.exchange(this.i32, this.row + S.GRANTS, 0);
     if (this.pool < n) return false;
     this.pool -= n;
+    this.heldByCalls += n;
     return true;
   }
 
@@ -122,18 +145,24 @@ export class ConcurrencyLimit extends Limiter {
     return undefined;
   }
 
-  /** @internal Waits for SIGNAL to move (a grant to this row) with no timer. */
+  /**
+   * @internal Waits for SIGNAL to move (a grant to this row) with no timer. A wait already pending
+   * is kept (and holds the event loop again): grants from this thread's own releases reach the
+   * queue without a notify, so a wait can outlive the call it was armed for.
+   */
   override waitForRelease(wake: () => void): void {
-    if (this.waiting) return;
+    if (this.wait !== undefined) {
+      this.wait.ref();
+      return;
+    }
     const i32 = this.i32;
     const seen = Atomics.load(i32, this.row + S.SIGNAL);
     if (Atomics.load(i32, this.row + S.GRANTS) > 0) {
       queueMicrotask(wake);
       return;
     }
-    this.waiting = true;
-    waitForSignal(i32, this.row + S.SIGNAL, seen, Infinity, () => {
-      this.waiting = false;
+    this.wait = waitForSignal(i32, this.row + S.SIGNAL, seen, Infinity, () => {
+      this.wait = undefined;
       wake();
     });
   }
@@ -157,7 +186,11 @@ export class ConcurrencyLimit extends Limiter {
         this.releasePermits(n);
       }
     }
-    if (head === undefined) return;
+    if (head === undefined) {
+      // No call of this thread waits: the pending wait must not keep the process alive.
+      this.wait?.unref();
+      return;
+    }
     if (this.pool >= head.n) {
       queueMicrotask(() => this.pumpQueue());
       return;

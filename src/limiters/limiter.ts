@@ -183,8 +183,10 @@ export abstract class Limiter implements Admission {
     }
     remote.waitForRelease(() => (remote.refusing() ? this.refuseForStore(remote) : wake()));
   }
-  /** @internal */
-  headChanged(_head: Waiter | undefined): void {}
+  /** @internal Once no call of this thread waits, a pending wait for the store must not hold the process. */
+  headChanged(head: Waiter | undefined): void {
+    if (head === undefined) this.remote?.idle();
+  }
   /** @internal */
   dequeued(waiter: Waiter): void {
     this.state.removeQueued(this.slotHolder.slot, waiter.n);

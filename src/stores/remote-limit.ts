@@ -63,7 +63,7 @@
  */
 import { threadId } from 'node:worker_threads';
 import type { Clock, Nanos } from '../clock.js';
-import { waitForSignal } from '../shared/wait-signal.js';
+import { waitForSignal, type SignalWait } from '../shared/wait-signal.js';
 import type { LimiterStore, RemoteLimitSpec, StoreDescriptor } from './store.js';
 
 const MAGIC = 0x31525154; // 'TQR1'
@@ -144,6 +144,8 @@ export class RemoteLimit {
   private readonly staleNs: bigint;
   private readonly retryNs: bigint;
   private waiting = false;
+  /** The pending wait for another thread's fetch, if this thread waits on SIGNAL. */
+  private signalWait: SignalWait | undefined = undefined;
   /** This thread's fetch is in flight: its answer wakes this thread directly, not through SIGNAL. */
   private fetchingHere = false;
   private localWake: (() => void) | undefined;
@@ -267,7 +269,10 @@ export class RemoteLimit {
     // Asked even when this thread already waits: the fetch it waits for may have come back with
     // nothing and a time to ask again that has now passed.
     this.startFetch(this.clock.now());
-    if (this.waiting) return;
+    if (this.waiting) {
+      this.signalWait?.ref();
+      return;
+    }
     if (this.fetchingHere) {
       // The answer comes to this thread anyway (and its socket keeps the process alive): a
       // direct call saves waitAsync's promise and timer on the one-call-one-round-trip path.
@@ -276,10 +281,20 @@ export class RemoteLimit {
       return;
     }
     this.waiting = true;
-    waitForSignal(i32, I.SIGNAL, seen, Number(this.staleNs) / 1e6, () => {
+    this.signalWait = waitForSignal(i32, I.SIGNAL, seen, Number(this.staleNs) / 1e6, () => {
       this.waiting = false;
+      this.signalWait = undefined;
       wake();
     });
+  }
+
+  /**
+   * No call of this thread waits any more. A wait on SIGNAL may still be pending (up to twice the
+   * store timeout); it must not keep the process alive. A fetch of this thread's own holds
+   * nothing beyond the store's connection, which the store's `close()` ends.
+   */
+  idle(): void {
+    this.signalWait?.unref();
   }
 
   /** Gives the tokens this process holds back to the store where it still can (see the scripts). */

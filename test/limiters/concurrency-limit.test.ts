@@ -97,3 +97,68 @@ describe('ConcurrencyLimit.tryAcquire', () => {
     limit.release(3);
   });
 });
+
+describe('ConcurrencyLimit.release counts what this thread holds', () => {
+  test('release() beyond what this thread holds throws a RangeError naming the held count and leaves the limit unchanged', () => {
+    const limit = new ConcurrencyLimit({ max: 2 });
+    expect(() => limit.release()).toThrow(new RangeError('release(1) exceeds the 0 permits held by this thread (taken here with tryAcquire, acquire or run, not yet released)'));
+    expect(() => limit.release(2)).toThrow(/release\(2\) exceeds the 0 permits held/);
+    expect(limit.inFlight).toBe(0);
+    expect(limit.tryAcquire()).toBe(true);
+    expect(limit.tryAcquire()).toBe(true);
+    expect(limit.tryAcquire()).toBe(false);
+    expect(() => limit.release(3)).toThrow(RangeError);
+    expect(() => limit.release(3)).toThrow(/release\(3\) exceeds the 2 permits held/);
+    expect(limit.inFlight).toBe(2);
+    expect(limit.tryAcquire()).toBe(false);
+    limit.release(2);
+    expect(limit.inFlight).toBe(0);
+    expect(limit.tryAcquire(2)).toBe(true);
+    expect(limit.tryAcquire()).toBe(false);
+    limit.release(2);
+  });
+
+  test('a permit from acquire() released through its permit still works with release counting, as does one handed over from the queue', async () => {
+    const limit = new ConcurrencyLimit({ max: 2 });
+    const first = await limit.acquire();
+    expect(limit.tryAcquire()).toBe(true);
+    first.release();
+    expect(limit.inFlight).toBe(1);
+    expect(() => limit.release(2)).toThrow(/release\(2\) exceeds the 1 permit held/);
+    limit.release();
+    expect(limit.inFlight).toBe(0);
+    expect(() => limit.release()).toThrow(RangeError);
+
+    // A call that waited gets its permit from the queue; release(n) may give that one back too.
+    const a = await limit.acquire();
+    const b = await limit.acquire();
+    const queued = limit.acquire();
+    await tick();
+    expect(limit.size).toBe(1);
+    a.release();
+    const c = await queued;
+    expect(limit.inFlight).toBe(2);
+    expect(() => limit.release(3)).toThrow(/release\(3\) exceeds the 2 permits held/);
+    b.release();
+    limit.release();
+    expect(limit.inFlight).toBe(0);
+    expect(() => limit.release()).toThrow(RangeError);
+    c.release();
+    expect(limit.inFlight).toBe(0);
+  });
+
+  test('a permit whose slot release(n) already gave back gives back nothing when released, so the limit is never raised', async () => {
+    const limit = new ConcurrencyLimit({ max: 2 });
+    const a = await limit.acquire();
+    const b = await limit.acquire();
+    limit.release(2);
+    expect(limit.inFlight).toBe(0);
+    a.release();
+    b[Symbol.dispose]();
+    expect(limit.inFlight).toBe(0);
+    expect(limit.tryAcquire()).toBe(true);
+    expect(limit.tryAcquire()).toBe(true);
+    expect(limit.tryAcquire()).toBe(false);
+    limit.release(2);
+  });
+});
