@@ -3,20 +3,20 @@
  * argument struct is walked field by field and every field before the wanted one is skipped by
  * its wire type. That is what a flow key such as a tenant id needs on the I/O thread, which never
  * decodes arguments otherwise. Costs about as much as reading the header plus the bytes skipped.
+ * The header and the fields before the wanted one are stepped over by value-skipper.ts.
  *
  * Binary protocol: field = i8 type, i16 id, value; stop = type 0. Compact protocol: field header
  * byte = (id delta << 4) | type, with delta 0 followed by a zigzag varint id; stop = 0x00.
  */
 import type { Protocol } from './message-header.js';
+import { argsOffset, BinaryType as B, CompactType as C, MalformedMessageError, NEED_MORE, ValueSkipper } from './value-skipper.js';
 
-/** Binary protocol type ids (TType). */
-const B = { BOOL: 2, BYTE: 3, DOUBLE: 4, I16: 6, I32: 8, I64: 10, STRING: 11, STRUCT: 12, MAP: 13, SET: 14, LIST: 15, UUID: 16 } as const;
-/** Compact protocol type ids. */
-const C = { TRUE: 1, FALSE: 2, BYTE: 3, I16: 4, I32: 5, I64: 6, DOUBLE: 7, BINARY: 8, LIST: 9, SET: 10, MAP: 11, STRUCT: 12, UUID: 13 } as const;
-/** Nesting deeper than this is treated as malformed (a hostile frame cannot exhaust the stack). */
+/** Nesting deeper than this is treated as malformed (a hostile frame cannot grow the skipper's stack without bound). */
 const MAX_DEPTH = 64;
+/** One per protocol, reused: a skip runs start to end within one synchronous call. */
+const skippers = { binary: new ValueSkipper('binary', MAX_DEPTH), compact: new ValueSkipper('compact', MAX_DEPTH) };
 
-/** Thrown internally on a frame that ends early or is malformed; the public function returns undefined. */
+/** Thrown internally on a frame that ends early or holds an impossible length; like the skipper's MalformedMessageError, it makes the public function return undefined. */
 class Truncated extends Error {}
 
 /** A cursor over a frame. */
@@ -47,11 +47,6 @@ class Reader {
     const v = (f[this.at]! << 24) | (f[this.at + 1]! << 16) | (f[this.at + 2]! << 8) | f[this.at + 3]!;
     this.at += 4;
     return v;
-  }
-
-  skip(n: number): void {
-    this.need(n);
-    this.at += n;
   }
 
   utf8(n: number): string {
@@ -95,26 +90,35 @@ export function readArgField(frame: Uint8Array, protocol: Protocol, fieldId: num
   try {
     return protocol === 'compact' ? compactField(r, fieldId) : binaryField(r, fieldId);
   } catch (error) {
-    if (error instanceof Truncated) return undefined;
+    if (error instanceof Truncated || error instanceof MalformedMessageError) return undefined;
     throw error;
   }
 }
 
+/** Moves the cursor past the message header. */
+function skipHeader(r: Reader, protocol: Protocol): void {
+  const at = argsOffset(r.frame, 0, r.frame.length, protocol);
+  if (at === NEED_MORE) throw new Truncated();
+  r.at = at;
+}
+
+/** Moves the cursor past a value of wire type `type`. */
+function skipValue(r: Reader, protocol: Protocol, type: number): void {
+  const skipper = skippers[protocol];
+  skipper.begin(type, r.at);
+  const end = skipper.resume(r.frame, r.frame.length);
+  if (end === NEED_MORE) throw new Truncated();
+  r.at = end;
+}
+
 function binaryField(r: Reader, fieldId: number): string | undefined {
-  const first = r.i32();
-  if (first < 0) {
-    r.skip(r.i32()); // name
-    r.skip(4); // seqid
-  } else {
-    r.skip(first); // name (non-strict)
-    r.skip(5); // type, seqid
-  }
+  skipHeader(r, 'binary');
   for (;;) {
     const type = r.u8();
     if (type === 0) return undefined;
     const id = r.i16();
     if (id !== fieldId) {
-      skipBinary(r, type, 0);
+      skipValue(r, 'binary', type);
       continue;
     }
     switch (type) {
@@ -137,57 +141,8 @@ function binaryField(r: Reader, fieldId: number): string | undefined {
   }
 }
 
-function skipBinary(r: Reader, type: number, depth: number): void {
-  if (depth > MAX_DEPTH) throw new Truncated();
-  switch (type) {
-    case B.BOOL:
-    case B.BYTE:
-      return r.skip(1);
-    case B.I16:
-      return r.skip(2);
-    case B.I32:
-      return r.skip(4);
-    case B.I64:
-    case B.DOUBLE:
-      return r.skip(8);
-    case B.UUID:
-      return r.skip(16);
-    case B.STRING:
-      return r.skip(r.i32());
-    case B.STRUCT:
-      for (let t = r.u8(); t !== 0; t = r.u8()) {
-        r.skip(2);
-        skipBinary(r, t, depth + 1);
-      }
-      return;
-    case B.MAP: {
-      const k = r.u8();
-      const v = r.u8();
-      const n = r.i32();
-      if (n < 0) throw new Truncated();
-      for (let i = 0; i < n; i++) {
-        skipBinary(r, k, depth + 1);
-        skipBinary(r, v, depth + 1);
-      }
-      return;
-    }
-    case B.SET:
-    case B.LIST: {
-      const e = r.u8();
-      const n = r.i32();
-      if (n < 0) throw new Truncated();
-      for (let i = 0; i < n; i++) skipBinary(r, e, depth + 1);
-      return;
-    }
-    default:
-      throw new Truncated();
-  }
-}
-
 function compactField(r: Reader, fieldId: number): string | undefined {
-  r.skip(2); // protocol id, version and type (checked by readMessageHeader)
-  r.varint(); // seqid
-  r.skip(r.size()); // name
+  skipHeader(r, 'compact');
   let last = 0;
   for (;;) {
     const header = r.u8();
@@ -197,7 +152,7 @@ function compactField(r: Reader, fieldId: number): string | undefined {
     const id = delta === 0 ? Number(zigzag(r.varint())) : last + delta;
     last = id;
     if (id !== fieldId) {
-      skipCompact(r, type, 0);
+      skipValue(r, 'compact', type);
       continue;
     }
     switch (type) {
@@ -213,57 +168,4 @@ function compactField(r: Reader, fieldId: number): string | undefined {
         return undefined;
     }
   }
-}
-
-function skipCompact(r: Reader, type: number, depth: number): void {
-  if (depth > MAX_DEPTH) throw new Truncated();
-  switch (type) {
-    case C.TRUE:
-    case C.FALSE:
-      return; // a field's boolean lives in its type nibble
-    case C.BYTE:
-      return r.skip(1);
-    case C.I16:
-    case C.I32:
-    case C.I64:
-      r.varint();
-      return;
-    case C.DOUBLE:
-      return r.skip(8);
-    case C.UUID:
-      return r.skip(16);
-    case C.BINARY:
-      return r.skip(r.size());
-    case C.STRUCT:
-      for (let h = r.u8(); h !== 0; h = r.u8()) {
-        if (h >> 4 === 0) r.varint();
-        skipCompact(r, h & 0x0f, depth + 1);
-      }
-      return;
-    case C.MAP: {
-      const n = r.size();
-      if (n === 0) return;
-      const kv = r.u8();
-      for (let i = 0; i < n; i++) {
-        skipElement(r, kv >> 4, depth + 1);
-        skipElement(r, kv & 0x0f, depth + 1);
-      }
-      return;
-    }
-    case C.LIST:
-    case C.SET: {
-      const h = r.u8();
-      const n = h >> 4 === 15 ? r.size() : h >> 4;
-      for (let i = 0; i < n; i++) skipElement(r, h & 0x0f, depth + 1);
-      return;
-    }
-    default:
-      throw new Truncated();
-  }
-}
-
-/** A collection element: booleans take one byte there (not the type nibble). */
-function skipElement(r: Reader, type: number, depth: number): void {
-  if (type === C.TRUE || type === C.FALSE) r.skip(1);
-  else skipCompact(r, type, depth);
 }

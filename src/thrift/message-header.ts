@@ -25,7 +25,8 @@ export interface MessageHeader {
 const BINARY_VERSION_1 = 0x80010000 | 0;
 const COMPACT_PROTOCOL_ID = 0x82;
 const COMPACT_VERSION = 1;
-const MAX_NAME_BYTES = 4096;
+/** Longest method name accepted, bytes: a longer one is taken for garbage. */
+export const MAX_NAME_BYTES = 4096;
 
 /** Thrown for a header that is not a valid message of the expected protocol. */
 export class MalformedHeaderError extends Error {
