@@ -8,7 +8,7 @@ import { createRequire } from 'node:module';
 import process from 'node:process';
 
 const require = createRequire(import.meta.url);
-const { DivideByZero } = require('./gen-nodejs/calculator_types.js');
+const { DivideByZero, Point } = require('./gen-nodejs/calculator_types.js');
 
 /** @param {{ limiters: Record<string, unknown>, threadId: number }} context */
 export function createHandler(context) {
@@ -35,6 +35,10 @@ export function createHandler(context) {
       count('divide');
       if (b === 0) throw new DivideByZero({ message: `cannot divide ${a} by zero` });
       return Math.trunc(a / b);
+    },
+    translate(p, dx, dy) {
+      count('translate');
+      return new Point({ x: p.x + dx, y: p.y + dy, label: p.label });
     },
     work(micros) {
       count('work');

@@ -8,6 +8,12 @@ exception DivideByZero {
   1: string message
 }
 
+struct Point {
+  1: i32 x,
+  2: i32 y,
+  3: optional string label,
+}
+
 service Calculator {
   // Returns a value.
   i32 add(1: i32 a, 2: i32 b),
@@ -23,6 +29,9 @@ service Calculator {
 
   // Declares an exception.
   i32 divide(1: i32 a, 2: i32 b) throws (1: DivideByZero err),
+
+  // Takes and returns a struct: `p` moved by (dx, dy), its label kept.
+  Point translate(1: Point p, 2: i32 dx, 3: i32 dy),
 
   // Burns about `micros` microseconds of CPU; returns a checksum of the work.
   i64 work(1: i32 micros),

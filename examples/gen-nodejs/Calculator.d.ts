@@ -11,6 +11,7 @@ import Int64 = require('node-int64');
 
 import ttypes = require('./calculator_types');
 import DivideByZero = ttypes.DivideByZero
+import Point = ttypes.Point
 
 declare class Client {
     private output: thrift.TTransport;
@@ -39,6 +40,10 @@ declare class Client {
 
     divide(a: number, b: number, callback?: (error: ttypes.DivideByZero, response: number)=>void): void;
 
+    translate(p: Point, dx: number, dy: number): Promise<Point>;
+
+    translate(p: Point, dx: number, dy: number, callback?: (error: void, response: Point)=>void): void;
+
     work(micros: number): Promise<Int64>;
 
     work(micros: number, callback?: (error: void, response: Int64)=>void): void;
@@ -66,6 +71,7 @@ declare class Processor {
     process_ping(seqid: number, input: thrift.TProtocol, output: thrift.TProtocol): void;
     process_record(seqid: number, input: thrift.TProtocol, output: thrift.TProtocol): void;
     process_divide(seqid: number, input: thrift.TProtocol, output: thrift.TProtocol): void;
+    process_translate(seqid: number, input: thrift.TProtocol, output: thrift.TProtocol): void;
     process_work(seqid: number, input: thrift.TProtocol, output: thrift.TProtocol): void;
     process_sleep(seqid: number, input: thrift.TProtocol, output: thrift.TProtocol): void;
     process_fail(seqid: number, input: thrift.TProtocol, output: thrift.TProtocol): void;

@@ -502,6 +502,141 @@ const Calculator_divide_result = class {
   }
 
 };
+const Calculator_translate_args = class {
+  constructor(args) {
+    this.p = null;
+    this.dx = null;
+    this.dy = null;
+    if (args) {
+      if (args.p !== undefined && args.p !== null) {
+        this.p = new ttypes.Point(args.p);
+      }
+      if (args.dx !== undefined && args.dx !== null) {
+        this.dx = args.dx;
+      }
+      if (args.dy !== undefined && args.dy !== null) {
+        this.dy = args.dy;
+      }
+    }
+  }
+
+  read (input) {
+    input.readStructBegin();
+    while (true) {
+      const ret = input.readFieldBegin();
+      const ftype = ret.ftype;
+      const fid = ret.fid;
+      if (ftype == Thrift.Type.STOP) {
+        break;
+      }
+      switch (fid) {
+        case 1:
+        if (ftype == Thrift.Type.STRUCT) {
+          this.p = new ttypes.Point();
+          this.p.read(input);
+        } else {
+          input.skip(ftype);
+        }
+        break;
+        case 2:
+        if (ftype == Thrift.Type.I32) {
+          this.dx = input.readI32();
+        } else {
+          input.skip(ftype);
+        }
+        break;
+        case 3:
+        if (ftype == Thrift.Type.I32) {
+          this.dy = input.readI32();
+        } else {
+          input.skip(ftype);
+        }
+        break;
+        default:
+          input.skip(ftype);
+      }
+      input.readFieldEnd();
+    }
+    input.readStructEnd();
+    return;
+  }
+
+  write (output) {
+    output.writeStructBegin('Calculator_translate_args');
+    if (this.p !== null && this.p !== undefined) {
+      output.writeFieldBegin('p', Thrift.Type.STRUCT, 1);
+      this.p.write(output);
+      output.writeFieldEnd();
+    }
+    if (this.dx !== null && this.dx !== undefined) {
+      output.writeFieldBegin('dx', Thrift.Type.I32, 2);
+      output.writeI32(this.dx);
+      output.writeFieldEnd();
+    }
+    if (this.dy !== null && this.dy !== undefined) {
+      output.writeFieldBegin('dy', Thrift.Type.I32, 3);
+      output.writeI32(this.dy);
+      output.writeFieldEnd();
+    }
+    output.writeFieldStop();
+    output.writeStructEnd();
+    return;
+  }
+
+};
+const Calculator_translate_result = class {
+  constructor(args) {
+    this.success = null;
+    if (args) {
+      if (args.success !== undefined && args.success !== null) {
+        this.success = new ttypes.Point(args.success);
+      }
+    }
+  }
+
+  read (input) {
+    input.readStructBegin();
+    while (true) {
+      const ret = input.readFieldBegin();
+      const ftype = ret.ftype;
+      const fid = ret.fid;
+      if (ftype == Thrift.Type.STOP) {
+        break;
+      }
+      switch (fid) {
+        case 0:
+        if (ftype == Thrift.Type.STRUCT) {
+          this.success = new ttypes.Point();
+          this.success.read(input);
+        } else {
+          input.skip(ftype);
+        }
+        break;
+        case 0:
+          input.skip(ftype);
+          break;
+        default:
+          input.skip(ftype);
+      }
+      input.readFieldEnd();
+    }
+    input.readStructEnd();
+    return;
+  }
+
+  write (output) {
+    output.writeStructBegin('Calculator_translate_result');
+    if (this.success !== null && this.success !== undefined) {
+      output.writeFieldBegin('success', Thrift.Type.STRUCT, 0);
+      this.success.write(output);
+      output.writeFieldEnd();
+    }
+    output.writeFieldStop();
+    output.writeStructEnd();
+    return;
+  }
+
+};
 const Calculator_work_args = class {
   constructor(args) {
     this.micros = null;
@@ -1159,6 +1294,59 @@ const CalculatorClient = exports.Client = class CalculatorClient {
     return callback('divide failed: unknown result');
   }
 
+  translate (p, dx, dy) {
+    this._seqid = this.new_seqid();
+    const self = this;
+    return new Promise((resolve, reject) => {
+      self._reqs[self.seqid()] = (error, result) => {
+        return error ? reject(error) : resolve(result);
+      };
+      self.send_translate(p, dx, dy);
+    });
+  }
+
+  send_translate (p, dx, dy) {
+    const output = new this.pClass(this.output);
+    const params = {
+      p: p,
+      dx: dx,
+      dy: dy
+    };
+    const args = new Calculator_translate_args(params);
+    try {
+      output.writeMessageBegin('translate', Thrift.MessageType.CALL, this.seqid());
+      args.write(output);
+      output.writeMessageEnd();
+      return this.output.flush();
+    }
+    catch (e) {
+      delete this._reqs[this.seqid()];
+      if (typeof output.reset === 'function') {
+        output.reset();
+      }
+      throw e;
+    }
+  }
+
+  recv_translate (input, mtype, rseqid) {
+    const callback = this._reqs[rseqid] || function() {};
+    delete this._reqs[rseqid];
+    if (mtype == Thrift.MessageType.EXCEPTION) {
+      const x = new Thrift.TApplicationException();
+      x.read(input);
+      input.readMessageEnd();
+      return callback(x);
+    }
+    const result = new Calculator_translate_result();
+    result.read(input);
+    input.readMessageEnd();
+
+    if (null !== result.success) {
+      return callback(null, result.success);
+    }
+    return callback('translate failed: unknown result');
+  }
+
   work (micros) {
     this._seqid = this.new_seqid();
     const self = this;
@@ -1531,6 +1719,45 @@ const CalculatorProcessor = exports.Processor = class CalculatorProcessor {
         } else {
           result_obj = new Thrift.TApplicationException(Thrift.TApplicationExceptionType.UNKNOWN, err.message);
           output.writeMessageBegin("divide", Thrift.MessageType.EXCEPTION, seqid);
+        }
+        result_obj.write(output);
+        output.writeMessageEnd();
+        output.flush();
+      });
+    }
+  }
+  process_translate (seqid, input, output) {
+    const args = new Calculator_translate_args();
+    args.read(input);
+    input.readMessageEnd();
+    if (this._handler.translate.length === 3) {
+      Promise.resolve(this._handler.translate.bind(this._handler)(
+        args.p,
+        args.dx,
+        args.dy
+      )).then(result => {
+        const result_obj = new Calculator_translate_result({success: result});
+        output.writeMessageBegin("translate", Thrift.MessageType.REPLY, seqid);
+        result_obj.write(output);
+        output.writeMessageEnd();
+        output.flush();
+      }).catch(err => {
+        let result;
+        result = new Thrift.TApplicationException(Thrift.TApplicationExceptionType.UNKNOWN, err.message);
+        output.writeMessageBegin("translate", Thrift.MessageType.EXCEPTION, seqid);
+        result.write(output);
+        output.writeMessageEnd();
+        output.flush();
+      });
+    } else {
+      this._handler.translate(args.p, args.dx, args.dy, (err, result) => {
+        let result_obj;
+        if ((err === null || typeof err === 'undefined')) {
+          result_obj = new Calculator_translate_result((err !== null || typeof err === 'undefined') ? err : {success: result});
+          output.writeMessageBegin("translate", Thrift.MessageType.REPLY, seqid);
+        } else {
+          result_obj = new Thrift.TApplicationException(Thrift.TApplicationExceptionType.UNKNOWN, err.message);
+          output.writeMessageBegin("translate", Thrift.MessageType.EXCEPTION, seqid);
         }
         result_obj.write(output);
         output.writeMessageEnd();

@@ -14,3 +14,11 @@ declare class DivideByZero extends Thrift.TException {
 
       constructor(args?: { message: string; });
   }
+
+declare class Point {
+    public x: number;
+    public y: number;
+    public label?: string;
+
+      constructor(args?: { x: number; y: number; label?: string; });
+  }

@@ -65,3 +65,84 @@ const DivideByZero = module.exports.DivideByZero = class extends Thrift.TExcepti
   }
 
 };
+const Point = module.exports.Point = class {
+  constructor(args) {
+    this.x = null;
+    this.y = null;
+    this.label = null;
+    if (args) {
+      if (args.x !== undefined && args.x !== null) {
+        this.x = args.x;
+      }
+      if (args.y !== undefined && args.y !== null) {
+        this.y = args.y;
+      }
+      if (args.label !== undefined && args.label !== null) {
+        this.label = args.label;
+      }
+    }
+  }
+
+  read (input) {
+    input.readStructBegin();
+    while (true) {
+      const ret = input.readFieldBegin();
+      const ftype = ret.ftype;
+      const fid = ret.fid;
+      if (ftype == Thrift.Type.STOP) {
+        break;
+      }
+      switch (fid) {
+        case 1:
+        if (ftype == Thrift.Type.I32) {
+          this.x = input.readI32();
+        } else {
+          input.skip(ftype);
+        }
+        break;
+        case 2:
+        if (ftype == Thrift.Type.I32) {
+          this.y = input.readI32();
+        } else {
+          input.skip(ftype);
+        }
+        break;
+        case 3:
+        if (ftype == Thrift.Type.STRING) {
+          this.label = input.readString();
+        } else {
+          input.skip(ftype);
+        }
+        break;
+        default:
+          input.skip(ftype);
+      }
+      input.readFieldEnd();
+    }
+    input.readStructEnd();
+    return;
+  }
+
+  write (output) {
+    output.writeStructBegin('Point');
+    if (this.x !== null && this.x !== undefined) {
+      output.writeFieldBegin('x', Thrift.Type.I32, 1);
+      output.writeI32(this.x);
+      output.writeFieldEnd();
+    }
+    if (this.y !== null && this.y !== undefined) {
+      output.writeFieldBegin('y', Thrift.Type.I32, 2);
+      output.writeI32(this.y);
+      output.writeFieldEnd();
+    }
+    if (this.label !== null && this.label !== undefined) {
+      output.writeFieldBegin('label', Thrift.Type.STRING, 3);
+      output.writeString(this.label);
+      output.writeFieldEnd();
+    }
+    output.writeFieldStop();
+    output.writeStructEnd();
+    return;
+  }
+
+};

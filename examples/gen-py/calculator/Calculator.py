@@ -56,6 +56,16 @@ class Iface(object):
         """
         pass
 
+    def translate(self, p, dx, dy):
+        """
+        Parameters:
+         - p
+         - dx
+         - dy
+
+        """
+        pass
+
     def work(self, micros):
         """
         Parameters:
@@ -233,6 +243,42 @@ class Client(Iface):
             raise result.err
         raise TApplicationException(TApplicationException.MISSING_RESULT, "divide failed: unknown result")
 
+    def translate(self, p, dx, dy):
+        """
+        Parameters:
+         - p
+         - dx
+         - dy
+
+        """
+        self.send_translate(p, dx, dy)
+        return self.recv_translate()
+
+    def send_translate(self, p, dx, dy):
+        self._oprot.writeMessageBegin('translate', TMessageType.CALL, self._seqid)
+        args = translate_args()
+        args.p = p
+        args.dx = dx
+        args.dy = dy
+        args.write(self._oprot)
+        self._oprot.writeMessageEnd()
+        self._oprot.trans.flush()
+
+    def recv_translate(self):
+        iprot = self._iprot
+        (fname, mtype, rseqid) = iprot.readMessageBegin()
+        if mtype == TMessageType.EXCEPTION:
+            x = TApplicationException()
+            x.read(iprot)
+            iprot.readMessageEnd()
+            raise x
+        result = translate_result()
+        result.read(iprot)
+        iprot.readMessageEnd()
+        if result.success is not None:
+            return result.success
+        raise TApplicationException(TApplicationException.MISSING_RESULT, "translate failed: unknown result")
+
     def work(self, micros):
         """
         Parameters:
@@ -365,6 +411,7 @@ class Processor(Iface, TProcessor):
         self._processMap["ping"] = Processor.process_ping
         self._processMap["record"] = Processor.process_record
         self._processMap["divide"] = Processor.process_divide
+        self._processMap["translate"] = Processor.process_translate
         self._processMap["work"] = Processor.process_work
         self._processMap["sleep"] = Processor.process_sleep
         self._processMap["fail"] = Processor.process_fail
@@ -493,6 +540,29 @@ class Processor(Iface, TProcessor):
             msg_type = TMessageType.EXCEPTION
             result = TApplicationException(TApplicationException.INTERNAL_ERROR, 'Internal error')
         oprot.writeMessageBegin("divide", msg_type, seqid)
+        result.write(oprot)
+        oprot.writeMessageEnd()
+        oprot.trans.flush()
+
+    def process_translate(self, seqid, iprot, oprot):
+        args = translate_args()
+        args.read(iprot)
+        iprot.readMessageEnd()
+        result = translate_result()
+        try:
+            result.success = self._handler.translate(args.p, args.dx, args.dy)
+            msg_type = TMessageType.REPLY
+        except TTransport.TTransportException:
+            raise
+        except TApplicationException as ex:
+            logging.exception('TApplication exception in handler')
+            msg_type = TMessageType.EXCEPTION
+            result = ex
+        except Exception:
+            logging.exception('Unexpected exception in handler')
+            msg_type = TMessageType.EXCEPTION
+            result = TApplicationException(TApplicationException.INTERNAL_ERROR, 'Internal error')
+        oprot.writeMessageBegin("translate", msg_type, seqid)
         result.write(oprot)
         oprot.writeMessageEnd()
         oprot.trans.flush()
@@ -1142,6 +1212,155 @@ all_structs.append(divide_result)
 divide_result.thrift_spec = (
     (0, TType.I32, 'success', None, None, ),  # 0
     (1, TType.STRUCT, 'err', [DivideByZero, None], None, ),  # 1
+)
+
+
+class translate_args(object):
+    """
+    Attributes:
+     - p
+     - dx
+     - dy
+
+    """
+
+
+    def __init__(self, p=None, dx=None, dy=None,):
+        self.p = p
+        self.dx = dx
+        self.dy = dy
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 1:
+                if ftype == TType.STRUCT:
+                    self.p = Point()
+                    self.p.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.I32:
+                    self.dx = iprot.readI32()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 3:
+                if ftype == TType.I32:
+                    self.dy = iprot.readI32()
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('translate_args')
+        if self.p is not None:
+            oprot.writeFieldBegin('p', TType.STRUCT, 1)
+            self.p.write(oprot)
+            oprot.writeFieldEnd()
+        if self.dx is not None:
+            oprot.writeFieldBegin('dx', TType.I32, 2)
+            oprot.writeI32(self.dx)
+            oprot.writeFieldEnd()
+        if self.dy is not None:
+            oprot.writeFieldBegin('dy', TType.I32, 3)
+            oprot.writeI32(self.dy)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+all_structs.append(translate_args)
+translate_args.thrift_spec = (
+    None,  # 0
+    (1, TType.STRUCT, 'p', [Point, None], None, ),  # 1
+    (2, TType.I32, 'dx', None, None, ),  # 2
+    (3, TType.I32, 'dy', None, None, ),  # 3
+)
+
+
+class translate_result(object):
+    """
+    Attributes:
+     - success
+
+    """
+
+
+    def __init__(self, success=None,):
+        self.success = success
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 0:
+                if ftype == TType.STRUCT:
+                    self.success = Point()
+                    self.success.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('translate_result')
+        if self.success is not None:
+            oprot.writeFieldBegin('success', TType.STRUCT, 0)
+            self.success.write(oprot)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+all_structs.append(translate_result)
+translate_result.thrift_spec = (
+    (0, TType.STRUCT, 'success', [Point, None], None, ),  # 0
 )
 
 

@@ -87,10 +87,96 @@ class DivideByZero(TException):
 
     def __ne__(self, other):
         return not (self == other)
+
+
+class Point(object):
+    """
+    Attributes:
+     - x
+     - y
+     - label
+
+    """
+
+
+    def __init__(self, x=None, y=None, label=None,):
+        self.x = x
+        self.y = y
+        self.label = label
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 1:
+                if ftype == TType.I32:
+                    self.x = iprot.readI32()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.I32:
+                    self.y = iprot.readI32()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 3:
+                if ftype == TType.STRING:
+                    self.label = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('Point')
+        if self.x is not None:
+            oprot.writeFieldBegin('x', TType.I32, 1)
+            oprot.writeI32(self.x)
+            oprot.writeFieldEnd()
+        if self.y is not None:
+            oprot.writeFieldBegin('y', TType.I32, 2)
+            oprot.writeI32(self.y)
+            oprot.writeFieldEnd()
+        if self.label is not None:
+            oprot.writeFieldBegin('label', TType.STRING, 3)
+            oprot.writeString(self.label.encode('utf-8') if sys.version_info[0] == 2 else self.label)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
 all_structs.append(DivideByZero)
 DivideByZero.thrift_spec = (
     None,  # 0
     (1, TType.STRING, 'message', 'UTF8', None, ),  # 1
+)
+all_structs.append(Point)
+Point.thrift_spec = (
+    None,  # 0
+    (1, TType.I32, 'x', None, None, ),  # 1
+    (2, TType.I32, 'y', None, None, ),  # 2
+    (3, TType.STRING, 'label', 'UTF8', None, ),  # 3
 )
 fix_spec(all_structs)
 del all_structs
