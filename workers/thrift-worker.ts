@@ -18,23 +18,23 @@
  */
 import { parentPort, threadId, workerData } from 'node:worker_threads';
 import { MethodLimits } from '../src/server/method-limits.js';
-import { guardHandler, runProcessor, type Processor, type RunOptions } from '../src/thrift/run-processor.js';
+import { guardHandler, runProcessor, type LoadedService, type Processor, type RunOptions } from '../src/thrift/run-processor.js';
 import { processorClass, serviceMethods, type ServiceModule } from '../src/thrift/service-methods.js';
 import type { HandlerContext, ThriftWorkerData, WorkerBatch, WorkerEvent, WorkerReplies } from '../src/server/batch.js';
-import { packFrames } from '../src/server/batch.js';
+import type { ServiceModules } from '../src/server/server-options.js';
+import { packFrames, PROTOCOLS } from '../src/server/batch.js';
 
 const data = workerData as ThriftWorkerData;
 
 // Handler failures since the last message to the I/O thread, which logs them (rate-limited).
 let pendingErrors: string[] = [];
 
-async function load(): Promise<{ processor: Processor; options: RunOptions }> {
-  const service = (await import(data.serviceUrl)) as ServiceModule;
+async function loadService(modules: ServiceModules, context: HandlerContext): Promise<LoadedService> {
+  const service = (await import(modules.serviceUrl)) as ServiceModule;
   const Processor = processorClass(service);
   const methods = serviceMethods(service);
-  if (Processor === undefined || methods === undefined) throw new TypeError(`${data.serviceUrl} does not export a Thrift service Processor`);
-  const mod = (await import(data.handlerUrl)) as Record<string, unknown>;
-  const context: HandlerContext = { limiters: MethodLimits.attach(data.limiters), keyedLimiters: MethodLimits.attachKeyed(data.keyedLimiters ?? {}), threadId };
+  if (Processor === undefined || methods === undefined) throw new TypeError(`${modules.serviceUrl} does not export a Thrift service Processor`);
+  const mod = (await import(modules.handlerUrl)) as Record<string, unknown>;
   let handler: unknown;
   if (typeof mod.createHandler === 'function') {
     try {
@@ -44,15 +44,19 @@ async function load(): Promise<{ processor: Processor; options: RunOptions }> {
     }
   } else handler = mod.handler ?? mod.default;
   if (handler === null || typeof handler !== 'object') {
-    throw new TypeError(`${data.handlerUrl} must export createHandler(context), handler or a default handler object`);
+    throw new TypeError(`${modules.handlerUrl} must export createHandler(context), handler or a default handler object`);
   }
-  return {
-    processor: new Processor(guardHandler(handler)) as Processor,
-    options: { protocol: data.protocol, methods, onHandlerError: (method, message) => pendingErrors.push(`${method}: ${message}`) },
-  };
+  return { processor: new Processor(guardHandler(handler)) as Processor, methods };
 }
 
-let loaded: { processor: Processor; options: RunOptions } | undefined;
+async function load(): Promise<RunOptions> {
+  const context: HandlerContext = { limiters: MethodLimits.attach(data.limiters), keyedLimiters: MethodLimits.attachKeyed(data.keyedLimiters ?? {}), threadId };
+  const services = new Map<string, LoadedService>();
+  for (const modules of data.services) services.set(modules.name, await loadService(modules, context));
+  return { services, onHandlerError: (method, message) => pendingErrors.push(`${method}: ${message}`) };
+}
+
+let loaded: RunOptions | undefined;
 let startError: Error | undefined;
 try {
   loaded = await load();
@@ -106,7 +110,7 @@ function reply(id: number, frame: Buffer | null): void {
  */
 export default async function runBatch(batch: WorkerBatch): Promise<WorkerReplies | null> {
   if (loaded === undefined) throw startError ?? new Error('the handler is not loaded');
-  const { processor, options } = loaded;
+  const options = loaded;
   const bytes = new Uint8Array(batch.buffer);
   const count = batch.ids.length;
   const earlyIds: number[] = [];
@@ -121,7 +125,7 @@ export default async function runBatch(batch: WorkerBatch): Promise<WorkerReplie
     const frame = Buffer.from(bytes.buffer, offset, length);
     offset += length;
     const id = batch.ids[i]!;
-    void runProcessor(processor, frame, options).then((out) => {
+    void runProcessor(frame, PROTOCOLS[batch.protocols[i]!]!, options).then((out) => {
       if (firstTurnOver) reply(id, out);
       else {
         earlyIds.push(id);

@@ -7,6 +7,7 @@
 import { ManualClock } from '../../src/clock.js';
 import { FairQueue } from '../../src/fair/fair-queue.js';
 import { TokenBucket } from '../../src/limiters/token-bucket.js';
+import { mulberry32 } from './prng.js';
 
 /** Who sends what. */
 export interface Scenario {
@@ -41,17 +42,6 @@ export interface RunResult {
   starts: bigint[];
 }
 
-/** A small deterministic PRNG (mulberry32), so phases are varied but every run is the same. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Runs `scenario` through a fair queue (flows by client) or the limiter's own FIFO. */
 export async function simulate(scenario: Scenario, mode: 'fair' | 'fifo'): Promise<RunResult> {
@@ -61,7 +51,7 @@ export async function simulate(scenario: Scenario, mode: 'fair' | 'fifo'): Promi
   const fair = mode === 'fair' ? new FairQueue(bucket, { clock, maxQueuedPerFlow: Math.floor(scenario.maxQueued / flows) }) : undefined;
   const client = (): ClientResult => ({ offered: 0, served: 0, refused: 0, waits: [] });
   const result: RunResult = { heavy: client(), lights: Array.from({ length: scenario.lights }, client), starts: [] };
-  const random = prng(42);
+  const random = mulberry32(42);
   // Arrival schedule: client c sends at phase_c + k × interval_c (whole ms).
   const heavyEvery = 1000 / scenario.heavyRate;
   const lightEvery = 1000 / scenario.lightRate;

@@ -15,13 +15,19 @@ import { parseLimit } from './limit-spec.js';
 import { parseFairnessFlags } from './fairness-spec.js';
 
 const HELP = `usage: thrift-queue-limiter serve --service FILE --handler FILE [options]
+       thrift-queue-limiter serve --service NAME=FILE --handler NAME=FILE [--service NAME=FILE --handler NAME=FILE …] [options]
 
   --service FILE        generated service module (thrift --gen js:node,es6), e.g. ./gen-nodejs/Calculator.js
   --handler FILE        module exporting createHandler(context), handler, or a default handler object
+  --service NAME=FILE, --handler NAME=FILE
+                        a multiplexed service (repeatable): clients call NAME:method (TMultiplexedProtocol);
+                          limits name its methods NAME:method, NAME:* is its default
   --port N              TCP port (default 9090; 0 picks a free one)
   --host ADDR           address to bind (default 127.0.0.1)
   --workers N           handler threads (default: available parallelism)
-  --protocol P          binary | compact (default binary)
+  --protocol P          accept only these protocols: binary, compact, json, comma-separated (default all)
+  --transport T         accept only these transports: framed, buffered, header (THeader), http, comma-separated
+                          (default all: each connection is answered in the wire its first bytes show)
   --limit M=SPEC        limit for method M ('*' = default), repeatable:
                           work=100/s  'work=100/s,burst=10'  'report=600/min,window'  export=concurrency=4
                           per key: 'add=10/s,per=address' (per=connection | method | field:N; capacity=N keys)
@@ -64,12 +70,13 @@ and exits with status 1.`;
 /** Runs `serve`; resolves with the exit code once the server has shut down. */
 export async function serve(argv: string[]): Promise<number> {
   const flags = parseFlags(argv, {
-    service: { type: 'string' },
-    handler: { type: 'string' },
+    service: { type: 'string', multiple: true, default: [] },
+    handler: { type: 'string', multiple: true, default: [] },
     port: { type: 'string', default: '9090' },
     host: { type: 'string', default: '127.0.0.1' },
     workers: { type: 'string' },
-    protocol: { type: 'string', default: 'binary' },
+    protocol: { type: 'string', default: 'all' },
+    transport: { type: 'string', default: 'all' },
     limit: { type: 'string', multiple: true, default: [] },
     'max-wait': { type: 'string' },
     'max-queued': { type: 'string' },
@@ -99,12 +106,11 @@ export async function serve(argv: string[]): Promise<number> {
     console.log(HELP);
     return 0;
   }
-  if (typeof flags.service !== 'string') throw new RangeError('--service is required (the generated service module)');
-  if (typeof flags.handler !== 'string') throw new RangeError('--handler is required (the handler module)');
+  const services = parseServices(flags.service as string[], flags.handler as string[]);
   const port = Number(flags.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new RangeError(`--port must be 0..65535, got ${JSON.stringify(flags.port)}`);
-  const protocol = flags.protocol as string;
-  if (protocol !== 'binary' && protocol !== 'compact') throw new RangeError(`--protocol must be binary or compact, got ${JSON.stringify(protocol)}`);
+  const protocol = parseList('--protocol', flags.protocol as string, ['binary', 'compact', 'json'] as const);
+  const transport = parseList('--transport', flags.transport as string, ['framed', 'buffered', 'header', 'http'] as const);
   const limits: LimitsConfig = {};
   for (const text of flags.limit as string[]) {
     const [name, spec] = parseLimit(text);
@@ -129,9 +135,9 @@ export async function serve(argv: string[]): Promise<number> {
   let server: ReturnType<typeof createThreadedServer>;
   try {
     server = createThreadedServer({
-      service: flags.service,
-      handler: flags.handler,
+      ...services,
       protocol,
+      transport,
       limits,
       ...(store ? { store } : {}),
       queue: {
@@ -176,7 +182,9 @@ export async function serve(argv: string[]): Promise<number> {
     }
     console.log(`metrics on http://127.0.0.1:${(metrics.address() as AddressInfo).port}/metrics`);
   }
-  console.log(`serving ${flags.service} on ${address.address}:${address.port} (${server.options.workers} workers, ${protocol}); limits: ${Object.keys(limits).length ? (flags.limit as string[]).join(' ') : 'none'}${store ? ` in Redis at ${store.address} (${store.onStoreError}${store.leaseSettings.horizonMs > 0 ? ', leasing' : ''})` : ''}${fairness ? `; fair admission, flows by ${describeFlow(fairness.flow)}` : ''}`);
+  const served = (flags.service as string[]).join(' ');
+  const wires = `${[...server.options.transports].join('/')} × ${[...server.options.protocols].join('/')}`;
+  console.log(`serving ${served} on ${address.address}:${address.port} (${server.options.workers} workers, ${wires}); limits: ${Object.keys(limits).length ? (flags.limit as string[]).join(' ') : 'none'}${store ? ` in Redis at ${store.address} (${store.onStoreError}${store.leaseSettings.horizonMs > 0 ? ', leasing' : ''})` : ''}${fairness ? `; fair admission, flows by ${describeFlow(fairness.flow)}` : ''}`);
 
   let last = { at: performance.now(), admitted: 0 };
   const timer = setInterval(() => {
@@ -204,6 +212,45 @@ export async function serve(argv: string[]): Promise<number> {
   const s = server.stats();
   console.log(`stopped: admitted ${s.admitted}, completed ${s.completed}, refused ${Object.values(s.refused).reduce((a, b) => a + b, 0)}`);
   return 0;
+}
+
+/**
+ * The services the repeatable --service/--handler flags name: a plain FILE pair is the service
+ * called with unprefixed method names, NAME=FILE pairs are multiplexed services.
+ */
+function parseServices(serviceFlags: string[], handlerFlags: string[]): { service?: string; handler?: string; services?: Record<string, { service: string; handler: string }> } {
+  const split = (flag: string, values: string[]): { plain: string[]; named: Map<string, string> } => {
+    const plain: string[] = [];
+    const named = new Map<string, string>();
+    for (const value of values) {
+      const m = /^([A-Za-z_][\w.]*)=(.+)$/.exec(value);
+      if (m === null) plain.push(value);
+      else if (named.has(m[1]!)) throw new RangeError(`${flag} ${m[1]}= is given twice`);
+      else named.set(m[1]!, m[2]!);
+    }
+    if (plain.length > 1) throw new RangeError(`${flag} FILE is given ${plain.length} times: name the services (${flag} NAME=FILE) to serve several`);
+    return { plain, named };
+  };
+  const s = split('--service', serviceFlags);
+  const h = split('--handler', handlerFlags);
+  if (s.plain.length + s.named.size === 0) throw new RangeError('--service is required (the generated service module)');
+  if (s.plain.length !== h.plain.length) throw new RangeError(s.plain.length === 0 ? '--handler FILE needs a --service FILE' : '--handler is required (the handler module)');
+  for (const name of new Set([...s.named.keys(), ...h.named.keys()])) {
+    if (!s.named.has(name)) throw new RangeError(`--handler ${name}= needs a --service ${name}=FILE`);
+    if (!h.named.has(name)) throw new RangeError(`--service ${name}= needs a --handler ${name}=FILE`);
+  }
+  return {
+    ...(s.plain.length > 0 ? { service: s.plain[0]!, handler: h.plain[0]! } : {}),
+    ...(s.named.size > 0 ? { services: Object.fromEntries([...s.named].map(([name, file]) => [name, { service: file, handler: h.named.get(name)! }])) } : {}),
+  };
+}
+
+/** A comma-separated subset of `names`, or 'all'. */
+function parseList<T extends string>(flag: string, text: string, names: readonly T[]): T[] | 'all' {
+  if (text === 'all') return 'all';
+  const list = text.split(',').map((t) => t.trim());
+  for (const item of list) if (!names.includes(item as T)) throw new RangeError(`${flag} must be all or a comma-separated list of ${names.join(', ')}, got ${JSON.stringify(text)}`);
+  return list as T[];
 }
 
 /** The server's connection and call bounds the flags ask for (only those given). */

@@ -11,12 +11,11 @@ import type { KeyedTokenBucket, KeyedTokenBucketDescriptor } from '../keyed/keye
 import type { AnyLimiter } from '../limiters/attach.js';
 import type { LimiterDescriptor } from '../limiters/limiter.js';
 import type { Protocol } from '../thrift/message-header.js';
+import type { ServiceModules } from './server-options.js';
 
 /** What the I/O thread passes to every worker (piscina `workerData`). */
 export interface ThriftWorkerData {
-  serviceUrl: string;
-  handlerUrl: string;
-  protocol: Protocol;
+  services: ServiceModules[];
   limiters: Record<string, LimiterDescriptor>;
   /** The per-key limits' limiters, by method name. */
   keyedLimiters: Record<string, KeyedTokenBucketDescriptor>;
@@ -36,10 +35,20 @@ export interface HandlerContext {
   threadId: number;
 }
 
+/** The protocols, by the code a {@link WorkerBatch} gives each frame. */
+export const PROTOCOLS: readonly Protocol[] = ['binary', 'compact', 'json'];
+
+/** The code of `protocol` in {@link PROTOCOLS}. */
+export function protocolCode(protocol: Protocol): number {
+  return protocol === 'binary' ? 0 : protocol === 'compact' ? 1 : 2;
+}
+
 /** A batch of request frames for a worker (a piscina task). */
 export interface WorkerBatch {
   /** Call ids, to route replies back. */
   ids: number[];
+  /** Each frame's protocol, as its index in {@link PROTOCOLS}: one connection speaks one, a server many. */
+  protocols: number[];
   /** Frame lengths, in order; frames are back to back in `buffer`. */
   lengths: number[];
   /** The frames, transferred. */

@@ -25,12 +25,15 @@
  */
 import { availableParallelism } from 'node:os';
 import { Piscina } from 'piscina';
-import { packFrames, type WorkerBatch, type WorkerEvent, type WorkerReplies } from './batch.js';
+import type { Protocol } from '../thrift/message-header.js';
+import { packFrames, protocolCode, type WorkerBatch, type WorkerEvent, type WorkerReplies } from './batch.js';
 
 /** One dispatched call, as the dispatcher sees it. */
 export interface DispatchedCall {
-  /** The request frame (without its length prefix). */
+  /** The request message (a frame without its length prefix). */
   readonly frame: Buffer;
+  /** The protocol it is encoded in; the reply comes back in the same one. */
+  readonly protocol: Protocol;
   /** Aborted once nobody is left to read the reply: a call not yet handed to a worker is then dropped. */
   readonly signal: AbortSignal;
   /** Called once with the reply frame (length prefix included), or null for a oneway call. */
@@ -203,6 +206,7 @@ export class Dispatcher {
     const ids = this.batch;
     this.batch = [];
     const frames: Buffer[] = [];
+    const protocols: number[] = [];
     const sent: number[] = [];
     for (const id of ids) {
       const entry = this.inFlight.get(id);
@@ -214,11 +218,12 @@ export class Dispatcher {
         continue;
       }
       frames.push(entry.call.frame);
+      protocols.push(protocolCode(entry.call.protocol));
       sent.push(id);
     }
     if (sent.length === 0) return;
     const packed = packFrames(frames);
-    const task: WorkerBatch = { ids: sent, lengths: packed.lengths, buffer: packed.buffer };
+    const task: WorkerBatch = { ids: sent, protocols, lengths: packed.lengths, buffer: packed.buffer };
     this.pool.run(task, { transferList: [packed.buffer] }).then((replies: WorkerReplies | null) => {
       if (replies !== null) this.onReplies(replies);
     }, (error: unknown) => {

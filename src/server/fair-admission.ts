@@ -7,7 +7,7 @@ import { FairQueue } from '../fair/fair-queue.js';
 import type { FlowKeySpec, ResolvedFairnessOptions } from '../fair/fair-options.js';
 import type { LevelStats } from '../fair/priority-level.js';
 import type { AnyLimiter } from '../limiters/attach.js';
-import type { MessageHeader, Protocol } from '../thrift/message-header.js';
+import type { MessageHeader } from '../thrift/message-header.js';
 import { callKey } from './call-key.js';
 import type { Connection } from './connection.js';
 import type { MethodLimits, QueueBounds } from './method-limits.js';
@@ -18,7 +18,7 @@ export class FairAdmission {
   private readonly flow: FlowKeySpec;
 
   /** @throws RangeError naming `fairness.levels.<name>` for a level a limit cannot serve. */
-  constructor(limits: MethodLimits, fairness: ResolvedFairnessOptions, queue: QueueBounds, private readonly protocol: Protocol) {
+  constructor(limits: MethodLimits, fairness: ResolvedFairnessOptions, queue: QueueBounds) {
     this.flow = fairness.flow;
     for (const [, limiter] of limits.entries()) {
       if (this.queues.has(limiter)) continue;
@@ -45,7 +45,7 @@ export class FairAdmission {
     const queue = this.queues.get(limiter)!;
     let flow: string;
     try {
-      flow = callKey(this.flow, connection, header, frame, this.protocol);
+      flow = callKey(this.flow, connection, header, frame, connection.protocol);
     } catch (error) {
       return Promise.reject(error);
     }

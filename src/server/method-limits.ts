@@ -154,9 +154,15 @@ export class MethodLimits {
     this.fallback = this.byName.get('*');
   }
 
-  /** The limit of `method` (its own, else the default), or undefined if unlimited. */
+  /**
+   * The limit of `method` (its own; for a multiplexed `Service:method`, else its service's
+   * `Service:*`; else the default `*`), or undefined if unlimited.
+   */
   limitFor(method: string): MethodLimit | undefined {
-    return this.byName.get(method) ?? this.fallback;
+    const own = this.byName.get(method);
+    if (own !== undefined) return own;
+    const colon = method.indexOf(':');
+    return (colon > 0 ? this.byName.get(`${method.slice(0, colon)}:*`) : undefined) ?? this.fallback;
   }
 
   /** The limiter for `method`, or undefined if unlimited or limited per key (then {@link keyedFor} has it). */

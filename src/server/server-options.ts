@@ -9,19 +9,36 @@ import { isLimiterStore, type LimiterStore } from '../stores/store.js';
 import type { LimitsConfig, QueueBounds } from './method-limits.js';
 import { resolveFairnessOptions, type FairnessOptions, type ResolvedFairnessOptions } from '../fair/fair-options.js';
 import type { Protocol } from '../thrift/message-header.js';
+import type { Transport } from './wire.js';
 
 /** Options of {@link createThreadedServer}. */
 export interface ThreadedServerOptions {
-  /** The generated service module (e.g. `./gen-nodejs/Calculator.js`), a path or file URL. */
-  service: string | URL;
+  /**
+   * The generated service module (e.g. `./gen-nodejs/Calculator.js`), a path or file URL. Its
+   * methods are called by their plain names. Give this and `handler`, or `services`, or both.
+   */
+  service?: string | URL;
   /** The handler module: exports `createHandler(context)`, `handler`, or a default handler object. */
-  handler: string | URL;
+  handler?: string | URL;
+  /**
+   * Services multiplexed on the same port, by name: clients (`TMultiplexedProtocol`) call their
+   * methods as `Name:method`, and limits, stats and metrics name them so (`Name:*` is a
+   * per-service default limit).
+   */
+  services?: Record<string, { service: string | URL; handler: string | URL }>;
   /** Worker threads running handlers. Default: `os.availableParallelism()`. */
   workers?: number;
-  /** Wire protocol. Default `'binary'` (strict and non-strict are both read). */
-  protocol?: Protocol;
-  /** Transport. Only `'framed'` (TFramedTransport) is supported. */
-  transport?: 'framed';
+  /**
+   * Protocols accepted: each connection is answered in the one it speaks. Default `'all'`
+   * (binary strict and non-strict, compact, JSON); one or a list restricts it.
+   */
+  protocol?: Protocol | readonly Protocol[] | 'all';
+  /**
+   * Transports accepted, told apart per connection from its first bytes: `'framed'`
+   * (TFramedTransport), `'buffered'` (unframed, TBufferedTransport), `'header'` (THeader), `'http'`
+   * (HTTP/1.1 POST). Default `'all'`; one or a list restricts it.
+   */
+  transport?: Transport | readonly Transport[] | 'all';
   /** Largest frame accepted; a bigger length prefix closes that connection. Default 16 MiB. */
   maxFrameBytes?: number;
   /** Limits by method name, `'*'` for the default. */
@@ -71,10 +88,11 @@ export interface ThreadedServerOptions {
 
 /** Options after defaults and validation. */
 export interface ResolvedServerOptions {
-  serviceUrl: string;
-  handlerUrl: string;
+  /** The services: `name` '' for the plain one (unprefixed method names). */
+  services: ServiceModules[];
   workers: number;
-  protocol: Protocol;
+  protocols: ReadonlySet<Protocol>;
+  transports: ReadonlySet<Transport>;
   maxFrameBytes: number;
   limits: LimitsConfig;
   store: LimiterStore | undefined;
@@ -130,6 +148,45 @@ function timeout(name: 'handlerTimeoutMs' | 'idleTimeoutMs' | 'frameTimeoutMs', 
   return ms === 0 ? Infinity : ms;
 }
 
+const PROTOCOL_NAMES: readonly Protocol[] = ['binary', 'compact', 'json'];
+const TRANSPORT_NAMES: readonly Transport[] = ['framed', 'buffered', 'header', 'http'];
+
+/** `'all'` (or absent), one of `names`, or a non-empty list of them, as a set. */
+function oneOf<T extends string>(option: string, value: unknown, names: readonly T[]): ReadonlySet<T> {
+  if (value === undefined || value === 'all') return new Set(names);
+  const list = Array.isArray(value) ? (value as unknown[]) : [value];
+  for (const v of list) {
+    if (!names.includes(v as T)) throw new RangeError(`${option} must be 'all', one of ${names.map((n) => `'${n}'`).join(', ')} or a list of them, got ${JSON.stringify(v)}`);
+  }
+  if (list.length === 0) throw new RangeError(`${option} must name at least one, got []`);
+  return new Set(list as T[]);
+}
+
+/** A service's modules, as file URLs. */
+export interface ServiceModules {
+  /** The name multiplexed clients prefix its methods with; '' for the plain service. */
+  name: string;
+  serviceUrl: string;
+  handlerUrl: string;
+}
+
+function resolveServices(options: ThreadedServerOptions): ServiceModules[] {
+  const services: ServiceModules[] = [];
+  if (options.service !== undefined || options.handler !== undefined) {
+    services.push({ name: '', serviceUrl: moduleUrl('service', options.service), handlerUrl: moduleUrl('handler', options.handler) });
+  }
+  if (options.services !== undefined) {
+    if (options.services === null || typeof options.services !== 'object') throw new TypeError('services must be an object of name → { service, handler }');
+    for (const [name, s] of Object.entries(options.services)) {
+      if (!/^[^:\s]+$/.test(name)) throw new RangeError(`services: a service name must be non-empty, without ':' or spaces, got ${JSON.stringify(name)}`);
+      if (s === null || typeof s !== 'object') throw new TypeError(`services.${name} must be { service, handler }`);
+      services.push({ name, serviceUrl: moduleUrl(`services.${name}.service`, s.service), handlerUrl: moduleUrl(`services.${name}.handler`, s.handler) });
+    }
+  }
+  if (services.length === 0) throw new TypeError('createThreadedServer needs service and handler, or services');
+  return services;
+}
+
 function resolveServerStore(store: unknown): LimiterStore | undefined {
   if (store !== undefined && !isLimiterStore(store)) throw new TypeError(`store must be a store from createRedisStore(), got ${String(store)}`);
   return store;
@@ -138,19 +195,16 @@ function resolveServerStore(store: unknown): LimiterStore | undefined {
 /** Validates {@link ThreadedServerOptions} and fills in defaults. */
 export function resolveServerOptions(options: ThreadedServerOptions): ResolvedServerOptions {
   if (options === null || typeof options !== 'object') throw new TypeError('createThreadedServer needs an options object');
-  const protocol = options.protocol ?? 'binary';
-  if (protocol !== 'binary' && protocol !== 'compact') throw new RangeError(`protocol must be 'binary' or 'compact', got ${String(protocol)}`);
-  if (options.transport !== undefined && options.transport !== 'framed') {
-    throw new RangeError(`transport must be 'framed' (the buffered transport cannot be split into calls safely), got ${String(options.transport)}`);
-  }
+  const protocols = oneOf('protocol', options.protocol, PROTOCOL_NAMES);
+  const transports = oneOf('transport', options.transport, TRANSPORT_NAMES);
   if (options.log !== undefined && typeof options.log !== 'function') throw new TypeError('log must be a function');
   const queue = options.queue ?? {};
   if (queue === null || typeof queue !== 'object') throw new TypeError('queue must be an object { maxQueued, maxWaitMs }');
   return {
-    serviceUrl: moduleUrl('service', options.service),
-    handlerUrl: moduleUrl('handler', options.handler),
+    services: resolveServices(options),
     workers: options.workers === undefined ? availableParallelism() : wholeNumber('workers', options.workers, 1),
-    protocol,
+    protocols,
+    transports,
     maxFrameBytes: options.maxFrameBytes === undefined ? SERVER_DEFAULTS.maxFrameBytes : wholeNumber('maxFrameBytes', options.maxFrameBytes, 16),
     limits: options.limits ?? {},
     store: resolveServerStore(options.store),

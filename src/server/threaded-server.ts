@@ -20,11 +20,12 @@ import { Connection, ConnectionClosedError, type ConnectionHost } from './connec
 import type { ThriftWorkerData } from './batch.js';
 import { Dispatcher, HandlerTimeoutError } from './dispatcher.js';
 import { ThrottledLog } from './throttled-log.js';
+import type { Wire } from './wire.js';
 import { FairAdmission } from './fair-admission.js';
 import type { LevelStats } from '../fair/priority-level.js';
 import type { KeyedSnapshot } from '../keyed/keyed-token-bucket.js';
 import { callKey } from './call-key.js';
-import { isKeyedLimit, MethodLimits, type KeyedMethodLimit, type PerKeySpec } from './method-limits.js';
+import { isKeyedLimit, MethodLimits, type KeyedMethodLimit, type MethodLimit, type PerKeySpec } from './method-limits.js';
 import { resolveServerOptions, type ResolvedServerOptions, type ThreadedServerOptions } from './server-options.js';
 import { ServerStats, type ServerStatsSnapshot } from './stats.js';
 import type { Registry } from 'prom-client';
@@ -71,9 +72,14 @@ export class ThreadedServer implements ConnectionHost {
   private readonly connections = new Set<Connection>();
   private readonly log: ThrottledLog;
   private dispatcher: Dispatcher | undefined;
-  /** The service's methods (true: oneway), read from the generated code by `listen`. */
-  private methods: ServiceMethods = new Map();
+  /**
+   * Every method a client may call (multiplexed ones as `Service:method`), read from the generated
+   * code by `listen`, with its kind and its limit: the frame path's one lookup.
+   */
+  private methods = new Map<string, { oneway: boolean; limit: MethodLimit | undefined }>();
   private sweeper: NodeJS.Timeout | undefined;
+  /** Calls by wire ("framed binary", "HTTP json", ...). */
+  private readonly wireCalls = new Map<string, { calls: number }>();
   /** Calls accepted and not yet answered or refused (queued or running). */
   private active = 0;
   private drained: (() => void) | undefined;
@@ -82,7 +88,7 @@ export class ThreadedServer implements ConnectionHost {
   constructor(options: ThreadedServerOptions) {
     this.options = resolveServerOptions(options);
     this.limits = new MethodLimits(this.options.limits, this.options.queue, this.options.store);
-    this.fair = this.options.fairness && new FairAdmission(this.limits, this.options.fairness, this.options.queue, this.options.protocol);
+    this.fair = this.options.fairness && new FairAdmission(this.limits, this.options.fairness, this.options.queue);
     this.maxFrameBytes = this.options.maxFrameBytes;
     this.maxInFlightPerConnection = this.options.maxInFlightPerConnection;
     this.maxPendingReplyBytes = this.options.maxPendingReplyBytes;
@@ -109,7 +115,12 @@ export class ThreadedServer implements ConnectionHost {
    * reached, or the port cannot be bound.
    */
   async listen(port = 9090, host = '127.0.0.1'): Promise<AddressInfo> {
-    this.methods = await checkModules(this.options.serviceUrl, this.options.handlerUrl);
+    for (const modules of this.options.services) {
+      for (const [name, oneway] of await checkModules(modules.serviceUrl, modules.handlerUrl)) {
+        const full = modules.name === '' ? name : `${modules.name}:${name}`;
+        this.methods.set(full, { oneway, limit: this.limits.limitFor(full) });
+      }
+    }
     // A store that cannot be reached at start is a configuration error, reported now; outages
     // after this follow the store's onStoreError.
     await Promise.all(this.limits.stores().map((store) => store.connect()));
@@ -118,9 +129,7 @@ export class ThreadedServer implements ConnectionHost {
       filename: fileURLToPath(new URL('../../workers/thrift-worker.js', import.meta.url)),
       workers: this.options.workers,
       workerData: {
-        serviceUrl: this.options.serviceUrl,
-        handlerUrl: this.options.handlerUrl,
-        protocol: this.options.protocol,
+        services: this.options.services,
         limiters: this.limits.descriptors(),
         keyedLimiters: this.limits.keyedDescriptors(),
         handlerTimeoutMs: timeoutMs,
@@ -140,7 +149,7 @@ export class ThreadedServer implements ConnectionHost {
     });
     try {
       await dispatcher.ready(this.options.startTimeoutMs).catch((error: Error) => {
-        throw new ModuleLoadError(`handler module ${this.options.handlerUrl}: ${error.message}`);
+        throw new ModuleLoadError(`handler ${this.options.services.map((m) => m.handlerUrl).join(', ')} did not start in the workers: ${error.message}`);
       });
       this.server.listen(port, host);
       // A failure to listen rejects here; errors after that are logged.
@@ -218,6 +227,12 @@ export class ThreadedServer implements ConnectionHost {
         { name: 'server_handler_timeouts_total', help: 'Calls answered INTERNAL_ERROR because the handler did not finish within handlerTimeoutMs.', type: 'counter', read: () => [{ labels: {}, value: s().handlerTimeouts }] },
         { name: 'server_late_replies_total', help: 'Handler results that came after their call had been answered (deadline passed, worker replaced), dropped.', type: 'counter', read: () => [{ labels: {}, value: this.dispatcher?.lateReplies ?? 0 }] },
         { name: 'server_worker_replacements_total', help: 'Worker threads terminated and replaced because their event loop was blocked past handlerTimeoutMs.', type: 'counter', read: () => [{ labels: {}, value: s().workerReplacements }] },
+        {
+          name: 'server_wire_calls_total',
+          help: 'Messages received, by transport and protocol.',
+          type: 'counter',
+          read: () => [...this.wireCalls].map(([wire, c]) => ({ labels: { transport: wire.split(' ')[0]!, protocol: wire.split(' ')[1]! }, value: c.calls })),
+        },
         { name: 'server_invalid_calls_total', help: 'Calls answered on the I/O thread without running: unknown method, or CALL for a oneway method.', type: 'counter', read: () => [{ labels: {}, value: s().invalidCalls }] },
         { name: 'server_idle_closed_total', help: 'Connections closed after idleTimeoutMs without activity.', type: 'counter', read: () => [{ labels: {}, value: s().idleClosed }] },
         { name: 'server_connections_refused_total', help: 'Connections refused because maxConnections were open.', type: 'counter', read: () => [{ labels: {}, value: s().connectionsRefused }] },
@@ -309,7 +324,7 @@ export class ThreadedServer implements ConnectionHost {
   onFrame(connection: Connection, frame: Buffer): void {
     let header: MessageHeader;
     try {
-      header = readMessageHeader(frame, this.options.protocol);
+      header = readMessageHeader(frame, connection.protocol);
     } catch (error) {
       this.onProtocolError(connection, `malformed message header: ${(error as Error).message}`);
       connection.destroy();
@@ -320,14 +335,15 @@ export class ThreadedServer implements ConnectionHost {
       connection.destroy();
       return;
     }
-    const oneway = this.methods.get(header.name);
-    if (oneway === undefined || (oneway && header.type === CALL)) {
+    const method = this.methods.get(header.name);
+    const oneway = method?.oneway;
+    if (method === undefined || (oneway && header.type === CALL)) {
       // Answered here, before any limit: an unknown method would otherwise take a token, and a
       // CALL for a oneway method would run a processor that never writes the reply its client
       // waits for. A ONEWAY message for a method that returns runs, and its reply is dropped.
       this.stats_.invalidCalls++;
       if (header.type === CALL) {
-        if (oneway === undefined) this.answerError(connection, header, ExceptionType.UNKNOWN_METHOD, `Unknown function ${header.name}`);
+        if (method === undefined) this.answerError(connection, header, ExceptionType.UNKNOWN_METHOD, `Unknown function ${header.name}`);
         else this.answerError(connection, header, ExceptionType.INVALID_MESSAGE_TYPE, `${header.name} is a oneway method, but was called with message type CALL`);
       }
       return;
@@ -338,7 +354,7 @@ export class ThreadedServer implements ConnectionHost {
     }
     this.active++;
     connection.callStarted(frame.length);
-    const limit = this.limits.limitFor(header.name);
+    const limit = method.limit;
     const arrived = performance.now();
     if (limit === undefined) {
       this.stats_.recordWait(0);
@@ -377,7 +393,7 @@ export class ThreadedServer implements ConnectionHost {
     const options = maxWaitMs === undefined ? { signal: connection.signal } : { signal: connection.signal, maxWaitMs };
     let admitted: Promise<void>;
     try {
-      const key = callKey(limit.perKey as PerKeySpec, connection, header, frame, this.options.protocol);
+      const key = callKey(limit.perKey as PerKeySpec, connection, header, frame, connection.protocol);
       admitted = limit.limiter.run(key, this.admittedTask(connection, header, frame, arrived), 1, options);
     } catch (error) {
       admitted = Promise.reject(error);
@@ -390,6 +406,7 @@ export class ThreadedServer implements ConnectionHost {
     const oneway = header.type === ONEWAY;
     this.dispatcher!.dispatch({
       frame,
+      protocol: connection.protocol,
       signal: connection.signal,
       onReply: (reply) => {
         if (reply !== null && !oneway) connection.write(reply);
@@ -445,7 +462,7 @@ export class ThreadedServer implements ConnectionHost {
   }
 
   private answerError(connection: Connection, header: MessageHeader, type: number, message: string): void {
-    connection.write(applicationExceptionFrame({ name: header.name, seqid: header.seqid, type, message, protocol: this.options.protocol }));
+    connection.write(applicationExceptionFrame({ name: header.name, seqid: header.seqid, type, message, protocol: connection.protocol }));
   }
 
   private finished(connection: Connection, bytes: number): void {
@@ -458,6 +475,28 @@ export class ThreadedServer implements ConnectionHost {
   onProtocolError(connection: Connection, reason: string): void {
     this.stats_.protocolErrors++;
     this.options.log(`thrift-queue-limiter: closing connection ${connection.id} from ${connection.socket.remoteAddress}:${connection.socket.remotePort}: ${reason}`);
+  }
+
+  /** @internal ConnectionHost */
+  onWire(_connection: Connection, wire: Wire): string | { calls: number } {
+    if (!this.options.transports.has(wire.transport)) return `this server accepts ${[...this.options.transports].join(', ')} only`;
+    if (wire.protocol === undefined) return { calls: 0 };
+    if (!this.options.protocols.has(wire.protocol)) return `this server accepts the ${[...this.options.protocols].join(', ')} protocol${this.options.protocols.size > 1 ? 's' : ''} only`;
+    const name = `${wire.transport} ${wire.protocol}`;
+    let counters = this.wireCalls.get(name);
+    if (counters === undefined) this.wireCalls.set(name, (counters = { calls: 0 }));
+    return counters;
+  }
+
+  /** @internal ConnectionHost */
+  onRefused(connection: Connection, message: Buffer, reason: string): void {
+    let header: MessageHeader;
+    try {
+      header = readMessageHeader(message, connection.protocol);
+    } catch {
+      return;
+    }
+    if (header.type === CALL) this.answerError(connection, header, ExceptionType.UNSUPPORTED_CLIENT_TYPE, reason);
   }
 
   /** @internal ConnectionHost */

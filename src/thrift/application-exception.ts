@@ -17,6 +17,9 @@ export const ExceptionType = {
   MISSING_RESULT: 5,
   INTERNAL_ERROR: 6,
   PROTOCOL_ERROR: 7,
+  INVALID_TRANSFORM: 8,
+  INVALID_PROTOCOL: 9,
+  UNSUPPORTED_CLIENT_TYPE: 10,
 } as const;
 
 const EXCEPTION = 3;
@@ -37,6 +40,7 @@ export interface ApplicationExceptionReply {
 
 /** The reply frame, 4-byte length prefix included, ready to write to the socket. */
 export function applicationExceptionFrame(reply: ApplicationExceptionReply): Buffer {
+  if (reply.protocol === 'json') return json(reply);
   const nameBytes = Buffer.from(reply.name, 'utf8');
   const messageBytes = Buffer.from(reply.message, 'utf8');
   return reply.protocol === 'compact' ? compact(reply, nameBytes, messageBytes) : binary(reply, nameBytes, messageBytes);
@@ -88,5 +92,15 @@ function compact(reply: ApplicationExceptionReply, name: Buffer, message: Buffer
   at += message.copy(out, at);
   for (const b of fieldType) out[at++] = b;
   out[at] = 0; // STOP
+  return out;
+}
+
+/** TJSONProtocol: `[1,"name",3,seqid,{"1":{"str":message},"2":{"i32":type}}]`, with the length prefix. */
+function json(reply: ApplicationExceptionReply): Buffer {
+  const text = `[1,${JSON.stringify(reply.name)},${EXCEPTION},${reply.seqid | 0},{"1":{"str":${JSON.stringify(reply.message)}},"2":{"i32":${reply.type | 0}}}]`;
+  const body = Buffer.byteLength(text, 'utf8');
+  const out = Buffer.allocUnsafe(4 + body);
+  out.writeInt32BE(body, 0);
+  out.write(text, 4, 'utf8');
   return out;
 }

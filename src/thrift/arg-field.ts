@@ -8,7 +8,7 @@
  * Binary protocol: field = i8 type, i16 id, value; stop = type 0. Compact protocol: field header
  * byte = (id delta << 4) | type, with delta 0 followed by a zigzag varint id; stop = 0x00.
  */
-import type { Protocol } from './message-header.js';
+import type { Protocol, StructProtocol } from './message-header.js';
 import { argsOffset, BinaryType as B, CompactType as C, MalformedMessageError, NEED_MORE, ValueSkipper } from './value-skipper.js';
 
 /** Nesting deeper than this is treated as malformed (a hostile frame cannot grow the skipper's stack without bound). */
@@ -86,6 +86,7 @@ function zigzag(v: bigint): bigint {
  * @param frame a request frame without its length prefix.
  */
 export function readArgField(frame: Uint8Array, protocol: Protocol, fieldId: number): string | undefined {
+  if (protocol === 'json') return jsonField(frame, fieldId);
   const r = new Reader(frame);
   try {
     return protocol === 'compact' ? compactField(r, fieldId) : binaryField(r, fieldId);
@@ -96,14 +97,14 @@ export function readArgField(frame: Uint8Array, protocol: Protocol, fieldId: num
 }
 
 /** Moves the cursor past the message header. */
-function skipHeader(r: Reader, protocol: Protocol): void {
+function skipHeader(r: Reader, protocol: StructProtocol): void {
   const at = argsOffset(r.frame, 0, r.frame.length, protocol);
   if (at === NEED_MORE) throw new Truncated();
   r.at = at;
 }
 
 /** Moves the cursor past a value of wire type `type`. */
-function skipValue(r: Reader, protocol: Protocol, type: number): void {
+function skipValue(r: Reader, protocol: StructProtocol, type: number): void {
   const skipper = skippers[protocol];
   skipper.begin(type, r.at);
   const end = skipper.resume(r.frame, r.frame.length);
@@ -168,4 +169,23 @@ function compactField(r: Reader, fieldId: number): string | undefined {
         return undefined;
     }
   }
+}
+
+/**
+ * JSON (TJSONProtocol): `[1,"name",type,seqid,{"1":{"str":…},"2":{"i32":…}}]`. Parsing the whole
+ * message is the simple way, and JSON clients are not the ones a hot path is tuned for.
+ */
+function jsonField(frame: Uint8Array, fieldId: number): string | undefined {
+  let message: unknown;
+  try {
+    message = JSON.parse(Buffer.from(frame.buffer, frame.byteOffset, frame.length).toString('utf8'));
+  } catch {
+    return undefined;
+  }
+  const field = (Array.isArray(message) ? (message[4] as Record<string, unknown> | undefined) : undefined)?.[String(fieldId)];
+  if (field === null || typeof field !== 'object') return undefined;
+  const [type, value] = Object.entries(field)[0] ?? [];
+  if (type === 'str' && typeof value === 'string') return value;
+  if ((type === 'i8' || type === 'i16' || type === 'i32' || type === 'i64') && (typeof value === 'number' || typeof value === 'string')) return String(value);
+  return undefined;
 }

@@ -17,13 +17,10 @@
  *   than `maxMessageBytes` is refused as soon as its length is read, before its bytes arrive.
  */
 import { JsonMessageEnd } from './json-message-end.js';
-import type { Protocol } from './message-header.js';
+import type { Protocol, StructProtocol } from './message-header.js';
 import { argsOffset, BinaryType, CompactType, MalformedMessageError, NEED_MORE, ValueSkipper } from './value-skipper.js';
 
 export { MalformedMessageError } from './value-skipper.js';
-
-/** The protocols an unframed message can be in. */
-export type UnframedProtocol = Protocol | 'json';
 
 /** Limits of a {@link MessageScanner}. */
 export interface MessageScannerOptions {
@@ -56,7 +53,7 @@ class StructMessageEnd implements EndFinder {
   private readonly skipper: ValueSkipper;
 
   constructor(
-    private readonly protocol: Protocol,
+    private readonly protocol: StructProtocol,
     maxDepth: number,
   ) {
     this.skipper = new ValueSkipper(protocol, maxDepth);
@@ -102,7 +99,7 @@ export class MessageScanner {
   private failure: string | undefined;
 
   constructor(
-    readonly protocol: UnframedProtocol,
+    readonly protocol: Protocol,
     private readonly options: MessageScannerOptions,
   ) {
     for (const key of ['maxMessageBytes', 'maxDepth'] as const) {

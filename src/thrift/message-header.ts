@@ -7,10 +7,14 @@
  * - binary strict: i32 (0x8001_0000 | type), i32 name length, name, i32 seqid
  * - binary non-strict: i32 name length, name, i8 type, i32 seqid
  * - compact: 0x82, u8 (type << 5 | version 1), varint seqid, varint name length, name
+ * - JSON (TJSONProtocol): `[1,"name",type,seqid,` then the arguments as a JSON object
  */
 
 /** The protocols the server speaks. */
-export type Protocol = 'binary' | 'compact';
+export type Protocol = 'binary' | 'compact' | 'json';
+
+/** The protocols whose values are read by wire type (JSON marks its values' ends itself). */
+export type StructProtocol = Exclude<Protocol, 'json'>;
 
 /** What the I/O thread knows of a request. */
 export interface MessageHeader {
@@ -38,7 +42,7 @@ export class MalformedHeaderError extends Error {
 
 /** Reads the header of `frame` (no length prefix). @throws MalformedHeaderError */
 export function readMessageHeader(frame: Uint8Array, protocol: Protocol): MessageHeader {
-  return protocol === 'compact' ? readCompact(frame) : readBinary(frame);
+  return protocol === 'binary' ? readBinary(frame) : protocol === 'compact' ? readCompact(frame) : readJson(frame);
 }
 
 function need(frame: Uint8Array, end: number, what: string): void {
@@ -92,4 +96,54 @@ function readCompact(frame: Uint8Array): MessageHeader {
   const seqid = varint('seqid') | 0;
   const length = varint('method name length');
   return { name: name(frame, at, length), type: (versionAndType >> 5) & 0x07, seqid };
+}
+
+const OPEN_BRACKET = 0x5b;
+const COMMA = 0x2c;
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+
+function readJson(frame: Uint8Array): MessageHeader {
+  let at = 0;
+  const expect = (byte: number, what: string): void => {
+    need(frame, at + 1, what);
+    if (frame[at] !== byte) throw new MalformedHeaderError(`JSON message: expected ${what} at byte ${at}`);
+    at++;
+  };
+  const integer = (what: string): number => {
+    const start = at;
+    if (frame[at] === 0x2d) at++;
+    while (at < frame.length && frame[at]! >= 0x30 && frame[at]! <= 0x39) at++;
+    if (at === start || at - start > 11) throw new MalformedHeaderError(`JSON message: bad ${what}`);
+    return Number(Buffer.from(frame.buffer, frame.byteOffset + start, at - start).toString('latin1')) | 0;
+  };
+  expect(OPEN_BRACKET, "'['");
+  if (integer('version') !== 1) throw new MalformedHeaderError('JSON message: unsupported version');
+  expect(COMMA, "','");
+  expect(QUOTE, 'the method name');
+  const start = at;
+  let escaped = false;
+  while (at < frame.length && frame[at] !== QUOTE) {
+    if (frame[at] === BACKSLASH) {
+      escaped = true;
+      at++;
+    }
+    at++;
+    if (at - start > MAX_NAME_BYTES) throw new MalformedHeaderError('JSON message: method name too long');
+  }
+  need(frame, at + 1, 'method name');
+  const raw = Buffer.from(frame.buffer, frame.byteOffset + start, at - start).toString('utf8');
+  let n = raw;
+  if (escaped) {
+    try {
+      n = JSON.parse(`"${raw}"`) as string;
+    } catch {
+      throw new MalformedHeaderError('JSON message: bad escape in the method name');
+    }
+  }
+  at++;
+  expect(COMMA, "','");
+  const type = integer('message type');
+  expect(COMMA, "','");
+  return { name: n, type, seqid: integer('seqid') };
 }

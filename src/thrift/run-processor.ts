@@ -19,7 +19,10 @@ import { applicationExceptionFrame, ExceptionType } from './application-exceptio
 import { readMessageHeader, type Protocol } from './message-header.js';
 import type { ServiceMethods } from './service-methods.js';
 
-const { TFramedTransport, TBinaryProtocol, TCompactProtocol, Thrift } = thrift;
+const { TFramedTransport, TBinaryProtocol, TCompactProtocol, TJSONProtocol, Thrift } = thrift;
+
+/** The thrift library's class for each protocol. */
+const PROTOCOL_CLASSES = { binary: TBinaryProtocol, compact: TCompactProtocol, json: TJSONProtocol } as const;
 
 /** A generated service Processor (the part used here). */
 export interface Processor {
@@ -128,25 +131,35 @@ function guard(handler: object, original: AnyFunction): AnyFunction {
   return fn;
 }
 
-/** What {@link runProcessor} needs besides the processor and the frame. */
-export interface RunOptions {
-  protocol: Protocol;
-  /** The service's methods, to tell oneway ones (whose processor writes no reply) from the rest. */
+/** A service as a worker runs it. */
+export interface LoadedService {
+  /** Built on a {@link guardHandler}-wrapped handler. */
+  processor: Processor;
+  /** Its methods, to tell oneway ones (whose processor writes no reply) from the rest. */
   methods: ServiceMethods;
+}
+
+/** What {@link runProcessor} needs besides the frame and its protocol. */
+export interface RunOptions {
+  /**
+   * The services by the name multiplexed clients prefix methods with (`Name:method`); the plain
+   * service, called with unprefixed names, under ''.
+   */
+  services: ReadonlyMap<string, LoadedService>;
   /** Told, with the method name, of every handler failure answered INTERNAL_ERROR or swallowed by a oneway call. */
   onHandlerError(method: string, message: string): void;
 }
 
 /**
- * Runs `processor` (built on a {@link guardHandler}-wrapped handler) on `frame` (a request without
- * its length prefix). Resolves with the reply frame, length prefix included, or `null` for a
+ * Runs the processor of the called service on `frame` (a request without its length prefix; a
+ * multiplexed `Name:method` goes to service `Name`, which reads the plain method name, as
+ * thrift's TMultiplexedProcessor does it). Resolves with the reply frame, length prefix included, or `null` for a
  * oneway call, once the handler has finished: a oneway method's handler is waited for too, so a
  * oneway call holds its permit (and counts against the handler deadline) while it runs. A
  * ONEWAY-typed message for a method that returns runs as usual and its reply is dropped: its
  * client reads no reply. Never rejects.
  */
-export function runProcessor(processor: Processor, frame: Buffer, options: RunOptions): Promise<Buffer | null> {
-  const { protocol } = options;
+export function runProcessor(frame: Buffer, protocol: Protocol, options: RunOptions): Promise<Buffer | null> {
   let name = '';
   let seqid = 0;
   let type = 0;
@@ -155,11 +168,15 @@ export function runProcessor(processor: Processor, frame: Buffer, options: RunOp
   } catch (error) {
     return Promise.resolve(applicationExceptionFrame({ name, seqid, type: ExceptionType.PROTOCOL_ERROR, message: describe(error), protocol }));
   }
-  if (typeof (processor as unknown as Record<string, unknown>)[`process_${name}`] !== 'function') {
+  const colon = name.indexOf(':');
+  const service = options.services.get(colon < 0 ? '' : name.slice(0, colon));
+  const method = colon < 0 ? name : name.slice(colon + 1);
+  const processor = service?.processor;
+  if (processor === undefined || typeof (processor as unknown as Record<string, unknown>)[`process_${method}`] !== 'function') {
     return Promise.resolve(applicationExceptionFrame({ name, seqid, type: ExceptionType.UNKNOWN_METHOD, message: `Unknown function ${name}`, protocol }));
   }
   const noReply = type === ONEWAY;
-  const onewayMethod = options.methods.get(name) === true;
+  const onewayMethod = service!.methods.get(method) === true;
   return new Promise<Buffer | null>((resolve) => {
     let settled = false;
     const finish = (reply: Buffer | null): void => {
@@ -174,8 +191,12 @@ export function runProcessor(processor: Processor, frame: Buffer, options: RunOp
     const context: CallContext = { error: undefined, hasError: false, fail, returned: undefined };
     let begins = 0;
     let lastType = 0;
-    const Proto = protocol === 'compact' ? TCompactProtocol : TBinaryProtocol;
+    const Proto = PROTOCOL_CLASSES[protocol];
     const input = new Proto(new TFramedTransport(frame));
+    if (colon >= 0) {
+      const readMessageBegin = input.readMessageBegin.bind(input);
+      input.readMessageBegin = () => ({ ...readMessageBegin(), fname: method });
+    }
     const output = new Proto(
       new TFramedTransport(undefined, (reply?: Buffer) => {
         // Two message headers in one reply: encoding the result threw half-way and the generated

@@ -14,7 +14,7 @@
  * one would read as garbage. A decoder stops reading info headers at the first type it does not
  * know, as python3-thrift does; padding is type 0.
  */
-import type { Protocol } from './message-header.js';
+import type { StructProtocol } from './message-header.js';
 
 /** THeader protocol ids of the protocols spoken. */
 export const THeaderProtocolId = { binary: 0, compact: 2 } as const;
@@ -22,7 +22,7 @@ export const THeaderProtocolId = { binary: 0, compact: 2 } as const;
 /** What a reply frame carries besides its payload. */
 export interface THeaderFields {
   /** Protocol of the payload: 0 binary, 2 compact. */
-  protocolId: (typeof THeaderProtocolId)[Protocol];
+  protocolId: (typeof THeaderProtocolId)[StructProtocol];
   /** Sequence id (signed 32-bit); a reply carries its call's. */
   seqid: number;
   /** The u16 flags word; python3-thrift sends back the flags of the call it answers. Default 0. */
@@ -36,7 +36,7 @@ export interface THeaderFrame extends THeaderFields {
   flags: number;
   headers: Map<string, string>;
   /** The protocol named by `protocolId`. */
-  protocol: Protocol;
+  protocol: StructProtocol;
   /** The message, a view of the frame. */
   payload: Buffer;
 }
@@ -105,7 +105,7 @@ export function decodeTHeader(frame: Uint8Array): THeaderFrame {
   if (headerEnd > b.length) throw new THeaderError(`THeader header of ${headerEnd - FIXED_BYTES} bytes is longer than the frame`);
   const r = new HeaderReader(b, FIXED_BYTES, headerEnd);
   const id = r.varint('protocol id');
-  let protocol: Protocol;
+  let protocol: StructProtocol;
   if (id === THeaderProtocolId.binary) protocol = 'binary';
   else if (id === THeaderProtocolId.compact) protocol = 'compact';
   else throw new THeaderError(`THeader protocol id ${id} is not spoken here (0 binary, 2 compact)`);

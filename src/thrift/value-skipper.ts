@@ -20,7 +20,7 @@
  * varint length, bytes; list/set = byte (count << 4 | element type), count 15 followed by a varint
  * count; map = varint count, then (unless 0) byte (key type << 4 | value type).
  */
-import { MAX_NAME_BYTES, type Protocol } from './message-header.js';
+import { MAX_NAME_BYTES, type StructProtocol } from './message-header.js';
 
 /** Binary protocol type ids (TType). */
 export const BinaryType = { BOOL: 2, BYTE: 3, DOUBLE: 4, I16: 6, I32: 8, I64: 10, STRING: 11, STRUCT: 12, MAP: 13, SET: 14, LIST: 15, UUID: 16 } as const;
@@ -118,7 +118,7 @@ function negative(what: string, n: number): MalformedMessageError {
  * Checks the protocol id and version and the name length (at most {@link MAX_NAME_BYTES}).
  * @throws MalformedMessageError
  */
-export function argsOffset(b: Uint8Array, start: number, end: number, protocol: Protocol): number {
+export function argsOffset(b: Uint8Array, start: number, end: number, protocol: StructProtocol): number {
   if (protocol === 'compact') {
     if (end - start < 2) return NEED_MORE;
     if (b[start] !== 0x82) throw new MalformedMessageError(`bad compact protocol id 0x${b[start]!.toString(16)}`);
@@ -167,7 +167,7 @@ export class ValueSkipper {
   private readonly compact: boolean;
 
   constructor(
-    protocol: Protocol,
+    protocol: StructProtocol,
     /** Most containers a value may be nested in (the struct of a message's arguments counts). */
     readonly maxDepth: number,
   ) {

@@ -18,15 +18,12 @@
  */
 import { MAX_NAME_BYTES } from './message-header.js';
 
-/** The protocols a Thrift message can be written in. */
-export type WireProtocol = 'binary' | 'compact' | 'json';
-
 /** A wire recognised by {@link detectWire}. */
 export type KnownWire =
   /** Binary messages, with or without a frame. `strict`: a version word leads each message (non-strict: the name length). */
-  | { kind: 'known'; transport: 'framed' | 'unframed'; protocol: 'binary'; strict: boolean }
+  | { kind: 'known'; transport: 'framed' | 'buffered'; protocol: 'binary'; strict: boolean }
   /** Compact or JSON messages, with or without a frame. */
-  | { kind: 'known'; transport: 'framed' | 'unframed'; protocol: 'compact' | 'json' }
+  | { kind: 'known'; transport: 'framed' | 'buffered'; protocol: 'compact' | 'json' }
   /** THeader frames (see theader.ts) carrying binary or compact messages. */
   | { kind: 'known'; transport: 'header'; protocol: 'binary' | 'compact' }
   /** Thrift over HTTP POST: the protocol is known only from the body. */
@@ -86,11 +83,11 @@ function isNameByte(byte: number): boolean {
 export function detectWire(first: Uint8Array): WireGuess | 'need-more' {
   if (first.length === 0) return 'need-more';
   const b0 = first[0]!;
-  if (b0 === OPEN_BRACKET) return { kind: 'known', transport: 'unframed', protocol: 'json' };
+  if (b0 === OPEN_BRACKET) return { kind: 'known', transport: 'buffered', protocol: 'json' };
   if (b0 === 0x80 || b0 === 0x82) {
     if (first.length < 2) return 'need-more';
-    if (b0 === 0x80 && first[1] === 0x01) return { kind: 'known', transport: 'unframed', protocol: 'binary', strict: true };
-    if (b0 === 0x82 && isCompactVersion(first[1]!)) return { kind: 'known', transport: 'unframed', protocol: 'compact' };
+    if (b0 === 0x80 && first[1] === 0x01) return { kind: 'known', transport: 'buffered', protocol: 'binary', strict: true };
+    if (b0 === 0x82 && isCompactVersion(first[1]!)) return { kind: 'known', transport: 'buffered', protocol: 'compact' };
     return unknown(`first bytes ${hex(first.subarray(0, 2))} are neither a binary or compact message nor a frame length`);
   }
   // Every HTTP method's first byte would announce a frame over 1 GB: waiting for the method

@@ -25,10 +25,11 @@ interface Protocol {
 }
 
 /** A call frame (no length prefix) written by the npm thrift library, with fields of every kind before the interesting ones. */
-function frame(kind: 'binary' | 'compact'): Buffer {
+function frame(kind: 'binary' | 'compact' | 'json'): Buffer {
   let out: Buffer | undefined;
   const transport = new thrift.TFramedTransport(undefined, (buf?: Buffer) => { out = buf; });
-  const p = new (kind === 'compact' ? thrift.TCompactProtocol : thrift.TBinaryProtocol)(transport as never) as unknown as Protocol;
+  const Proto = { binary: thrift.TBinaryProtocol, compact: thrift.TCompactProtocol, json: thrift.TJSONProtocol }[kind];
+  const p = new Proto(transport as never) as unknown as Protocol;
   p.writeMessageBegin('lookup', thrift.Thrift.MessageType.CALL, 7);
   p.writeStructBegin('lookup_args');
   p.writeFieldBegin('tags', T.LIST, 1);
@@ -61,7 +62,7 @@ function frame(kind: 'binary' | 'compact'): Buffer {
   return out!.subarray(4);
 }
 
-describe.each(['binary', 'compact'] as const)('readArgField, %s protocol', (protocol) => {
+describe.each(['binary', 'compact', 'json'] as const)('readArgField, %s protocol', (protocol) => {
   test('reads a string or integer argument after skipping lists, maps, nested structs, bools and doubles', () => {
     const f = frame(protocol);
     expect(readArgField(f, protocol, 6)).toBe('tenant-é');

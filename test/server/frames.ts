@@ -2,6 +2,7 @@
 // (wrong message types, trickled or oversized frames, replies never read, random bytes).
 // Layouts: see /work/shared/THRIFT-NOTES.md and src/thrift/message-header.ts.
 import type net from 'node:net';
+export { mulberry32 } from '../../bench/lib/prng.js';
 
 export type Protocol = 'binary' | 'compact';
 
@@ -238,14 +239,3 @@ export async function settledWithin<T>(promise: Promise<T>, ms: number): Promise
   return { ...result, ms: performance.now() - started };
 }
 
-/** mulberry32: a tiny seeded PRNG, uniform in [0, 1). */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}

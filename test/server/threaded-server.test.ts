@@ -179,7 +179,8 @@ describe('threaded server robustness', () => {
     const idle = await connect(port);
     const stuck = await rawSocket(port);
     const closedAfter = closed(stuck);
-    stuck.write(Buffer.from([0, 0, 0, 100, 1, 2, 3]));
+    // A strict binary frame's first bytes (garbage would be refused at once by wire detection).
+    stuck.write(Buffer.from([0, 0, 0, 100, 0x80, 0x01, 0, 1]));
     const ms = await closedAfter;
     expect(ms).toBeGreaterThanOrEqual(150);
     await new Promise((r) => setTimeout(r, 100));

@@ -6,6 +6,7 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import thrift from 'thrift';
+export { mulberry32 } from '../../bench/lib/prng.js';
 
 const require = createRequire(import.meta.url);
 const run = promisify(execFile);
@@ -266,14 +267,3 @@ export async function pythonMessages(): Promise<Record<MessageKind, Buffer[]>> {
   return Object.fromEntries(MESSAGE_KINDS.map((kind) => [kind, hex[kind].map((h) => Buffer.from(h, 'hex'))])) as Record<MessageKind, Buffer[]>;
 }
 
-/** A deterministic pseudo-random source (mulberry32), so that a failing cut can be replayed. */
-export function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}

@@ -1,6 +1,7 @@
 import { beforeAll, describe, expect, test } from 'vitest';
-import { MalformedMessageError, MessageScanner, type UnframedProtocol } from '../../src/thrift/message-end.js';
-import { libraryMessages, MESSAGE_KINDS, nestedLists, nestedStructs, protocolOf, pythonMessages, seeded, written, type MessageKind } from './library-messages.js';
+import { MalformedMessageError, MessageScanner } from '../../src/thrift/message-end.js';
+import type { Protocol } from '../../src/thrift/message-header.js';
+import { libraryMessages, MESSAGE_KINDS, nestedLists, nestedStructs, protocolOf, pythonMessages, mulberry32, written, type MessageKind } from './library-messages.js';
 
 const LIMITS = { maxMessageBytes: 1 << 20, maxDepth: 64 };
 
@@ -9,12 +10,12 @@ beforeAll(async () => {
   python = await pythonMessages();
 });
 
-function scanner(protocol: UnframedProtocol, limits = LIMITS): MessageScanner {
+function scanner(protocol: Protocol, limits = LIMITS): MessageScanner {
   return new MessageScanner(protocol, limits);
 }
 
 /** Feeds `chunks` in order; returns the messages found (copied: a view may alias a chunk) and checks nothing is left over. */
-function scanAll(protocol: UnframedProtocol, chunks: Buffer[]): string[] {
+function scanAll(protocol: Protocol, chunks: Buffer[]): string[] {
   const s = scanner(protocol);
   const found = chunks.flatMap((chunk) => s.push(chunk)).map((m) => m.toString('hex'));
   expect(s.buffered).toBe(0);
@@ -62,7 +63,7 @@ describe.each(MESSAGE_KINDS)('MessageScanner on %s messages of real Thrift stack
   });
 
   test('finds the same messages when the stream arrives in random chunks', () => {
-    const random = seeded(42);
+    const random = mulberry32(42);
     for (const [, messages] of sources()) {
       const stream = Buffer.concat(messages);
       const expected = messages.map((m) => m.toString('hex'));
@@ -133,7 +134,7 @@ function compactHeader(name = 'm'): number[] {
 }
 
 describe('MessageScanner on malformed input', () => {
-  const cases: [string, UnframedProtocol, number[] | string, RegExp][] = [
+  const cases: [string, Protocol, number[] | string, RegExp][] = [
     ['a binary message of another version', 'binary', [0x80, 0x02, 0, 1, 0, 0, 0, 1, 0x6d, 0, 0, 0, 1, 0], /bad binary protocol version 0x80020001/],
     ['a non-strict name length beyond any method name', 'binary', [0x7f, 0xff, 0xff, 0xff], /method name length 2147483647 out of range/],
     ['an unknown binary type id', 'binary', [...binaryHeader(), 0x11, 0, 1], /unknown binary type id 17/],
@@ -172,7 +173,7 @@ describe('MessageScanner on malformed input', () => {
   });
 
   test.each(['binary', 'compact'] as const)('refuses a stream of random bytes in the %s protocol within maxMessageBytes, instead of waiting for ever', (protocol) => {
-    const random = seeded(7);
+    const random = mulberry32(7);
     const maxMessageBytes = 4096;
     for (let round = 0; round < 300; round++) {
       const s = scanner(protocol, { maxMessageBytes, maxDepth: 64 });

@@ -24,16 +24,16 @@ beforeAll(async () => {
   const python = await pythonMessages();
   const theader = await pythonWires<Record<string, { frame: string }>>('theader-requests');
   samples.push(
-    { what: 'npm unframed strict binary', bytes: npmEcho('binary', 'buffered'), expected: known('unframed', 'binary', true), decidesWithin: 2 },
-    { what: 'npm unframed compact', bytes: npmEcho('compact', 'buffered'), expected: known('unframed', 'compact'), decidesWithin: 2 },
-    { what: 'npm unframed JSON', bytes: npmEcho('json', 'buffered'), expected: known('unframed', 'json'), decidesWithin: 1 },
+    { what: 'npm unframed strict binary', bytes: npmEcho('binary', 'buffered'), expected: known('buffered', 'binary', true), decidesWithin: 2 },
+    { what: 'npm unframed compact', bytes: npmEcho('compact', 'buffered'), expected: known('buffered', 'compact'), decidesWithin: 2 },
+    { what: 'npm unframed JSON', bytes: npmEcho('json', 'buffered'), expected: known('buffered', 'json'), decidesWithin: 1 },
     { what: 'npm framed strict binary', bytes: npmEcho('binary', 'framed'), expected: known('framed', 'binary', true), decidesWithin: 6 },
     { what: 'npm framed non-strict binary', bytes: npmEcho('binary-nonstrict', 'framed'), expected: known('framed', 'binary', false), decidesWithin: 4 + 4 + 'echo'.length + 1 },
     { what: 'npm framed compact', bytes: npmEcho('compact', 'framed'), expected: known('framed', 'compact'), decidesWithin: 6 },
     { what: 'npm framed JSON', bytes: npmEcho('json', 'framed'), expected: known('framed', 'json'), decidesWithin: 5 },
-    { what: 'python unframed strict binary', bytes: python.binary[0]!, expected: known('unframed', 'binary', true), decidesWithin: 2 },
-    { what: 'python unframed compact', bytes: python.compact[0]!, expected: known('unframed', 'compact'), decidesWithin: 2 },
-    { what: 'python unframed JSON', bytes: python.json[0]!, expected: known('unframed', 'json'), decidesWithin: 1 },
+    { what: 'python unframed strict binary', bytes: python.binary[0]!, expected: known('buffered', 'binary', true), decidesWithin: 2 },
+    { what: 'python unframed compact', bytes: python.compact[0]!, expected: known('buffered', 'compact'), decidesWithin: 2 },
+    { what: 'python unframed JSON', bytes: python.json[0]!, expected: known('buffered', 'json'), decidesWithin: 1 },
     { what: 'python THeader binary', bytes: Buffer.from(theader['binary-plain']!.frame, 'hex'), expected: known('header', 'binary'), decidesWithin: 15 },
     { what: 'python THeader compact with info headers', bytes: Buffer.from(theader['compact-headers']!.frame, 'hex'), expected: known('header', 'compact'), decidesWithin: 15 },
     {
