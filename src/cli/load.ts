@@ -1,7 +1,7 @@
 /**
  * `thrift-queue-limiter load`: the load generator from the command line.
  */
-import { runLoad } from '../load/load-generator.js';
+import { runLoad, type LoadProtocol, type LoadTransport } from '../load/load-generator.js';
 import { parseDuration, parseFlags, parsePositive } from './args.js';
 
 const HELP = `usage: thrift-queue-limiter load --service FILE --method NAME --port N (--rate R/s | --concurrency N) [options]
@@ -15,10 +15,19 @@ const HELP = `usage: thrift-queue-limiter load --service FILE --method NAME --po
   --concurrency N    closed loop: N calls outstanding
   --duration DUR     how long to send (default 10s); unanswered calls are waited for up to 10 s
   --connections N    connections to spread calls over (default 8)
-  --protocol P       binary | compact (default binary);  --transport framed | buffered (default framed)
-  --json             print the report as JSON`;
+  --transport T      framed | buffered | header | http (default framed): framed or unframed
+                     messages, THeader frames, or HTTP/1.1 POSTs over keep-alive sockets
+  --protocol P       binary | compact | json (default binary; header takes binary or compact)
+  --multiplexed NAME call NAME:method (TMultiplexedProtocol), for a server of several services
+  --json             print the report as JSON
 
-/** Runs `load`; resolves with the exit code (1 if any call failed). */
+A connection the server closes, or an answer that cannot be read in the wire sent, stops the run at
+once with one line on stderr; the calls then outstanding count as errors (exit code 1).`;
+
+const TRANSPORTS: readonly LoadTransport[] = ['framed', 'buffered', 'header', 'http'];
+const PROTOCOLS: readonly LoadProtocol[] = ['binary', 'compact', 'json'];
+
+/** Runs `load`; resolves with the exit code (1 if any call failed or the run stopped early). */
 export async function load(argv: string[]): Promise<number> {
   const f = parseFlags(argv, {
     service: { type: 'string' },
@@ -32,6 +41,7 @@ export async function load(argv: string[]): Promise<number> {
     connections: { type: 'string', default: '8' },
     protocol: { type: 'string', default: 'binary' },
     transport: { type: 'string', default: 'framed' },
+    multiplexed: { type: 'string' },
     json: { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   });
@@ -50,10 +60,12 @@ export async function load(argv: string[]): Promise<number> {
     throw new RangeError(`--args must be a JSON array, got ${JSON.stringify(f.args)}`);
   }
   if (!Array.isArray(args)) throw new RangeError(`--args must be a JSON array, got ${JSON.stringify(f.args)}`);
-  const protocol = f.protocol as string;
-  if (protocol !== 'binary' && protocol !== 'compact') throw new RangeError(`--protocol must be binary or compact, got ${JSON.stringify(protocol)}`);
-  const transport = f.transport as string;
-  if (transport !== 'framed' && transport !== 'buffered') throw new RangeError(`--transport must be framed or buffered, got ${JSON.stringify(transport)}`);
+  const protocol = f.protocol as LoadProtocol;
+  if (!PROTOCOLS.includes(protocol)) throw new RangeError(`--protocol must be ${PROTOCOLS.join(', ')}, got ${JSON.stringify(protocol)}`);
+  const transport = f.transport as LoadTransport;
+  if (!TRANSPORTS.includes(transport)) throw new RangeError(`--transport must be ${TRANSPORTS.join(', ')}, got ${JSON.stringify(transport)}`);
+  const multiplexed = f.multiplexed as string | undefined;
+  if (multiplexed !== undefined && !/^[^:\s]+$/.test(multiplexed)) throw new RangeError(`--multiplexed must be a service name without ':' or spaces, got ${JSON.stringify(multiplexed)}`);
   const mode = f.rate !== undefined
     ? { rate: parsePositive('--rate', (f.rate as string).replace(/\/s$/, '')) }
     : { concurrency: parsePositive('--concurrency', f.concurrency as string, true) };
@@ -68,6 +80,7 @@ export async function load(argv: string[]): Promise<number> {
     connections: parsePositive('--connections', f.connections as string, true),
     protocol,
     transport,
+    ...(multiplexed === undefined ? {} : { multiplexed }),
   });
   const failed = Object.values(report.errors).reduce((a, b) => a + b, 0);
   if (f.json) {
@@ -78,5 +91,6 @@ export async function load(argv: string[]): Promise<number> {
     console.log(`latency ms: mean ${l.mean.toFixed(2)}  p50 ${l.p50.toFixed(2)}  p90 ${l.p90.toFixed(2)}  p99 ${l.p99.toFixed(2)}  p99.9 ${l.p999.toFixed(2)}  max ${l.max.toFixed(2)}`);
     console.log(`errors: ${failed === 0 ? 'none' : Object.entries(report.errors).map(([k, n]) => `${k} ${n}`).join(', ')}`);
   }
-  return failed === 0 ? 0 : 1;
+  if (report.stopped !== undefined) console.error(`load: ${report.stopped}`);
+  return failed === 0 && report.stopped === undefined ? 0 : 1;
 }
