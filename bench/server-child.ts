@@ -11,14 +11,15 @@ const require = createRequire(import.meta.url);
 const servicePath = fileURLToPath(new URL('../../examples/gen-nodejs/Calculator.js', import.meta.url));
 const handlerPath = fileURLToPath(new URL('../../examples/calculator-handler.js', import.meta.url));
 
-const [kind, workers, limit] = process.argv.slice(2) as ['stock' | 'threaded', string, string | undefined];
+const [kind, workers, transport, limit] = process.argv.slice(2) as ['stock' | 'threaded', string, 'framed' | 'buffered', string | undefined];
 
 let close: () => Promise<void>;
 let stats: () => unknown = () => ({});
 if (kind === 'stock') {
   const { createHandler } = (await import(handlerPath)) as { createHandler: (c: object) => object };
   const server = thrift.createServer(require(servicePath) as never, createHandler({ limiters: {}, threadId: 0 }) as never, {
-    transport: thrift.TFramedTransport,
+    // The stock server speaks one transport; ours tells each connection's from its first bytes.
+    transport: transport === 'buffered' ? thrift.TBufferedTransport : thrift.TFramedTransport,
     protocol: thrift.TBinaryProtocol,
   });
   server.on('error', () => {});

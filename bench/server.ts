@@ -45,15 +45,15 @@ function message<T>(proc: ChildProcess, key: string): Promise<T> {
   });
 }
 
-async function measure(kind: 'stock' | 'threaded', workers: number, method: string, args: ArgsWriter, limit?: number): Promise<Measured> {
-  const proc = fork(child, [kind, String(workers), ...(limit ? [String(limit)] : [])], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+async function measure(kind: 'stock' | 'threaded', workers: number, method: string, args: ArgsWriter, limit?: number, transport: 'framed' | 'buffered' = 'framed'): Promise<Measured> {
+  const proc = fork(child, [kind, String(workers), transport, ...(limit ? [String(limit)] : [])], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   try {
     const { port } = await message<{ port: number }>(proc, 'port');
     // A short warm-up so every server is measured with its code compiled.
-    await closedLoop(port, method, args, 2, 4, quick ? 0.1 : 0.5);
+    await closedLoop(port, method, args, 2, 4, quick ? 0.1 : 0.5, transport);
     proc.send('start');
     await message(proc, 'started');
-    const load = await closedLoop(port, method, args, CONNECTIONS, PER_CONNECTION, SECONDS);
+    const load = await closedLoop(port, method, args, CONNECTIONS, PER_CONNECTION, SECONDS, transport);
     proc.send('stop');
     const cpu = await message<{ processCpuUs: number; mainActiveUs: number }>(proc, 'processCpuUs');
     const lat = load.latenciesMs.sort((a, b) => a - b);
@@ -101,11 +101,11 @@ const configs: { name: string; kind: 'stock' | 'threaded'; workers: number }[] =
   { name: 'threaded server, 2 workers', kind: 'threaded', workers: 2 },
 ];
 
-async function workload(label: string, method: string, args: ArgsWriter): Promise<Map<string, Measured>> {
+async function workload(label: string, method: string, args: ArgsWriter, transport: 'framed' | 'buffered' = 'framed'): Promise<Map<string, Measured>> {
   const rounds = new Map<string, Measured[]>();
   for (let r = 0; r < ROUNDS; r++) {
     for (const c of configs) {
-      const m = await measure(c.kind, c.workers, method, args);
+      const m = await measure(c.kind, c.workers, method, args, undefined, transport);
       (rounds.get(c.name) ?? rounds.set(c.name, []).get(c.name)!).push(m);
       console.log(`${label} round ${r + 1}: ${c.name}: ${fmt(m.reqPerSec, 0)} req/s`);
     }
@@ -142,6 +142,7 @@ function section(title: string, results: Map<string, Measured>): string {
 async function main(): Promise<void> {
   console.log(`server benchmarks${quick ? ' (quick)' : ''}: ${machine()}`);
   const echo = await workload('echo', 'echo', echoArgs);
+  const bufferedEcho = await workload('buffered echo', 'echo', echoArgs, 'buffered');
   const work = await workload('work', 'work', workArgs);
   const limited: Measured[] = [];
   const rate = 2000;
@@ -154,14 +155,17 @@ async function main(): Promise<void> {
   const stockWork = work.get(configs[0]!.name)!;
   const bestWork = Math.max(work.get(configs[1]!.name)!.reqPerSec, work.get(configs[2]!.name)!.reqPerSec);
   const ioPerCall = echo.get(configs[1]!.name)!.ioCpuUsPerCall;
+  const stockBuffered = bufferedEcho.get(configs[0]!.name)!;
+  const bestBuffered = Math.max(bufferedEcho.get(configs[1]!.name)!.reqPerSec, bufferedEcho.get(configs[2]!.name)!.reqPerSec);
   const lines = [
     `# Server benchmarks${quick ? ' (QUICK smoke run: figures are not meaningful)' : ''}`,
     '',
     `Machine: ${machine()}. Command: \`npm run bench:server\`${quick ? ' (here `--quick`)' : ''}.`,
-    `Method: the server runs in a child process; the load client (this process) keeps ${CONNECTIONS} connections × ${PER_CONNECTION} calls outstanding with pre-encoded framed binary requests for ${SECONDS} s after a warm-up; servers alternate within each of ${ROUNDS} rounds; medians. CPU per call comes from the server process: \`process.cpuUsage()\` (all threads) and the main thread's event-loop active time (the I/O thread). The load client shares the same 2 cores.`,
+    `Method: the server runs in a child process; the load client (this process) keeps ${CONNECTIONS} connections × ${PER_CONNECTION} calls outstanding with pre-encoded binary requests (framed unless the section says buffered) for ${SECONDS} s after a warm-up; servers alternate within each of ${ROUNDS} rounds; medians. CPU per call comes from the server process: \`process.cpuUsage()\` (all threads) and the main thread's event-loop active time (the I/O thread). The load client shares the same 2 cores.`,
     '',
     section('(a) echo of 100 bytes', echo),
-    section('(b) work: ~1 ms of CPU per call', work),
+    section('(b) echo of 100 bytes, buffered transport (the stock server configured for buffered; ours on the same port as framed)', bufferedEcho),
+    section('(c) work: ~1 ms of CPU per call', work),
     '## Limited server',
     '',
     `\`add\` limited to ${rate}/s (burst ${LIMIT_BURST}), 2 workers, offered ${CONNECTIONS * PER_CONNECTION} calls outstanding (far above the limit): achieved (calls − burst) / time = ${fmt(achieved, 1)} req/s = ${fmt((100 * achieved) / rate, 2)} % of the configured rate; errors/refusals: ${limitedErrors}.`,
@@ -170,6 +174,7 @@ async function main(): Promise<void> {
     '',
     `- CPU-bound ≥ 1.7 × stock: ${verdict(bestWork >= 1.7 * stockWork.reqPerSec)} (${fmt(bestWork / stockWork.reqPerSec, 2)} ×)`,
     `- echo ≥ 1.0 × stock: ${verdict(bestEcho >= stockEcho.reqPerSec)} (${fmt(bestEcho / stockEcho.reqPerSec, 2)} ×)`,
+    `- buffered echo ≥ 1.0 × the stock server on buffered: ${verdict(bestBuffered >= stockBuffered.reqPerSec)} (${fmt(bestBuffered / stockBuffered.reqPerSec, 2)} ×; the scan for the end of each unframed message costs ${fmt(echo.get(configs[1]!.name)!.ioCpuUsPerCall, 1)} → ${fmt(bufferedEcho.get(configs[1]!.name)!.ioCpuUsPerCall, 1)} µs of I/O-thread CPU per call, 1 worker)`,
     `- I/O-thread CPU per call below the stock server's total CPU per call: ${verdict(ioPerCall < stockEcho.totalCpuUsPerCall)} (${fmt(ioPerCall, 1)} µs vs ${fmt(stockEcho.totalCpuUsPerCall, 1)} µs, echo, 1 worker)`,
     `- limited server within 1 % of its rate, zero refused: ${verdict(Math.abs(achieved - rate) <= rate * 0.01 && limitedErrors === 0)} (${fmt((100 * achieved) / rate, 2)} %, ${limitedErrors} refused)`,
     '',
@@ -187,6 +192,7 @@ async function main(): Promise<void> {
     wait: writeResult('server-limited-wait.svg', histogram(`Limited server: latency of each call (mostly queue wait), ${last.latenciesMs.length} calls`, 'ms', last.latenciesMs)),
     throughput: writeResult('server-throughput.svg', barChart('req/s by server (8 connections × 8 outstanding)', 'req/s', configs.map((c) => c.name.replace(' (1 thread)', '')), [
       { name: 'echo 100 B', values: configs.map((c) => echo.get(c.name)!.reqPerSec) },
+      { name: 'echo 100 B, buffered', values: configs.map((c) => bufferedEcho.get(c.name)!.reqPerSec) },
       { name: 'work ~1 ms CPU', values: configs.map((c) => work.get(c.name)!.reqPerSec) },
     ])),
   };

@@ -8,6 +8,8 @@ import net from 'node:net';
 import thrift from 'thrift';
 import { readMessageHeader } from '../../src/thrift/message-header.js';
 import { FrameReader } from '../../src/thrift/frame-reader.js';
+import type { MessageReader } from '../../src/thrift/message-reader.js';
+import { UnframedReader } from '../../src/thrift/unframed-reader.js';
 
 /** Writes one call's arguments with the thrift library's protocol writer. */
 export type ArgsWriter = (out: thrift.TProtocol) => void;
@@ -36,8 +38,11 @@ export function encodeCall(method: string, seqid: number, writeArgs: ArgsWriter)
   return frame!;
 }
 
-/** Runs `connections × perConnection` outstanding calls of one pre-encoded method for `seconds`. */
-export async function closedLoop(port: number, method: string, writeArgs: ArgsWriter, connections: number, perConnection: number, seconds: number): Promise<LoadResult> {
+/**
+ * Runs `connections × perConnection` outstanding calls of one pre-encoded method for `seconds`,
+ * framed (TFramedTransport) or buffered (no length prefix, as TBufferedTransport sends them).
+ */
+export async function closedLoop(port: number, method: string, writeArgs: ArgsWriter, connections: number, perConnection: number, seconds: number, transport: 'framed' | 'buffered' = 'framed'): Promise<LoadResult> {
   const result: LoadResult = { calls: 0, errors: 0, seconds, latenciesMs: [], completionsAtMs: [] };
   const sockets: net.Socket[] = [];
   const began = performance.now();
@@ -48,33 +53,35 @@ export async function closedLoop(port: number, method: string, writeArgs: ArgsWr
     const socket = net.connect(port, '127.0.0.1');
     socket.setNoDelay(true);
     sockets.push(socket);
-    const frames = Array.from({ length: perConnection }, (_, s) => encodeCall(method, s, writeArgs));
+    const frames = Array.from({ length: perConnection }, (_, s) => {
+      const frame = encodeCall(method, s, writeArgs);
+      return transport === 'framed' ? frame : frame.subarray(4);
+    });
     const sentAt = new Array<number>(perConnection).fill(0);
     let outstanding = 0;
     done.push(
       new Promise<void>((resolve) => {
-        const reader = new FrameReader({
-          maxFrameBytes: 1 << 24,
-          onError: () => socket.destroy(),
-          onFrame: (frame) => {
-            const { seqid, type } = readMessageHeader(frame, 'binary');
-            const now = performance.now();
-            result.calls++;
-            if (type === 3) result.errors++;
-            result.latenciesMs.push(now - sentAt[seqid]!);
-            result.completionsAtMs.push(now - began);
-            outstanding--;
-            if (now < deadline) {
-              sentAt[seqid] = now;
-              outstanding++;
-              socket.write(frames[seqid]!);
-            } else if (outstanding === 0) {
-              socket.end();
-              resolve();
-            }
-          },
-        });
-        socket.on('data', (chunk: Buffer) => reader.push(chunk));
+        const onReply = (frame: Buffer): void => {
+          const { seqid, type } = readMessageHeader(frame, 'binary');
+          const now = performance.now();
+          result.calls++;
+          if (type === 3) result.errors++;
+          result.latenciesMs.push(now - sentAt[seqid]!);
+          result.completionsAtMs.push(now - began);
+          outstanding--;
+          if (now < deadline) {
+            sentAt[seqid] = now;
+            outstanding++;
+            socket.write(frames[seqid]!);
+          } else if (outstanding === 0) {
+            socket.end();
+            resolve();
+          }
+        };
+        const reader: MessageReader = transport === 'framed'
+          ? new FrameReader({ maxFrameBytes: 1 << 24, onError: () => socket.destroy(), onFrame: onReply })
+          : new UnframedReader('binary', { maxMessageBytes: 1 << 24, onError: () => socket.destroy(), onMessage: onReply });
+        socket.on('data', (chunk: Buffer) => reader.push(chunk, 0));
         socket.on('error', () => resolve());
         socket.on('close', () => resolve());
         socket.on('connect', () => {
