@@ -63,8 +63,6 @@ export function createHandler(context) {
           return Promise.reject(null);
         case 'bad-result':
           return 12345; // declared as string
-        case 'crash-worker':
-          process.exit(3);
         default:
           return `unknown mode ${how} (thread ${context.threadId})`;
       }

@@ -40,7 +40,7 @@ service Calculator {
   i32 sleep(1: i32 ms),
 
   // Fails on purpose: 'throw' (synchronous throw), 'reject-null' (promise rejected with null),
-  // 'bad-result' (a result of the wrong type), 'crash-worker' (the thread exits).
+  // 'bad-result' (a result of the wrong type).
   string fail(1: string how),
 
   // How many times each method ran in this handler instance (counts every method, this one too).

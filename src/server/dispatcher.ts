@@ -23,7 +23,6 @@
  *   never a slot other calls need (piscina's least-busy balancer already steers new batches away
  *   from a worker whose calls do not finish). Calls in flight are bounded per connection instead.
  */
-import { availableParallelism } from 'node:os';
 import { Piscina } from 'piscina';
 import type { Protocol } from '../thrift/message-header.js';
 import { packFrames, protocolCode, type WorkerBatch, type WorkerEvent, type WorkerReplies } from './batch.js';
@@ -70,6 +69,8 @@ export interface DispatcherOptions {
 
 /** The reason a call is failed when its handler did not answer in time. */
 export class HandlerTimeoutError extends Error {
+  /** Stable machine-readable reason. */
+  readonly code = 'HANDLER_TIMEOUT' as const;
   constructor(readonly timeoutMs: number) {
     super(`did not finish within ${timeoutMs} ms (handlerTimeoutMs)`);
     this.name = 'HandlerTimeoutError';
@@ -300,9 +301,4 @@ export class Dispatcher {
   private terminate(threadId: number): void {
     void this.pool.threads.find((w) => w.threadId === threadId)?.terminate();
   }
-}
-
-/** Default worker count: the machine's available parallelism. */
-export function defaultWorkers(): number {
-  return availableParallelism();
 }

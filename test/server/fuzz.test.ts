@@ -58,7 +58,7 @@ describe('threaded server under seeded random frames', () => {
       return b;
     };
     const i32 = (): number => (rand() < 0.97 ? int(2000) : int(2 ** 32) | 0);
-    // Well-formed arguments with random values ('crash-worker' left out: a handler bug, not a client's).
+    // Well-formed arguments with random values.
     const plausible: Record<string, () => Arg[]> = {
       add: () => [{ id: 1, i32: i32() }, { id: 2, i32: i32() }],
       echo: () => [{ id: 1, binary: randomBytes(int(100)) }],

@@ -1,3 +1,4 @@
+import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, test } from 'vitest';
 import type { ThreadedServer } from '../../src/server/threaded-server.js';
 import { OVERLOADED } from '../../src/server/threaded-server.js';
@@ -204,7 +205,7 @@ describe('threaded server robustness', () => {
   });
 
   test('a worker that crashes fails only its in-flight call, which is answered; the pool replaces the worker', async () => {
-    const { server, port } = await start({ workers: 2 });
+    const { server, port } = await start({ workers: 2, handler: fileURLToPath(new URL('../fixtures/crashing-handler.js', import.meta.url)) });
     const a = await connect(port);
     const b = await connect(port);
     const crash = (await a.client.fail('crash-worker').catch((e: unknown) => e)) as AppException;
