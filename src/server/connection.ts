@@ -304,6 +304,8 @@ export class Connection {
 
 /** The abort reason of calls whose connection closed while they waited. */
 export class ConnectionClosedError extends Error {
+  /** Stable machine-readable reason. */
+  readonly code = 'CONNECTION_CLOSED' as const;
   constructor() {
     super('client connection closed');
     this.name = 'ConnectionClosedError';

@@ -48,6 +48,8 @@ export interface CloseOptions {
 
 /** Thrown by `listen` when the service or handler module is unusable. */
 export class ModuleLoadError extends Error {
+  /** Stable machine-readable reason. */
+  readonly code = 'MODULE_LOAD' as const;
   constructor(message: string) {
     super(message);
     this.name = 'ModuleLoadError';

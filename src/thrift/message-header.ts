@@ -34,6 +34,8 @@ export const MAX_NAME_BYTES = 4096;
 
 /** Thrown for a header that is not a valid message of the expected protocol. */
 export class MalformedHeaderError extends Error {
+  /** Stable machine-readable reason. */
+  readonly code = 'MALFORMED_HEADER' as const;
   constructor(message: string) {
     super(message);
     this.name = 'MalformedHeaderError';

@@ -43,6 +43,8 @@ export interface THeaderFrame extends THeaderFields {
 
 /** Thrown for a frame that is not a THeader frame this server can read. */
 export class THeaderError extends Error {
+  /** Stable machine-readable reason. */
+  readonly code = 'THEADER' as const;
   constructor(message: string) {
     super(message);
     this.name = 'THeaderError';

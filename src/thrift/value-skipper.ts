@@ -32,6 +32,8 @@ export const NEED_MORE = -1;
 
 /** Thrown for bytes that are not a well-formed Thrift message or value. */
 export class MalformedMessageError extends Error {
+  /** Stable machine-readable reason. */
+  readonly code = 'MALFORMED_MESSAGE' as const;
   /**
    * @param precedingMessages when thrown by a {@link MessageScanner}: the messages that were complete
    * before the malformed one in the same push, so that a server can still answer them.
