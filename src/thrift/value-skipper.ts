@@ -288,7 +288,7 @@ export class ValueSkipper {
         }
       }
       p = q;
-      if (k !== STRUCT) left[top]--;
+      if (k !== STRUCT) left[top] = left[top]! - 1;
       if (push !== ROOT) {
         top++;
         kind[top] = push;
@@ -393,7 +393,7 @@ export class ValueSkipper {
         }
       }
       p = q;
-      if (k !== STRUCT) left[top]--;
+      if (k !== STRUCT) left[top] = left[top]! - 1;
       if (push !== ROOT) {
         top++;
         kind[top] = push;
