@@ -1,13 +1,15 @@
 /**
- * Every option of every limiter: its type, its default and its validation, in one place.
+ * Every option of every limiter: its type, its default and its validation (with the checks of
+ * `validate.ts`, shared by every options object of the library).
  *
- * Invalid input throws at construction (or at the call, for per-call options) with a `TypeError`
- * for a value of the wrong type and a `RangeError` for a number out of range, both naming the
- * option and the value received, so a typo in a config file fails loudly and early.
+ * Invalid input throws at construction (or at the call, for per-call options): a `TypeError` for a
+ * value of the wrong type or an unknown option, a `RangeError` for a number out of range or one
+ * that makes the limit meaningless.
  */
 import type { RedisOptions } from 'ioredis';
 import { systemClock, type Clock } from './clock.js';
 import { isLimiterStore, type LeaseSettings, type LimiterStore, type StoreErrorPolicy } from './stores/store.js';
+import { describe, func, object, oneOf, options as knownOptions, positive, string, waitBound, wholeNumber } from './validate.js';
 
 /** Options every limiter takes: how its waiting queue is bounded and what clock it runs on. */
 export interface QueueOptions {
@@ -47,11 +49,10 @@ export interface ResolvedStoreOptions {
   key: string;
 }
 
+const STORE_KEYS = ['store', 'key'] as const;
+
 function resolveStore(o: Record<string, unknown>): ResolvedStoreOptions {
-  if (o.store === undefined) {
-    if (o.key !== undefined && typeof o.key !== 'string') throw new TypeError(`key must be a string, got ${describe(o.key)}`);
-    return { store: undefined, key: (o.key as string | undefined) ?? '' };
-  }
+  if (o.store === undefined) return { store: undefined, key: o.key === undefined ? '' : string('key', o.key) };
   if (!isLimiterStore(o.store)) throw new TypeError(`store must be a store from createRedisStore(), got ${describe(o.store)}`);
   if (typeof o.key !== 'string' || o.key.length === 0) {
     throw new TypeError(`key is required with a store: the name every process uses for this limit, got ${describe(o.key)}`);
@@ -101,65 +102,50 @@ export interface ResolvedQueueOptions {
 
 const DEFAULT_PERIOD_MS = 1000;
 const DEFAULT_MAX_THREADS = 64;
+/** Rows of a limiter's per-thread table in shared memory, at most. */
 const MAX_THREADS_LIMIT = 4096;
 
-function describe(value: unknown): string {
-  return typeof value === 'string' ? JSON.stringify(value) : String(value);
-}
+const QUEUE_KEYS = ['maxQueued', 'maxWaitMs', 'clock', 'maxThreads'] as const;
 
-/** Checks that `value` is a number, then that it is finite (or +Infinity where allowed). */
-function requireNumber(name: string, value: unknown, allowInfinity = false): number {
-  if (typeof value !== 'number') throw new TypeError(`${name} must be a number, got ${describe(value)}`);
-  if (Number.isNaN(value) || (!allowInfinity && !Number.isFinite(value)) || value === -Infinity) {
-    throw new RangeError(`${name} must be a finite number, got ${describe(value)}`);
+/** A clock: `now()` and `setTimer()`. */
+export function checkClock(value: unknown): Clock {
+  const clock = value as Clock;
+  if (clock === null || typeof clock !== 'object' || typeof clock.now !== 'function' || typeof clock.setTimer !== 'function') {
+    throw new TypeError('clock must have now() and setTimer() methods');
   }
-  return value;
+  return clock;
 }
 
-/** A number > 0 (fractions allowed). */
-export function positiveNumber(name: string, value: unknown): number {
-  const n = requireNumber(name, value);
-  if (n <= 0) throw new RangeError(`${name} must be greater than 0, got ${describe(value)}`);
-  return n;
+/** A period in ms: the limiters keep time in nanoseconds, so one shorter than 1 µs would be mostly rounding. */
+function period(value: unknown): number {
+  if (value === undefined) return DEFAULT_PERIOD_MS;
+  const ms = positive('periodMs', value);
+  if (ms < 1e-3) throw new RangeError(`periodMs must be at least 0.001 (1 µs), got ${describe(value)}`);
+  return ms;
 }
 
-/** A whole number >= `min`. */
-export function integerAtLeast(name: string, value: unknown, min: number): number {
-  const n = requireNumber(name, value);
-  if (!Number.isInteger(n)) throw new RangeError(`${name} must be a whole number, got ${describe(value)}`);
-  if (n < min) throw new RangeError(`${name} must be at least ${min}, got ${describe(value)}`);
-  if (n > 0x7fffffff) throw new RangeError(`${name} must be at most ${0x7fffffff}, got ${describe(value)}`);
-  return n;
-}
-
-/** A bound that may be `Infinity` (meaning "no bound"): a whole number >= 0, or Infinity. */
-function bound(name: string, value: unknown, integer: boolean): number {
-  const n = requireNumber(name, value, true);
-  if (n < 0) throw new RangeError(`${name} must be 0 or more, got ${describe(value)}`);
-  if (integer && n !== Infinity && !Number.isInteger(n)) {
-    throw new RangeError(`${name} must be a whole number, got ${describe(value)}`);
+/**
+ * `unit`s (1 ns for a limiter's state, 1 µs for a keyed table's) between two tokens of `rate` per
+ * `periodMs`, rounded up: rounding up can only admit fewer calls, never more, so the bound
+ * `burst + rate × t` holds exactly.
+ * @throws RangeError when a token would come more often than once per unit: the limit could not be kept.
+ */
+function tokenInterval(rateName: string, rate: number, periodMs: number, unitsPerMs: number, unit: string): number {
+  const exact = (periodMs * unitsPerMs) / rate;
+  if (exact < 1) throw new RangeError(`${rateName} ${rate} per periodMs ${periodMs} is more than one token per ${unit}, the finest interval the limiter keeps`);
+  const interval = Math.ceil(exact);
+  if (!Number.isSafeInteger(interval)) {
+    throw new RangeError(`${rateName} ${rate} per periodMs ${periodMs} gives a token interval too long to represent`);
   }
-  return n;
-}
-
-function requireObject(name: string, value: unknown): Record<string, unknown> {
-  if (value === null || typeof value !== 'object') {
-    throw new TypeError(`${name} must be an options object, got ${describe(value)}`);
-  }
-  return value as Record<string, unknown>;
+  return interval;
 }
 
 function resolveQueue(o: Record<string, unknown>): ResolvedQueueOptions {
-  const clock = o.clock ?? systemClock;
-  if (typeof (clock as Clock).now !== 'function' || typeof (clock as Clock).setTimer !== 'function') {
-    throw new TypeError('clock must have now() and setTimer() methods');
-  }
   return {
-    maxQueued: o.maxQueued === undefined ? Infinity : bound('maxQueued', o.maxQueued, true),
-    maxWaitMs: o.maxWaitMs === undefined ? Infinity : bound('maxWaitMs', o.maxWaitMs, false),
-    clock: clock as Clock,
-    maxThreads:
-      o.maxThreads === undefined ? DEFAULT_MAX_THREADS : Math.min(integerAtLeast('maxThreads', o.maxThreads, 1), MAX_THREADS_LIMIT),
+    maxQueued: o.maxQueued === undefined ? Infinity : wholeNumber('maxQueued', o.maxQueued, 0, undefined, true),
+    maxWaitMs: o.maxWaitMs === undefined ? Infinity : waitBound('maxWaitMs', o.maxWaitMs),
+    clock: o.clock === undefined ? systemClock : checkClock(o.clock),
+    maxThreads: o.maxThreads === undefined ? DEFAULT_MAX_THREADS : wholeNumber('maxThreads', o.maxThreads, 1, MAX_THREADS_LIMIT),
   };
 }
 
@@ -170,24 +156,22 @@ export interface ResolvedTokenBucketOptions extends ResolvedQueueOptions, Resolv
   burst: number;
   /**
    * Nanoseconds between two tokens, rounded up: rounding up can only admit fewer calls, never more,
-   * so the bound `burst + rate × t` holds exactly (the loss is 1 ns per token). At least 1 ns, so a
-   * rate above 10⁹ per second is held to 10⁹ per second (still never more than configured).
+   * so the bound `burst + rate × t` holds exactly (the loss is under 1 ns per token).
    */
   intervalNs: bigint;
 }
 
+const TOKEN_BUCKET_KEYS = ['rate', 'periodMs', 'burst', ...QUEUE_KEYS, ...STORE_KEYS];
+
 /** Validates and completes {@link TokenBucketOptions}. */
 export function resolveTokenBucketOptions(options: unknown): ResolvedTokenBucketOptions {
-  const o = requireObject('TokenBucket options', options);
+  const o = knownOptions('TokenBucket options', options, TOKEN_BUCKET_KEYS);
   if (o.rate === undefined) throw new TypeError('rate is required (tokens per periodMs)');
-  const rate = positiveNumber('rate', o.rate);
-  const periodMs = o.periodMs === undefined ? DEFAULT_PERIOD_MS : positiveNumber('periodMs', o.periodMs);
-  const burst = o.burst === undefined ? Math.max(1, Math.ceil(rate)) : integerAtLeast('burst', o.burst, 1);
-  const interval = Math.ceil((periodMs * 1e6) / rate);
-  if (!Number.isSafeInteger(interval)) {
-    throw new RangeError(`rate ${rate} per periodMs ${periodMs} gives a token interval too long to represent`);
-  }
-  return { ...resolveQueue(o), ...resolveStore(o), rate, periodMs, burst, intervalNs: BigInt(Math.max(1, interval)) };
+  const rate = positive('rate', o.rate);
+  const periodMs = period(o.periodMs);
+  const burst = o.burst === undefined ? Math.max(1, Math.ceil(rate)) : wholeNumber('burst', o.burst, 1);
+  const interval = tokenInterval('rate', rate, periodMs, 1e6, 'nanosecond');
+  return { ...resolveQueue(o), ...resolveStore(o), rate, periodMs, burst, intervalNs: BigInt(interval) };
 }
 
 /** Fixed window options resolved. */
@@ -197,14 +181,16 @@ export interface ResolvedFixedWindowOptions extends ResolvedQueueOptions, Resolv
   periodNs: bigint;
 }
 
+const FIXED_WINDOW_KEYS = ['maxCalls', 'periodMs', ...QUEUE_KEYS, ...STORE_KEYS];
+
 /** Validates and completes {@link FixedWindowOptions}. */
 export function resolveFixedWindowOptions(options: unknown): ResolvedFixedWindowOptions {
-  const o = requireObject('FixedWindow options', options);
+  const o = knownOptions('FixedWindow options', options, FIXED_WINDOW_KEYS);
   if (o.maxCalls === undefined) throw new TypeError('maxCalls is required');
-  const maxCalls = integerAtLeast('maxCalls', o.maxCalls, 1);
-  const periodMs = o.periodMs === undefined ? DEFAULT_PERIOD_MS : positiveNumber('periodMs', o.periodMs);
+  const maxCalls = wholeNumber('maxCalls', o.maxCalls, 1);
+  const periodMs = period(o.periodMs);
   const periodNs = Math.round(periodMs * 1e6);
-  if (periodNs < 1 || !Number.isSafeInteger(periodNs)) throw new RangeError(`periodMs must be between 1e-6 and 9e9, got ${periodMs}`);
+  if (!Number.isSafeInteger(periodNs)) throw new RangeError(`periodMs must be at most 9e9, got ${periodMs}`);
   return { ...resolveQueue(o), ...resolveStore(o), maxCalls, periodMs, periodNs: BigInt(periodNs) };
 }
 
@@ -213,11 +199,13 @@ export interface ResolvedConcurrencyLimitOptions extends ResolvedQueueOptions {
   max: number;
 }
 
+const CONCURRENCY_LIMIT_KEYS = ['max', ...QUEUE_KEYS];
+
 /** Validates and completes {@link ConcurrencyLimitOptions}. */
 export function resolveConcurrencyLimitOptions(options: unknown): ResolvedConcurrencyLimitOptions {
-  const o = requireObject('ConcurrencyLimit options', options);
+  const o = knownOptions('ConcurrencyLimit options', options, CONCURRENCY_LIMIT_KEYS);
   if (o.max === undefined) throw new TypeError('max is required');
-  return { ...resolveQueue(o), max: integerAtLeast('max', o.max, 1) };
+  return { ...resolveQueue(o), max: wholeNumber('max', o.max, 1) };
 }
 
 /** Validates the token count of one call against the most the limiter can ever grant at once. */
@@ -231,11 +219,11 @@ export function checkCount(n: unknown, capacity: number, capacityName: string): 
 /** Validates per-call options; returns the effective wait bound. */
 export function resolveAcquireOptions(options: AcquireOptions | undefined, defaultMaxWaitMs: number): number {
   if (options === undefined) return defaultMaxWaitMs;
-  requireObject('acquire options', options);
+  object('acquire options', options);
   if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) {
     throw new TypeError('signal must be an AbortSignal');
   }
-  return options.maxWaitMs === undefined ? defaultMaxWaitMs : bound('maxWaitMs', options.maxWaitMs, false);
+  return options.maxWaitMs === undefined ? defaultMaxWaitMs : waitBound('maxWaitMs', options.maxWaitMs);
 }
 
 /** Options of a {@link RateLimiter}: `maxCalls` per `periodMs`, by one of the rate algorithms. */
@@ -252,22 +240,19 @@ export interface RateLimiterOptions extends QueueOptions, StoreOptions {
   onLimited?: (event: { n: number; waitMs: number; queued: number }) => void;
 }
 
+const RATE_LIMITER_KEYS = ['maxCalls', 'periodMs', 'algorithm', 'burst', 'onLimited', ...QUEUE_KEYS, ...STORE_KEYS];
+
 /** Validates the facade-only options and maps the rest onto the chosen algorithm's options. */
 export function resolveRateLimiterOptions(options: unknown): {
   algorithm: 'token-bucket' | 'fixed-window';
   limiter: TokenBucketOptions | FixedWindowOptions;
   onLimited: RateLimiterOptions['onLimited'];
 } {
-  const o = requireObject('RateLimiter options', options) as unknown as RateLimiterOptions;
-  const algorithm = o.algorithm ?? 'token-bucket';
-  if (algorithm !== 'token-bucket' && algorithm !== 'fixed-window') {
-    throw new RangeError(`algorithm must be 'token-bucket' or 'fixed-window', got ${describe(algorithm)}`);
-  }
-  if (o.onLimited !== undefined && typeof o.onLimited !== 'function') {
-    throw new TypeError(`onLimited must be a function, got ${describe(o.onLimited)}`);
-  }
+  const o = knownOptions('RateLimiter options', options, RATE_LIMITER_KEYS) as unknown as RateLimiterOptions;
+  const algorithm = oneOf('algorithm', o.algorithm ?? 'token-bucket', ['token-bucket', 'fixed-window'] as const);
+  if (o.onLimited !== undefined) func('onLimited', o.onLimited);
   if (o.maxCalls === undefined) throw new TypeError('maxCalls is required');
-  const maxCalls = integerAtLeast('maxCalls', o.maxCalls, 1);
+  const maxCalls = wholeNumber('maxCalls', o.maxCalls, 1);
   const { onLimited, algorithm: _a, burst, ...rest } = o;
   if (algorithm === 'fixed-window') {
     if (burst !== undefined) throw new RangeError("burst applies to algorithm 'token-bucket' only");
@@ -330,27 +315,28 @@ export interface ResolvedRedisStoreOptions {
 const DEFAULT_LEASE: LeaseSettings = { horizonMs: 100, maxTokens: 1000, ttlMs: 1000 };
 const NO_LEASE: LeaseSettings = { horizonMs: 0, maxTokens: 0, ttlMs: 1000 };
 
+const REDIS_STORE_KEYS = ['url', 'redis', 'prefix', 'timeoutMs', 'onStoreError', 'expectedProcesses', 'lease', 'log'];
+const LEASE_KEYS = ['horizonMs', 'maxTokens', 'ttlMs'];
+
 /** Validates and completes {@link RedisStoreOptions}. */
 export function resolveRedisStoreOptions(options: unknown): ResolvedRedisStoreOptions {
-  const o = requireObject('createRedisStore options', options);
+  const o = knownOptions('createRedisStore options', options, REDIS_STORE_KEYS);
   if (o.url !== undefined && (typeof o.url !== 'string' || !/^rediss?:\/\//.test(o.url))) {
     throw new TypeError(`url must be a redis:// or rediss:// URL, got ${describe(o.url)}`);
   }
-  const redis = o.redis === undefined ? {} : requireObject('redis', o.redis);
-  if (o.prefix !== undefined && typeof o.prefix !== 'string') throw new TypeError(`prefix must be a string, got ${describe(o.prefix)}`);
-  const policy = o.onStoreError ?? 'fail-closed';
-  if (policy !== 'fail-open' && policy !== 'fail-closed' && policy !== 'local-share') {
-    throw new RangeError(`onStoreError must be 'fail-open', 'fail-closed' or 'local-share', got ${describe(policy)}`);
-  }
-  if (o.log !== undefined && typeof o.log !== 'function') throw new TypeError('log must be a function');
+  // ioredis's own options: ioredis knows them, and new versions add more.
+  const redis = o.redis === undefined ? {} : object('redis', o.redis);
+  if (o.prefix !== undefined) string('prefix', o.prefix);
+  const policy = oneOf('onStoreError', o.onStoreError ?? 'fail-closed', ['fail-open', 'fail-closed', 'local-share'] as const);
+  if (o.log !== undefined) func('log', o.log);
   let lease = NO_LEASE;
   if (o.lease === true) lease = DEFAULT_LEASE;
   else if (o.lease !== undefined && o.lease !== false) {
-    const l = requireObject('lease', o.lease);
+    const l = knownOptions('lease', o.lease, LEASE_KEYS);
     lease = {
-      horizonMs: l.horizonMs === undefined ? DEFAULT_LEASE.horizonMs : positiveNumber('lease.horizonMs', l.horizonMs),
-      maxTokens: l.maxTokens === undefined ? DEFAULT_LEASE.maxTokens : integerAtLeast('lease.maxTokens', l.maxTokens, 1),
-      ttlMs: l.ttlMs === undefined ? DEFAULT_LEASE.ttlMs : positiveNumber('lease.ttlMs', l.ttlMs),
+      horizonMs: l.horizonMs === undefined ? DEFAULT_LEASE.horizonMs : positive('lease.horizonMs', l.horizonMs),
+      maxTokens: l.maxTokens === undefined ? DEFAULT_LEASE.maxTokens : wholeNumber('lease.maxTokens', l.maxTokens, 1),
+      ttlMs: l.ttlMs === undefined ? DEFAULT_LEASE.ttlMs : positive('lease.ttlMs', l.ttlMs),
     };
   }
   const url = o.url as string | undefined;
@@ -363,9 +349,9 @@ export function resolveRedisStoreOptions(options: unknown): ResolvedRedisStoreOp
     url,
     redis: r,
     prefix: (o.prefix as string | undefined) ?? 'tql:',
-    timeoutMs: o.timeoutMs === undefined ? 500 : positiveNumber('timeoutMs', o.timeoutMs),
+    timeoutMs: o.timeoutMs === undefined ? 500 : positive('timeoutMs', o.timeoutMs),
     onStoreError: policy,
-    expectedProcesses: o.expectedProcesses === undefined ? 1 : integerAtLeast('expectedProcesses', o.expectedProcesses, 1),
+    expectedProcesses: o.expectedProcesses === undefined ? 1 : wholeNumber('expectedProcesses', o.expectedProcesses, 1),
     lease,
     log: (o.log as ((line: string) => void) | undefined) ?? ((line) => console.warn(line)),
     address,
@@ -412,11 +398,10 @@ export interface ResolvedKeyedTokenBucketOptions extends ResolvedQueueOptions {
   overflowBurst: number;
   /**
    * Microseconds between two tokens of one key, rounded up (the table keeps time in whole µs):
-   * rounding up can only admit fewer calls, never more. At least 1 µs, so a rate above 10⁶ per
-   * second per key is held to 10⁶ per second.
+   * rounding up can only admit fewer calls, never more.
    */
   intervalUs: number;
-  /** Nanoseconds between two tokens of the overflow bucket, rounded up, at least 1. */
+  /** Nanoseconds between two tokens of the overflow bucket, rounded up. */
   overflowIntervalNs: bigint;
 }
 
@@ -427,27 +412,24 @@ const MAX_PROBE_WINDOW = 64;
 /** A key's bucket spans burst × interval; it must stay far inside the table's 48-bit µs clock. */
 const MAX_KEYED_SPAN_US = 2 ** 46;
 
+const KEYED_TOKEN_BUCKET_KEYS = ['rate', 'periodMs', 'burst', 'capacity', 'probeWindow', 'overflowRate', 'overflowBurst', ...QUEUE_KEYS];
+
 /** Validates and completes {@link KeyedTokenBucketOptions}. */
 export function resolveKeyedTokenBucketOptions(options: unknown): ResolvedKeyedTokenBucketOptions {
-  const o = requireObject('KeyedTokenBucket options', options);
+  const o = knownOptions('KeyedTokenBucket options', options, KEYED_TOKEN_BUCKET_KEYS);
   if (o.rate === undefined) throw new TypeError('rate is required (tokens per periodMs, per key)');
-  const rate = positiveNumber('rate', o.rate);
-  const periodMs = o.periodMs === undefined ? DEFAULT_PERIOD_MS : positiveNumber('periodMs', o.periodMs);
-  const burst = o.burst === undefined ? Math.max(1, Math.ceil(rate)) : integerAtLeast('burst', o.burst, 1);
-  const capacity = o.capacity === undefined ? DEFAULT_KEYED_CAPACITY : integerAtLeast('capacity', o.capacity, 1);
-  if (capacity > MAX_KEYED_CAPACITY) throw new RangeError(`capacity must be at most ${MAX_KEYED_CAPACITY}, got ${capacity}`);
-  const window = o.probeWindow === undefined ? DEFAULT_PROBE_WINDOW : integerAtLeast('probeWindow', o.probeWindow, 1);
-  if (window > MAX_PROBE_WINDOW) throw new RangeError(`probeWindow must be at most ${MAX_PROBE_WINDOW}, got ${window}`);
-  const overflowRate = o.overflowRate === undefined ? rate : positiveNumber('overflowRate', o.overflowRate);
-  const overflowBurst = o.overflowBurst === undefined ? burst : integerAtLeast('overflowBurst', o.overflowBurst, 1);
-  const intervalUs = Math.max(1, Math.ceil((periodMs * 1000) / rate));
-  if (!Number.isSafeInteger(intervalUs) || intervalUs * burst > MAX_KEYED_SPAN_US) {
+  const rate = positive('rate', o.rate);
+  const periodMs = period(o.periodMs);
+  const burst = o.burst === undefined ? Math.max(1, Math.ceil(rate)) : wholeNumber('burst', o.burst, 1);
+  const capacity = o.capacity === undefined ? DEFAULT_KEYED_CAPACITY : wholeNumber('capacity', o.capacity, 1, MAX_KEYED_CAPACITY);
+  const window = o.probeWindow === undefined ? DEFAULT_PROBE_WINDOW : wholeNumber('probeWindow', o.probeWindow, 1, MAX_PROBE_WINDOW);
+  const overflowRate = o.overflowRate === undefined ? rate : positive('overflowRate', o.overflowRate);
+  const overflowBurst = o.overflowBurst === undefined ? burst : wholeNumber('overflowBurst', o.overflowBurst, 1);
+  const intervalUs = tokenInterval('rate', rate, periodMs, 1e3, 'microsecond');
+  if (intervalUs * burst > MAX_KEYED_SPAN_US) {
     throw new RangeError(`burst ${burst} at rate ${rate} per periodMs ${periodMs} spans more than 2^46 µs (2.2 years): too long for the table's clock`);
   }
-  const overflowInterval = Math.ceil((periodMs * 1e6) / overflowRate);
-  if (!Number.isSafeInteger(overflowInterval)) {
-    throw new RangeError(`overflowRate ${overflowRate} per periodMs ${periodMs} gives a token interval too long to represent`);
-  }
+  const overflowInterval = tokenInterval('overflowRate', overflowRate, periodMs, 1e6, 'nanosecond');
   return {
     ...resolveQueue(o),
     rate,
@@ -458,12 +440,11 @@ export function resolveKeyedTokenBucketOptions(options: unknown): ResolvedKeyedT
     overflowRate,
     overflowBurst,
     intervalUs,
-    overflowIntervalNs: BigInt(Math.max(1, overflowInterval)),
+    overflowIntervalNs: BigInt(overflowInterval),
   };
 }
 
 /** Validates the key of a keyed limiter's call. */
 export function checkKey(key: unknown): string {
-  if (typeof key !== 'string') throw new TypeError(`key must be a string, got ${describe(key)}`);
-  return key;
+  return string('key', key);
 }

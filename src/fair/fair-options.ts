@@ -1,12 +1,14 @@
 /**
  * Options of fair admission: the fair queue's levels and bounds, the per-call options, and the
- * server's flow key; types, defaults and validation in one place.
+ * server's flow key; their types, defaults and validation (with the checks of `validate.ts`).
  *
- * Invalid input throws at construction with a `TypeError` (wrong type) or a `RangeError` (value out
- * of range), naming the option and the value, like every other option of the library.
+ * Invalid input throws at construction with a `TypeError` (wrong type, unknown option) or a
+ * `RangeError` (value out of range), naming the option and the value, like every other option of
+ * the library.
  */
 import { systemClock, type Clock } from '../clock.js';
-import { integerAtLeast, positiveNumber } from '../options.js';
+import { checkClock } from '../options.js';
+import { describe, object, options as knownOptions, positive, waitBound, wholeNumber } from '../validate.js';
 import { resolveCallKeySpec } from '../server/call-key.js';
 import type { MessageHeader } from '../thrift/message-header.js';
 
@@ -139,40 +141,27 @@ export interface ResolvedFairnessOptions {
 
 const DEFAULT_LEVEL = 'default';
 
-function describe(value: unknown): string {
-  return typeof value === 'string' ? JSON.stringify(value) : String(value);
-}
-
-function requireObject(name: string, value: unknown): Record<string, unknown> {
-  if (value === null || typeof value !== 'object') throw new TypeError(`${name} must be an object, got ${describe(value)}`);
-  return value as Record<string, unknown>;
-}
+const LEVEL_KEYS = ['share', 'methods', 'borrow'];
+const FAIR_QUEUE_KEYS = ['levels', 'quantum', 'maxQueuedPerFlow', 'maxQueued', 'maxWaitMs', 'clock'];
+const FAIRNESS_KEYS = ['flow', 'levels', 'quantum', 'maxQueuedPerFlow'];
 
 /** A bound: a whole number ≥ 1, or Infinity. */
 function bound(name: string, value: unknown): number {
-  if (value === Infinity) return Infinity;
-  return integerAtLeast(name, value, 1);
-}
-
-/** A wait bound in ms: a number ≥ 0, or Infinity. */
-export function waitBound(name: string, value: unknown): number {
-  if (typeof value !== 'number') throw new TypeError(`${name} must be a number, got ${describe(value)}`);
-  if (Number.isNaN(value) || value < 0) throw new RangeError(`${name} must be 0 or more, got ${describe(value)}`);
-  return value;
+  return wholeNumber(name, value, 1, undefined, true);
 }
 
 /** Validates the levels; adds the implicit default level when every level lists methods. */
 function resolveLevels(value: unknown, prefix: string): { levels: ResolvedLevel[]; defaultLevel: string } {
   if (value === undefined) return { levels: [{ name: DEFAULT_LEVEL, share: 1, methods: [], borrow: true }], defaultLevel: DEFAULT_LEVEL };
-  const config = requireObject(`${prefix}levels`, value);
+  const config = object(`${prefix}levels`, value);
   const levels: ResolvedLevel[] = [];
   const owner = new Map<string, string>();
   let defaultLevel: string | undefined;
   for (const [name, spec] of Object.entries(config)) {
     const at = `${prefix}levels.${name}`;
-    const o = requireObject(at, spec);
+    const o = knownOptions(at, spec, LEVEL_KEYS);
     if (o.share === undefined) throw new TypeError(`${at}.share is required (the level's relative weight)`);
-    const share = positiveNumber(`${at}.share`, o.share);
+    const share = positive(`${at}.share`, o.share);
     if (o.borrow !== undefined && typeof o.borrow !== 'boolean') throw new TypeError(`${at}.borrow must be a boolean, got ${describe(o.borrow)}`);
     let methods: string[] = [];
     if (o.methods === undefined) {
@@ -203,12 +192,11 @@ function resolveLevels(value: unknown, prefix: string): { levels: ResolvedLevel[
 
 /** Validates {@link FairQueueOptions} and fills in defaults. */
 export function resolveFairQueueOptions(options: unknown, prefix = ''): ResolvedFairQueueOptions {
-  const o = requireObject(prefix === '' ? 'FairQueue options' : prefix.slice(0, -1), options ?? {});
-  const clock = (o.clock ?? systemClock) as Clock;
-  if (typeof clock.now !== 'function' || typeof clock.setTimer !== 'function') throw new TypeError('clock must have now() and setTimer() methods');
+  const o = knownOptions(prefix === '' ? 'FairQueue options' : prefix.slice(0, -1), options ?? {}, FAIR_QUEUE_KEYS);
+  const clock = o.clock === undefined ? systemClock : checkClock(o.clock);
   return {
     ...resolveLevels(o.levels, prefix),
-    quantum: o.quantum === undefined ? 1 : integerAtLeast(`${prefix}quantum`, o.quantum, 1),
+    quantum: o.quantum === undefined ? 1 : wholeNumber(`${prefix}quantum`, o.quantum, 1),
     maxQueuedPerFlow: o.maxQueuedPerFlow === undefined ? Infinity : bound(`${prefix}maxQueuedPerFlow`, o.maxQueuedPerFlow),
     maxQueued: o.maxQueued === undefined ? Infinity : bound(`${prefix}maxQueued`, o.maxQueued),
     maxWaitMs: o.maxWaitMs === undefined ? Infinity : waitBound(`${prefix}maxWaitMs`, o.maxWaitMs),
@@ -218,7 +206,7 @@ export function resolveFairQueueOptions(options: unknown, prefix = ''): Resolved
 
 /** Validates per-call options of {@link FairQueue.run}. */
 export function checkFairRunOptions(options: unknown): FairRunOptions {
-  const o = requireObject('fair run options', options);
+  const o = object('fair run options', options);
   if (typeof o.flow !== 'string') throw new TypeError(`flow must be a string, got ${describe(o.flow)}`);
   if (o.level !== undefined && typeof o.level !== 'string') throw new TypeError(`level must be a level name, got ${describe(o.level)}`);
   if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) throw new TypeError('signal must be an AbortSignal');
@@ -234,7 +222,7 @@ function resolveFlowKey(value: unknown): FlowKeySpec {
 
 /** Validates the threaded server's {@link FairnessOptions} (the levels are checked here too). */
 export function resolveFairnessOptions(options: unknown): ResolvedFairnessOptions {
-  const o = requireObject('fairness', options);
+  const o = knownOptions('fairness', options, FAIRNESS_KEYS);
   const checked = resolveFairQueueOptions({ levels: o.levels, quantum: o.quantum, maxQueuedPerFlow: o.maxQueuedPerFlow }, 'fairness.');
   return {
     flow: resolveFlowKey(o.flow),
@@ -246,7 +234,7 @@ export function resolveFairnessOptions(options: unknown): ResolvedFairnessOption
 
 /** Validates the fairness argument of `wrapHandler` (the levels are checked here too). */
 export function resolveHandlerFairnessOptions(options: unknown): HandlerFairnessOptions {
-  const o = requireObject('wrapHandler fairness', options);
+  const o = knownOptions('wrapHandler fairness', options, FAIRNESS_KEYS);
   if (typeof o.flow !== 'function') throw new TypeError(`fairness.flow must be a function ({ method, args }) => string, got ${describe(o.flow)}`);
   resolveFairQueueOptions({ levels: o.levels, quantum: o.quantum, maxQueuedPerFlow: o.maxQueuedPerFlow }, 'fairness.');
   return o as unknown as HandlerFairnessOptions;

@@ -11,6 +11,7 @@ import type { LimiterDescriptor } from '../limiters/limiter.js';
 import { TokenBucket } from '../limiters/token-bucket.js';
 import type { StoreOptions } from '../options.js';
 import type { LimiterStore } from '../stores/store.js';
+import { options as knownOptions, waitBound, wholeNumber } from '../validate.js';
 import { resolveCallKeySpec } from './call-key.js';
 
 /**
@@ -80,11 +81,30 @@ export interface QueueBounds {
   maxWaitMs?: number;
 }
 
+const QUEUE_KEYS = ['maxQueued', 'maxWaitMs'];
+
+/**
+ * Validates queue bounds, naming them `queue.maxQueued` and `queue.maxWaitMs` (the same checks as
+ * a limiter's `maxQueued` and `maxWaitMs`).
+ */
+export function resolveQueueBounds(value: unknown = {}): QueueBounds {
+  const o = knownOptions('queue', value, QUEUE_KEYS);
+  if (o.maxQueued !== undefined) wholeNumber('queue.maxQueued', o.maxQueued, 0, undefined, true);
+  if (o.maxWaitMs !== undefined) waitBound('queue.maxWaitMs', o.maxWaitMs);
+  return o as QueueBounds;
+}
+
+/** The options of each kind of spec: a limiter's other options (queue bounds, clock) come from the server. */
+const SPEC_KEYS = { rate: ['rate', 'periodMs', 'burst', 'store', 'key'], maxCalls: ['maxCalls', 'periodMs', 'store', 'key'], concurrency: ['concurrency'] };
+
 function build(name: string, spec: Exclude<LimitSpec, KeyedLimitSpec>, queue: QueueBounds, store: LimiterStore | undefined): AnyLimiter {
   if (spec instanceof TokenBucket || spec instanceof FixedWindow || spec instanceof ConcurrencyLimit) return spec;
   if (spec === null || typeof spec !== 'object') throw new TypeError(`limits.${name} must be a limit spec object or a limiter, got ${String(spec)}`);
-  const keys = ['rate' in spec, 'maxCalls' in spec, 'concurrency' in spec].filter(Boolean).length;
-  if (keys !== 1) throw new TypeError(`limits.${name} must have exactly one of rate, maxCalls or concurrency`);
+  const kinds = (['rate', 'maxCalls', 'concurrency'] as const).filter((k) => k in spec);
+  // Without a kind, a misspelt one is the likeliest cause: suggest it from every kind's options.
+  if (kinds.length === 0) knownOptions(`limits.${name}`, spec, [...new Set(Object.values(SPEC_KEYS).flat())]);
+  if (kinds.length !== 1) throw new TypeError(`limits.${name} must have exactly one of rate, maxCalls or concurrency`);
+  knownOptions(`limits.${name}`, spec, SPEC_KEYS[kinds[0]!]);
   const bounds = { ...(queue.maxQueued !== undefined ? { maxQueued: queue.maxQueued } : {}), ...(queue.maxWaitMs !== undefined ? { maxWaitMs: queue.maxWaitMs } : {}) };
   const where = 'concurrency' in spec || (spec.store ?? store) === undefined ? {} : { store: spec.store ?? store, key: spec.key ?? name };
   try {
@@ -98,13 +118,13 @@ function build(name: string, spec: Exclude<LimitSpec, KeyedLimitSpec>, queue: Qu
   }
 }
 
-const KEYED_OPTIONS = new Set(['rate', 'periodMs', 'burst', 'perKey', 'capacity', 'overflowRate', 'overflowBurst']);
+const KEYED_OPTIONS = ['rate', 'periodMs', 'burst', 'perKey', 'capacity', 'overflowRate', 'overflowBurst'];
 
 function buildKeyed(name: string, spec: Record<string, unknown>, queue: QueueBounds): KeyedMethodLimit {
   for (const option of Object.keys(spec)) {
     if (option === 'store' || option === 'key') throw new TypeError(`limits.${name}.${option}: a per-key limit lives in this process's shared memory, not in a distributed store`);
-    if (!KEYED_OPTIONS.has(option)) throw new TypeError(`limits.${name}.${option} is not an option of a per-key limit (${[...KEYED_OPTIONS].join(', ')})`);
   }
+  knownOptions(`limits.${name}`, spec, KEYED_OPTIONS);
   const perKey = resolveCallKeySpec(`limits.${name}.perKey`, spec.perKey);
   const { perKey: _perKey, ...options } = spec;
   try {
@@ -148,6 +168,7 @@ export class MethodLimits {
    */
   constructor(config: LimitsConfig<PerKeySpec | ((call: HandlerCall) => string)> = {}, queue: QueueBounds = {}, store?: LimiterStore) {
     if (config === null || typeof config !== 'object') throw new TypeError('limits must be an object of method name → limit');
+    resolveQueueBounds(queue);
     for (const [name, spec] of Object.entries(config)) {
       this.byName.set(name, isKeyedSpec(spec) ? buildKeyed(name, spec, queue) : build(name, spec as Exclude<LimitSpec, KeyedLimitSpec>, queue, store));
     }

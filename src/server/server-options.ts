@@ -1,15 +1,15 @@
 /**
- * Options of the threaded server: types, defaults and validation in one place.
+ * Options of the threaded server: their types, defaults and validation (with the checks of
+ * `validate.ts`).
  */
-import { isAbsolute, resolve } from 'node:path';
 import type { TlsOptions } from 'node:tls';
-import { pathToFileURL } from 'node:url';
 import { availableParallelism } from 'node:os';
 import { isLimiterStore, type LimiterStore } from '../stores/store.js';
-import type { LimitsConfig, QueueBounds } from './method-limits.js';
+import { resolveQueueBounds, type LimitsConfig, type QueueBounds } from './method-limits.js';
 import { resolveFairnessOptions, type FairnessOptions, type ResolvedFairnessOptions } from '../fair/fair-options.js';
 import type { Protocol } from '../thrift/message-header.js';
 import type { Transport } from './wire.js';
+import { describe, func, moduleUrl, object, options as knownOptions, someOf, wholeNumber } from '../validate.js';
 
 /** Options of {@link createThreadedServer}. */
 export interface ThreadedServerOptions {
@@ -127,40 +127,23 @@ export const SERVER_DEFAULTS = {
   startTimeoutMs: 30_000,
 } as const;
 
-function moduleUrl(name: string, value: unknown): string {
-  if (value instanceof URL) return value.href;
-  if (typeof value !== 'string' || value.length === 0) throw new TypeError(`${name} must be a module path or file URL, got ${String(value)}`);
-  if (value.startsWith('file:')) return value;
-  return pathToFileURL(isAbsolute(value) ? value : resolve(value)).href;
-}
-
-function wholeNumber(name: string, value: unknown, min: number, allowInfinity = false): number {
-  if (typeof value !== 'number') throw new TypeError(`${name} must be a number, got ${String(value)}`);
-  if (allowInfinity && value === Infinity) return value;
-  if (!Number.isInteger(value) || value < min) throw new RangeError(`${name} must be a whole number of at least ${min}, got ${value}`);
-  return value;
-}
-
 /** A timeout option: its default when absent, Infinity for 0 or Infinity (disabled), else a whole number of ms. */
 function timeout(name: 'handlerTimeoutMs' | 'idleTimeoutMs' | 'frameTimeoutMs', value: unknown): number {
   if (value === undefined) return SERVER_DEFAULTS[name];
-  const ms = wholeNumber(name, value, 0, true);
+  const ms = wholeNumber(name, value, 0, undefined, true);
   return ms === 0 ? Infinity : ms;
 }
 
 const PROTOCOL_NAMES: readonly Protocol[] = ['binary', 'compact', 'json'];
 const TRANSPORT_NAMES: readonly Transport[] = ['framed', 'buffered', 'header', 'http'];
 
-/** `'all'` (or absent), one of `names`, or a non-empty list of them, as a set. */
-function oneOf<T extends string>(option: string, value: unknown, names: readonly T[]): ReadonlySet<T> {
-  if (value === undefined || value === 'all') return new Set(names);
-  const list = Array.isArray(value) ? (value as unknown[]) : [value];
-  for (const v of list) {
-    if (!names.includes(v as T)) throw new RangeError(`${option} must be 'all', one of ${names.map((n) => `'${n}'`).join(', ')} or a list of them, got ${JSON.stringify(v)}`);
-  }
-  if (list.length === 0) throw new RangeError(`${option} must name at least one, got []`);
-  return new Set(list as T[]);
-}
+/** Every option, checked complete against the interface so a new option cannot be refused as unknown. */
+const SERVER_KEYS = Object.keys({
+  service: true, handler: true, services: true, workers: true, protocol: true, transport: true, maxFrameBytes: true, limits: true,
+  store: true, queue: true, fairness: true, handlerTimeoutMs: true, idleTimeoutMs: true, frameTimeoutMs: true,
+  maxInFlightPerConnection: true, maxPendingReplyBytes: true, maxConnections: true, startTimeoutMs: true, tls: true, log: true,
+} satisfies Record<keyof ThreadedServerOptions, true>);
+const SERVICE_KEYS = ['service', 'handler'];
 
 /** A service's modules, as file URLs. */
 export interface ServiceModules {
@@ -180,6 +163,7 @@ function resolveServices(options: ThreadedServerOptions): ServiceModules[] {
     for (const [name, s] of Object.entries(options.services)) {
       if (!/^[^:\s]+$/.test(name)) throw new RangeError(`services: a service name must be non-empty, without ':' or spaces, got ${JSON.stringify(name)}`);
       if (s === null || typeof s !== 'object') throw new TypeError(`services.${name} must be { service, handler }`);
+      knownOptions(`services.${name}`, s, SERVICE_KEYS);
       services.push({ name, serviceUrl: moduleUrl(`services.${name}.service`, s.service), handlerUrl: moduleUrl(`services.${name}.handler`, s.handler) });
     }
   }
@@ -188,18 +172,19 @@ function resolveServices(options: ThreadedServerOptions): ServiceModules[] {
 }
 
 function resolveServerStore(store: unknown): LimiterStore | undefined {
-  if (store !== undefined && !isLimiterStore(store)) throw new TypeError(`store must be a store from createRedisStore(), got ${String(store)}`);
+  if (store !== undefined && !isLimiterStore(store)) throw new TypeError(`store must be a store from createRedisStore(), got ${describe(store)}`);
   return store;
 }
 
 /** Validates {@link ThreadedServerOptions} and fills in defaults. */
 export function resolveServerOptions(options: ThreadedServerOptions): ResolvedServerOptions {
   if (options === null || typeof options !== 'object') throw new TypeError('createThreadedServer needs an options object');
-  const protocols = oneOf('protocol', options.protocol, PROTOCOL_NAMES);
-  const transports = oneOf('transport', options.transport, TRANSPORT_NAMES);
-  if (options.log !== undefined && typeof options.log !== 'function') throw new TypeError('log must be a function');
-  const queue = options.queue ?? {};
-  if (queue === null || typeof queue !== 'object') throw new TypeError('queue must be an object { maxQueued, maxWaitMs }');
+  knownOptions('createThreadedServer options', options, SERVER_KEYS);
+  const protocols = someOf('protocol', options.protocol, PROTOCOL_NAMES);
+  const transports = someOf('transport', options.transport, TRANSPORT_NAMES);
+  if (options.log !== undefined) func('log', options.log);
+  if (options.tls !== undefined) object('tls', options.tls);
+  const queue = resolveQueueBounds(options.queue);
   return {
     services: resolveServices(options),
     workers: options.workers === undefined ? availableParallelism() : wholeNumber('workers', options.workers, 1),
@@ -215,7 +200,7 @@ export function resolveServerOptions(options: ThreadedServerOptions): ResolvedSe
     frameTimeoutMs: timeout('frameTimeoutMs', options.frameTimeoutMs),
     maxInFlightPerConnection: wholeNumber('maxInFlightPerConnection', options.maxInFlightPerConnection ?? SERVER_DEFAULTS.maxInFlightPerConnection, 1),
     maxPendingReplyBytes: wholeNumber('maxPendingReplyBytes', options.maxPendingReplyBytes ?? SERVER_DEFAULTS.maxPendingReplyBytes, 1),
-    maxConnections: wholeNumber('maxConnections', options.maxConnections ?? SERVER_DEFAULTS.maxConnections, 1, true),
+    maxConnections: wholeNumber('maxConnections', options.maxConnections ?? SERVER_DEFAULTS.maxConnections, 1, undefined, true),
     startTimeoutMs: wholeNumber('startTimeoutMs', options.startTimeoutMs ?? SERVER_DEFAULTS.startTimeoutMs, 1),
     tls: options.tls,
     log: options.log ?? ((line) => console.warn(line)),
