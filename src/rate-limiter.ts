@@ -48,7 +48,8 @@ export class RateLimiter {
   /** Rebuilds the limiter in another thread from {@link share}'s descriptor; both enforce one limit. */
   static attach(descriptor: RateLimiterDescriptor, options: { clock?: Clock; onLimited?: RateLimiterOptions['onLimited'] } = {}): RateLimiter {
     const d = descriptor?.limiter;
-    const limiter = d?.kind === 'fixed-window' ? FixedWindow.attach(d, options) : TokenBucket.attach(d, options);
+    const attachOptions = { clock: options.clock };
+    const limiter = d?.kind === 'fixed-window' ? FixedWindow.attach(d, attachOptions) : TokenBucket.attach(d, attachOptions);
     const o = limiter instanceof FixedWindow
       ? { maxCalls: limiter.maxCalls, periodMs: limiter.periodMs, algorithm: 'fixed-window' as const }
       : { maxCalls: limiter.rate, periodMs: limiter.periodMs, burst: limiter.burst };

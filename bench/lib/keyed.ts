@@ -30,13 +30,13 @@ function cycle(count: number, prefix: string): () => string {
 }
 
 async function main(): Promise<void> {
-  const single = new TokenBucket({ rate: 1e12 });
+  const single = new TokenBucket({ rate: 1e9 });
   // 10⁶/s per key is the table's most; a burst of 10⁹ keeps a key from ever running dry here.
   const plenty = { rate: 1e6, burst: 1e9, capacity: CAPACITY };
   const hit = new KeyedTokenBucket(plenty);
   const thousand = new KeyedTokenBucket(plenty);
   const reclaim = new KeyedTokenBucket({ rate: 1e6, burst: 1, capacity: CAPACITY });
-  const full = new KeyedTokenBucket({ rate: 1, periodMs: 1e9, burst: 1, capacity: CAPACITY, overflowRate: 1e12, overflowBurst: 1 });
+  const full = new KeyedTokenBucket({ rate: 1, periodMs: 1e9, burst: 1, capacity: CAPACITY, overflowRate: 1e9, overflowBurst: 1 });
   const hasher = new KeyHasher(0, 0, CAPACITY);
   const k1000 = cycle(1000, 'client');
   const kReclaim = cycle(100_000, 'flood');
