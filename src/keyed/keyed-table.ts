@@ -31,7 +31,7 @@
  * So a table of `capacity` keys takes 16·capacity + 64·maxThreads + 320 bytes, fixed at
  * construction (4096 keys, 64 threads: 69.9 KiB), however many distinct keys are ever seen.
  *
- * **Admission** is the token bucket's GCRA (token-bucket.ts has the proof) on the slot's TAT:
+ * **Admission** is the token bucket's GCRA (gcra.ts has the proof) on the slot's TAT:
  * read STATE, then the hash (must be the key's), decide, CAS STATE. STATE is read *before* the
  * hash: the hash only changes while a reclaim holds the slot, and every reclaim bumps the version,
  * so if the CAS succeeds (version unchanged) the hash was the key's all along and the admission
@@ -78,6 +78,7 @@
  * one slot CLAIMING for good (the table has one slot less); it never blocks another key.
  */
 import type { Nanos } from '../clock.js';
+import { gcraReadyAt, gcraTake } from '../limiters/gcra.js';
 
 const MAGIC = 0x314b5154; // 'TQK1'
 
@@ -275,7 +276,7 @@ export class KeyedTable {
       s = s + 1 === this.capacity ? 0 : s + 1;
     }
     if (free) return now;
-    const ready = Atomics.load(this.i64, W.OVERFLOW_TAT) + BigInt(ahead + n) * this.overflowInterval - this.overflowTolerance;
+    const ready = gcraReadyAt(Atomics.load(this.i64, W.OVERFLOW_TAT), ahead + n, this.overflowInterval, this.overflowTolerance);
     return ready > now ? ready : now;
   }
 
@@ -426,20 +427,14 @@ export class KeyedTable {
     }
   }
 
-  /** The overflow bucket: the token bucket's GCRA on one word, in ns. */
+  /** The overflow bucket: GCRA on one word, in ns. */
   private takeOverflow(now: Nanos, n: number): boolean {
     const i64 = this.i64;
     const cost = n === 1 ? this.overflowInterval : this.overflowInterval * BigInt(n);
-    for (;;) {
-      const tat = Atomics.load(i64, W.OVERFLOW_TAT);
-      const next = (tat > now ? tat : now) + cost;
-      if (next - now > this.overflowTolerance) return false;
-      if (Atomics.compareExchange(i64, W.OVERFLOW_TAT, tat, next) === tat) {
-        Atomics.add(i64, this.rowI64 + R64.ADMITTED, 1n);
-        Atomics.add(i64, this.rowI64 + R64.OVERFLOW_ADMITTED, 1n);
-        return true;
-      }
-    }
+    if (!gcraTake(i64, W.OVERFLOW_TAT, now, cost, this.overflowTolerance)) return false;
+    Atomics.add(i64, this.rowI64 + R64.ADMITTED, 1n);
+    Atomics.add(i64, this.rowI64 + R64.OVERFLOW_ADMITTED, 1n);
+    return true;
   }
 
   /**

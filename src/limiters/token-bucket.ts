@@ -1,20 +1,6 @@
 /**
- * A token bucket kept as one 64-bit word: the generic cell rate algorithm (GCRA).
- *
- * Instead of a token count and a last-refill time (two words, which cannot change together in
- * one atomic step), GCRA keeps the theoretical arrival time TAT: the moment the bucket would be
- * full again if nothing else were taken. With emission interval T = period / rate and bucket size
- * b, a call of n tokens at time t is admitted iff
- *
- *     max(TAT, t) + n·T − t ≤ b·T
- *
- * and admission sets TAT ← max(TAT, t) + n·T, in one compare-and-swap. An empty history (TAT in
- * the past) is a full bucket: b tokens at once, then one every T.
- *
- * Guarantee: over any closed interval of length L, calls admitted ≤ b + L/T = burst + rate × L,
- * counted over every thread, because every admission moves the one shared TAT forward by n·T and
- * TAT may never run more than b·T ahead of the clock. T is rounded up to whole nanoseconds, which
- * can only admit fewer calls (by 1 ns per token), never more.
+ * A token bucket kept as one 64-bit word, shared by every thread: GCRA (gcra.ts has the algorithm
+ * and its bound, burst + rate × L over any interval of length L). T is rounded up to whole ns.
  */
 import type { Nanos } from '../clock.js';
 import { resolveTokenBucketOptions, type ResolvedTokenBucketOptions, type TokenBucketOptions } from '../options.js';
@@ -22,6 +8,7 @@ import type { AttachContext, LimiterDescriptor } from './limiter.js';
 import { Limiter, attachedInstance } from './limiter.js';
 import { RATE_PERMIT, RATE_PERMIT_PROMISE, type Permit } from './permit.js';
 import { SharedState, W } from '../shared/shared-state.js';
+import { gcraReadyAt, gcraTake } from './gcra.js';
 import type { Clock } from '../clock.js';
 import { attachStore } from '../stores/redis-store.js';
 import { RemoteLimit } from '../stores/remote-limit.js';
@@ -80,21 +67,13 @@ export class TokenBucket extends Limiter {
   /** {@inheritDoc Limiter.tryAcquireAt} */
   tryAcquireAt(now: Nanos, n = 1): boolean {
     if (this.remote !== undefined) return this.remote.take(now, n);
-    const cost = n === 1 ? this.interval : this.interval * BigInt(n);
-    const i64 = this.i64;
-    for (;;) {
-      const tat = Atomics.load(i64, W.STATE);
-      const next = (tat > now ? tat : now) + cost;
-      if (next - now > this.tolerance) return false;
-      if (Atomics.compareExchange(i64, W.STATE, tat, next) === tat) return true;
-    }
+    return gcraTake(this.i64, W.STATE, now, n === 1 ? this.interval : this.interval * BigInt(n), this.tolerance);
   }
 
   /** {@inheritDoc Limiter.estimateWaitAt} */
   estimateWaitAt(now: Nanos, n: number, queuedTokens: number): Nanos {
     if (this.remote !== undefined) return this.remote.estimateWaitAt(n, queuedTokens);
-    // Admissible at t once TAT + (ahead + n − b)·T ≤ t, counting the tokens queued ahead.
-    const ready = Atomics.load(this.i64, W.STATE) + BigInt(queuedTokens + n - this.burst) * this.interval;
+    const ready = gcraReadyAt(Atomics.load(this.i64, W.STATE), queuedTokens + n, this.interval, this.tolerance);
     return ready > now ? ready - now : 0n;
   }
 
@@ -106,7 +85,7 @@ export class TokenBucket extends Limiter {
   /** @internal */
   wakeAt(now: Nanos, n: number): Nanos | undefined {
     if (this.remote !== undefined) return this.remote.wakeAt(now, n);
-    const ready = Atomics.load(this.i64, W.STATE) + BigInt(n - this.burst) * this.interval;
+    const ready = gcraReadyAt(Atomics.load(this.i64, W.STATE), n, this.interval, this.tolerance);
     return ready > now ? ready : now;
   }
 

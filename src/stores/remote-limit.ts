@@ -63,6 +63,7 @@
  */
 import { threadId } from 'node:worker_threads';
 import type { Clock, Nanos } from '../clock.js';
+import { gcraReadyAt, gcraTake } from '../limiters/gcra.js';
 import { waitForSignal, type SignalWait } from '../shared/wait-signal.js';
 import type { LimiterStore, RemoteLimitSpec, StoreDescriptor } from './store.js';
 
@@ -231,7 +232,7 @@ export class RemoteLimit {
     if (Atomics.load(this.i32, I.DOWN) !== 0) {
       if (this.store.onStoreError === 'fail-open') return now;
       if (this.store.onStoreError === 'local-share') {
-        const ready = Atomics.load(this.i64, L.FALLBACK_TAT) + BigInt(n - this.fallbackBurst) * this.fallbackInterval;
+        const ready = gcraReadyAt(Atomics.load(this.i64, L.FALLBACK_TAT), n, this.fallbackInterval, this.fallbackInterval * BigInt(this.fallbackBurst));
         const probe = Atomics.load(this.i64, L.NEXT_FETCH_AT);
         const at = ready < probe ? ready : probe;
         return at > now ? at : now;
@@ -368,18 +369,11 @@ export class RemoteLimit {
 
   /** GCRA on this process's own word: rate / expectedProcesses, burst / expectedProcesses. */
   private takeLocalShare(now: Nanos, n: number): boolean {
-    const i64 = this.i64;
     const cost = this.fallbackInterval * BigInt(n);
     const tolerance = this.fallbackInterval * BigInt(Math.max(this.fallbackBurst, n));
-    for (;;) {
-      const tat = Atomics.load(i64, L.FALLBACK_TAT);
-      const next = (tat > now ? tat : now) + cost;
-      if (next - now > tolerance) return false;
-      if (Atomics.compareExchange(i64, L.FALLBACK_TAT, tat, next) === tat) {
-        Atomics.add(i64, L.LOCAL_SHARE, 1n);
-        return true;
-      }
-    }
+    if (!gcraTake(this.i64, L.FALLBACK_TAT, now, cost, tolerance)) return false;
+    Atomics.add(this.i64, L.LOCAL_SHARE, 1n);
+    return true;
   }
 
   /** Starts a fetch from this thread, unless one is in flight or the next is not due yet. */
