@@ -39,6 +39,7 @@ import { FixedWindow } from '../limiters/fixed-window.js';
 import { TokenBucket } from '../limiters/token-bucket.js';
 import { DeadlineHeap } from '../queue/deadline-heap.js';
 import { OneTimer } from '../queue/one-timer.js';
+import { PumpGuard } from '../queue/pump-guard.js';
 import { SignalWatch } from '../queue/signal-watch.js';
 import { NO_DEADLINE } from '../queue/wait-queue.js';
 import { FairCall } from './fair-call.js';
@@ -77,8 +78,10 @@ export class FairQueue {
   private request: TokenRequest | undefined;
   private readonly deadlines = new DeadlineHeap();
   private readonly timer: OneTimer;
-  private pumping = false;
-  private again = false;
+  private readonly guard = new PumpGuard(
+    () => this.pass(),
+    () => this.schedule(),
+  );
   /** The abort signals waiting calls listen to (one listener per signal). */
   private readonly signals = new SignalWatch<FairCall>((calls, reason) => {
     for (const c of calls) {
@@ -194,30 +197,21 @@ export class FairQueue {
    * are folded into the running pass.
    */
   private pump(): void {
-    if (this.pumping) {
-      this.again = true;
-      return;
+    this.guard.run();
+  }
+
+  private pass(): void {
+    // Ask the limiter for a token while there is a call to give it to; an admission at once
+    // starts that call synchronously inside `requestToken` and the loop asks again.
+    while (this.request === undefined && this.nextLevel() !== undefined) this.requestToken();
+    const now = this.clock.now();
+    for (let w = this.deadlines.peek(); w !== undefined && w.deadline <= now; w = this.deadlines.peek()) {
+      const call = w as FairCall;
+      this.drop(call);
+      call.level.refused.timeout++;
+      call.expire(now);
     }
-    this.pumping = true;
-    try {
-      do {
-        this.again = false;
-        // Ask the limiter for a token while there is a call to give it to; an admission at once
-        // starts that call synchronously inside `requestToken` and the loop asks again.
-        while (this.request === undefined && this.nextLevel() !== undefined) this.requestToken();
-        const now = this.clock.now();
-        for (let w = this.deadlines.peek(); w !== undefined && w.deadline <= now; w = this.deadlines.peek()) {
-          const call = w as FairCall;
-          this.drop(call);
-          call.level.refused.timeout++;
-          call.expire(now);
-        }
-        if (this.request !== undefined && this.nextLevel() === undefined) this.withdraw();
-      } while (this.again);
-      this.schedule();
-    } finally {
-      this.pumping = false;
-    }
+    if (this.request !== undefined && this.nextLevel() === undefined) this.withdraw();
   }
 
   /** Puts the queue's one call on the limiter; it starts the fair choice of call when admitted. */
@@ -245,7 +239,7 @@ export class FairQueue {
     // limiter's admission pass, the admitted request still counts in the limiter's queue until
     // that pass settles it: ask again a microtask later, so the queue only ever holds one place
     // there (a limiter with maxQueued 1 must not refuse the next request).
-    if (!this.pumping) queueMicrotask(this.pumpLater);
+    if (!this.guard.running) queueMicrotask(this.pumpLater);
     return started;
   }
 

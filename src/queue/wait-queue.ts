@@ -15,6 +15,7 @@
 import type { Clock, Nanos } from '../clock.js';
 import { DeadlineHeap } from './deadline-heap.js';
 import { NEVER, OneTimer } from './one-timer.js';
+import { PumpGuard } from './pump-guard.js';
 
 /** No deadline. */
 export const NO_DEADLINE = NEVER;
@@ -64,8 +65,10 @@ export class WaitQueue {
   private readonly deadlines = new DeadlineHeap();
   private readonly timer: OneTimer;
   private head: Waiter | undefined;
-  private pumping = false;
-  private again = false;
+  private readonly guard = new PumpGuard(
+    () => this.pass(),
+    () => this.schedule(),
+  );
   private readonly onRelease = (): void => this.pump();
 
   constructor(
@@ -116,40 +119,31 @@ export class WaitQueue {
    * acquires again) are folded into the running pass.
    */
   pump(): void {
-    if (this.pumping) {
-      this.again = true;
-      return;
+    this.guard.run();
+  }
+
+  private pass(): void {
+    let now = this.clock.now();
+    for (let w = this.peek(); w !== undefined; w = this.peek()) {
+      if (!this.admission.take(now, w.n)) break;
+      // Start the call before any bookkeeping: the bound is on the moments calls start, so
+      // nothing (an allocation that could trigger GC, above all) should come in between.
+      w.admit();
+      this.settle(w);
+      // The admitted call may have run user code synchronously: read the time again so the
+      // next admission is judged at the moment it really happens.
+      now = this.clock.now();
     }
-    this.pumping = true;
-    try {
-      do {
-        this.again = false;
-        let now = this.clock.now();
-        for (let w = this.peek(); w !== undefined; w = this.peek()) {
-          if (!this.admission.take(now, w.n)) break;
-          // Start the call before any bookkeeping: the bound is on the moments calls start, so
-          // nothing (an allocation that could trigger GC, above all) should come in between.
-          w.admit();
-          this.settle(w);
-          // The admitted call may have run user code synchronously: read the time again so the
-          // next admission is judged at the moment it really happens.
-          now = this.clock.now();
-        }
-        for (let w = this.deadlines.peek(); w !== undefined && w.deadline <= now; w = this.deadlines.peek()) {
-          this.deadlines.pop();
-          if (w.settled) continue;
-          this.settle(w);
-          w.expire(now);
-        }
-        const head = this.peek();
-        if (head !== this.head) {
-          this.head = head;
-          this.admission.headChanged(head);
-        }
-      } while (this.again);
-      this.schedule();
-    } finally {
-      this.pumping = false;
+    for (let w = this.deadlines.peek(); w !== undefined && w.deadline <= now; w = this.deadlines.peek()) {
+      this.deadlines.pop();
+      if (w.settled) continue;
+      this.settle(w);
+      w.expire(now);
+    }
+    const head = this.peek();
+    if (head !== this.head) {
+      this.head = head;
+      this.admission.headChanged(head);
     }
   }
 
