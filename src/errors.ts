@@ -53,3 +53,22 @@ export class StoreUnavailableError extends Error {
     this.name = 'StoreUnavailableError';
   }
 }
+
+/** A refusal of a call for overload: its queue was full, its wait too long, or its store down. */
+export type OverloadError = QueueFullError | QueueTimeoutError | StoreUnavailableError;
+
+/**
+ * The message a server answers a refused call of `method` with, the same whether the threaded
+ * server or a `wrapHandler` handler refused it, so clients can match one wording.
+ * @returns undefined when `error` is not an overload refusal.
+ */
+export function overloadMessage(method: string, error: OverloadError): string;
+export function overloadMessage(method: string, error: unknown): string | undefined;
+export function overloadMessage(method: string, error: unknown): string | undefined {
+  if (error instanceof QueueFullError) return `server overloaded: method ${method} queue full (${error.maxQueued} calls waiting)`;
+  if (error instanceof StoreUnavailableError) return `server overloaded: method ${method} limit store unavailable (fail-closed)`;
+  if (!(error instanceof QueueTimeoutError)) return undefined;
+  return error.atDeadline
+    ? `server overloaded: method ${method} waited limit ${error.maxWaitMs} ms`
+    : `server overloaded: method ${method} would wait ${Math.ceil(error.estimatedWaitMs)} ms, over limit ${error.maxWaitMs} ms`;
+}

@@ -11,7 +11,7 @@ import { once, setMaxListeners } from 'node:events';
 import net, { type AddressInfo } from 'node:net';
 import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
-import { QueueFullError, QueueTimeoutError, StoreUnavailableError } from '../errors.js';
+import { overloadMessage, QueueFullError, QueueTimeoutError, StoreUnavailableError } from '../errors.js';
 import type { AnyLimiter } from '../limiters/attach.js';
 import { applicationExceptionFrame, ExceptionType } from '../thrift/application-exception.js';
 import { readMessageHeader, type MessageHeader } from '../thrift/message-header.js';
@@ -435,18 +435,13 @@ export class ThreadedServer implements ConnectionHost {
 
   private refuse(connection: Connection, header: MessageHeader, bytes: number, error: unknown): void {
     const oneway = header.type === ONEWAY;
-    let message: string | undefined;
+    const message = overloadMessage(header.name, error);
     if (error instanceof QueueFullError) {
       this.stats_.refuse(header.name, 'queueFull');
-      message = `server overloaded: method ${header.name} queue full (${error.maxQueued} calls waiting)`;
     } else if (error instanceof QueueTimeoutError) {
       this.stats_.refuse(header.name, 'waitLimit');
-      message = error.atDeadline
-        ? `server overloaded: method ${header.name} waited limit ${error.maxWaitMs} ms`
-        : `server overloaded: method ${header.name} would wait ${Math.ceil(error.estimatedWaitMs)} ms, over limit ${error.maxWaitMs} ms`;
     } else if (error instanceof StoreUnavailableError) {
       this.stats_.refuse(header.name, 'storeUnavailable');
-      message = `server overloaded: method ${header.name} limit store unavailable (fail-closed)`;
     } else if (this.shutdown.signal.aborted) {
       this.stats_.refuse(header.name, 'shutdown');
       if (!oneway) this.answerError(connection, header, ExceptionType.INTERNAL_ERROR, 'server shutting down');

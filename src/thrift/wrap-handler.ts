@@ -4,7 +4,7 @@
  * works on the main thread and inside worker threads (give it limiters attached from `share()`
  * descriptors and every thread enforces one limit).
  */
-import { QueueFullError, QueueTimeoutError, StoreUnavailableError } from '../errors.js';
+import { overloadMessage, QueueFullError, QueueTimeoutError, StoreUnavailableError } from '../errors.js';
 import { resolveHandlerFairnessOptions, type HandlerFairnessOptions } from '../fair/fair-options.js';
 import { FairQueue } from '../fair/fair-queue.js';
 import type { AnyLimiter } from '../limiters/attach.js';
@@ -16,16 +16,7 @@ export class ServerOverloadedError extends Error {
   readonly reason: 'queue-full' | 'wait-limit' | 'store-unavailable';
 
   constructor(method: string, cause: QueueFullError | QueueTimeoutError | StoreUnavailableError) {
-    super(
-      cause instanceof QueueFullError
-        ? `server overloaded: method ${method} queue full (${cause.maxQueued} calls waiting)`
-        : cause instanceof StoreUnavailableError
-          ? `server overloaded: method ${method} limit store unavailable (fail-closed)`
-          : cause.atDeadline
-          ? `server overloaded: method ${method} waited limit ${cause.maxWaitMs} ms`
-          : `server overloaded: method ${method} would wait ${Math.ceil(cause.estimatedWaitMs)} ms, over limit ${cause.maxWaitMs} ms`,
-      { cause },
-    );
+    super(overloadMessage(method, cause), { cause });
     this.name = 'ServerOverloadedError';
     this.reason = cause instanceof QueueFullError ? 'queue-full' : cause instanceof StoreUnavailableError ? 'store-unavailable' : 'wait-limit';
   }
