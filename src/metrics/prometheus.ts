@@ -37,6 +37,18 @@ export interface LimiterMetricsOptions {
 }
 
 /**
+ * The `refused_total` values of one limit's queue refusals, labelled by limit and reason, so every
+ * refusal metric names its reasons alike.
+ */
+export function refusalValues(limit: string, refused: { queueFull: number; timeout: number; aborted: number }): MetricValue<string>[] {
+  return [
+    { labels: { limit, reason: 'queue_full' }, value: refused.queueFull },
+    { labels: { limit, reason: 'wait_limit' }, value: refused.timeout },
+    { labels: { limit, reason: 'aborted' }, value: refused.aborted },
+  ];
+}
+
+/**
  * Registers, for each named limiter, `<prefix>admitted_total`, `<prefix>refused_total{reason}`,
  * `<prefix>queued` and the histogram `<prefix>wait_seconds` (every admission; the ones admitted at
  * once fall in the first bucket); for limits held in a distributed store also
@@ -53,13 +65,8 @@ export function limiterMetrics(limiters: Record<string, AnyLimiter>, options: Li
     () => each((limit, l) => [{ labels: { limit }, value: l.snapshot().admitted }])));
   add(new CollectedMetric(`${prefix}refused_total`, 'Calls refused by the limit, by reason, all threads.', 'counter',
     () => each((limit, l) => {
-      const r = l.snapshot().refused;
-      return [
-        { labels: { limit, reason: 'queue_full' }, value: r.queueFull },
-        { labels: { limit, reason: 'wait_limit' }, value: r.timeout },
-        { labels: { limit, reason: 'aborted' }, value: r.aborted },
-        ...(l.snapshot().store === undefined ? [] : [{ labels: { limit, reason: 'store_unavailable' }, value: l.snapshot().store!.refused }]),
-      ];
+      const queue = refusalValues(limit, l.snapshot().refused);
+      return l.snapshot().store === undefined ? queue : [...queue, { labels: { limit, reason: 'store_unavailable' }, value: l.snapshot().store!.refused }];
     })));
   add(new CollectedMetric(`${prefix}queued`, 'Calls waiting for the limit now, all threads.', 'gauge',
     () => each((limit, l) => [{ labels: { limit }, value: l.snapshot().queued }])));

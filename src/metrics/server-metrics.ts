@@ -7,7 +7,7 @@ import type { MetricValue } from 'prom-client';
 import type { LevelStats } from '../fair/priority-level.js';
 import type { KeyedSnapshot, KeyedTokenBucket } from '../keyed/keyed-token-bucket.js';
 import type { MethodCounters, ServerStatsSnapshot } from '../server/stats.js';
-import type { LimiterMetricsOptions } from './prometheus.js';
+import { refusalValues, type LimiterMetricsOptions } from './prometheus.js';
 
 type ExtraMetrics = NonNullable<LimiterMetricsOptions['extra']>;
 
@@ -78,14 +78,7 @@ function keyedMetrics(keyed: ServerMetricsSource['keyed']): ExtraMetrics {
       name: 'keyed_refused_total',
       help: 'Calls refused by a per-key limit, by reason, all threads.',
       type: 'counter',
-      read: () => keyed.flatMap(([limit, k]) => {
-        const r = k.snapshot().refused;
-        return [
-          { labels: { limit, reason: 'queue_full' }, value: r.queueFull },
-          { labels: { limit, reason: 'wait_limit' }, value: r.timeout },
-          { labels: { limit, reason: 'aborted' }, value: r.aborted },
-        ];
-      }),
+      read: () => keyed.flatMap(([limit, k]) => refusalValues(limit, k.snapshot().refused)),
     },
     { name: 'keyed_queued', help: 'Calls waiting for a per-key limit now, all keys and threads.', type: 'gauge', read: each((s) => s.queued) },
     { name: 'keyed_keys', help: 'Keys holding a slot of a per-key limit\'s table now.', type: 'gauge', read: each((s) => s.keysInUse) },
