@@ -15,6 +15,11 @@ export type Nanos = bigint;
 export interface TimerHandle {
   /** Cancels the timer; calling it after the timer fired does nothing. */
   cancel(): void;
+  /**
+   * Lets the process exit while this timer is the only thing pending (Node's `timer.unref()`),
+   * for timers that serve no waiting call. A clock without process timers may leave it out.
+   */
+  unref?(): void;
 }
 
 /**
@@ -42,7 +47,7 @@ export const systemClock: Clock = {
     // more than the event loop's own millisecond truncation.
     const ms = remaining <= 0n ? 0 : Number((remaining + NS_PER_MS - 1n) / NS_PER_MS);
     const timer = setTimeout(callback, ms);
-    return { cancel: () => clearTimeout(timer) };
+    return { cancel: () => clearTimeout(timer), unref: () => timer.unref() };
   },
 };
 

@@ -482,7 +482,8 @@ export class RemoteLimit {
     }
     this.fetchDone();
     // Keep probing while down even if no call arrives to ask (fail-closed refuses them at once).
-    setTimeout(() => this.startFetch(this.clock.now()), Number(this.retryNs) / 1e6).unref();
+    // Unref'd: a probe serves no waiting call, so it must not hold the process open.
+    this.clock.setTimer(now + this.retryNs, () => this.startFetch(this.clock.now())).unref?.();
   }
 
   private recovered(now: Nanos): void {

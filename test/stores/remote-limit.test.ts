@@ -1,0 +1,66 @@
+/**
+ * RemoteLimit against a scripted in-memory store on a ManualClock: what it does between store
+ * answers, timed by the clock alone (no Redis, no sleeps).
+ */
+import { describe, expect, it } from 'vitest';
+import { ManualClock } from '../../src/clock.js';
+import { RemoteLimit } from '../../src/stores/remote-limit.js';
+import type { Grant, LimiterStore, StoreDescriptor } from '../../src/stores/store.js';
+
+/** A store that rejects every lease while `down` and otherwise grants what is asked. */
+interface ScriptedStore extends LimiterStore {
+  down: boolean;
+  leases: number;
+}
+
+function scriptedStore(timeoutMs: number): ScriptedStore {
+  const store: ScriptedStore = {
+    down: true,
+    leases: 0,
+    kind: 'redis',
+    onStoreError: 'fail-closed',
+    expectedProcesses: 1,
+    timeoutMs,
+    leaseSettings: { horizonMs: 0, maxTokens: 10, ttlMs: 1000 },
+    log: () => {},
+    connected: true,
+    roundTrips: 0,
+    lease(_key, _spec, want): Promise<Grant> {
+      store.leases++;
+      if (store.down) return Promise.reject(new Error('store down'));
+      return Promise.resolve({ granted: want, notBeforeUs: 0, retryAfterUs: 0, validUs: Infinity, tag: '0' });
+    },
+    giveBack: () => Promise.resolve(false),
+    connect: () => Promise.resolve(),
+    close: () => Promise.resolve(),
+    describe: () => ({ kind: 'redis' }) as StoreDescriptor,
+  };
+  return store;
+}
+
+describe('RemoteLimit retry', () => {
+  it('probes a failing store once per retry interval of its clock, with no call asking, and stops once it answers', async () => {
+    const clock = new ManualClock();
+    const store = scriptedStore(200); // retry interval: the timeout, within [100, 1000] ms
+    const limit = new RemoteLimit(store, 'k', { kind: 'token-bucket', intervalUs: 1000, burst: 10 }, clock, () => 1, 10);
+    let woken = 0;
+    limit.waitForRelease(() => woken++);
+    await clock.advance(0);
+    expect(store.leases).toBe(1);
+    expect(limit.snapshot().down).toBe(true);
+    expect(woken).toBe(1);
+
+    await clock.advance(199);
+    expect(store.leases).toBe(1);
+    await clock.advance(1);
+    expect(store.leases).toBe(2);
+
+    store.down = false;
+    await clock.advance(200);
+    expect(store.leases).toBe(3);
+    expect(limit.snapshot().down).toBe(false);
+    await clock.advance(1000);
+    expect(store.leases).toBe(3);
+    expect(clock.pendingTimers()).toBe(0);
+  });
+});
