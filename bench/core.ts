@@ -138,9 +138,10 @@ function pQueueSubject(spec: OverloadSpec): Subject {
   return {
     name: `p-queue interval mode, ${spec.burst} per ${intervalMs} ms`,
     submit: (fn) => q.add(fn),
-    stop: async () => {
+    stop: () => {
       q.pause();
       q.clear();
+      return Promise.resolve();
     },
   };
 }

@@ -25,7 +25,7 @@ if (kind === 'stock') {
   server.on('error', () => {});
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   process.send!({ port: (server.address() as AddressInfo).port });
-  close = async () => { server.close(); };
+  close = () => new Promise<void>((resolve) => server.close(() => resolve()));
 } else {
   const server = createThreadedServer({
     service: servicePath,
@@ -41,7 +41,8 @@ if (kind === 'stock') {
 
 let cpu = process.cpuUsage();
 let elu = performance.eventLoopUtilization();
-process.on('message', async (m: string) => {
+process.on('message', (m: string) => void onMessage(m));
+async function onMessage(m: string): Promise<void> {
   if (m === 'start') {
     cpu = process.cpuUsage();
     elu = performance.eventLoopUtilization();
@@ -55,4 +56,4 @@ process.on('message', async (m: string) => {
     await close();
     process.exit(0);
   }
-});
+}

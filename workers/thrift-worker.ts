@@ -40,7 +40,7 @@ async function loadService(modules: ServiceModules, context: HandlerContext): Pr
     try {
       handler = await (mod.createHandler as (c: HandlerContext) => unknown)(context);
     } catch (error) {
-      throw new Error(`createHandler threw: ${error instanceof Error ? error.message : String(error)}`);
+      throw new Error(`createHandler threw: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
     }
   } else handler = mod.handler ?? mod.default;
   if (handler === null || typeof handler !== 'object') {

@@ -12,7 +12,7 @@ export function parseFlags(argv: string[], options: NonNullable<ParseArgsConfig[
   try {
     return parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values as Flags;
   } catch (error) {
-    throw new RangeError((error as Error).message);
+    throw new RangeError((error as Error).message, { cause: error });
   }
 }
 

@@ -149,7 +149,7 @@ export class FairQueue {
     if (level === undefined) throw new RangeError(`level ${JSON.stringify(o.level)} is not one of ${[...this.byName.keys()].join(', ')}`);
     if (o.signal?.aborted) {
       level.refused.aborted++;
-      return Promise.reject(o.signal.reason);
+      return Promise.reject(o.signal.reason as unknown);
     }
     let flow = level.flow(o.flow);
     if (this.live >= this.maxQueued || (flow?.live ?? 0) >= this.maxQueuedPerFlow) {

@@ -352,7 +352,7 @@ export abstract class Limiter implements Admission {
   }
 
   private enqueue<T>(n: number, maxWaitMs: number, signal: AbortSignal | undefined, task: (() => T | PromiseLike<T>) | undefined): Promise<T> {
-    if (signal?.aborted) return this.refuse(Promise.reject(signal.reason), 'aborted', n);
+    if (signal?.aborted) return this.refuse(Promise.reject(signal.reason as unknown), 'aborted', n);
     if (this.remote?.refusing()) {
       this.remote.refused();
       return this.refuse(Promise.reject(new StoreUnavailableError(this.remote.key)), 'store-unavailable', n);

@@ -105,7 +105,7 @@ export class ThreadedServer implements ConnectionHost {
       this.log.write('drop', `thrift-queue-limiter: refusing connections: maxConnections ${this.options.maxConnections} are open`);
     });
     if (this.options.tls) {
-      this.server.on('tlsClientError', (error) => this.options.log(`thrift-queue-limiter: TLS handshake failed: ${error.message}`));
+      this.server.on('tlsClientError', (error: Error) => this.options.log(`thrift-queue-limiter: TLS handshake failed: ${error.message}`));
     }
   }
 

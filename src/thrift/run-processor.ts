@@ -53,7 +53,7 @@ function describe(error: unknown): string {
   if (error instanceof Error) return error.message || error.name;
   if (error === null) return 'rejected with null';
   if (error === undefined) return 'rejected with undefined';
-  return typeof error === 'string' ? error : JSON.stringify(error) ?? String(error);
+  return typeof error === 'string' ? error : (JSON.stringify(error) ?? typeof error);
 }
 
 /** Declared exceptions (and TApplicationExceptions) are Thrift TExceptions and pass through untouched. */
@@ -81,7 +81,7 @@ type AnyFunction = (...args: unknown[]) => unknown;
  */
 export function guardHandler<H extends object>(handler: H): H {
   const guarded: Record<string, unknown> = {};
-  for (let o: object | null = handler; o !== null && o !== Object.prototype; o = Object.getPrototypeOf(o)) {
+  for (let o: object | null = handler; o !== null && o !== Object.prototype; o = Object.getPrototypeOf(o) as object | null) {
     for (const key of Object.getOwnPropertyNames(o)) {
       const original = (handler as Record<string, unknown>)[key];
       if (key === 'constructor' || key in guarded || typeof original !== 'function') continue;
@@ -162,7 +162,7 @@ export interface RunOptions {
 export function runProcessor(frame: Buffer, protocol: Protocol, options: RunOptions): Promise<Buffer | null> {
   let name = '';
   let seqid = 0;
-  let type = 0;
+  let type: number;
   try {
     ({ name, seqid, type } = readMessageHeader(frame, protocol));
   } catch (error) {

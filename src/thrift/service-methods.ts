@@ -27,7 +27,7 @@ export function serviceMethods(service: ServiceModule): ServiceMethods | undefin
   const returning = new Set<string>();
   for (const name of prototypeNames(client?.prototype)) if (name.startsWith('recv_')) returning.add(name.slice(5));
   const methods = new Map<string, boolean>();
-  for (const name of prototypeNames(processor.prototype)) {
+  for (const name of prototypeNames(processor.prototype as object)) {
     // Without a generated Client nothing is known to be oneway: every method is taken to return.
     if (name.startsWith('process_')) methods.set(name.slice(8), client !== undefined && !returning.has(name.slice(8)));
   }

@@ -46,7 +46,7 @@ describe('FixedWindow across the 32-bit wrap of the window number', () => {
     const clock = new ManualClock(0);
     const fw = new FixedWindow({ maxCalls: MAX, periodMs: PERIOD_MS, clock });
     const at = (w: number, offsetNs = 0n): bigint => BigInt(w) * NS + offsetNs;
-    let admitted = 0;
+    let admitted: number;
     for (const w of [0, 2 ** 31 - 1, WRAP - 3, WRAP - 1]) {
       admitted = 0;
       for (let k = 0; k < MAX + 2; k++) if (fw.tryAcquireAt(at(w, BigInt(k)))) admitted++;
@@ -78,7 +78,7 @@ describe('FixedWindow across the 32-bit wrap of the window number', () => {
     await clock.advance(2);
     await Promise.all(calls);
     const first = BigInt(WRAP) * NS;
-    expect(admittedAt).toEqual([...Array(MAX).fill(first), ...Array(MAX).fill(first + NS)]);
+    expect(admittedAt).toEqual([...new Array<bigint>(MAX).fill(first), ...new Array<bigint>(MAX).fill(first + NS)]);
     expect(fw.size).toBe(0);
   });
 });
