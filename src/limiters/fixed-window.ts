@@ -5,8 +5,12 @@
  * Windows are counted from the limiter's creation (the EPOCH word), so every thread agrees on
  * where a window begins. State is one 64-bit word, `window << 32 | count`, changed by CAS: a call
  * in a newer window than the word's starts the count afresh, so no thread has to reset anything
- * at a boundary. The window number keeps its low 32 bits and is compared with serial-number
- * arithmetic, so it wraps harmlessly (after 136 years of 1 s windows, or 49 days of 1 ms ones).
+ * at a boundary. The window number keeps its low 32 bits, so a reading's window is compared with
+ * the state's modulo 2^32 (see {@link ageOf}): a state at most 2^16 windows ahead of the reading
+ * is ahead (a reading from before it, which only explicit-time calls can make), anything else is
+ * behind. So a limiter left idle for any time admits at once, except in a band of 2^16 windows
+ * just short of each multiple of 2^32 idle windows (65 s after 49.7 days idle, with 1 ms windows),
+ * where the state looks ahead and calls wait until the clock reaches it.
  *
  * Guarantee: calls admitted in any one window ≤ maxCalls, over every thread. As with any fixed
  * window, two adjacent windows can together admit 2 × maxCalls within a short span around their
@@ -22,6 +26,19 @@ import { attachStore } from '../stores/redis-store.js';
 import { RemoteLimit } from '../stores/remote-limit.js';
 
 const COUNT_MASK = 0xffffffffn;
+const AHEAD_WINDOWS = 1n << 16n;
+const WRAP = 1n << 32n;
+
+/**
+ * Windows from the state's window to reading window `w`: negative when the state is ahead (up to
+ * 2^16 windows), else how far behind it is modulo 2^32. The state cannot run ahead of a reading by
+ * more than a few windows on a real clock, so a larger gap means the window number wrapped while
+ * the limiter was idle: taking that as "ahead" would refuse every call for 2^31 windows.
+ */
+function ageOf(w: bigint, s: bigint): bigint {
+  const age = BigInt.asIntN(32, w - (s >> 32n));
+  return age < -AHEAD_WINDOWS ? age + WRAP : age;
+}
 
 /** The state word for `count` calls in window `w` (low 32 bits of the window number). */
 function pack(w: bigint, count: number): bigint {
@@ -116,7 +133,7 @@ export class FixedWindow extends Limiter {
     }
     for (;;) {
       const s = Atomics.load(i64, W.STATE);
-      const age = BigInt.asIntN(32, w - (s >> 32n));
+      const age = ageOf(w, s);
       let count: number;
       if (age === 0n) count = Number(s & COUNT_MASK) + n;
       else if (age > 0n) count = n;
@@ -129,7 +146,7 @@ export class FixedWindow extends Limiter {
   /** Calls counted in window `w` so far. */
   private countIn(w: bigint): number {
     const s = Atomics.load(this.i64, W.STATE);
-    return BigInt.asIntN(32, w - (s >> 32n)) === 0n ? Number(s & COUNT_MASK) : 0;
+    return ageOf(w, s) === 0n ? Number(s & COUNT_MASK) : 0;
   }
 
   /** {@inheritDoc Limiter.estimateWaitAt} */
@@ -153,6 +170,10 @@ export class FixedWindow extends Limiter {
   wakeAt(now: Nanos, n: number): Nanos | undefined {
     if (this.remote !== undefined) return this.remote.wakeAt(now, n);
     const w = this.windowOf(now);
+    // A state ahead of this reading admits nothing before its own window: waking earlier would
+    // find the same refusal and re-arm at once, a busy loop.
+    const age = ageOf(w, Atomics.load(this.i64, W.STATE));
+    if (age < 0n) return this.epoch + (w - age) * this.period;
     return this.countIn(w) + n > this.maxCalls ? this.epoch + (w + 1n) * this.period : now;
   }
 

@@ -81,4 +81,28 @@ describe('FixedWindow across the 32-bit wrap of the window number', () => {
     expect(admittedAt).toEqual([...new Array<bigint>(MAX).fill(first), ...new Array<bigint>(MAX).fill(first + NS)]);
     expect(fw.size).toBe(0);
   });
+
+  test('a limiter idle for 2^31 windows, or first used 2^31 − 1 windows after its creation, admits at once, and a call queued after such a gap is admitted in its window without a busy loop', async () => {
+    const clock = new ManualClock(0);
+    const fw = new FixedWindow({ maxCalls: MAX, periodMs: PERIOD_MS, clock });
+    expect(burst(fw)).toBe(MAX);
+    await moveTo(clock, 2 ** 31);
+    expect(burst(fw)).toBe(MAX);
+    const fresh = new FixedWindow({ maxCalls: MAX, periodMs: PERIOD_MS, clock: new ManualClock(0) });
+    expect(fresh.tryAcquireAt(BigInt(2 ** 31 - 1) * NS)).toBe(true);
+
+    // Full in window 2^31; one more call queues, and is admitted at the next window's first ns.
+    const queued = fw.acquire().then(() => clock.now());
+    await clock.advance(PERIOD_MS);
+    expect(await queued).toBe(BigInt(2 ** 31 + 1) * NS);
+  });
+
+  test('a reading up to 2^16 windows behind the state is refused (explicit-time calls), and the queue wakes at the state\'s window, not at once', () => {
+    const clock = new ManualClock(0);
+    const fw = new FixedWindow({ maxCalls: MAX, periodMs: PERIOD_MS, clock });
+    expect(fw.tryAcquireAt(BigInt(2 ** 16) * NS)).toBe(true);
+    expect(fw.tryAcquireAt(0n)).toBe(false);
+    expect(fw.tryAcquireAt(NS)).toBe(false);
+    expect(fw.wakeAt(0n, 1)).toBe(BigInt(2 ** 16) * NS);
+  });
 });
