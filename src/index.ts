@@ -26,16 +26,15 @@ export { TokenBucket } from './limiters/token-bucket.js';
 export { RateLimiter, type RateLimiterDescriptor } from './rate-limiter.js';
 export { createThreadedServer, ThreadedServer, OVERLOADED, ModuleLoadError, type CloseOptions } from './server/threaded-server.js';
 export type { ThreadedServerOptions } from './server/server-options.js';
-export type { HandlerCall, HandlerLimitsConfig, KeyedLimitSpec, LimitSpec, LimitsConfig, PerKeySpec, QueueBounds } from './server/method-limits.js';
+export type { HandlerCall, HandlerLimitsConfig, KeyedLimitSpec, LimitSpec, LimitsConfig, QueueBounds } from './limits/method-limits.js';
+export type { FlowCall, FlowKeySpec, PerKeySpec } from './limits/call-key.js';
 export type { ServerStatsSnapshot, RefusalReason } from './server/stats.js';
-export { wrapHandler, ServerOverloadedError } from './thrift/wrap-handler.js';
+export { wrapHandler, ServerOverloadedError } from './handler/wrap-handler.js';
 export { FairQueue } from './fair/fair-queue.js';
 export type {
   FairnessOptions,
   FairQueueOptions,
   FairRunOptions,
-  FlowCall,
-  FlowKeySpec,
   HandlerFairnessOptions,
   LevelOptions,
 } from './fair/fair-options.js';

@@ -6,7 +6,7 @@ import { FixedWindow } from '../src/limiters/fixed-window.js';
 import { TokenBucket } from '../src/limiters/token-bucket.js';
 import { RateLimiter } from '../src/rate-limiter.js';
 import { createRedisStore } from '../src/stores/redis-store.js';
-import { wrapHandler } from '../src/thrift/wrap-handler.js';
+import { wrapHandler } from '../src/handler/wrap-handler.js';
 import { closest } from '../src/validate.js';
 import { handlerPath, serverModule, servicePath } from './server/calculator.js';
 

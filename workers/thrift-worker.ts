@@ -17,7 +17,7 @@
  * a timer: a heartbeat that stops moving tells the I/O thread this thread's event loop is blocked.
  */
 import { parentPort, threadId, workerData } from 'node:worker_threads';
-import { MethodLimits } from '../src/server/method-limits.js';
+import { MethodLimits } from '../src/limits/method-limits.js';
 import { guardHandler, runProcessor, type LoadedService, type Processor, type RunOptions } from '../src/thrift/run-processor.js';
 import { processorClass, serviceMethods, type ServiceModule } from '../src/thrift/service-methods.js';
 import type { HandlerContext, ThriftWorkerData, WorkerBatch, WorkerEvent, WorkerReplies } from '../src/server/batch.js';

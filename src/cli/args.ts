@@ -1,8 +1,9 @@
 /**
- * Parsing of the few value kinds the command line takes (durations, rates, counts), with errors
- * that name the flag.
+ * Parsing of the few value kinds the command line takes (durations, rates, counts, call keys),
+ * with errors that name the flag.
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import type { CallKeySpec } from '../limits/call-key.js';
 
 /** Flag values by name: strings for value flags, booleans for switches, arrays for repeatable ones. */
 export type Flags = Record<string, string | boolean | string[] | boolean[] | undefined>;
@@ -40,4 +41,18 @@ export function parsePositive(flag: string, text: string, integer = false): numb
 export function parseDurationOrOff(flag: string, text: string): number {
   if (/^0+(?:\.0+)?(ms|s|m)?$/.test(text.trim())) return 0;
   return parseDuration(flag, text);
+}
+
+/**
+ * A call key as `--fair-flow` and `--limit …,per=` write it: `address`, `connection`, `method` or
+ * `field:N` (the key functions of the options have no text form).
+ */
+export function parseCallKey(flag: string, text: string): CallKeySpec {
+  if (text === 'address' || text === 'connection' || text === 'method') return text;
+  const field = /^field:(-?\d+)$/.exec(text);
+  if (field) {
+    const id = Number(field[1]);
+    if (id >= -32768 && id <= 32767) return { field: id };
+  }
+  throw new RangeError(`${flag} must be address, connection, method or field:N (a Thrift field id), got ${JSON.stringify(text)}`);
 }

@@ -11,8 +11,8 @@
  * ```
  * Any of them turns fairness on (flows by address unless `--fair-flow` says otherwise).
  */
-import type { FairnessOptions, FlowKeySpec, LevelOptions } from '../fair/fair-options.js';
-import { parsePositive } from './args.js';
+import type { FairnessOptions, LevelOptions } from '../fair/fair-options.js';
+import { parseCallKey, parsePositive } from './args.js';
 
 /** The raw flag values. */
 export interface FairnessFlags {
@@ -21,17 +21,6 @@ export interface FairnessFlags {
   noBorrow?: string[] | undefined;
   maxQueuedPerFlow?: string | undefined;
   quantum?: string | undefined;
-}
-
-/** Parses one `--fair-flow` value. */
-export function parseFlowKey(text: string): FlowKeySpec {
-  if (text === 'address' || text === 'connection' || text === 'method') return text;
-  const field = /^field:(-?\d+)$/.exec(text);
-  if (field) {
-    const id = Number(field[1]);
-    if (id >= -32768 && id <= 32767) return { field: id };
-  }
-  throw new RangeError(`--fair-flow must be address, connection, method or field:N (a Thrift field id), got ${JSON.stringify(text)}`);
 }
 
 /** Parses one `--level NAME=SHARE[:METHOD,...]` value into the level name and its options. */
@@ -53,7 +42,7 @@ export function parseFairnessFlags(flags: FairnessFlags): FairnessOptions | unde
   const noBorrow = flags.noBorrow ?? [];
   if (flags.fairFlow === undefined && levelTexts.length === 0 && noBorrow.length === 0 && flags.maxQueuedPerFlow === undefined && flags.quantum === undefined) return undefined;
   const options: FairnessOptions = {};
-  if (flags.fairFlow !== undefined) options.flow = parseFlowKey(flags.fairFlow);
+  if (flags.fairFlow !== undefined) options.flow = parseCallKey('--fair-flow', flags.fairFlow);
   if (levelTexts.length > 0) {
     const levels: Record<string, LevelOptions> = {};
     for (const text of levelTexts) {

@@ -14,7 +14,9 @@
  * Periods: `s`, `min`, `h`, `ms`, or a duration such as `1500ms` or `2s`. A per-key limit is a
  * token bucket (no `window`); `capacity` (slots of its key table, default 4096) needs `per`.
  */
-import type { LimitSpec, PerKeySpec } from '../server/method-limits.js';
+import type { CallKeySpec } from '../limits/call-key.js';
+import type { LimitSpec } from '../limits/method-limits.js';
+import { parseCallKey } from './args.js';
 
 const PERIODS: Record<string, number> = { ms: 1, s: 1000, sec: 1000, min: 60_000, m: 60_000, h: 3_600_000 };
 
@@ -43,14 +45,14 @@ export function parseLimit(text: string): [string, LimitSpec] {
   const period = periodMs(rate[2]!, flag);
   let burst: number | undefined;
   let window = false;
-  let perKey: PerKeySpec | undefined;
+  let perKey: CallKeySpec | undefined;
   let capacity: number | undefined;
   for (const extra of extras) {
     const b = /^burst=(\d+)$/.exec(extra);
     const c = /^capacity=(\d+)$/.exec(extra);
     if (b) burst = Number(b[1]);
     else if (c) capacity = Number(c[1]);
-    else if (extra.startsWith('per=')) perKey = parsePer(extra.slice(4), flag);
+    else if (extra.startsWith('per=')) perKey = parseCallKey(`${flag}: per`, extra.slice(4));
     else if (extra === 'window') window = true;
     else throw new RangeError(`${flag}: unknown setting '${extra}' (burst=N, window, per=KEY or capacity=N)`);
   }
@@ -64,16 +66,4 @@ export function parseLimit(text: string): [string, LimitSpec] {
     return [name, { rate: count, periodMs: period, perKey, ...(burst !== undefined ? { burst } : {}), ...(capacity !== undefined ? { capacity } : {}) }];
   }
   return [name, burst === undefined ? { rate: count, periodMs: period } : { rate: count, periodMs: period, burst }];
-}
-
-/** The KEY of `per=KEY`. */
-function parsePer(text: string, flag: string): PerKeySpec {
-  if (text === 'address' || text === 'connection' || text === 'method') return text;
-  const field = /^field:(-?\d+)$/.exec(text);
-  if (field) {
-    const id = Number(field[1]);
-    if (id < -32768 || id > 32767) throw new RangeError(`${flag}: per=field:N needs a Thrift field id in -32768..32767, got ${id}`);
-    return { field: id };
-  }
-  throw new RangeError(`${flag}: unknown per='${text}' (per=address, per=connection, per=method or per=field:N)`);
 }

@@ -9,7 +9,7 @@ import { createThreadedServer } from '../server/threaded-server.js';
 import { createRedisStore, type RedisStore } from '../stores/redis-store.js';
 import type { StoreErrorPolicy } from '../stores/store.js';
 import type { FairnessOptions } from '../fair/fair-options.js';
-import type { LimitsConfig } from '../server/method-limits.js';
+import type { LimitsConfig } from '../limits/method-limits.js';
 import { parseDuration, parseDurationOrOff, parseFlags, parsePositive } from './args.js';
 import { parseLimit } from './limit-spec.js';
 import { parseFairnessFlags } from './fairness-spec.js';

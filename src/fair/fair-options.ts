@@ -9,8 +9,7 @@
 import { systemClock, type Clock } from '../clock.js';
 import { checkClock } from '../options.js';
 import { describe, object, options as knownOptions, positive, waitBound, wholeNumber } from '../validate.js';
-import { resolveCallKeySpec } from '../server/call-key.js';
-import type { MessageHeader } from '../thrift/message-header.js';
+import { resolveCallKeySpec, type FlowKeySpec } from '../limits/call-key.js';
 
 /** One priority level: its share of the rate and the methods whose calls belong to it. */
 export interface LevelOptions {
@@ -84,28 +83,6 @@ export interface ResolvedFairQueueOptions {
   maxWaitMs: number;
   clock: Clock;
 }
-
-/** What the threaded server knows of a call when it picks its flow. */
-export interface FlowCall {
-  /** Method name. */
-  method: string;
-  /** Remote IP address of the connection ('' if unknown). */
-  remoteAddress: string;
-  /** Server-unique id of the connection. */
-  connectionId: number;
-  /** The message header (name, type, seqid). */
-  header: MessageHeader;
-  /** The whole request frame (no length prefix), for keys read from the arguments. */
-  frame: Buffer;
-}
-
-/**
- * How the threaded server groups calls into flows: by the connection's remote IP (`'address'`),
- * by connection (`'connection'`), by method (`'method'`), by argument field `N` of the call
- * (`{ field: N }`, a string or integer field read from the frame: a tenant id, say; calls without
- * it share the flow `''`), or by a function of the call.
- */
-export type FlowKeySpec = 'address' | 'connection' | 'method' | { field: number } | ((call: FlowCall) => string);
 
 /** Fair admission of the threaded server (`fairness` option). Queue bounds come from its `queue` option. */
 export interface FairnessOptions {
@@ -214,7 +191,7 @@ export function checkFairRunOptions(options: unknown): FairRunOptions {
   return o as unknown as FairRunOptions;
 }
 
-/** Validates the flow key of the server (the same keys as a per-key limit's, server/call-key.ts). */
+/** Validates the flow key of the server (the same keys as a per-key limit's, limits/call-key.ts). */
 function resolveFlowKey(value: unknown): FlowKeySpec {
   if (value === undefined) return 'address';
   return resolveCallKeySpec('fairness.flow', value);

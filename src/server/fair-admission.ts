@@ -1,21 +1,21 @@
 /**
  * Fair admission on the threaded server's I/O thread: one {@link FairQueue} in front of each
  * distinct limiter of the server, and the flow key of each call (its connection's address, the
- * connection, the method, an argument field, or a function: call-key.ts).
+ * connection, the method, an argument field, or a function: limits/call-key.ts).
  */
 import { FairQueue } from '../fair/fair-queue.js';
-import type { FlowKeySpec, ResolvedFairnessOptions } from '../fair/fair-options.js';
+import type { ResolvedFairnessOptions } from '../fair/fair-options.js';
 import type { LevelStats } from '../fair/priority-level.js';
 import type { AnyLimiter } from '../limiters/attach.js';
 import type { MessageHeader } from '../thrift/message-header.js';
-import { callKey } from './call-key.js';
+import { callKey, type CallKeySpec } from '../limits/call-key.js';
 import type { Connection } from './connection.js';
-import type { MethodLimits, QueueBounds } from './method-limits.js';
+import type { MethodLimits, QueueBounds } from '../limits/method-limits.js';
 
 /** The fair queues of a server, by limiter. */
 export class FairAdmission {
   private readonly queues = new Map<AnyLimiter, FairQueue>();
-  private readonly flow: FlowKeySpec;
+  private readonly flow: CallKeySpec;
 
   /** @throws RangeError naming `fairness.levels.<name>` for a level a limit cannot serve. */
   constructor(limits: MethodLimits, fairness: ResolvedFairnessOptions, queue: QueueBounds) {

@@ -5,7 +5,7 @@
 import type { TlsOptions } from 'node:tls';
 import { availableParallelism } from 'node:os';
 import { isLimiterStore, type LimiterStore } from '../stores/store.js';
-import { resolveQueueBounds, type LimitsConfig, type QueueBounds } from './method-limits.js';
+import { resolveQueueBounds, type LimitsConfig, type QueueBounds } from '../limits/method-limits.js';
 import { resolveFairnessOptions, type FairnessOptions, type ResolvedFairnessOptions } from '../fair/fair-options.js';
 import type { Protocol } from '../thrift/message-header.js';
 import type { Transport } from './wire.js';

@@ -23,8 +23,8 @@ import { ThrottledLog } from './throttled-log.js';
 import type { Wire } from './wire.js';
 import { FairAdmission } from './fair-admission.js';
 import type { LevelStats } from '../fair/priority-level.js';
-import { callKey } from './call-key.js';
-import { isKeyedLimit, MethodLimits, type KeyedMethodLimit, type MethodLimit, type PerKeySpec } from './method-limits.js';
+import { callKey, type CallKeySpec } from '../limits/call-key.js';
+import { isKeyedLimit, MethodLimits, type KeyedMethodLimit, type MethodLimit } from '../limits/method-limits.js';
 import { resolveServerOptions, type ResolvedServerOptions, type ThreadedServerOptions } from './server-options.js';
 import { ServerStats, type ServerStatsSnapshot } from './stats.js';
 import type { Registry } from 'prom-client';
@@ -319,7 +319,7 @@ export class ThreadedServer implements ConnectionHost {
 
   /**
    * A per-key limit: the call waits in its key's queue (the key computed as fair admission computes
-   * flows, call-key.ts). With `fairness` too, a per-key limit is still admitted per key, without a
+   * flows, limits/call-key.ts). With `fairness` too, a per-key limit is still admitted per key, without a
    * fair queue: its keys already wait independently of each other.
    */
   private admitKeyed(limit: KeyedMethodLimit, connection: Connection, header: MessageHeader, frame: Buffer, arrived: number): void {
@@ -327,7 +327,7 @@ export class ThreadedServer implements ConnectionHost {
     const options = maxWaitMs === undefined ? { signal: connection.signal } : { signal: connection.signal, maxWaitMs };
     let admitted: Promise<void>;
     try {
-      const key = callKey(limit.perKey as PerKeySpec, connection, header, frame, connection.protocol);
+      const key = callKey(limit.perKey as CallKeySpec, connection, header, frame, connection.protocol);
       admitted = limit.limiter.run(key, this.admittedTask(connection, header, frame, arrived), 1, options);
     } catch (error) {
       admitted = Promise.reject(error);

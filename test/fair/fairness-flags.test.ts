@@ -2,7 +2,7 @@ import { execFile, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { describe, expect, test } from 'vitest';
-import { parseFairnessFlags, parseFlowKey, parseLevel } from '../../src/cli/fairness-spec.js';
+import { parseFairnessFlags, parseLevel } from '../../src/cli/fairness-spec.js';
 import { connect, handlerPath, servicePath } from '../server/calculator.js';
 
 const run = promisify(execFile);
@@ -19,14 +19,14 @@ describe('serve fairness flags', () => {
       maxQueuedPerFlow: 100,
       quantum: 2,
     });
-    expect(parseFlowKey('address')).toBe('address');
-    expect(parseFlowKey('method')).toBe('method');
+    expect(parseFairnessFlags({ fairFlow: 'address' })).toEqual({ flow: 'address' });
+    expect(parseFairnessFlags({ fairFlow: 'method' })).toEqual({ flow: 'method' });
     expect(parseLevel('x=0.5')).toEqual(['x', { share: 0.5 }]);
   });
 
   test('bad values are refused with an error naming the flag', () => {
-    expect(() => parseFlowKey('ip')).toThrow('--fair-flow must be address, connection, method or field:N (a Thrift field id), got "ip"');
-    expect(() => parseFlowKey('field:99999')).toThrow(/--fair-flow/);
+    expect(() => parseFairnessFlags({ fairFlow: 'ip' })).toThrow('--fair-flow must be address, connection, method or field:N (a Thrift field id), got "ip"');
+    expect(() => parseFairnessFlags({ fairFlow: 'field:99999' })).toThrow(/--fair-flow/);
     expect(() => parseLevel('interactive')).toThrow('--level "interactive": expected NAME=SHARE or NAME=SHARE:METHOD,METHOD (e.g. interactive=3:add,echo)');
     expect(() => parseLevel('a=0')).toThrow('--level "a=0": the share must be greater than 0');
     expect(() => parseLevel('a=1:add,,echo')).toThrow(/empty method name/);

@@ -9,7 +9,7 @@ import thrift from 'thrift';
 import { afterEach, describe, expect, test } from 'vitest';
 import type { ThreadedServer } from '../../src/server/threaded-server.js';
 import type { ThreadedServerOptions } from '../../src/server/server-options.js';
-import { wrapHandler } from '../../src/thrift/wrap-handler.js';
+import { wrapHandler } from '../../src/handler/wrap-handler.js';
 import { Calculator, connect, startServer, type CalculatorClient, type Protocol } from '../server/calculator.js';
 
 const require = createRequire(import.meta.url);

@@ -8,7 +8,7 @@ import { execFile } from 'node:child_process';
 import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import thrift from 'thrift';
-import { wrapHandler } from '../../src/thrift/wrap-handler.js';
+import { wrapHandler } from '../../src/handler/wrap-handler.js';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';

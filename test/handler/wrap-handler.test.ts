@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import thrift from 'thrift';
 import { afterEach, describe, expect, test } from 'vitest';
 import { ConcurrencyLimit } from '../../src/limiters/concurrency-limit.js';
-import { wrapHandler } from '../../src/thrift/wrap-handler.js';
+import { wrapHandler } from '../../src/handler/wrap-handler.js';
 import { connect, Calculator, type AppException } from '../server/calculator.js';
 
 const require = createRequire(import.meta.url);

@@ -8,7 +8,7 @@ import { overloadMessage, QueueFullError, QueueTimeoutError, StoreUnavailableErr
 import { resolveHandlerFairnessOptions, type HandlerFairnessOptions } from '../fair/fair-options.js';
 import { FairQueue } from '../fair/fair-queue.js';
 import type { AnyLimiter } from '../limiters/attach.js';
-import { MethodLimits, type HandlerCall, type HandlerLimitsConfig, type QueueBounds } from '../server/method-limits.js';
+import { MethodLimits, type HandlerCall, type HandlerLimitsConfig, type QueueBounds } from '../limits/method-limits.js';
 
 /** The error a wrapped method fails with when its call is refused for overload. */
 export class ServerOverloadedError extends Error {

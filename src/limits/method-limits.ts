@@ -2,7 +2,6 @@
  * The limits of a server, by method: built from plain specs (or taken as ready limiter objects, so
  * handler code can share them), with '*' as the default for methods without their own.
  */
-import type { FlowCall } from '../fair/fair-options.js';
 import { KeyedTokenBucket, type KeyedTokenBucketDescriptor } from '../keyed/keyed-token-bucket.js';
 import { attachLimiter, type AnyLimiter } from '../limiters/attach.js';
 import { ConcurrencyLimit } from '../limiters/concurrency-limit.js';
@@ -12,7 +11,7 @@ import { TokenBucket } from '../limiters/token-bucket.js';
 import type { StoreOptions } from '../options.js';
 import type { LimiterStore } from '../stores/store.js';
 import { options as knownOptions, waitBound, wholeNumber } from '../validate.js';
-import { resolveCallKeySpec } from './call-key.js';
+import { resolveCallKeySpec, type PerKeySpec } from './call-key.js';
 
 /**
  * One method's limit: a token bucket (`rate` per `periodMs`, optional `burst`), a fixed window
@@ -27,14 +26,6 @@ export type LimitSpec<K = PerKeySpec> =
   | { concurrency: number }
   | KeyedLimitSpec<K>
   | AnyLimiter;
-
-/**
- * How the threaded server picks a call's key for a per-key limit, as `fairness.flow` picks its
- * flow (server/call-key.ts): `'address'` (the connection's remote IP), `'connection'`, `'method'`
- * (useful on `'*'`), `{ field: N }` (argument N of the call, a string or integer field such as a
- * tenant id; calls without it share the key `''`), or a function of the call.
- */
-export type PerKeySpec = 'address' | 'connection' | 'method' | { field: number } | ((call: FlowCall) => string);
 
 /** What a per-key function of `wrapHandler` receives: a handler sees no address or connection. */
 export interface HandlerCall {
