@@ -1,0 +1,81 @@
+/**
+ * The module structure of src/: no import cycles, and thrift/ is wire code only, so it imports
+ * nothing from server/.
+ *
+ * Type-only imports count for cycles between folders (a cycle of types still ties two areas
+ * together: neither can be understood, moved or changed apart). Inside one folder, classes that
+ * hold each other (a queue and its element: `Waiter` in `DeadlineHeap`, `FairCall` in `Flow`) may
+ * name each other's types; a runtime import still may not cycle anywhere.
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, test } from 'vitest';
+
+const SRC = resolve(dirname(fileURLToPath(import.meta.url)), '../src');
+
+/** Static `import … from`, `export … from` and bare `import '…'` of relative paths; group 1: `type`. */
+const IMPORT = /^\s*(?:import|export)\s+(type\s)?[^;'"]*?(?:\bfrom\s*)?['"](\.{1,2}\/[^'"]+)['"]/gm;
+
+interface Edge {
+  target: string;
+  typeOnly: boolean;
+}
+
+/** Every module of src/ (paths relative to src/, `.ts`) and the src/ modules it imports. */
+function importGraph(): Map<string, Edge[]> {
+  const graph = new Map<string, Edge[]>();
+  const files = readdirSync(SRC, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts'));
+  for (const file of files) {
+    const text = readFileSync(join(SRC, file), 'utf8');
+    const edges: Edge[] = [];
+    for (const m of text.matchAll(IMPORT)) {
+      const target = relative(SRC, resolve(SRC, dirname(file), m[2]!)).replace(/\.js$/, '.ts');
+      if (!target.startsWith('..')) edges.push({ target, typeOnly: m[1] !== undefined });
+    }
+    graph.set(file, edges);
+  }
+  return graph;
+}
+
+/** The edges that may not take part in a cycle (see the top of the file). */
+function binding(graph: Map<string, Edge[]>): Map<string, string[]> {
+  return new Map([...graph].map(([from, edges]) => [from, edges.filter((e) => !e.typeOnly || dirname(e.target) !== dirname(from)).map((e) => e.target)]));
+}
+
+/** Cycles of the graph (one per back edge of a depth-first walk: none iff the graph has no cycle), each as a path back to its start. */
+function cycles(graph: Map<string, string[]>): string[][] {
+  const found: string[][] = [];
+  const state = new Map<string, 'open' | 'done'>();
+  const path: string[] = [];
+  const visit = (node: string): void => {
+    state.set(node, 'open');
+    path.push(node);
+    for (const next of graph.get(node) ?? []) {
+      if (state.get(next) === 'open') found.push([...path.slice(path.indexOf(next)), next]);
+      else if (!state.has(next)) visit(next);
+    }
+    path.pop();
+    state.set(node, 'done');
+  };
+  for (const node of [...graph.keys()].sort()) if (!state.has(node)) visit(node);
+  return found;
+}
+
+describe('structure of src/', () => {
+  const graph = importGraph();
+
+  test('the graph is read (sanity: a known import is seen)', () => {
+    expect(graph.get('index.ts')).toContainEqual({ target: 'clock.ts', typeOnly: false });
+    expect(graph.get(join('fair', 'flow.ts'))).toContainEqual({ target: join('fair', 'fair-call.ts'), typeOnly: true });
+  });
+
+  test('src/ has no import cycles', () => {
+    expect(cycles(binding(graph)).map((c) => c.join(' → '))).toEqual([]);
+  });
+
+  test('thrift/ imports nothing from server/', () => {
+    const wrong = [...graph].flatMap(([from, edges]) => (from.startsWith('thrift/') ? edges.filter((e) => e.target.startsWith('server/')).map((e) => `${from} → ${e.target}`) : []));
+    expect(wrong).toEqual([]);
+  });
+});
