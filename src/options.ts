@@ -339,7 +339,7 @@ export function resolveRedisStoreOptions(options: unknown): ResolvedRedisStoreOp
       ttlMs: l.ttlMs === undefined ? DEFAULT_LEASE.ttlMs : positive('lease.ttlMs', l.ttlMs),
     };
   }
-  const url = o.url as string | undefined;
+  const url = o.url;
   const r = redis as RedisOptions;
   const address = url !== undefined ? url.replace(/\/\/[^@/]*@/, '//') : `${r.host ?? '127.0.0.1'}:${r.port ?? 6379}`;
   const cloneable = Object.fromEntries(

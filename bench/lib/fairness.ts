@@ -68,7 +68,7 @@ async function connectClient(port: number): Promise<{ client: Client; close: () 
     connection.once('connect', () => resolve());
     connection.once('error', reject);
   });
-  return { client: thrift.createClient(Calculator as never, connection) as unknown as Client, close: () => connection.end() };
+  return { client: thrift.createClient<Client>(Calculator as never, connection), close: () => connection.end() };
 }
 
 /**

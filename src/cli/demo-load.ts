@@ -27,7 +27,7 @@ async function main(): Promise<void> {
       connection.once('connect', () => resolve());
       connection.once('error', reject);
     });
-    clients.push({ connection, client: thrift.createClient(Calculator, connection) as unknown as AddClient });
+    clients.push({ connection, client: thrift.createClient<AddClient>(Calculator, connection) });
   }
   const report: DemoLoadReport = { latenciesMs: [], errors: [] };
   const calls: Promise<void>[] = [];

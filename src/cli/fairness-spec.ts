@@ -52,7 +52,7 @@ export function parseFairnessFlags(flags: FairnessFlags): FairnessOptions | unde
     }
     for (const name of noBorrow) {
       if (levels[name] === undefined) throw new RangeError(`--no-borrow ${name}: no --level ${name}=SHARE`);
-      levels[name] = { ...levels[name]!, borrow: false };
+      levels[name] = { ...levels[name], borrow: false };
     }
     options.levels = levels;
   } else if (noBorrow.length > 0) {

@@ -21,7 +21,7 @@ import { parseCallKey } from './args.js';
 const PERIODS: Record<string, number> = { ms: 1, s: 1000, sec: 1000, min: 60_000, m: 60_000, h: 3_600_000 };
 
 function periodMs(text: string, flag: string): number {
-  if (PERIODS[text] !== undefined) return PERIODS[text]!;
+  if (PERIODS[text] !== undefined) return PERIODS[text];
   const m = /^(\d+(?:\.\d+)?)(ms|s|min|m|h)$/.exec(text);
   if (!m) throw new RangeError(`${flag}: unknown period '${text}' (use s, min, h, ms or e.g. 1500ms)`);
   return Number(m[1]) * PERIODS[m[2]!]!;

@@ -134,7 +134,7 @@ function checkHandlerPerKey(name: string, perKey: unknown): void {
 /** Own and inherited method names (class instances keep their methods on the prototype). */
 function methodNames(handler: object): string[] {
   const names = new Set<string>();
-  for (let o: object | null = handler; o !== null && o !== Object.prototype; o = Object.getPrototypeOf(o)) {
+  for (let o: object | null = handler; o !== null && o !== Object.prototype; o = Object.getPrototypeOf(o) as object | null) {
     for (const key of Object.getOwnPropertyNames(o)) {
       if (key !== 'constructor' && typeof (handler as Record<string, unknown>)[key] === 'function') names.add(key);
     }

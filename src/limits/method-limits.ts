@@ -82,7 +82,7 @@ export function resolveQueueBounds(value: unknown = {}): QueueBounds {
   const o = knownOptions('queue', value, QUEUE_KEYS);
   if (o.maxQueued !== undefined) wholeNumber('queue.maxQueued', o.maxQueued, 0, undefined, true);
   if (o.maxWaitMs !== undefined) waitBound('queue.maxWaitMs', o.maxWaitMs);
-  return o as QueueBounds;
+  return o;
 }
 
 /** The options of each kind of spec: a limiter's other options (queue bounds, clock) come from the server. */
@@ -103,8 +103,8 @@ function build(name: string, spec: Exclude<LimitSpec, KeyedLimitSpec>, queue: Qu
     if ('maxCalls' in spec) return new FixedWindow({ ...spec, ...bounds, ...where });
     return new ConcurrencyLimit({ max: spec.concurrency, ...bounds });
   } catch (error) {
-    if (error instanceof RangeError) throw new RangeError(`limits.${name}: ${error.message}`);
-    if (error instanceof TypeError) throw new TypeError(`limits.${name}: ${error.message}`);
+    if (error instanceof RangeError) throw new RangeError(`limits.${name}: ${error.message}`, { cause: error });
+    if (error instanceof TypeError) throw new TypeError(`limits.${name}: ${error.message}`, { cause: error });
     throw error;
   }
 }
@@ -126,8 +126,8 @@ function buildKeyed(name: string, spec: Record<string, unknown>, queue: QueueBou
     });
     return { limiter, perKey };
   } catch (error) {
-    if (error instanceof RangeError) throw new RangeError(`limits.${name}: ${error.message}`);
-    if (error instanceof TypeError) throw new TypeError(`limits.${name}: ${error.message}`);
+    if (error instanceof RangeError) throw new RangeError(`limits.${name}: ${error.message}`, { cause: error });
+    if (error instanceof TypeError) throw new TypeError(`limits.${name}: ${error.message}`, { cause: error });
     throw error;
   }
 }
@@ -161,7 +161,7 @@ export class MethodLimits {
     if (config === null || typeof config !== 'object') throw new TypeError('limits must be an object of method name → limit');
     resolveQueueBounds(queue);
     for (const [name, spec] of Object.entries(config)) {
-      this.byName.set(name, isKeyedSpec(spec) ? buildKeyed(name, spec, queue) : build(name, spec as Exclude<LimitSpec, KeyedLimitSpec>, queue, store));
+      this.byName.set(name, isKeyedSpec(spec) ? buildKeyed(name, spec, queue) : build(name, spec, queue, store));
     }
     this.fallback = this.byName.get('*');
   }

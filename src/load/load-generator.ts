@@ -119,7 +119,7 @@ function headerTransport(protocol: 'binary' | 'compact'): thrift.TTransportConst
       super.flush();
     }
   }
-  return THeaderClientTransport as unknown as thrift.TTransportConstructor;
+  return THeaderClientTransport;
 }
 
 function errorKind(error: unknown): string {
@@ -141,9 +141,9 @@ function connected(connection: thrift.Connection, where: string): Promise<void> 
 async function openWire(service: unknown, options: LoadOptions, transport: LoadTransport, protocol: LoadProtocol): Promise<Wire> {
   const host = options.host ?? '127.0.0.1';
   const caller = (connection: unknown): (() => Promise<unknown>) => {
-    const client = (options.multiplexed === undefined
-      ? thrift.createClient(service as never, connection as never)
-      : new thrift.Multiplexer().createClient(options.multiplexed, service as never, connection as never)) as unknown as AnyClient;
+    const client = options.multiplexed === undefined
+      ? thrift.createClient<AnyClient>(service as never, connection as never)
+      : new thrift.Multiplexer().createClient<AnyClient>(options.multiplexed, service as never, connection as never);
     return () => client[options.method]!(...options.args);
   };
   if (transport === 'http') {

@@ -31,7 +31,7 @@ export class FairAdmission {
           ...(queue.maxWaitMs !== undefined ? { maxWaitMs: queue.maxWaitMs } : {}),
         }));
       } catch (error) {
-        if (error instanceof RangeError) throw new RangeError(`fairness.${error.message}`);
+        if (error instanceof RangeError) throw new RangeError(`fairness.${error.message}`, { cause: error });
         throw error;
       }
     }

@@ -206,7 +206,7 @@ export function attachStore(descriptor: StoreDescriptor): LimiterStore {
   }
   let store = opened.get(descriptor.id);
   if (store === undefined) {
-    store = new RedisStore(resolveRedisStoreOptions(descriptor.options as RedisStoreOptions), descriptor.id);
+    store = new RedisStore(resolveRedisStoreOptions(descriptor.options), descriptor.id);
     opened.set(descriptor.id, store);
   }
   return store;

@@ -29,7 +29,7 @@ function frame(kind: 'binary' | 'compact' | 'json'): Buffer {
   let out: Buffer | undefined;
   const transport = new thrift.TFramedTransport(undefined, (buf?: Buffer) => { out = buf; });
   const Proto = { binary: thrift.TBinaryProtocol, compact: thrift.TCompactProtocol, json: thrift.TJSONProtocol }[kind];
-  const p = new Proto(transport as never) as unknown as Protocol;
+  const p = new Proto(transport) as unknown as Protocol;
   p.writeMessageBegin('lookup', thrift.Thrift.MessageType.CALL, 7);
   p.writeStructBegin('lookup_args');
   p.writeFieldBegin('tags', T.LIST, 1);

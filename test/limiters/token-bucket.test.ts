@@ -191,7 +191,7 @@ describe('many waiters on one AbortSignal', () => {
     controller.signal.addEventListener = ((...args: Parameters<AbortSignal['addEventListener']>) => {
       added.push(1);
       addEventListener(...args);
-    }) as AbortSignal['addEventListener'];
+    });
     const order: number[] = [];
     const calls = Array.from({ length: 20_000 }, (_, k) => tb.acquire(1, { signal: controller.signal }).catch(() => order.push(k)));
     expect(added).toHaveLength(1);

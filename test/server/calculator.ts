@@ -46,7 +46,7 @@ export async function connect(port: number, protocol: Protocol = 'binary'): Prom
     connection.once('connect', () => resolve());
     connection.once('error', reject);
   });
-  const client = thrift.createClient(Calculator as never, connection) as unknown as CalculatorClient;
+  const client = thrift.createClient<CalculatorClient>(Calculator as never, connection);
   return { client, connection, close: () => connection.end() };
 }
 

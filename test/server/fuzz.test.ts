@@ -97,7 +97,7 @@ describe('threaded server under seeded random frames', () => {
       const sendMs = performance.now() - started;
 
       // Calls still in flight may take up to handlerTimeoutMs (plus a worker replacement).
-      await expect.poll(() => (server as ThreadedServer).stats().running, { timeout: HANDLER_TIMEOUT_MS + 3000, interval: 50 }).toBe(0);
+      await expect.poll(() => (server).stats().running, { timeout: HANDLER_TIMEOUT_MS + 3000, interval: 50 }).toBe(0);
       // A `work` of minutes leaves its worker blocked until the watchdog replaces it (within a
       // heartbeat, handlerTimeoutMs / 4, of its call's timeout); a call handed to a blocked worker
       // is failed with it, so give the watchdog that long before the fresh client's call.

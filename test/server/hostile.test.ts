@@ -21,7 +21,7 @@ const MiB = 1024 * 1024;
 
 /** The server's counters, the hardening ones included (read loosely: a missing one reads undefined). */
 type Stats = ReturnType<ThreadedServer['stats']> & { lateReplies?: number; handlerTimeouts?: number; workerReplacements?: number; idleClosed?: number };
-const stats = (server: ThreadedServer): Stats => server.stats() as Stats;
+const stats = (server: ThreadedServer): Stats => server.stats();
 
 /** The example service on the threaded server, its log lines collected. */
 async function start(options: Partial<ThreadedServerOptions>): Promise<{ server: ThreadedServer; port: number; log: string[] }> {
@@ -137,7 +137,7 @@ describe('threaded server against hostile clients and handlers', () => {
       expect((b.error as AppException).type).toBe(ExceptionType.INTERNAL_ERROR);
       expect(b.ms).toBeLessThan(5000);
       expect(stats(server).workerReplacements).toBeGreaterThanOrEqual(1);
-      expect(log.filter((line) => /replaced/.test(line))).toHaveLength(stats(server).workerReplacements!);
+      expect(log.filter((line) => /replaced/.test(line))).toHaveLength(stats(server).workerReplacements);
       const metrics = await server.metricsRegistry().metrics();
       expect(metrics).toMatch(/^tql_server_worker_replacements_total(\{[^}]*\})? [1-9]/m);
       await expect.poll(() => stats(server).running, { timeout: 2000 }).toBe(0);

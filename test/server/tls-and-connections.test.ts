@@ -27,7 +27,7 @@ describe('threaded server transport options', () => {
         ca: [cert],
       } as never);
       connection.on('error', () => {});
-      const client = thrift.createClient(Calculator as never, connection) as unknown as CalculatorClient;
+      const client = thrift.createClient<CalculatorClient>(Calculator as never, connection);
       expect(await client.add(20, 22)).toBe(42);
       connection.end();
     } finally {

@@ -66,11 +66,11 @@ describe('one port answers every wire', () => {
       ? thrift.createHttpConnection('127.0.0.1', port, { ...options, path: '/', headers: { Connection: 'keep-alive' } })
       : thrift.createConnection('127.0.0.1', port, options);
     connection.on('error', () => {});
-    const c = thrift.createClient(Calculator as never, connection as never) as unknown as {
+    const c = thrift.createClient<{
       translate(p: unknown, dx: number, dy: number): Promise<{ x: number; y: number; label: string }>;
       divide(a: number, b: number): Promise<number>;
       add(a: number, b: number): Promise<number>;
-    };
+    }>(Calculator as never, connection as never);
     try {
       const p = await c.translate({ x: 1, y: 2, label: 'n' }, 1, 1);
       expect([p.x, p.y, p.label]).toEqual([2, 3, 'n']);
