@@ -117,7 +117,13 @@ function bottleneckSubject(spec: OverloadSpec): Subject {
   const tokenMs = 1000 / spec.rate;
   // Bottleneck's token bucket: a reservoir topped up by 1 every token interval, up to the burst.
   // The heartbeat (default 250 ms) must tick every interval, or it adds one token per tick.
-  const b = new Bottleneck({ reservoir: spec.burst, reservoirIncreaseAmount: 1, reservoirIncreaseInterval: tokenMs, reservoirIncreaseMaximum: spec.burst, heartbeatInterval: tokenMs });
+  const b = new Bottleneck({
+    reservoir: spec.burst,
+    reservoirIncreaseAmount: 1,
+    reservoirIncreaseInterval: tokenMs,
+    reservoirIncreaseMaximum: spec.burst,
+    heartbeatInterval: tokenMs,
+  });
   return {
     name: `bottleneck reservoir ${spec.burst}, +1 per ${tokenMs} ms`,
     submit: (fn) =>
@@ -181,7 +187,9 @@ function mNs(v: number): string {
 
 async function main(): Promise<void> {
   const c = cpus();
-  const machineLine = `${c.length} × ${c[0]?.model ?? 'unknown CPU'}, Node ${process.version}, ${process.platform}/${process.arch}, load average at start ${loadavg().map((l) => l.toFixed(2)).join(' / ')}`;
+  const machineLine = `${c.length} × ${c[0]?.model ?? 'unknown CPU'}, Node ${process.version}, ${process.platform}/${process.arch}, load average at start ${loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' / ')}`;
   const date = new Date().toISOString();
   progress(`core benchmarks${quick ? ' (quick)' : ''}: ${machineLine}`);
 
@@ -288,10 +296,13 @@ async function main(): Promise<void> {
 }
 
 // Every phase is bounded in count and time; this catches a call that never settles.
-setTimeout(() => {
-  console.error('core benchmarks: watchdog expired, giving up');
-  process.exit(2);
-}, quick ? 60_000 : 300_000).unref();
+setTimeout(
+  () => {
+    console.error('core benchmarks: watchdog expired, giving up');
+    process.exit(2);
+  },
+  quick ? 60_000 : 300_000,
+).unref();
 await main();
 // Limiters with pending timers (peers dropped mid-run) would otherwise keep the process alive.
 process.exit(0);

@@ -64,7 +64,10 @@ export interface ChildResult {
 
 // --- count commands written by ioredis (ours, bottleneck's ioredis datastore, rate-limiter-flexible's client)
 const require = createRequire(import.meta.url);
-const ioredis = require('ioredis') as { Command: { prototype: { toWritable: (...a: unknown[]) => unknown; name: string } }; Redis: new (o: object) => { quit(): Promise<unknown>; disconnect(): void; on(e: string, f: (e: unknown) => void): void } };
+const ioredis = require('ioredis') as {
+  Command: { prototype: { toWritable: (...a: unknown[]) => unknown; name: string } };
+  Redis: new (o: object) => { quit(): Promise<unknown>; disconnect(): void; on(e: string, f: (e: unknown) => void): void };
+};
 let counting = false;
 let commands = 0;
 const byName: Record<string, number> = {};
@@ -163,7 +166,13 @@ async function open(c: ChildConfig): Promise<Subject> {
  * Runs up to `count` acquires, `inFlight` at a time, until `deadline` (performance.now() ms).
  * Resolves when all settled, or GRACE_MS after the deadline with what is still unsettled.
  */
-function drive(s: Subject, count: number, inFlight: number, deadline: number, onStart?: () => void): Promise<{ done: number; failed: number; unsettled: number; firstError?: string }> {
+function drive(
+  s: Subject,
+  count: number,
+  inFlight: number,
+  deadline: number,
+  onStart?: () => void,
+): Promise<{ done: number; failed: number; unsettled: number; firstError?: string }> {
   let issued = 0;
   let outstanding = 0;
   let done = 0;

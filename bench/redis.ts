@@ -49,7 +49,7 @@ const OURS_LEASE = 'ours: TokenBucket, leasing (defaults: 100 ms, ≤ 1000 token
 const TP_VARIANTS: Variant[] = [
   { label: OURS, subject: 'ours', lease: false },
   { label: OURS_LEASE, subject: 'ours', lease: true },
-  { label: 'bottleneck, `datastore: \'ioredis\'`, reservoir 1000, +1000 per 1 ms (max 1000)', subject: 'bottleneck', lease: false },
+  { label: "bottleneck, `datastore: 'ioredis'`, reservoir 1000, +1000 per 1 ms (max 1000)", subject: 'bottleneck', lease: false },
   { label: 'rate-limiter-flexible `RateLimiterRedis` (1 M per 1 s) + `RateLimiterQueue`', subject: 'rlf', lease: false },
 ];
 const BOUND_VARIANTS: Variant[] = [
@@ -185,7 +185,16 @@ interface TpRun {
 async function throughputRun(admin: Redis, r: BenchRedis, v: Variant, processes: number, inFlight: number): Promise<TpRun> {
   const base = baseConfig(r, v);
   const count = Math.ceil(TP.total / processes);
-  const configs: ChildConfig[] = Array.from({ length: processes }, () => ({ ...base, mode: 'throughput', rate: TP.rate, burst: TP.burst, count, inFlight, durationMs: TP.durationMs, warmup: TP.warmup }));
+  const configs: ChildConfig[] = Array.from({ length: processes }, () => ({
+    ...base,
+    mode: 'throughput',
+    rate: TP.rate,
+    burst: TP.burst,
+    count,
+    inFlight,
+    durationMs: TP.durationMs,
+    warmup: TP.warmup,
+  }));
   const g = await runGroup(admin, configs);
   const done = g.results.reduce((s, x) => s + x.done, 0);
   const failed = g.results.reduce((s, x) => s + x.failed, 0);
@@ -263,7 +272,16 @@ function maxInWindow(starts: bigint[], ns: bigint): number {
 
 async function boundRun(admin: Redis, r: BenchRedis, v: Variant): Promise<BoundRun> {
   const base = baseConfig(r, v);
-  const configs: ChildConfig[] = Array.from({ length: BOUND.processes }, () => ({ ...base, mode: 'bound', rate: BOUND.rate, burst: BOUND.burst, count: 0, inFlight: BOUND.inFlight, durationMs: BOUND.durationMs, warmup: 0 }));
+  const configs: ChildConfig[] = Array.from({ length: BOUND.processes }, () => ({
+    ...base,
+    mode: 'bound',
+    rate: BOUND.rate,
+    burst: BOUND.burst,
+    count: 0,
+    inFlight: BOUND.inFlight,
+    durationMs: BOUND.durationMs,
+    warmup: 0,
+  }));
   const g = await runGroup(admin, configs);
   const starts = g.results.flatMap((x) => x.starts!.map(BigInt)).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   const admitted = starts.length;
@@ -293,7 +311,9 @@ async function boundRun(admin: Redis, r: BenchRedis, v: Variant): Promise<BoundR
 
 async function main(): Promise<void> {
   const c = cpus();
-  const machineLine = `${c.length} × ${c[0]?.model ?? 'unknown CPU'}, Node ${process.version}, ${process.platform}/${process.arch}, load average at start ${loadavg().map((l) => l.toFixed(2)).join(' / ')}`;
+  const machineLine = `${c.length} × ${c[0]?.model ?? 'unknown CPU'}, Node ${process.version}, ${process.platform}/${process.arch}, load average at start ${loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' / ')}`;
   const date = new Date().toISOString();
   progress(`redis benchmarks${quick ? ' (quick)' : ''}: ${machineLine}`);
   const redis = await benchRedis();
@@ -305,7 +325,8 @@ async function main(): Promise<void> {
 
     // --- scenario 1
     const rows: TpRow[] = [];
-    for (const processes of TP_PROCESSES) for (const inFlight of TP_IN_FLIGHT) for (const variant of TP_VARIANTS) rows.push({ variant, processes, inFlight, runs: [] });
+    for (const processes of TP_PROCESSES)
+      for (const inFlight of TP_IN_FLIGHT) for (const variant of TP_VARIANTS) rows.push({ variant, processes, inFlight, runs: [] });
     for (let round = 0; round < TP_ROUNDS; round++) {
       for (const processes of TP_PROCESSES) {
         for (const inFlight of TP_IN_FLIGHT) {
@@ -315,7 +336,9 @@ async function main(): Promise<void> {
             const row = group[(i + round) % group.length]!;
             const run = await throughputRun(admin, redis, row.variant, processes, inFlight).catch((error: unknown): TpRun => failedRun(error));
             row.runs.push(run);
-            progress(`throughput round ${round + 1}: ${processes} process(es), ${inFlight} in flight, ${row.variant.label}: ${fmt(run.acquiresPerS, 0)}/s, ${fmt(run.client, 1)} commands per 1000${run.failed || run.unsettled ? `, ${run.failed} failed, ${run.unsettled} unsettled (${run.firstError ?? ''})` : ''}`);
+            progress(
+              `throughput round ${round + 1}: ${processes} process(es), ${inFlight} in flight, ${row.variant.label}: ${fmt(run.acquiresPerS, 0)}/s, ${fmt(run.client, 1)} commands per 1000${run.failed || run.unsettled ? `, ${run.failed} failed, ${run.unsettled} unsettled (${run.firstError ?? ''})` : ''}`,
+            );
           }
         }
       }
@@ -326,7 +349,9 @@ async function main(): Promise<void> {
     for (const v of BOUND_VARIANTS) {
       const b = await boundRun(admin, redis, v);
       bounds.push(b);
-      progress(`bound: ${v.label}: ${b.admitted} admitted in ${fmt(b.elapsedS, 3)} s (bound ${fmt(b.overall, 0)}), worst 100 ms ${b.worst100}, worst 1 s ${b.worst1s}, d ${fmt(b.holdMs, 2)} ms, ${fmt(b.store, 1)} round trips per 1000`);
+      progress(
+        `bound: ${v.label}: ${b.admitted} admitted in ${fmt(b.elapsedS, 3)} s (bound ${fmt(b.overall, 0)}), worst 100 ms ${b.worst100}, worst 1 s ${b.worst1s}, d ${fmt(b.holdMs, 2)} ms, ${fmt(b.store, 1)} round trips per 1000`,
+      );
     }
 
     // --- report
@@ -334,7 +359,14 @@ async function main(): Promise<void> {
     const tpRowFor = (label: string, p: number, f: number): TpRow => rows.find((x) => x.variant.label === label && x.processes === p && x.inFlight === f)!;
     // Target 1: leasing ≥ 10 × fewer round trips than one per call, in every throughput configuration.
     const leaseRows = rows.filter((x) => x.variant.label === OURS_LEASE);
-    const worstLease = Math.max(...leaseRows.map((x) => Math.max(med(x.runs, (r) => r.client), med(x.runs, (r) => r.store))));
+    const worstLease = Math.max(
+      ...leaseRows.map((x) =>
+        Math.max(
+          med(x.runs, (r) => r.client),
+          med(x.runs, (r) => r.store),
+        ),
+      ),
+    );
     const leaseTarget = worstLease <= 100;
     // Target 2: the bound held with leasing (strict, and the documented bound with d).
     const boundHeld = (b: BoundRun, d: number): boolean =>
@@ -353,7 +385,17 @@ async function main(): Promise<void> {
       `- Round trips are counted three ways. **client**: commands every process's ioredis clients wrote to a socket (every library here uses ioredis; none pipelines more than one command per request in these runs, so this is the round-trip count). **server scripts**: Redis's own \`INFO commandstats\` EVAL + EVALSHA calls, before/after the measured part (INFO itself excluded). **server all**: every command Redis executed, including those run inside Lua scripts (Redis counts those too, in \`commandstats\` and \`total_commands_processed\`, so that total is work done, not requests). **store**: ours' \`snapshot().store.roundTrips\`, summed over processes.`,
       '',
       '## Targets',
-      `- with leasing ≥ 10 × fewer round trips than one per call (≤ 100 per 1000 acquires) in every throughput configuration: ${verdict(leaseTarget)} — worst configuration ${fmt(worstLease, 1)} per 1000 (${fmt(1000 / Math.max(worstLease, 1e-9), 1)} × fewer than one per call); ${leaseRows.map((x) => `${x.processes} proc/${x.inFlight} in flight: ${fmt(med(x.runs, (r) => r.client), 1)}`).join(', ')}; against ours without leasing in the same run: ${leaseRows.map((x) => `${fmt(med(tpRowFor(OURS, x.processes, x.inFlight).runs, (r) => r.client) / med(x.runs, (r) => r.client), 1)} × fewer (${x.processes} proc/${x.inFlight} in flight)`).join(', ')}`,
+      `- with leasing ≥ 10 × fewer round trips than one per call (≤ 100 per 1000 acquires) in every throughput configuration: ${verdict(leaseTarget)} — worst configuration ${fmt(worstLease, 1)} per 1000 (${fmt(1000 / Math.max(worstLease, 1e-9), 1)} × fewer than one per call); ${leaseRows
+        .map(
+          (x) =>
+            `${x.processes} proc/${x.inFlight} in flight: ${fmt(
+              med(x.runs, (r) => r.client),
+              1,
+            )}`,
+        )
+        .join(
+          ', ',
+        )}; against ours without leasing in the same run: ${leaseRows.map((x) => `${fmt(med(tpRowFor(OURS, x.processes, x.inFlight).runs, (r) => r.client) / med(x.runs, (r) => r.client), 1)} × fewer (${x.processes} proc/${x.inFlight} in flight)`).join(', ')}`,
       `- global bound still held with leasing (${BOUND.processes} processes, ${BOUND.rate}/s burst ${BOUND.burst}): strictly (burst + rate × L, no allowance): ${verdict(strictLease)}; with the documented allowance d (burst + rate × (L + d), d = longest a leased token was held, \`maxHoldMs\`): ${verdict(documentedLease)} — ${leaseBounds.map((b) => `${b.label}: worst 100 ms ${b.worst100} / ${BOUND.burst + BOUND.rate * 0.1}, worst 1 s ${b.worst1s} / ${BOUND.burst + BOUND.rate}, total ${b.admitted} / ${fmt(b.overall, 0)}, d ${fmt(b.holdMs, 2)} ms`).join('; ')}`,
       `- (reference) without leasing: strictly ${verdict(boundHeld(noLease, 0))}, with d ${verdict(boundHeld(noLease, noLease.holdMs / 1000))} — worst 100 ms ${noLease.worst100}, worst 1 s ${noLease.worst1s}, total ${noLease.admitted} / ${fmt(noLease.overall, 0)}`,
       '',
@@ -372,7 +414,19 @@ async function main(): Promise<void> {
         lines.push(
           `### ${processes} process${processes > 1 ? 'es' : ''}, ${inFlight} acquire${inFlight > 1 ? 's' : ''} outstanding per process`,
           table(
-            ['library', 'acquires/s', 'ours (leasing) ÷ this', 'round trips / 1000 (client)', 'this ÷ ours (leasing)', 'server: scripts / 1000', 'server: all commands / 1000', 'ours: store round trips / 1000', 'ours: tokens leased / acquires', 'completed (per round)', 'failed / unsettled'],
+            [
+              'library',
+              'acquires/s',
+              'ours (leasing) ÷ this',
+              'round trips / 1000 (client)',
+              'this ÷ ours (leasing)',
+              'server: scripts / 1000',
+              'server: all commands / 1000',
+              'ours: store round trips / 1000',
+              'ours: tokens leased / acquires',
+              'completed (per round)',
+              'failed / unsettled',
+            ],
             rows
               .filter((x) => x.processes === processes && x.inFlight === inFlight)
               .map((x) => {
@@ -384,10 +438,26 @@ async function main(): Promise<void> {
                   fmt(refRate / rate, 2),
                   fmt(trips, 1),
                   fmt(trips / refTrips, 1),
-                  fmt(med(x.runs, (r) => r.scripts), 1),
-                  fmt(med(x.runs, (r) => r.all), 1),
-                  x.variant.subject === 'ours' ? fmt(med(x.runs, (r) => r.store), 1) : 'n/a',
-                  x.variant.subject === 'ours' ? fmt(med(x.runs, (r) => r.leased / Math.max(1, r.done)), 3) : 'n/a',
+                  fmt(
+                    med(x.runs, (r) => r.scripts),
+                    1,
+                  ),
+                  fmt(
+                    med(x.runs, (r) => r.all),
+                    1,
+                  ),
+                  x.variant.subject === 'ours'
+                    ? fmt(
+                        med(x.runs, (r) => r.store),
+                        1,
+                      )
+                    : 'n/a',
+                  x.variant.subject === 'ours'
+                    ? fmt(
+                        med(x.runs, (r) => r.leased / Math.max(1, r.done)),
+                        3,
+                      )
+                    : 'n/a',
                   x.runs.map((r) => r.done).join(', '),
                   `${x.runs.reduce((s, r) => s + r.failed, 0)} / ${x.runs.reduce((s, r) => s + r.unsettled, 0)}`,
                 ];
@@ -403,7 +473,18 @@ async function main(): Promise<void> {
       `Each call's start is recorded in the call with \`process.hrtime.bigint()\` (CLOCK_MONOTONIC, one clock for all processes). L = window length; elapsed = last start − first start. Strict bound = burst + rate × L; documented bound (src/stores/remote-limit.ts, "The bound") = burst + rate × (L + d), d = the longest a token was held from the fetch's sending to its use (\`snapshot().store.maxHoldMs\`, worst process). Rate achieved = (admitted − burst) ÷ elapsed ÷ rate.`,
       '',
       table(
-        ['configuration', 'admitted / burst + rate × elapsed', 'worst 100 ms / strict / with d', 'worst 1 s / strict / with d', 'd (ms)', 'rate achieved', 'round trips / 1000 (store / client / server scripts)', 'leased / lapsed', 'per process', 'failed'],
+        [
+          'configuration',
+          'admitted / burst + rate × elapsed',
+          'worst 100 ms / strict / with d',
+          'worst 1 s / strict / with d',
+          'd (ms)',
+          'rate achieved',
+          'round trips / 1000 (store / client / server scripts)',
+          'leased / lapsed',
+          'per process',
+          'failed',
+        ],
         bounds.map((b) => [
           b.label,
           `${b.admitted} / ${fmt(b.overall, 0)} (${fmt(b.elapsedS, 3)} s)`,
@@ -434,10 +515,13 @@ async function main(): Promise<void> {
 }
 
 // Every phase is bounded in count and time; this catches a call that never settles.
-setTimeout(() => {
-  console.error('redis benchmarks: watchdog expired, giving up');
-  process.exit(2);
-}, quick ? 90_000 : 600_000).unref();
+setTimeout(
+  () => {
+    console.error('redis benchmarks: watchdog expired, giving up');
+    process.exit(2);
+  },
+  quick ? 90_000 : 600_000,
+).unref();
 try {
   await main();
 } catch (error) {

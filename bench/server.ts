@@ -45,7 +45,14 @@ function message<T>(proc: ChildProcess, key: string): Promise<T> {
   });
 }
 
-async function measure(kind: 'stock' | 'threaded', workers: number, method: string, args: ArgsWriter, limit?: number, transport: 'framed' | 'buffered' = 'framed'): Promise<Measured> {
+async function measure(
+  kind: 'stock' | 'threaded',
+  workers: number,
+  method: string,
+  args: ArgsWriter,
+  limit?: number,
+  transport: 'framed' | 'buffered' = 'framed',
+): Promise<Measured> {
   const proc = fork(child, [kind, String(workers), transport, ...(limit ? [String(limit)] : [])], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   try {
     const { port } = await message<{ port: number }>(proc, 'port');
@@ -133,7 +140,15 @@ function section(title: string, results: Map<string, Measured>): string {
     '',
     table(
       ['server', 'req/s', 'vs stock', 'latency p50 / p99 (ms)', 'I/O-thread CPU µs per call', 'total CPU µs per call', 'errors'],
-      [...results].map(([name, m]) => [name, fmt(m.reqPerSec, 0), `${fmt(m.reqPerSec / stock.reqPerSec, 2)} ×`, `${fmt(m.p50, 2)} / ${fmt(m.p99, 2)}`, fmt(m.ioCpuUsPerCall, 1), fmt(m.totalCpuUsPerCall, 1), m.errors]),
+      [...results].map(([name, m]) => [
+        name,
+        fmt(m.reqPerSec, 0),
+        `${fmt(m.reqPerSec / stock.reqPerSec, 2)} ×`,
+        `${fmt(m.p50, 2)} / ${fmt(m.p99, 2)}`,
+        fmt(m.ioCpuUsPerCall, 1),
+        fmt(m.totalCpuUsPerCall, 1),
+        m.errors,
+      ]),
     ),
     '',
   ].join('\n');
@@ -188,15 +203,44 @@ async function main(): Promise<void> {
   const ratePoints: [number, number][] = [];
   for (let b = 0; b < horizon; b++) ratePoints.push([(b + 1) / 10, (buckets.get(b) ?? 0) * 10]);
   const charts = {
-    rate: writeResult('server-limited-rate.svg', lineChart(`Limited server: completed calls/s (100 ms buckets), limit ${rate}/s`, 'time (s)', 'calls/s', [{ name: 'completed/s, 64 calls outstanding', points: ratePoints }], [{ name: `limit ${rate}/s`, y: rate }])),
-    wait: writeResult('server-limited-wait.svg', histogram(`Limited server: latency of each call (mostly queue wait), ${last.latenciesMs.length} calls`, 'ms', last.latenciesMs)),
-    throughput: writeResult('server-throughput.svg', barChart('req/s by server (8 connections × 8 outstanding)', 'req/s', configs.map((c) => c.name.replace(' (1 thread)', '')), [
-      { name: 'echo 100 B', values: configs.map((c) => echo.get(c.name)!.reqPerSec) },
-      { name: 'echo 100 B, buffered', values: configs.map((c) => bufferedEcho.get(c.name)!.reqPerSec) },
-      { name: 'work ~1 ms CPU', values: configs.map((c) => work.get(c.name)!.reqPerSec) },
-    ])),
+    rate: writeResult(
+      'server-limited-rate.svg',
+      lineChart(
+        `Limited server: completed calls/s (100 ms buckets), limit ${rate}/s`,
+        'time (s)',
+        'calls/s',
+        [{ name: 'completed/s, 64 calls outstanding', points: ratePoints }],
+        [{ name: `limit ${rate}/s`, y: rate }],
+      ),
+    ),
+    wait: writeResult(
+      'server-limited-wait.svg',
+      histogram(`Limited server: latency of each call (mostly queue wait), ${last.latenciesMs.length} calls`, 'ms', last.latenciesMs),
+    ),
+    throughput: writeResult(
+      'server-throughput.svg',
+      barChart(
+        'req/s by server (8 connections × 8 outstanding)',
+        'req/s',
+        configs.map((c) => c.name.replace(' (1 thread)', '')),
+        [
+          { name: 'echo 100 B', values: configs.map((c) => echo.get(c.name)!.reqPerSec) },
+          { name: 'echo 100 B, buffered', values: configs.map((c) => bufferedEcho.get(c.name)!.reqPerSec) },
+          { name: 'work ~1 ms CPU', values: configs.map((c) => work.get(c.name)!.reqPerSec) },
+        ],
+      ),
+    ),
   };
-  lines.push('## Charts', '', `![admitted rate](${basename(charts.rate)})`, '', `![queue wait](${basename(charts.wait)})`, '', `![req/s by server](${basename(charts.throughput)})`, '');
+  lines.push(
+    '## Charts',
+    '',
+    `![admitted rate](${basename(charts.rate)})`,
+    '',
+    `![queue wait](${basename(charts.wait)})`,
+    '',
+    `![req/s by server](${basename(charts.throughput)})`,
+    '',
+  );
   const path = writeResult('server.md', lines.join('\n'));
   console.log(lines.join('\n'));
   console.log(`\nwrote ${path}`);

@@ -88,7 +88,11 @@ export class ManualClock implements Clock {
   setTimer(at: Nanos, callback: () => void): TimerHandle {
     const timer: ManualTimer = { at, seq: this.seq++, callback, cancelled: false };
     this.timers.push(timer);
-    return { cancel: () => { timer.cancelled = true; } };
+    return {
+      cancel: () => {
+        timer.cancelled = true;
+      },
+    };
   }
 
   /** Number of timers not yet fired or cancelled. */

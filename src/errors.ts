@@ -20,11 +20,7 @@ export class QueueTimeoutError extends Error {
     readonly estimatedWaitMs: number,
     readonly atDeadline: boolean,
   ) {
-    super(
-      atDeadline
-        ? `waited limit ${maxWaitMs} ms without being admitted`
-        : `estimated wait ${Math.ceil(estimatedWaitMs)} ms exceeds limit ${maxWaitMs} ms`,
-    );
+    super(atDeadline ? `waited limit ${maxWaitMs} ms without being admitted` : `estimated wait ${Math.ceil(estimatedWaitMs)} ms exceeds limit ${maxWaitMs} ms`);
     this.name = 'QueueTimeoutError';
   }
 }

@@ -31,13 +31,7 @@ export type { FlowCall, FlowKeySpec, PerKeySpec } from './limits/call-key.js';
 export type { ServerStatsSnapshot, RefusalReason } from './server/stats.js';
 export { wrapHandler, ServerOverloadedError } from './handler/wrap-handler.js';
 export { FairQueue } from './fair/fair-queue.js';
-export type {
-  FairnessOptions,
-  FairQueueOptions,
-  FairRunOptions,
-  HandlerFairnessOptions,
-  LevelOptions,
-} from './fair/fair-options.js';
+export type { FairnessOptions, FairQueueOptions, FairRunOptions, HandlerFairnessOptions, LevelOptions } from './fair/fair-options.js';
 export type { LevelStats } from './fair/priority-level.js';
 export { readArgField } from './thrift/arg-field.js';
 export { ExceptionType } from './thrift/application-exception.js';

@@ -343,7 +343,9 @@ export function resolveRedisStoreOptions(options: unknown): ResolvedRedisStoreOp
   const r = redis as RedisOptions;
   const address = url !== undefined ? url.replace(/\/\/[^@/]*@/, '//') : `${r.host ?? '127.0.0.1'}:${r.port ?? 6379}`;
   const cloneable = Object.fromEntries(
-    Object.entries({ ...o, redis: Object.fromEntries(Object.entries(redis).filter(([, v]) => typeof v !== 'function')) }).filter(([, v]) => typeof v !== 'function'),
+    Object.entries({ ...o, redis: Object.fromEntries(Object.entries(redis).filter(([, v]) => typeof v !== 'function')) }).filter(
+      ([, v]) => typeof v !== 'function',
+    ),
   );
   return {
     url,

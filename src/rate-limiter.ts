@@ -50,9 +50,10 @@ export class RateLimiter {
     const d = descriptor?.limiter;
     const attachOptions = { clock: options.clock };
     const limiter = d?.kind === 'fixed-window' ? FixedWindow.attach(d, attachOptions) : TokenBucket.attach(d, attachOptions);
-    const o = limiter instanceof FixedWindow
-      ? { maxCalls: limiter.maxCalls, periodMs: limiter.periodMs, algorithm: 'fixed-window' as const }
-      : { maxCalls: limiter.rate, periodMs: limiter.periodMs, burst: limiter.burst };
+    const o =
+      limiter instanceof FixedWindow
+        ? { maxCalls: limiter.maxCalls, periodMs: limiter.periodMs, algorithm: 'fixed-window' as const }
+        : { maxCalls: limiter.rate, periodMs: limiter.periodMs, burst: limiter.burst };
     return new RateLimiter({ ...o, ...(options.onLimited ? { onLimited: options.onLimited } : {}) }, limiter);
   }
 

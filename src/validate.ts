@@ -27,7 +27,9 @@ export function options(name: string, value: unknown, known: readonly string[]):
   for (const key of Object.keys(o)) {
     if (known.includes(key)) continue;
     const near = closest(key, known);
-    throw new TypeError(`${name}: unknown option ${JSON.stringify(key)} (${near === undefined ? `known options: ${known.join(', ')}` : `did you mean ${JSON.stringify(near)}?`})`);
+    throw new TypeError(
+      `${name}: unknown option ${JSON.stringify(key)} (${near === undefined ? `known options: ${known.join(', ')}` : `did you mean ${JSON.stringify(near)}?`})`,
+    );
   }
   return o;
 }
@@ -116,7 +118,8 @@ export function someOf<T extends string>(name: string, value: unknown, names: re
   if (value === undefined || value === 'all') return new Set(names);
   const list = Array.isArray(value) ? (value as unknown[]) : [value];
   for (const v of list) {
-    if (!names.includes(v as T)) throw new RangeError(`${name} must be 'all', one of ${names.map((n) => `'${n}'`).join(', ')} or a list of them, got ${JSON.stringify(v)}`);
+    if (!names.includes(v as T))
+      throw new RangeError(`${name} must be 'all', one of ${names.map((n) => `'${n}'`).join(', ')} or a list of them, got ${JSON.stringify(v)}`);
   }
   if (list.length === 0) throw new RangeError(`${name} must name at least one, got []`);
   return new Set(list as T[]);

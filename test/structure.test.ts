@@ -75,7 +75,9 @@ describe('structure of src/', () => {
   });
 
   test('thrift/ imports nothing from server/', () => {
-    const wrong = [...graph].flatMap(([from, edges]) => (from.startsWith('thrift/') ? edges.filter((e) => e.target.startsWith('server/')).map((e) => `${from} → ${e.target}`) : []));
+    const wrong = [...graph].flatMap(([from, edges]) =>
+      from.startsWith('thrift/') ? edges.filter((e) => e.target.startsWith('server/')).map((e) => `${from} → ${e.target}`) : [],
+    );
     expect(wrong).toEqual([]);
   });
 });

@@ -43,8 +43,14 @@ export class TableWorker {
       const timer = setTimeout(() => reject(new Error(`no ${op} reply within ${timeoutMs} ms`)), timeoutMs);
       this.waiters.push({
         op,
-        resolve: (r) => { clearTimeout(timer); resolve(r as Extract<TableReply, { op: O }>); },
-        reject: (e) => { clearTimeout(timer); reject(e); },
+        resolve: (r) => {
+          clearTimeout(timer);
+          resolve(r as Extract<TableReply, { op: O }>);
+        },
+        reject: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
       });
     });
   }

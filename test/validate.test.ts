@@ -29,26 +29,78 @@ type Level = [level: string, make: () => unknown, message: string];
 const unknownKeys: Level[] = [
   ['TokenBucket', () => new TokenBucket({ rate: 1, brust: 2 } as never), 'TokenBucket options: unknown option "brust" (did you mean "burst"?)'],
   ['FixedWindow', () => new FixedWindow({ maxCalls: 1, periodMS: 10 } as never), 'FixedWindow options: unknown option "periodMS" (did you mean "periodMs"?)'],
-  ['ConcurrencyLimit', () => new ConcurrencyLimit({ max: 1, maxQueue: 3 } as never), 'ConcurrencyLimit options: unknown option "maxQueue" (did you mean "maxQueued"?)'],
-  ['RateLimiter', () => new RateLimiter({ maxCalls: 1, algoritm: 'fixed-window' } as never), 'RateLimiter options: unknown option "algoritm" (did you mean "algorithm"?)'],
-  ['KeyedTokenBucket', () => new KeyedTokenBucket({ rate: 1, capacty: 8 } as never), 'KeyedTokenBucket options: unknown option "capacty" (did you mean "capacity"?)'],
+  [
+    'ConcurrencyLimit',
+    () => new ConcurrencyLimit({ max: 1, maxQueue: 3 } as never),
+    'ConcurrencyLimit options: unknown option "maxQueue" (did you mean "maxQueued"?)',
+  ],
+  [
+    'RateLimiter',
+    () => new RateLimiter({ maxCalls: 1, algoritm: 'fixed-window' } as never),
+    'RateLimiter options: unknown option "algoritm" (did you mean "algorithm"?)',
+  ],
+  [
+    'KeyedTokenBucket',
+    () => new KeyedTokenBucket({ rate: 1, capacty: 8 } as never),
+    'KeyedTokenBucket options: unknown option "capacty" (did you mean "capacity"?)',
+  ],
   ['createRedisStore', () => createRedisStore({ prefx: 'a:' } as never), 'createRedisStore options: unknown option "prefx" (did you mean "prefix"?)'],
-  ['createRedisStore lease', () => createRedisStore({ lease: { ttl: 5 } } as never), 'lease: unknown option "ttl" (known options: horizonMs, maxTokens, ttlMs)'],
+  [
+    'createRedisStore lease',
+    () => createRedisStore({ lease: { ttl: 5 } } as never),
+    'lease: unknown option "ttl" (known options: horizonMs, maxTokens, ttlMs)',
+  ],
   ['FairQueue', () => new FairQueue(bucket, { quantim: 2 } as never), 'FairQueue options: unknown option "quantim" (did you mean "quantum"?)'],
   ['FairQueue level', () => new FairQueue(bucket, { levels: { a: { shares: 1 } } } as never), 'levels.a: unknown option "shares" (did you mean "share"?)'],
   ['server', () => createThreadedServer({ ...base, worker: 2 } as never), 'createThreadedServer options: unknown option "worker" (did you mean "workers"?)'],
-  ['server services.<name>', () => createThreadedServer({ services: { Calc: { ...base, handlr: 'x' } } } as never), 'services.Calc: unknown option "handlr" (did you mean "handler"?)'],
-  ['server limits.<method> rate', () => createThreadedServer({ ...base, limits: { add: { rate: 1, brust: 2 } } } as never), 'limits.add: unknown option "brust" (did you mean "burst"?)'],
-  ['server limits.<method> maxCalls', () => createThreadedServer({ ...base, limits: { add: { maxCalls: 1, burst: 2 } } }), 'limits.add: unknown option "burst" (known options: maxCalls, periodMs, store, key)'],
-  ['server limits.<method> concurrency', () => createThreadedServer({ ...base, limits: { add: { concurrency: 1, maxQueued: 2 } } }), 'limits.add: unknown option "maxQueued" (known options: concurrency)'],
-  ['server limits.<method> kind misspelt', () => createThreadedServer({ ...base, limits: { add: { rte: 1 } } } as never), 'limits.add: unknown option "rte" (did you mean "rate"?)'],
-  ['server limits.<method> per key', () => createThreadedServer({ ...base, limits: { add: { rate: 1, perKey: 'address', capasity: 8 } } } as never), 'limits.add: unknown option "capasity" (did you mean "capacity"?)'],
+  [
+    'server services.<name>',
+    () => createThreadedServer({ services: { Calc: { ...base, handlr: 'x' } } } as never),
+    'services.Calc: unknown option "handlr" (did you mean "handler"?)',
+  ],
+  [
+    'server limits.<method> rate',
+    () => createThreadedServer({ ...base, limits: { add: { rate: 1, brust: 2 } } } as never),
+    'limits.add: unknown option "brust" (did you mean "burst"?)',
+  ],
+  [
+    'server limits.<method> maxCalls',
+    () => createThreadedServer({ ...base, limits: { add: { maxCalls: 1, burst: 2 } } }),
+    'limits.add: unknown option "burst" (known options: maxCalls, periodMs, store, key)',
+  ],
+  [
+    'server limits.<method> concurrency',
+    () => createThreadedServer({ ...base, limits: { add: { concurrency: 1, maxQueued: 2 } } }),
+    'limits.add: unknown option "maxQueued" (known options: concurrency)',
+  ],
+  [
+    'server limits.<method> kind misspelt',
+    () => createThreadedServer({ ...base, limits: { add: { rte: 1 } } } as never),
+    'limits.add: unknown option "rte" (did you mean "rate"?)',
+  ],
+  [
+    'server limits.<method> per key',
+    () => createThreadedServer({ ...base, limits: { add: { rate: 1, perKey: 'address', capasity: 8 } } } as never),
+    'limits.add: unknown option "capasity" (did you mean "capacity"?)',
+  ],
   ['server queue', () => createThreadedServer({ ...base, queue: { maxWait: 5 } } as never), 'queue: unknown option "maxWait" (did you mean "maxWaitMs"?)'],
-  ['server fairness', () => createThreadedServer({ ...base, fairness: { flows: 'method' } } as never), 'fairness: unknown option "flows" (did you mean "flow"?)'],
-  ['server fairness.levels.<name>', () => createThreadedServer({ ...base, fairness: { levels: { a: { share: 1, borow: false } } } } as never), 'fairness.levels.a: unknown option "borow" (did you mean "borrow"?)'],
+  [
+    'server fairness',
+    () => createThreadedServer({ ...base, fairness: { flows: 'method' } } as never),
+    'fairness: unknown option "flows" (did you mean "flow"?)',
+  ],
+  [
+    'server fairness.levels.<name>',
+    () => createThreadedServer({ ...base, fairness: { levels: { a: { share: 1, borow: false } } } } as never),
+    'fairness.levels.a: unknown option "borow" (did you mean "borrow"?)',
+  ],
   ['wrapHandler limits.<method>', () => wrapHandler({}, { add: { rate: 1, brust: 2 } } as never), 'limits.add: unknown option "brust" (did you mean "burst"?)'],
   ['wrapHandler queue', () => wrapHandler({}, {}, { maxQueue: 1 } as never), 'queue: unknown option "maxQueue" (did you mean "maxQueued"?)'],
-  ['wrapHandler fairness', () => wrapHandler({}, {}, {}, { flow: () => '', quantun: 2 } as never), 'wrapHandler fairness: unknown option "quantun" (did you mean "quantum"?)'],
+  [
+    'wrapHandler fairness',
+    () => wrapHandler({}, {}, {}, { flow: () => '', quantun: 2 } as never),
+    'wrapHandler fairness: unknown option "quantun" (did you mean "quantum"?)',
+  ],
 ];
 
 describe('an unknown option is a TypeError naming it and the closest known one, at every level', () => {
@@ -66,9 +118,22 @@ describe('an unknown option is a TypeError naming it and the closest known one, 
 
   test('every option the server documents is known, and descriptors re-attach', () => {
     const server = createThreadedServer({
-      ...base, workers: 1, protocol: 'all', transport: 'all', maxFrameBytes: 1024, limits: { add: { rate: 5 } }, queue: { maxQueued: 1, maxWaitMs: 5 },
-      fairness: { flow: 'method' }, handlerTimeoutMs: 0, idleTimeoutMs: 0, frameTimeoutMs: 0, maxInFlightPerConnection: 1, maxPendingReplyBytes: 1,
-      maxConnections: 1, startTimeoutMs: 1, log: () => {},
+      ...base,
+      workers: 1,
+      protocol: 'all',
+      transport: 'all',
+      maxFrameBytes: 1024,
+      limits: { add: { rate: 5 } },
+      queue: { maxQueued: 1, maxWaitMs: 5 },
+      fairness: { flow: 'method' },
+      handlerTimeoutMs: 0,
+      idleTimeoutMs: 0,
+      frameTimeoutMs: 0,
+      maxInFlightPerConnection: 1,
+      maxPendingReplyBytes: 1,
+      maxConnections: 1,
+      startTimeoutMs: 1,
+      log: () => {},
     });
     expect(server.limits.for('add')).toBeDefined();
     expect(TokenBucket.attach(new TokenBucket({ rate: 1, maxThreads: 2 }).share())).toBeInstanceOf(TokenBucket);
@@ -92,14 +157,16 @@ describe('the same invalid value gives the same message wherever it is given', (
 
   test('queue bounds are named queue.maxQueued and queue.maxWaitMs, with the checks of a limiter', () => {
     expect(messageOf(() => new TokenBucket({ rate: 1, maxQueued: 1.5 }))).toBe('maxQueued must be a whole number, got 1.5');
-    expect(messageOf(() => createThreadedServer({ ...base, limits: { add: { rate: 1 } }, queue: { maxQueued: 1.5 } }))).toBe('queue.maxQueued must be a whole number, got 1.5');
+    expect(messageOf(() => createThreadedServer({ ...base, limits: { add: { rate: 1 } }, queue: { maxQueued: 1.5 } }))).toBe(
+      'queue.maxQueued must be a whole number, got 1.5',
+    );
     expect(messageOf(() => wrapHandler({}, { add: { rate: 1 } }, { maxQueued: 1.5 }))).toBe('queue.maxQueued must be a whole number, got 1.5');
     expect(messageOf(() => new TokenBucket({ rate: 1, maxWaitMs: -1 }))).toBe('maxWaitMs must be 0 or more, got -1');
     expect(messageOf(() => createThreadedServer({ ...base, queue: { maxWaitMs: -1 } }))).toBe('queue.maxWaitMs must be 0 or more, got -1');
     expect(() => createThreadedServer({ ...base, queue: { maxWaitMs: NaN } })).toThrow(RangeError);
   });
 
-  test('server whole numbers read like a limiter\'s', () => {
+  test("server whole numbers read like a limiter's", () => {
     expect(messageOf(() => createThreadedServer({ ...base, workers: 1.5 }))).toBe('workers must be a whole number, got 1.5');
     expect(messageOf(() => new ConcurrencyLimit({ max: 1.5 }))).toBe('max must be a whole number, got 1.5');
     expect(messageOf(() => new FairQueue(bucket, { quantum: 0 }))).toBe('quantum must be at least 1, got 0');
@@ -112,7 +179,11 @@ describe('a value that makes a limit meaningless is a RangeError', () => {
     ['rate over one token per ns', () => new TokenBucket({ rate: 2e9 }), /rate 2000000000 per periodMs 1000 is more than one token per nanosecond/],
     ['RateLimiter rate over one per ns', () => new RateLimiter({ maxCalls: 2000, periodMs: 0.001 }), /more than one token per nanosecond/],
     ['keyed rate over one token per µs', () => new KeyedTokenBucket({ rate: 2e6 }), /rate 2000000 per periodMs 1000 is more than one token per microsecond/],
-    ['keyed overflowRate over one per ns', () => new KeyedTokenBucket({ rate: 1, overflowRate: 2e9 }), /overflowRate 2000000000 per periodMs 1000 is more than one token per nanosecond/],
+    [
+      'keyed overflowRate over one per ns',
+      () => new KeyedTokenBucket({ rate: 1, overflowRate: 2e9 }),
+      /overflowRate 2000000000 per periodMs 1000 is more than one token per nanosecond/,
+    ],
     ['periodMs below 1 µs', () => new FixedWindow({ maxCalls: 1, periodMs: 1e-4 }), /periodMs must be at least 0.001 \(1 µs\), got 0.0001/],
     ['token bucket periodMs below 1 µs', () => new TokenBucket({ rate: 1, periodMs: 1e-4 }), /periodMs must be at least 0.001/],
     ['maxThreads beyond the table', () => new ConcurrencyLimit({ max: 1, maxThreads: 5000 }), /maxThreads must be at most 4096, got 5000/],

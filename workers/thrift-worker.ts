@@ -61,7 +61,9 @@ let startError: Error | undefined;
 try {
   loaded = await load();
   const heartbeat = new BigInt64Array(new SharedArrayBuffer(8));
-  const beat = (): void => { Atomics.store(heartbeat, 0, process.hrtime.bigint()); };
+  const beat = (): void => {
+    Atomics.store(heartbeat, 0, process.hrtime.bigint());
+  };
   beat();
   setInterval(beat, data.heartbeatMs).unref();
   parentPort!.postMessage({ ready: true, threadId, heartbeat } satisfies WorkerEvent);
@@ -118,7 +120,9 @@ export default async function runBatch(batch: WorkerBatch): Promise<WorkerReplie
   let firstTurnOver = false;
   let remaining = count;
   let allDone: () => void = () => {};
-  const finished = new Promise<void>((resolve) => { allDone = resolve; });
+  const finished = new Promise<void>((resolve) => {
+    allDone = resolve;
+  });
   let offset = 0;
   for (let i = 0; i < count; i++) {
     const length = batch.lengths[i]!;

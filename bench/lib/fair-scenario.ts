@@ -42,7 +42,6 @@ export interface RunResult {
   starts: bigint[];
 }
 
-
 /** Runs `scenario` through a fair queue (flows by client) or the limiter's own FIFO. */
 export async function simulate(scenario: Scenario, mode: 'fair' | 'fifo'): Promise<RunResult> {
   const clock = new ManualClock();
@@ -65,7 +64,9 @@ export async function simulate(scenario: Scenario, mode: 'fair' | 'fifo'): Promi
       who.waits.push(clock.nowMs() - arrived);
     };
     const p = fair ? fair.run(task, { flow }) : bucket.run(task);
-    p.catch(() => { who.refused++; });
+    p.catch(() => {
+      who.refused++;
+    });
   };
   let nextHeavy = 0;
   for (let t = 0; t < scenario.durationMs; t++) {
@@ -83,7 +84,9 @@ export async function simulate(scenario: Scenario, mode: 'fair' | 'fifo'): Promi
   if (fair) fair.clear();
   else bucket.clear();
   await clock.advance(0);
-  [result.heavy, ...result.lights].forEach((c, i) => { c.refused = pending[i]!; });
+  [result.heavy, ...result.lights].forEach((c, i) => {
+    c.refused = pending[i]!;
+  });
   for (const c of [result.heavy, ...result.lights]) c.waits.sort((a, b) => a - b);
   return result;
 }

@@ -75,8 +75,18 @@ async function connectClient(port: number): Promise<{ client: Client; close: () 
  * One real-time run; returns the light calls' latencies (ms, sorted), the heavy client's completed
  * calls per second and every client's admitted calls per second, over the light clients' phase.
  */
-async function realTime(fairness: ThreadedServerOptions['fairness'], heavyOutstanding: number): Promise<{ lightMs: number[]; heavyPerSec: number; totalPerSec: number }> {
-  const server = createThreadedServer({ service: servicePath, handler: handlerPath, workers: 1, limits: { add: { rate: 200, burst: 1 } }, log: () => {}, ...(fairness ? { fairness } : {}) });
+async function realTime(
+  fairness: ThreadedServerOptions['fairness'],
+  heavyOutstanding: number,
+): Promise<{ lightMs: number[]; heavyPerSec: number; totalPerSec: number }> {
+  const server = createThreadedServer({
+    service: servicePath,
+    handler: handlerPath,
+    workers: 1,
+    limits: { add: { rate: 200, burst: 1 } },
+    log: () => {},
+    ...(fairness ? { fairness } : {}),
+  });
   const { port } = await server.listen(0);
   const clients = await Promise.all(Array.from({ length: 10 }, () => connectClient(port)));
   try {
@@ -84,23 +94,27 @@ async function realTime(fairness: ThreadedServerOptions['fairness'], heavyOutsta
     // The heavy client: a closed loop of `heavyOutstanding` calls, until the light clients are done.
     let stop = false;
     let heavyDone = 0;
-    const heavy = Promise.all(Array.from({ length: heavyOutstanding }, async (_, k) => {
-      while (!stop) {
-        await clients[0]!.client.add(k, 0);
-        heavyDone++;
-      }
-    }));
+    const heavy = Promise.all(
+      Array.from({ length: heavyOutstanding }, async (_, k) => {
+        while (!stop) {
+          await clients[0]!.client.add(k, 0);
+          heavyDone++;
+        }
+      }),
+    );
     await new Promise((resolve) => setTimeout(resolve, 200));
     const phase = { at: performance.now(), heavy: heavyDone, admitted: server.stats().admitted };
     const lightMs: number[] = [];
-    await Promise.all(clients.slice(1).map(async ({ client }, c) => {
-      for (let k = 0; k < 4; k++) {
-        const sent = performance.now();
-        await client.add(c, k);
-        lightMs.push(performance.now() - sent);
-        await new Promise((resolve) => setTimeout(resolve, 100));
-      }
-    }));
+    await Promise.all(
+      clients.slice(1).map(async ({ client }, c) => {
+        for (let k = 0; k < 4; k++) {
+          const sent = performance.now();
+          await client.add(c, k);
+          lightMs.push(performance.now() - sent);
+          await new Promise((resolve) => setTimeout(resolve, 100));
+        }
+      }),
+    );
     const seconds = (performance.now() - phase.at) / 1000;
     const heavyPerSec = (heavyDone - phase.heavy) / seconds;
     const totalPerSec = (server.stats().admitted - phase.admitted) / seconds;
@@ -115,7 +129,10 @@ async function realTime(fairness: ThreadedServerOptions['fairness'], heavyOutsta
 
 const scenario: Scenario = { rate: 100, burst: 1, heavyRate: 1000, lights: 9, lightRate: 5, durationMs: quick ? 3000 : 10_000, maxQueued: 500 };
 const unbounded: Scenario = { ...scenario, maxQueued: 1_000_000 };
-const simRows = [...(await simulated(scenario)).map((r) => ({ ...r, room: '500 calls' })), ...(await simulated(unbounded)).map((r) => ({ ...r, room: 'unbounded' }))];
+const simRows = [
+  ...(await simulated(scenario)).map((r) => ({ ...r, room: '500 calls' })),
+  ...(await simulated(unbounded)).map((r) => ({ ...r, room: 'unbounded' })),
+];
 const heavyOutstanding = 400;
 const real = [
   { mode: "fair (flows by 'connection')", ...(await realTime({ flow: 'connection' }, heavyOutstanding)) },
@@ -139,7 +156,15 @@ clients 5/s each, the heavy client the remaining 55/s): 1 means every client got
 
 ${table(
   ['queue room', 'mode', "Jain's index", 'light demand served', 'light wait p50 / p99 / max (ms)', 'heavy admitted/s', 'total admitted/s'],
-  simRows.map((r) => [r.room, r.mode, fmt(r.jain, 3), `${fmt(r.lightServedPct, 1)} %`, `${fmt(percentile(r.lightWaits, 50), 0)} / ${fmt(percentile(r.lightWaits, 99), 0)} / ${fmt(r.lightWaits.at(-1) ?? 0, 0)}`, fmt(r.heavyPerSec, 1), fmt(r.totalPerSec, 1)]),
+  simRows.map((r) => [
+    r.room,
+    r.mode,
+    fmt(r.jain, 3),
+    `${fmt(r.lightServedPct, 1)} %`,
+    `${fmt(percentile(r.lightWaits, 50), 0)} / ${fmt(percentile(r.lightWaits, 99), 0)} / ${fmt(r.lightWaits.at(-1) ?? 0, 0)}`,
+    fmt(r.heavyPerSec, 1),
+    fmt(r.totalPerSec, 1),
+  ]),
 )}
 
 "Light demand served" counts calls admitted within the run. With the FIFO the heavy client's
@@ -162,7 +187,13 @@ simulated runs admit exactly the limit).
 
 ${table(
   ['mode', 'light calls', 'light latency p50 / p99 / max (ms)', 'heavy client replies/s', 'all clients admitted/s'],
-  real.map((r) => [r.mode, r.lightMs.length, `${fmt(percentile(r.lightMs, 50), 1)} / ${fmt(percentile(r.lightMs, 99), 1)} / ${fmt(r.lightMs.at(-1) ?? 0, 1)}`, fmt(r.heavyPerSec, 1), fmt(r.totalPerSec, 1)]),
+  real.map((r) => [
+    r.mode,
+    r.lightMs.length,
+    `${fmt(percentile(r.lightMs, 50), 1)} / ${fmt(percentile(r.lightMs, 99), 1)} / ${fmt(r.lightMs.at(-1) ?? 0, 1)}`,
+    fmt(r.heavyPerSec, 1),
+    fmt(r.totalPerSec, 1),
+  ]),
 )}
 `;
 

@@ -27,7 +27,11 @@ export interface LoadResult {
 /** Encodes a framed binary request (length prefix included). */
 export function encodeCall(method: string, seqid: number, writeArgs: ArgsWriter): Buffer {
   let frame: Buffer | undefined;
-  const out = new thrift.TBinaryProtocol(new thrift.TFramedTransport(undefined, (buf?: Buffer) => { frame = buf; }));
+  const out = new thrift.TBinaryProtocol(
+    new thrift.TFramedTransport(undefined, (buf?: Buffer) => {
+      frame = buf;
+    }),
+  );
   out.writeMessageBegin(method, thrift.Thrift.MessageType.CALL, seqid);
   out.writeStructBegin('args');
   writeArgs(out);
@@ -42,7 +46,15 @@ export function encodeCall(method: string, seqid: number, writeArgs: ArgsWriter)
  * Runs `connections × perConnection` outstanding calls of one pre-encoded method for `seconds`,
  * framed (TFramedTransport) or buffered (no length prefix, as TBufferedTransport sends them).
  */
-export async function closedLoop(port: number, method: string, writeArgs: ArgsWriter, connections: number, perConnection: number, seconds: number, transport: 'framed' | 'buffered' = 'framed'): Promise<LoadResult> {
+export async function closedLoop(
+  port: number,
+  method: string,
+  writeArgs: ArgsWriter,
+  connections: number,
+  perConnection: number,
+  seconds: number,
+  transport: 'framed' | 'buffered' = 'framed',
+): Promise<LoadResult> {
   const result: LoadResult = { calls: 0, errors: 0, seconds, latenciesMs: [], completionsAtMs: [] };
   const sockets: net.Socket[] = [];
   const began = performance.now();
@@ -78,9 +90,10 @@ export async function closedLoop(port: number, method: string, writeArgs: ArgsWr
             resolve();
           }
         };
-        const reader: MessageReader = transport === 'framed'
-          ? new FrameReader({ maxFrameBytes: 1 << 24, onError: () => socket.destroy(), onFrame: onReply })
-          : new UnframedReader('binary', { maxMessageBytes: 1 << 24, onError: () => socket.destroy(), onMessage: onReply });
+        const reader: MessageReader =
+          transport === 'framed'
+            ? new FrameReader({ maxFrameBytes: 1 << 24, onError: () => socket.destroy(), onFrame: onReply })
+            : new UnframedReader('binary', { maxMessageBytes: 1 << 24, onError: () => socket.destroy(), onMessage: onReply });
         socket.on('data', (chunk: Buffer) => reader.push(chunk, 0));
         socket.on('error', () => resolve());
         socket.on('close', () => resolve());

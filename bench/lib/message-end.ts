@@ -60,5 +60,10 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const o: MicroOptions = quick ? { runs: 1, timeMs: 60, warmupMs: 20 } : { runs: 5, timeMs: 300, warmupMs: 100 };
   const ns = await messageEndBench(o);
   console.log(`MessageScanner, ${MESSAGE_BYTES}-byte echo call: ns per message (median of ${o.runs} runs)\n${machine()}\n`);
-  console.log(table(['feeding', 'ns / message'], Object.entries(ns).map(([name, v]) => [name, fmt(v, 0)])));
+  console.log(
+    table(
+      ['feeding', 'ns / message'],
+      Object.entries(ns).map(([name, v]) => [name, fmt(v, 0)]),
+    ),
+  );
 }

@@ -42,16 +42,16 @@ async function main(): Promise<void> {
         const sentAt = performance.now();
         Atomics.add(counters, SENT, 1);
         calls.push(
-          clients[k % clients.length]!.client.add(k, 1).then(
-            (sum) => {
+          clients[k % clients.length]!.client.add(k, 1)
+            .then((sum) => {
               if (sum !== k + 1) throw new Error(`add(${k}, 1) returned ${sum}`);
               report.latenciesMs.push(performance.now() - sentAt);
               Atomics.add(counters, REPLIED, 1);
-            },
-          ).catch((error: unknown) => {
-            Atomics.add(counters, FAILED, 1);
-            if (report.errors.length < 10) report.errors.push((error as Error)?.message ?? String(error));
-          }),
+            })
+            .catch((error: unknown) => {
+              Atomics.add(counters, FAILED, 1);
+              if (report.errors.length < 10) report.errors.push((error as Error)?.message ?? String(error));
+            }),
         );
       }
       if (elapsed >= data.durationMs) {

@@ -104,9 +104,13 @@ export async function demo(argv: string[]): Promise<number> {
   const admitting = (stats.lastAdmittedAt - stats.firstAdmittedAt) / 1000;
   const achieved = admitting > 0 ? (stats.admitted - burst) / admitting : 0;
   console.log(`offered   ${sent} calls at ${offered}/s for ${durationMs / 1000} s`);
-  console.log(`admitted  ${stats.admitted} calls in ${elapsed.toFixed(2)} s: ${achieved.toFixed(1)}/s after the burst, from first to last admission (limit ${rate}/s; at most ${Math.floor(bound)} allowed)`);
+  console.log(
+    `admitted  ${stats.admitted} calls in ${elapsed.toFixed(2)} s: ${achieved.toFixed(1)}/s after the burst, from first to last admission (limit ${rate}/s; at most ${Math.floor(bound)} allowed)`,
+  );
   console.log(`refused   ${refused}   failed ${failed}`);
-  console.log(`queue wait p50 ${waits.p50.toFixed(1)} ms, p99 ${waits.p99.toFixed(1)} ms, max ${waits.max.toFixed(1)} ms; client latency p50 ${percentile(latencies, 0.5).toFixed(1)} ms, p99 ${percentile(latencies, 0.99).toFixed(1)} ms`);
+  console.log(
+    `queue wait p50 ${waits.p50.toFixed(1)} ms, p99 ${waits.p99.toFixed(1)} ms, max ${waits.max.toFixed(1)} ms; client latency p50 ${percentile(latencies, 0.5).toFixed(1)} ms, p99 ${percentile(latencies, 0.99).toFixed(1)} ms`,
+  );
   const problems: string[] = [];
   if (refused > 0) problems.push(`${refused} calls were refused although the queue is unbounded`);
   if (failed > 0) problems.push(`${failed} calls failed: ${report.errors.join('; ')}`);
@@ -117,10 +121,16 @@ export async function demo(argv: string[]): Promise<number> {
   mkdirSync(outDir, { recursive: true });
   writeFileSync(
     join(outDir, 'demo.svg'),
-    lineChart(`Demo: add limited to ${rate}/s, offered ${offered}/s for ${durationMs / 1000} s`, 'time (s)', 'calls/s · calls waiting', [
-      { name: 'admitted/s (250 ms samples)', points: timeline.map((p) => [p.t, p.perSec]) },
-      { name: 'calls waiting in the queue', points: timeline.map((p) => [p.t, p.queued]) },
-    ], [{ name: `limit ${rate}/s`, y: rate }]),
+    lineChart(
+      `Demo: add limited to ${rate}/s, offered ${offered}/s for ${durationMs / 1000} s`,
+      'time (s)',
+      'calls/s · calls waiting',
+      [
+        { name: 'admitted/s (250 ms samples)', points: timeline.map((p) => [p.t, p.perSec]) },
+        { name: 'calls waiting in the queue', points: timeline.map((p) => [p.t, p.queued]) },
+      ],
+      [{ name: `limit ${rate}/s`, y: rate }],
+    ),
   );
   writeFileSync(
     join(outDir, 'demo.md'),

@@ -40,7 +40,8 @@ export function parseLevel(text: string): [string, LevelOptions] {
 export function parseFairnessFlags(flags: FairnessFlags): FairnessOptions | undefined {
   const levelTexts = flags.levels ?? [];
   const noBorrow = flags.noBorrow ?? [];
-  if (flags.fairFlow === undefined && levelTexts.length === 0 && noBorrow.length === 0 && flags.maxQueuedPerFlow === undefined && flags.quantum === undefined) return undefined;
+  if (flags.fairFlow === undefined && levelTexts.length === 0 && noBorrow.length === 0 && flags.maxQueuedPerFlow === undefined && flags.quantum === undefined)
+    return undefined;
   const options: FairnessOptions = {};
   if (flags.fairFlow !== undefined) options.flow = parseCallKey('--fair-flow', flags.fairFlow);
   if (levelTexts.length > 0) {

@@ -33,7 +33,10 @@ export function parseLimit(text: string): [string, LimitSpec] {
   const eq = text.indexOf('=');
   if (eq <= 0) throw new RangeError(`${flag}: expected METHOD=SPEC, e.g. work=100/s`);
   const name = text.slice(0, eq);
-  const [head, ...extras] = text.slice(eq + 1).split(',').map((s) => s.trim());
+  const [head, ...extras] = text
+    .slice(eq + 1)
+    .split(',')
+    .map((s) => s.trim());
   const concurrency = /^concurrency=(\d+)$/.exec(head ?? '');
   if (concurrency) {
     if (extras.length > 0) throw new RangeError(`${flag}: a concurrency limit takes no other settings`);
@@ -56,7 +59,8 @@ export function parseLimit(text: string): [string, LimitSpec] {
     else if (extra === 'window') window = true;
     else throw new RangeError(`${flag}: unknown setting '${extra}' (burst=N, window, per=KEY or capacity=N)`);
   }
-  if (capacity !== undefined && perKey === undefined) throw new RangeError(`${flag}: capacity=N applies to a per-key limit only (add per=address, per=connection, per=method or per=field:N)`);
+  if (capacity !== undefined && perKey === undefined)
+    throw new RangeError(`${flag}: capacity=N applies to a per-key limit only (add per=address, per=connection, per=method or per=field:N)`);
   if (window) {
     if (burst !== undefined) throw new RangeError(`${flag}: burst does not apply to a fixed window`);
     if (perKey !== undefined) throw new RangeError(`${flag}: a per-key limit is a token bucket, not a fixed window (drop window or per)`);

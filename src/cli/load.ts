@@ -52,7 +52,8 @@ export async function load(argv: string[]): Promise<number> {
   for (const required of ['service', 'method', 'port'] as const) {
     if (typeof f[required] !== 'string') throw new RangeError(`--${required} is required (see load --help)`);
   }
-  if ((f.rate === undefined) === (f.concurrency === undefined)) throw new RangeError('give exactly one of --rate R/s (open loop) or --concurrency N (closed loop)');
+  if ((f.rate === undefined) === (f.concurrency === undefined))
+    throw new RangeError('give exactly one of --rate R/s (open loop) or --concurrency N (closed loop)');
   let args: unknown;
   try {
     args = JSON.parse(f.args as string);
@@ -65,10 +66,12 @@ export async function load(argv: string[]): Promise<number> {
   const transport = f.transport as LoadTransport;
   if (!TRANSPORTS.includes(transport)) throw new RangeError(`--transport must be ${TRANSPORTS.join(', ')}, got ${JSON.stringify(transport)}`);
   const multiplexed = f.multiplexed as string | undefined;
-  if (multiplexed !== undefined && !/^[^:\s]+$/.test(multiplexed)) throw new RangeError(`--multiplexed must be a service name without ':' or spaces, got ${JSON.stringify(multiplexed)}`);
-  const mode = f.rate !== undefined
-    ? { rate: parsePositive('--rate', (f.rate as string).replace(/\/s$/, '')) }
-    : { concurrency: parsePositive('--concurrency', f.concurrency as string, true) };
+  if (multiplexed !== undefined && !/^[^:\s]+$/.test(multiplexed))
+    throw new RangeError(`--multiplexed must be a service name without ':' or spaces, got ${JSON.stringify(multiplexed)}`);
+  const mode =
+    f.rate !== undefined
+      ? { rate: parsePositive('--rate', (f.rate as string).replace(/\/s$/, '')) }
+      : { concurrency: parsePositive('--concurrency', f.concurrency as string, true) };
   const report = await runLoad({
     service: f.service as string,
     method: f.method as string,
@@ -87,9 +90,21 @@ export async function load(argv: string[]): Promise<number> {
     console.log(JSON.stringify(report));
   } else {
     const l = report.latencyMs;
-    console.log(`${report.mode} loop, ${report.method}: sent ${report.sent}, completed ${report.completed} in ${report.seconds.toFixed(2)} s (${report.throughput.toFixed(1)}/s)`);
-    console.log(`latency ms: mean ${l.mean.toFixed(2)}  p50 ${l.p50.toFixed(2)}  p90 ${l.p90.toFixed(2)}  p99 ${l.p99.toFixed(2)}  p99.9 ${l.p999.toFixed(2)}  max ${l.max.toFixed(2)}`);
-    console.log(`errors: ${failed === 0 ? 'none' : Object.entries(report.errors).map(([k, n]) => `${k} ${n}`).join(', ')}`);
+    console.log(
+      `${report.mode} loop, ${report.method}: sent ${report.sent}, completed ${report.completed} in ${report.seconds.toFixed(2)} s (${report.throughput.toFixed(1)}/s)`,
+    );
+    console.log(
+      `latency ms: mean ${l.mean.toFixed(2)}  p50 ${l.p50.toFixed(2)}  p90 ${l.p90.toFixed(2)}  p99 ${l.p99.toFixed(2)}  p99.9 ${l.p999.toFixed(2)}  max ${l.max.toFixed(2)}`,
+    );
+    console.log(
+      `errors: ${
+        failed === 0
+          ? 'none'
+          : Object.entries(report.errors)
+              .map(([k, n]) => `${k} ${n}`)
+              .join(', ')
+      }`,
+    );
   }
   if (report.stopped !== undefined) console.error(`load: ${report.stopped}`);
   return failed === 0 && report.stopped === undefined ? 0 : 1;

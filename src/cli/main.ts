@@ -48,7 +48,9 @@ async function main(argv: string[]): Promise<number> {
 }
 
 main(process.argv.slice(2)).then(
-  (code) => { process.exitCode = code; },
+  (code) => {
+    process.exitCode = code;
+  },
   (error: unknown) => {
     console.error(`thrift-queue-limiter: ${error instanceof Error ? error.message : String(error)}`);
     process.exitCode = error instanceof UsageError || error instanceof TypeError || error instanceof RangeError ? 2 : 1;

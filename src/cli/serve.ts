@@ -128,7 +128,8 @@ export async function serve(argv: string[]): Promise<number> {
   let metricsPort: number | undefined;
   if (flags['metrics-port'] !== undefined) {
     metricsPort = Number(flags['metrics-port']);
-    if (!Number.isInteger(metricsPort) || metricsPort < 0 || metricsPort > 65535) throw new RangeError(`--metrics-port must be 0..65535, got ${JSON.stringify(flags['metrics-port'])}`);
+    if (!Number.isInteger(metricsPort) || metricsPort < 0 || metricsPort > 65535)
+      throw new RangeError(`--metrics-port must be 0..65535, got ${JSON.stringify(flags['metrics-port'])}`);
   }
   const host = flags.host as string;
   const store = redisStore(flags);
@@ -161,8 +162,9 @@ export async function serve(argv: string[]): Promise<number> {
   };
   // A module or handler that cannot be loaded already says so (naming the module); a port that
   // cannot be bound is named here.
-  const address = await server.listen(port, host).catch((error: unknown) =>
-    fail(isListenError(error) ? `cannot listen for Thrift on ${host}:${port}` : undefined, error));
+  const address = await server
+    .listen(port, host)
+    .catch((error: unknown) => fail(isListenError(error) ? `cannot listen for Thrift on ${host}:${port}` : undefined, error));
   let metrics: http.Server | undefined;
   if (metricsPort !== undefined) {
     const registry = server.metricsRegistry();
@@ -171,7 +173,10 @@ export async function serve(argv: string[]): Promise<number> {
         res.writeHead(404).end();
         return;
       }
-      registry.metrics().then((text) => res.writeHead(200, { 'Content-Type': registry.contentType }).end(text), () => res.writeHead(500).end());
+      registry.metrics().then(
+        (text) => res.writeHead(200, { 'Content-Type': registry.contentType }).end(text),
+        () => res.writeHead(500).end(),
+      );
     });
     metrics.listen(metricsPort, '127.0.0.1');
     try {
@@ -184,7 +189,9 @@ export async function serve(argv: string[]): Promise<number> {
   }
   const served = (flags.service as string[]).join(' ');
   const wires = `${[...server.options.transports].join('/')} × ${[...server.options.protocols].join('/')}`;
-  console.log(`serving ${served} on ${address.address}:${address.port} (${server.options.workers} workers, ${wires}); limits: ${Object.keys(limits).length ? (flags.limit as string[]).join(' ') : 'none'}${store ? ` in Redis at ${store.address} (${store.onStoreError}${store.leaseSettings.horizonMs > 0 ? ', leasing' : ''})` : ''}${fairness ? `; fair admission, flows by ${describeFlow(fairness.flow)}` : ''}`);
+  console.log(
+    `serving ${served} on ${address.address}:${address.port} (${server.options.workers} workers, ${wires}); limits: ${Object.keys(limits).length ? (flags.limit as string[]).join(' ') : 'none'}${store ? ` in Redis at ${store.address} (${store.onStoreError}${store.leaseSettings.horizonMs > 0 ? ', leasing' : ''})` : ''}${fairness ? `; fair admission, flows by ${describeFlow(fairness.flow)}` : ''}`,
+  );
 
   let last = { at: performance.now(), admitted: 0 };
   const timer = setInterval(() => {
@@ -218,7 +225,10 @@ export async function serve(argv: string[]): Promise<number> {
  * The services the repeatable --service/--handler flags name: a plain FILE pair is the service
  * called with unprefixed method names, NAME=FILE pairs are multiplexed services.
  */
-function parseServices(serviceFlags: string[], handlerFlags: string[]): { service?: string; handler?: string; services?: Record<string, { service: string; handler: string }> } {
+function parseServices(
+  serviceFlags: string[],
+  handlerFlags: string[],
+): { service?: string; handler?: string; services?: Record<string, { service: string; handler: string }> } {
   const split = (flag: string, values: string[]): { plain: string[]; named: Map<string, string> } => {
     const plain: string[] = [];
     const named = new Map<string, string>();
@@ -234,7 +244,8 @@ function parseServices(serviceFlags: string[], handlerFlags: string[]): { servic
   const s = split('--service', serviceFlags);
   const h = split('--handler', handlerFlags);
   if (s.plain.length + s.named.size === 0) throw new RangeError('--service is required (the generated service module)');
-  if (s.plain.length !== h.plain.length) throw new RangeError(s.plain.length === 0 ? '--handler FILE needs a --service FILE' : '--handler is required (the handler module)');
+  if (s.plain.length !== h.plain.length)
+    throw new RangeError(s.plain.length === 0 ? '--handler FILE needs a --service FILE' : '--handler is required (the handler module)');
   for (const name of new Set([...s.named.keys(), ...h.named.keys()])) {
     if (!s.named.has(name)) throw new RangeError(`--handler ${name}= needs a --service ${name}=FILE`);
     if (!h.named.has(name)) throw new RangeError(`--service ${name}= needs a --handler ${name}=FILE`);
@@ -249,7 +260,8 @@ function parseServices(serviceFlags: string[], handlerFlags: string[]): { servic
 function parseList<T extends string>(flag: string, text: string, names: readonly T[]): T[] | 'all' {
   if (text === 'all') return 'all';
   const list = text.split(',').map((t) => t.trim());
-  for (const item of list) if (!names.includes(item as T)) throw new RangeError(`${flag} must be all or a comma-separated list of ${names.join(', ')}, got ${JSON.stringify(text)}`);
+  for (const item of list)
+    if (!names.includes(item as T)) throw new RangeError(`${flag} must be all or a comma-separated list of ${names.join(', ')}, got ${JSON.stringify(text)}`);
   return list as T[];
 }
 
@@ -285,7 +297,11 @@ function isListenError(error: unknown): boolean {
 /** An error's message as one line. */
 function oneLine(error: unknown): string {
   const text = error instanceof Error ? error.message : String(error);
-  return text.split('\n').map((l) => l.trim()).filter(Boolean).join(' ');
+  return text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean)
+    .join(' ');
 }
 
 /** Closes what a failed start opened, without letting a second failure hide the first. */
@@ -310,7 +326,9 @@ function redisStore(flags: Record<string, unknown>): RedisStore | undefined {
     url,
     ...(flags['redis-prefix'] !== undefined ? { prefix: flags['redis-prefix'] as string } : {}),
     ...(policy !== undefined ? { onStoreError: policy as StoreErrorPolicy } : {}),
-    ...(flags['expected-processes'] !== undefined ? { expectedProcesses: parsePositive('--expected-processes', flags['expected-processes'] as string, true) } : {}),
+    ...(flags['expected-processes'] !== undefined
+      ? { expectedProcesses: parsePositive('--expected-processes', flags['expected-processes'] as string, true) }
+      : {}),
     lease: flags.lease === true,
     log: (line) => console.warn(line),
   });

@@ -142,7 +142,8 @@ function resolveLevels(value: unknown, prefix: string): { levels: ResolvedLevel[
     if (o.borrow !== undefined && typeof o.borrow !== 'boolean') throw new TypeError(`${at}.borrow must be a boolean, got ${describe(o.borrow)}`);
     let methods: string[] = [];
     if (o.methods === undefined) {
-      if (defaultLevel !== undefined) throw new RangeError(`${at} has no methods, and neither has ${prefix}levels.${defaultLevel}: only one level may be the default`);
+      if (defaultLevel !== undefined)
+        throw new RangeError(`${at} has no methods, and neither has ${prefix}levels.${defaultLevel}: only one level may be the default`);
       defaultLevel = name;
     } else {
       if (!Array.isArray(o.methods) || o.methods.some((m) => typeof m !== 'string' || m.length === 0)) {
@@ -160,7 +161,8 @@ function resolveLevels(value: unknown, prefix: string): { levels: ResolvedLevel[
   }
   if (levels.length === 0) throw new RangeError(`${prefix}levels must define at least one level`);
   if (defaultLevel === undefined) {
-    if (config[DEFAULT_LEVEL] !== undefined) throw new RangeError(`${prefix}levels.${DEFAULT_LEVEL} lists methods, so no level is left for the others: add a level without methods`);
+    if (config[DEFAULT_LEVEL] !== undefined)
+      throw new RangeError(`${prefix}levels.${DEFAULT_LEVEL} lists methods, so no level is left for the others: add a level without methods`);
     levels.push({ name: DEFAULT_LEVEL, share: 1, methods: [], borrow: true });
     defaultLevel = DEFAULT_LEVEL;
   }

@@ -113,7 +113,9 @@ export class FairQueue {
     this.maxWaitMs = o.maxWaitMs;
     this.holdsPermits = limiter instanceof ConcurrencyLimit;
     const totalShare = o.levels.reduce((sum, l) => sum + l.share, 0);
-    this.levels = o.levels.map((l) => new PriorityLevel(l.name, l.share, o.quantum, l.borrow ? undefined : capBucket(limiter, l, l.share / totalShare, o.clock)));
+    this.levels = o.levels.map(
+      (l) => new PriorityLevel(l.name, l.share, o.quantum, l.borrow ? undefined : capBucket(limiter, l, l.share / totalShare, o.clock)),
+    );
     for (const level of this.levels) this.byName.set(level.name, level);
     for (const l of o.levels) for (const m of l.methods) this.byMethod.set(m, this.byName.get(l.name)!);
     this.defaultLevel = this.byName.get(o.defaultLevel)!;
@@ -314,7 +316,6 @@ export class FairQueue {
     }
     this.timer.arm(at);
   }
-
 }
 
 /**

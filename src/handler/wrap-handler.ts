@@ -41,7 +41,12 @@ type AnyFunction = (...args: unknown[]) => unknown;
  * queue even with `fairness`.
  * @throws TypeError naming `limits.<method>.perKey` when a per-key limit's key is not a function.
  */
-export function wrapHandler<H extends object>(handler: H, limits: HandlerLimitsConfig | MethodLimits, queue: QueueBounds = {}, fairness?: HandlerFairnessOptions): H {
+export function wrapHandler<H extends object>(
+  handler: H,
+  limits: HandlerLimitsConfig | MethodLimits,
+  queue: QueueBounds = {},
+  fairness?: HandlerFairnessOptions,
+): H {
   if (handler === null || typeof handler !== 'object') throw new TypeError('wrapHandler(handler): handler must be an object');
   if (!(limits instanceof MethodLimits) && limits !== null && typeof limits === 'object') {
     for (const [name, spec] of Object.entries(limits)) {
@@ -78,7 +83,11 @@ export function wrapHandler<H extends object>(handler: H, limits: HandlerLimitsC
       let fairQueue = fairQueues.get(limiter);
       if (fairQueue === undefined) {
         const { flow: _flow, ...rest } = fair;
-        fairQueue = new FairQueue(limiter, { ...rest, ...(queue.maxQueued !== undefined ? { maxQueued: queue.maxQueued } : {}), ...(queue.maxWaitMs !== undefined ? { maxWaitMs: queue.maxWaitMs } : {}) });
+        fairQueue = new FairQueue(limiter, {
+          ...rest,
+          ...(queue.maxQueued !== undefined ? { maxQueued: queue.maxQueued } : {}),
+          ...(queue.maxWaitMs !== undefined ? { maxWaitMs: queue.maxWaitMs } : {}),
+        });
         fairQueues.set(limiter, fairQueue);
       }
       const q = fairQueue;
@@ -94,18 +103,26 @@ export function wrapHandler<H extends object>(handler: H, limits: HandlerLimitsC
       };
     }
     const refused = (error: unknown): never => {
-      if (error instanceof QueueFullError || error instanceof QueueTimeoutError || error instanceof StoreUnavailableError) throw new ServerOverloadedError(name, error);
+      if (error instanceof QueueFullError || error instanceof QueueTimeoutError || error instanceof StoreUnavailableError)
+        throw new ServerOverloadedError(name, error);
       throw error;
     };
     const fn = function (...args: unknown[]): unknown {
-      const callback = args.length === original.length && typeof args.at(-1) === 'function' ? (args.at(-1) as (err: unknown, value?: unknown) => void) : undefined;
+      const callback =
+        args.length === original.length && typeof args.at(-1) === 'function' ? (args.at(-1) as (err: unknown, value?: unknown) => void) : undefined;
       if (callback === undefined) {
         return runLimited(() => original.apply(handler, args), args).catch(refused);
       }
       // Hold the permit until the callback runs, so a concurrency limit counts the whole call.
       const run = (): Promise<void> =>
         new Promise<void>((done) => {
-          original.apply(handler, [...args.slice(0, -1), (err: unknown, value?: unknown) => { done(); callback(err, value); }]);
+          original.apply(handler, [
+            ...args.slice(0, -1),
+            (err: unknown, value?: unknown) => {
+              done();
+              callback(err, value);
+            },
+          ]);
         });
       runLimited(run, args.slice(0, -1)).catch((error: unknown) => {
         try {
@@ -127,7 +144,9 @@ export function wrapHandler<H extends object>(handler: H, limits: HandlerLimitsC
 function checkHandlerPerKey(name: string, perKey: unknown): void {
   if (typeof perKey !== 'function') {
     const shown = typeof perKey === 'string' ? JSON.stringify(perKey) : perKey !== null && typeof perKey === 'object' ? JSON.stringify(perKey) : String(perKey);
-    throw new TypeError(`limits.${name}.perKey must be a function ({ method, args }) => string with wrapHandler (a handler sees no address or connection), got ${shown}`);
+    throw new TypeError(
+      `limits.${name}.perKey must be a function ({ method, args }) => string with wrapHandler (a handler sees no address or connection), got ${shown}`,
+    );
   }
 }
 

@@ -420,7 +420,7 @@ export class KeyedTable {
   /** WATERMARK ← max(WATERMARK, tat). */
   private raiseWatermark(tat: number): void {
     const target = BigInt(tat);
-    for (let w = Atomics.load(this.i64, W.WATERMARK); w < target; ) {
+    for (let w = Atomics.load(this.i64, W.WATERMARK); w < target;) {
       const seen = Atomics.compareExchange(this.i64, W.WATERMARK, w, target);
       if (seen === w) return;
       w = seen;

@@ -205,7 +205,10 @@ export class KeyedTokenBucket implements KeyQueueOwner, KeyWaiterOwner {
     }
     const existing = attached.get(descriptor.id)?.deref();
     if (existing !== undefined) return existing;
-    return new KeyedTokenBucket({ ...(descriptor.options as unknown as KeyedTokenBucketOptions), ...options }, { buffer: descriptor.buffer, id: descriptor.id });
+    return new KeyedTokenBucket(
+      { ...(descriptor.options as unknown as KeyedTokenBucketOptions), ...options },
+      { buffer: descriptor.buffer, id: descriptor.id },
+    );
   }
 
   /** Admits `n` tokens of `key` at once if its limit allows and none of its calls wait in this thread. */

@@ -93,7 +93,9 @@ export class ConcurrencyLimit extends Limiter {
     checkCount(n, Infinity, 'max');
     const held = this.heldByCalls;
     if (n > held) {
-      throw new RangeError(`release(${n}) exceeds the ${held} permit${held === 1 ? '' : 's'} held by this thread (taken here with tryAcquire, acquire or run, not yet released)`);
+      throw new RangeError(
+        `release(${n}) exceeds the ${held} permit${held === 1 ? '' : 's'} held by this thread (taken here with tryAcquire, acquire or run, not yet released)`,
+      );
     }
     this.heldByCalls = held - n;
     this.releasePermits(n);

@@ -99,7 +99,10 @@ export class FixedWindow extends Limiter {
     const state = SharedState.from(descriptor.buffer, 'fixed-window');
     const r = descriptor.remote;
     const store = r === undefined ? {} : { store: attachStore(r.store), key: r.key };
-    return new FixedWindow({ ...(descriptor.options as unknown as FixedWindowOptions), ...store, ...options }, { state, id: descriptor.id, remoteBuffer: r?.buffer });
+    return new FixedWindow(
+      { ...(descriptor.options as unknown as FixedWindowOptions), ...store, ...options },
+      { state, id: descriptor.id, remoteBuffer: r?.buffer },
+    );
   }
 
   /** Index of the window `now` falls in. */

@@ -61,7 +61,10 @@ export class TokenBucket extends Limiter {
     const state = SharedState.from(descriptor.buffer, 'token-bucket');
     const r = descriptor.remote;
     const store = r === undefined ? {} : { store: attachStore(r.store), key: r.key };
-    return new TokenBucket({ ...(descriptor.options as unknown as TokenBucketOptions), ...store, ...options }, { state, id: descriptor.id, remoteBuffer: r?.buffer });
+    return new TokenBucket(
+      { ...(descriptor.options as unknown as TokenBucketOptions), ...store, ...options },
+      { state, id: descriptor.id, remoteBuffer: r?.buffer },
+    );
   }
 
   /** {@inheritDoc Limiter.tryAcquireAt} */
@@ -99,6 +102,13 @@ export class TokenBucket extends Limiter {
   }
 
   protected describe(): Record<string, unknown> {
-    return { rate: this.rate, periodMs: this.periodMs, burst: this.burst, maxQueued: this.maxQueued, maxWaitMs: this.maxWaitMs, maxThreads: this.state.slotCount };
+    return {
+      rate: this.rate,
+      periodMs: this.periodMs,
+      burst: this.burst,
+      maxQueued: this.maxQueued,
+      maxWaitMs: this.maxWaitMs,
+      maxThreads: this.state.slotCount,
+    };
   }
 }

@@ -75,7 +75,7 @@ function describe(value: unknown): string {
 export function resolveCallKeySpec(name: string, value: unknown): CallKeySpec {
   if (value === 'address' || value === 'connection' || value === 'method' || typeof value === 'function') return value as CallKeySpec;
   if (value !== null && typeof value === 'object' && 'field' in value) {
-    const field = (value).field;
+    const field = value.field;
     if (typeof field !== 'number' || !Number.isInteger(field) || field < -32768 || field > 32767) {
       throw new RangeError(`${name}.field must be a Thrift field id (a whole number in -32768..32767), got ${describe(field)}`);
     }

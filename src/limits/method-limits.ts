@@ -96,7 +96,10 @@ function build(name: string, spec: Exclude<LimitSpec, KeyedLimitSpec>, queue: Qu
   if (kinds.length === 0) knownOptions(`limits.${name}`, spec, [...new Set(Object.values(SPEC_KEYS).flat())]);
   if (kinds.length !== 1) throw new TypeError(`limits.${name} must have exactly one of rate, maxCalls or concurrency`);
   knownOptions(`limits.${name}`, spec, SPEC_KEYS[kinds[0]!]);
-  const bounds = { ...(queue.maxQueued !== undefined ? { maxQueued: queue.maxQueued } : {}), ...(queue.maxWaitMs !== undefined ? { maxWaitMs: queue.maxWaitMs } : {}) };
+  const bounds = {
+    ...(queue.maxQueued !== undefined ? { maxQueued: queue.maxQueued } : {}),
+    ...(queue.maxWaitMs !== undefined ? { maxWaitMs: queue.maxWaitMs } : {}),
+  };
   const where = 'concurrency' in spec || (spec.store ?? store) === undefined ? {} : { store: spec.store ?? store, key: spec.key ?? name };
   try {
     if ('rate' in spec) return new TokenBucket({ ...spec, ...bounds, ...where });
@@ -113,7 +116,8 @@ const KEYED_OPTIONS = ['rate', 'periodMs', 'burst', 'perKey', 'capacity', 'overf
 
 function buildKeyed(name: string, spec: Record<string, unknown>, queue: QueueBounds): KeyedMethodLimit {
   for (const option of Object.keys(spec)) {
-    if (option === 'store' || option === 'key') throw new TypeError(`limits.${name}.${option}: a per-key limit lives in this process's shared memory, not in a distributed store`);
+    if (option === 'store' || option === 'key')
+      throw new TypeError(`limits.${name}.${option}: a per-key limit lives in this process's shared memory, not in a distributed store`);
   }
   knownOptions(`limits.${name}`, spec, KEYED_OPTIONS);
   const perKey = resolveCallKeySpec(`limits.${name}.perKey`, spec.perKey);
@@ -133,7 +137,12 @@ function buildKeyed(name: string, spec: Record<string, unknown>, queue: QueueBou
 }
 
 function isKeyedSpec(spec: unknown): spec is Record<string, unknown> {
-  return spec !== null && typeof spec === 'object' && !(spec instanceof TokenBucket || spec instanceof FixedWindow || spec instanceof ConcurrencyLimit) && 'perKey' in spec;
+  return (
+    spec !== null &&
+    typeof spec === 'object' &&
+    !(spec instanceof TokenBucket || spec instanceof FixedWindow || spec instanceof ConcurrencyLimit) &&
+    'perKey' in spec
+  );
 }
 
 /** A method's limit: one limiter, or a per-key limit (whose limiter takes the key with every call). */

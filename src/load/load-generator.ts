@@ -132,8 +132,14 @@ function errorKind(error: unknown): string {
 function connected(connection: thrift.Connection, where: string): Promise<void> {
   return new Promise<void>((ok, fail) => {
     const timer = setTimeout(() => fail(new Error(`could not connect to ${where} within ${CONNECT_TIMEOUT_MS / 1000} s`)), CONNECT_TIMEOUT_MS);
-    connection.once('connect', () => { clearTimeout(timer); ok(); });
-    connection.once('error', (error: Error) => { clearTimeout(timer); fail(error); });
+    connection.once('connect', () => {
+      clearTimeout(timer);
+      ok();
+    });
+    connection.once('error', (error: Error) => {
+      clearTimeout(timer);
+      fail(error);
+    });
   });
 }
 
@@ -141,9 +147,10 @@ function connected(connection: thrift.Connection, where: string): Promise<void> 
 async function openWire(service: unknown, options: LoadOptions, transport: LoadTransport, protocol: LoadProtocol): Promise<Wire> {
   const host = options.host ?? '127.0.0.1';
   const caller = (connection: unknown): (() => Promise<unknown>) => {
-    const client = options.multiplexed === undefined
-      ? thrift.createClient<AnyClient>(service as never, connection as never)
-      : new thrift.Multiplexer().createClient<AnyClient>(options.multiplexed, service as never, connection as never);
+    const client =
+      options.multiplexed === undefined
+        ? thrift.createClient<AnyClient>(service as never, connection as never)
+        : new thrift.Multiplexer().createClient<AnyClient>(options.multiplexed, service as never, connection as never);
     return () => client[options.method]!(...options.args);
   };
   if (transport === 'http') {
@@ -166,9 +173,13 @@ async function openWire(service: unknown, options: LoadOptions, transport: LoadT
     };
     return { events: connection, call, close: () => agent.destroy() };
   }
-  const connection = thrift.createConnection(host, options.port, transport === 'header'
-    ? { transport: headerTransport(protocol as 'binary' | 'compact'), protocol: headerLib.THeaderProtocol }
-    : { transport: transport === 'buffered' ? thrift.TBufferedTransport : thrift.TFramedTransport, protocol: PROTOCOLS[protocol] });
+  const connection = thrift.createConnection(
+    host,
+    options.port,
+    transport === 'header'
+      ? { transport: headerTransport(protocol as 'binary' | 'compact'), protocol: headerLib.THeaderProtocol }
+      : { transport: transport === 'buffered' ? thrift.TBufferedTransport : thrift.TFramedTransport, protocol: PROTOCOLS[protocol] },
+  );
   // Node turns an 'error' without a listener into an exception; the run listens for real later.
   connection.on('error', () => {});
   try {
@@ -232,7 +243,9 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
   let refusal: string | undefined;
   let finished = false;
   let onStop!: () => void;
-  const stopping = new Promise<void>((r) => { onStop = r; });
+  const stopping = new Promise<void>((r) => {
+    onStop = r;
+  });
   let stopSeen = false;
   const stop = (error?: Error): void => {
     if (stopSeen || finished) return;
@@ -242,7 +255,10 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
   };
   const judgeStop = (error?: Error): void => {
     if (finished) return;
-    stopped = refusal !== undefined ? `the server does not accept ${transport} ${protocol}: ${refusal}` : stopReason(error, `${transport} ${protocol}`, sent - outstanding.size);
+    stopped =
+      refusal !== undefined
+        ? `the server does not accept ${transport} ${protocol}: ${refusal}`
+        : stopReason(error, `${transport} ${protocol}`, sent - outstanding.size);
     if (outstanding.size > 0) errors['connection closed'] = outstanding.size;
     onStop();
   };
@@ -304,7 +320,12 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
     for (let i = 0; i < options.mode.concurrency; i++) void slot();
     let sendingTimer: NodeJS.Timeout | undefined;
     await Promise.race([
-      new Promise<void>((r) => { sendingTimer = setTimeout(() => { sending = false; r(); }, options.durationMs); }),
+      new Promise<void>((r) => {
+        sendingTimer = setTimeout(() => {
+          sending = false;
+          r();
+        }, options.durationMs);
+      }),
       stopping,
     ]);
     clearTimeout(sendingTimer);
@@ -314,7 +335,9 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
   const drained = await Promise.race([
     Promise.all(outstanding).then(() => true),
     stopping.then(() => false),
-    new Promise<boolean>((r) => { drainTimer = setTimeout(() => r(false), options.drainMs ?? 10_000); }),
+    new Promise<boolean>((r) => {
+      drainTimer = setTimeout(() => r(false), options.drainMs ?? 10_000);
+    }),
   ]);
   clearTimeout(drainTimer);
   if (!drained && stopped === undefined) errors.unanswered = outstanding.size;

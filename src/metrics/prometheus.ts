@@ -61,28 +61,44 @@ export function limiterMetrics(limiters: Record<string, AnyLimiter>, options: Li
   const prefix = options.prefix ?? 'tql_';
   const each = <T>(f: (name: string, l: AnyLimiter) => T[]): T[] => Object.entries(limiters).flatMap(([name, l]) => f(name, l));
   const add = (m: CollectedMetric): void => registry.registerMetric(m as unknown as Metric<string>);
-  add(new CollectedMetric(`${prefix}admitted_total`, 'Calls admitted by the limit (at once or after waiting), all threads.', 'counter',
-    () => each((limit, l) => [{ labels: { limit }, value: l.snapshot().admitted }])));
-  add(new CollectedMetric(`${prefix}refused_total`, 'Calls refused by the limit, by reason, all threads.', 'counter',
-    () => each((limit, l) => {
-      const queue = refusalValues(limit, l.snapshot().refused);
-      return l.snapshot().store === undefined ? queue : [...queue, { labels: { limit, reason: 'store_unavailable' }, value: l.snapshot().store!.refused }];
-    })));
-  add(new CollectedMetric(`${prefix}queued`, 'Calls waiting for the limit now, all threads.', 'gauge',
-    () => each((limit, l) => [{ labels: { limit }, value: l.snapshot().queued }])));
-  add(new CollectedMetric(`${prefix}wait_seconds`, 'Time admitted calls waited for their token.', 'histogram',
-    () => each((limit, l) => {
-      const s = l.snapshot();
-      const values: MetricValue<string>[] = [];
-      let cumulative = s.admitted - s.waited;
-      for (const b of s.waitHistogram) {
-        cumulative += b.count;
-        values.push({ metricName: `${prefix}wait_seconds_bucket`, labels: { limit, le: b.leMs === Infinity ? '+Inf' : String(b.leMs / 1000) }, value: cumulative } as MetricValue<string>);
-      }
-      values.push({ metricName: `${prefix}wait_seconds_sum`, labels: { limit }, value: s.waitMsTotal / 1000 } as MetricValue<string>);
-      values.push({ metricName: `${prefix}wait_seconds_count`, labels: { limit }, value: s.admitted } as MetricValue<string>);
-      return values;
-    })));
+  add(
+    new CollectedMetric(`${prefix}admitted_total`, 'Calls admitted by the limit (at once or after waiting), all threads.', 'counter', () =>
+      each((limit, l) => [{ labels: { limit }, value: l.snapshot().admitted }]),
+    ),
+  );
+  add(
+    new CollectedMetric(`${prefix}refused_total`, 'Calls refused by the limit, by reason, all threads.', 'counter', () =>
+      each((limit, l) => {
+        const queue = refusalValues(limit, l.snapshot().refused);
+        return l.snapshot().store === undefined ? queue : [...queue, { labels: { limit, reason: 'store_unavailable' }, value: l.snapshot().store!.refused }];
+      }),
+    ),
+  );
+  add(
+    new CollectedMetric(`${prefix}queued`, 'Calls waiting for the limit now, all threads.', 'gauge', () =>
+      each((limit, l) => [{ labels: { limit }, value: l.snapshot().queued }]),
+    ),
+  );
+  add(
+    new CollectedMetric(`${prefix}wait_seconds`, 'Time admitted calls waited for their token.', 'histogram', () =>
+      each((limit, l) => {
+        const s = l.snapshot();
+        const values: MetricValue<string>[] = [];
+        let cumulative = s.admitted - s.waited;
+        for (const b of s.waitHistogram) {
+          cumulative += b.count;
+          values.push({
+            metricName: `${prefix}wait_seconds_bucket`,
+            labels: { limit, le: b.leMs === Infinity ? '+Inf' : String(b.leMs / 1000) },
+            value: cumulative,
+          } as MetricValue<string>);
+        }
+        values.push({ metricName: `${prefix}wait_seconds_sum`, labels: { limit }, value: s.waitMsTotal / 1000 } as MetricValue<string>);
+        values.push({ metricName: `${prefix}wait_seconds_count`, labels: { limit }, value: s.admitted } as MetricValue<string>);
+        return values;
+      }),
+    ),
+  );
   if (Object.values(limiters).some((l) => l.store !== undefined)) addStoreMetrics(add, prefix, limiters);
   for (const e of options.extra ?? []) add(new CollectedMetric(`${prefix}${e.name}`, e.help, e.type, e.read));
   return registry;
@@ -95,14 +111,55 @@ function addStoreMetrics(add: (m: CollectedMetric) => void, prefix: string, limi
       const s = l.snapshot().store;
       return s === undefined ? [] : f(limit, s);
     });
-  add(new CollectedMetric(`${prefix}store_round_trips_total`, 'Round trips to the limit store that answered, this process.', 'counter', each((limit, s) => [{ labels: { limit }, value: s.roundTrips }])));
-  add(new CollectedMetric(`${prefix}store_errors_total`, 'Limit store calls that failed or timed out, this process.', 'counter', each((limit, s) => [{ labels: { limit }, value: s.errors }])));
-  add(new CollectedMetric(`${prefix}store_incidents_total`, 'Times the limit store went from answering to failing, this process.', 'counter', each((limit, s) => [{ labels: { limit }, value: s.incidents }])));
-  add(new CollectedMetric(`${prefix}store_down`, '1 while the limit store is failing for this process.', 'gauge', each((limit, s) => [{ labels: { limit }, value: s.down ? 1 : 0 }])));
-  add(new CollectedMetric(`${prefix}store_admitted_without_store_total`, 'Calls admitted by the fault policy while the store was down.', 'counter',
-    each((limit, s) => [
-      { labels: { limit, policy: 'fail_open' }, value: s.admittedFailOpen },
-      { labels: { limit, policy: 'local_share' }, value: s.admittedLocalShare },
-    ])));
-  add(new CollectedMetric(`${prefix}store_tokens_lapsed_total`, 'Tokens granted by the store that lapsed unused, this process.', 'counter', each((limit, s) => [{ labels: { limit }, value: s.lapsed }])));
+  add(
+    new CollectedMetric(
+      `${prefix}store_round_trips_total`,
+      'Round trips to the limit store that answered, this process.',
+      'counter',
+      each((limit, s) => [{ labels: { limit }, value: s.roundTrips }]),
+    ),
+  );
+  add(
+    new CollectedMetric(
+      `${prefix}store_errors_total`,
+      'Limit store calls that failed or timed out, this process.',
+      'counter',
+      each((limit, s) => [{ labels: { limit }, value: s.errors }]),
+    ),
+  );
+  add(
+    new CollectedMetric(
+      `${prefix}store_incidents_total`,
+      'Times the limit store went from answering to failing, this process.',
+      'counter',
+      each((limit, s) => [{ labels: { limit }, value: s.incidents }]),
+    ),
+  );
+  add(
+    new CollectedMetric(
+      `${prefix}store_down`,
+      '1 while the limit store is failing for this process.',
+      'gauge',
+      each((limit, s) => [{ labels: { limit }, value: s.down ? 1 : 0 }]),
+    ),
+  );
+  add(
+    new CollectedMetric(
+      `${prefix}store_admitted_without_store_total`,
+      'Calls admitted by the fault policy while the store was down.',
+      'counter',
+      each((limit, s) => [
+        { labels: { limit, policy: 'fail_open' }, value: s.admittedFailOpen },
+        { labels: { limit, policy: 'local_share' }, value: s.admittedLocalShare },
+      ]),
+    ),
+  );
+  add(
+    new CollectedMetric(
+      `${prefix}store_tokens_lapsed_total`,
+      'Tokens granted by the store that lapsed unused, this process.',
+      'counter',
+      each((limit, s) => [{ labels: { limit }, value: s.lapsed }]),
+    ),
+  );
 }

@@ -33,8 +33,18 @@ export function serverMetrics(source: ServerMetricsSource): ExtraMetrics {
   return [
     { name: 'server_connections', help: 'Client connections open now.', type: 'gauge', read: () => [{ labels: {}, value: s().connections }] },
     { name: 'server_completed_total', help: 'Calls answered by a worker.', type: 'counter', read: () => [{ labels: {}, value: s().completed }] },
-    { name: 'server_worker_failures_total', help: 'Calls answered INTERNAL_ERROR because a worker failed.', type: 'counter', read: () => [{ labels: {}, value: s().workerFailures }] },
-    { name: 'server_protocol_errors_total', help: 'Connections closed for a protocol violation.', type: 'counter', read: () => [{ labels: {}, value: s().protocolErrors }] },
+    {
+      name: 'server_worker_failures_total',
+      help: 'Calls answered INTERNAL_ERROR because a worker failed.',
+      type: 'counter',
+      read: () => [{ labels: {}, value: s().workerFailures }],
+    },
+    {
+      name: 'server_protocol_errors_total',
+      help: 'Connections closed for a protocol violation.',
+      type: 'counter',
+      read: () => [{ labels: {}, value: s().protocolErrors }],
+    },
     {
       name: 'method_admitted_total',
       help: 'Calls handed to workers, by method.',
@@ -47,20 +57,60 @@ export function serverMetrics(source: ServerMetricsSource): ExtraMetrics {
       type: 'counter',
       read: () => [...source.methods()].flatMap(([method, m]) => Object.entries(m.refused).map(([reason, value]) => ({ labels: { method, reason }, value }))),
     },
-    { name: 'server_oneway_dropped_total', help: 'Oneway calls dropped over a queue bound.', type: 'counter', read: () => [{ labels: {}, value: s().onewayDropped }] },
-    { name: 'server_handler_timeouts_total', help: 'Calls answered INTERNAL_ERROR because the handler did not finish within handlerTimeoutMs.', type: 'counter', read: () => [{ labels: {}, value: s().handlerTimeouts }] },
-    { name: 'server_late_replies_total', help: 'Handler results that came after their call had been answered (deadline passed, worker replaced), dropped.', type: 'counter', read: () => [{ labels: {}, value: source.lateReplies() }] },
-    { name: 'server_worker_replacements_total', help: 'Worker threads terminated and replaced because their event loop was blocked past handlerTimeoutMs.', type: 'counter', read: () => [{ labels: {}, value: s().workerReplacements }] },
+    {
+      name: 'server_oneway_dropped_total',
+      help: 'Oneway calls dropped over a queue bound.',
+      type: 'counter',
+      read: () => [{ labels: {}, value: s().onewayDropped }],
+    },
+    {
+      name: 'server_handler_timeouts_total',
+      help: 'Calls answered INTERNAL_ERROR because the handler did not finish within handlerTimeoutMs.',
+      type: 'counter',
+      read: () => [{ labels: {}, value: s().handlerTimeouts }],
+    },
+    {
+      name: 'server_late_replies_total',
+      help: 'Handler results that came after their call had been answered (deadline passed, worker replaced), dropped.',
+      type: 'counter',
+      read: () => [{ labels: {}, value: source.lateReplies() }],
+    },
+    {
+      name: 'server_worker_replacements_total',
+      help: 'Worker threads terminated and replaced because their event loop was blocked past handlerTimeoutMs.',
+      type: 'counter',
+      read: () => [{ labels: {}, value: s().workerReplacements }],
+    },
     {
       name: 'server_wire_calls_total',
       help: 'Messages received, by transport and protocol.',
       type: 'counter',
       read: () => [...source.wireCalls()].map(([wire, c]) => ({ labels: { transport: wire.split(' ')[0]!, protocol: wire.split(' ')[1]! }, value: c.calls })),
     },
-    { name: 'server_invalid_calls_total', help: 'Calls answered on the I/O thread without running: unknown method, or CALL for a oneway method.', type: 'counter', read: () => [{ labels: {}, value: s().invalidCalls }] },
-    { name: 'server_idle_closed_total', help: 'Connections closed after idleTimeoutMs without activity.', type: 'counter', read: () => [{ labels: {}, value: s().idleClosed }] },
-    { name: 'server_connections_refused_total', help: 'Connections refused because maxConnections were open.', type: 'counter', read: () => [{ labels: {}, value: s().connectionsRefused }] },
-    { name: 'server_read_pauses_total', help: 'Times a connection stopped being read because its client had maxInFlightPerConnection calls or maxPendingReplyBytes of unread replies outstanding.', type: 'counter', read: () => [{ labels: {}, value: s().readPauses }] },
+    {
+      name: 'server_invalid_calls_total',
+      help: 'Calls answered on the I/O thread without running: unknown method, or CALL for a oneway method.',
+      type: 'counter',
+      read: () => [{ labels: {}, value: s().invalidCalls }],
+    },
+    {
+      name: 'server_idle_closed_total',
+      help: 'Connections closed after idleTimeoutMs without activity.',
+      type: 'counter',
+      read: () => [{ labels: {}, value: s().idleClosed }],
+    },
+    {
+      name: 'server_connections_refused_total',
+      help: 'Connections refused because maxConnections were open.',
+      type: 'counter',
+      read: () => [{ labels: {}, value: s().connectionsRefused }],
+    },
+    {
+      name: 'server_read_pauses_total',
+      help: 'Times a connection stopped being read because its client had maxInFlightPerConnection calls or maxPendingReplyBytes of unread replies outstanding.',
+      type: 'counter',
+      read: () => [{ labels: {}, value: s().readPauses }],
+    },
     ...(source.levels === undefined ? [] : fairMetrics(source.levels)),
     ...keyedMetrics(source.keyed),
   ];
@@ -72,8 +122,18 @@ function keyedMetrics(keyed: ServerMetricsSource['keyed']): ExtraMetrics {
   const each = (read: (s: KeyedSnapshot) => number) => (): MetricValue<string>[] =>
     keyed.map(([limit, k]) => ({ labels: { limit }, value: read(k.snapshot()) }));
   return [
-    { name: 'keyed_admitted_total', help: 'Calls admitted by a per-key limit (a key\'s bucket or the overflow bucket), all threads.', type: 'counter', read: each((s) => s.admitted) },
-    { name: 'keyed_overflow_admitted_total', help: 'Calls admitted by the overflow bucket of a per-key limit (their key found no slot).', type: 'counter', read: each((s) => s.overflowAdmitted) },
+    {
+      name: 'keyed_admitted_total',
+      help: "Calls admitted by a per-key limit (a key's bucket or the overflow bucket), all threads.",
+      type: 'counter',
+      read: each((s) => s.admitted),
+    },
+    {
+      name: 'keyed_overflow_admitted_total',
+      help: 'Calls admitted by the overflow bucket of a per-key limit (their key found no slot).',
+      type: 'counter',
+      read: each((s) => s.overflowAdmitted),
+    },
     {
       name: 'keyed_refused_total',
       help: 'Calls refused by a per-key limit, by reason, all threads.',
@@ -81,21 +141,36 @@ function keyedMetrics(keyed: ServerMetricsSource['keyed']): ExtraMetrics {
       read: () => keyed.flatMap(([limit, k]) => refusalValues(limit, k.snapshot().refused)),
     },
     { name: 'keyed_queued', help: 'Calls waiting for a per-key limit now, all keys and threads.', type: 'gauge', read: each((s) => s.queued) },
-    { name: 'keyed_keys', help: 'Keys holding a slot of a per-key limit\'s table now.', type: 'gauge', read: each((s) => s.keysInUse) },
+    { name: 'keyed_keys', help: "Keys holding a slot of a per-key limit's table now.", type: 'gauge', read: each((s) => s.keysInUse) },
   ];
 }
 
 function fairMetrics(levelsNow: () => Record<string, LevelStats>): ExtraMetrics {
   const levels = (): [string, LevelStats][] => Object.entries(levelsNow());
   return [
-    { name: 'fair_level_admitted_total', help: 'Calls started by the fair queues, by priority level.', type: 'counter', read: () => levels().map(([level, l]) => ({ labels: { level }, value: l.admitted })) },
+    {
+      name: 'fair_level_admitted_total',
+      help: 'Calls started by the fair queues, by priority level.',
+      type: 'counter',
+      read: () => levels().map(([level, l]) => ({ labels: { level }, value: l.admitted })),
+    },
     {
       name: 'fair_level_refused_total',
       help: 'Calls refused by the fair queues, by priority level and reason.',
       type: 'counter',
       read: () => levels().flatMap(([level, l]) => Object.entries(l.refused).map(([reason, value]) => ({ labels: { level, reason }, value }))),
     },
-    { name: 'fair_level_queued', help: 'Calls waiting in the fair queues, by priority level.', type: 'gauge', read: () => levels().map(([level, l]) => ({ labels: { level }, value: l.queued })) },
-    { name: 'fair_level_flows', help: 'Flows with waiting calls, by priority level.', type: 'gauge', read: () => levels().map(([level, l]) => ({ labels: { level }, value: l.flows })) },
+    {
+      name: 'fair_level_queued',
+      help: 'Calls waiting in the fair queues, by priority level.',
+      type: 'gauge',
+      read: () => levels().map(([level, l]) => ({ labels: { level }, value: l.queued })),
+    },
+    {
+      name: 'fair_level_flows',
+      help: 'Flows with waiting calls, by priority level.',
+      type: 'gauge',
+      read: () => levels().map(([level, l]) => ({ labels: { level }, value: l.flows })),
+    },
   ];
 }

@@ -34,7 +34,10 @@ function frame(title: string, xLabel: string, yLabel: string, yTicks: number[], 
   const plotH = H - M.top - M.bottom;
   const y = (v: number): number => M.top + plotH - (v / yMax) * plotH;
   const grid = yTicks
-    .map((t) => `<line x1="${M.left}" x2="${W - M.right}" y1="${y(t)}" y2="${y(t)}" stroke="#ddd"/><text x="${M.left - 6}" y="${y(t) + 4}" text-anchor="end" font-size="11">${label(t)}</text>`)
+    .map(
+      (t) =>
+        `<line x1="${M.left}" x2="${W - M.right}" y1="${y(t)}" y2="${y(t)}" stroke="#ddd"/><text x="${M.left - 6}" y="${y(t) + 4}" text-anchor="end" font-size="11">${label(t)}</text>`,
+    )
     .join('');
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif">
 <rect width="${W}" height="${H}" fill="white"/>
@@ -70,12 +73,20 @@ export function lineChart(title: string, xLabel: string, yLabel: string, series:
   const xTicks = ticks(xMax).filter((t) => t <= xMax * 1.0001);
   const xAxis = xTicks.map((t) => `<text x="${px(t)}" y="${H - M.bottom + 16}" text-anchor="middle" font-size="11">${label(t)}</text>`).join('');
   const lines = series
-    .map((s, i) => `<polyline fill="none" stroke="${COLORS[i % COLORS.length]}" stroke-width="1.8" points="${s.points.map(([x, v]) => `${px(x).toFixed(1)},${py(v).toFixed(1)}`).join(' ')}"/>`)
+    .map(
+      (s, i) =>
+        `<polyline fill="none" stroke="${COLORS[i % COLORS.length]}" stroke-width="1.8" points="${s.points.map(([x, v]) => `${px(x).toFixed(1)},${py(v).toFixed(1)}`).join(' ')}"/>`,
+    )
     .join('\n');
   const refs = references
-    .map((r) => `<line x1="${M.left}" x2="${W - M.right}" y1="${py(r.y)}" y2="${py(r.y)}" stroke="#555" stroke-dasharray="6 4"/><text x="${W - M.right - 4}" y="${py(r.y) - 5}" text-anchor="end" font-size="11">${esc(r.name)}</text>`)
+    .map(
+      (r) =>
+        `<line x1="${M.left}" x2="${W - M.right}" y1="${py(r.y)}" y2="${py(r.y)}" stroke="#555" stroke-dasharray="6 4"/><text x="${W - M.right - 4}" y="${py(r.y) - 5}" text-anchor="end" font-size="11">${esc(r.name)}</text>`,
+    )
     .join('\n');
-  const legend = series.map((s, i) => `<text x="${M.left + 10}" y="${M.top + 14 + 16 * i}" font-size="12" fill="${COLORS[i % COLORS.length]}">${esc(s.name)}</text>`).join('');
+  const legend = series
+    .map((s, i) => `<text x="${M.left + 10}" y="${M.top + 14 + 16 * i}" font-size="12" fill="${COLORS[i % COLORS.length]}">${esc(s.name)}</text>`)
+    .join('');
   return frame(title, xLabel, yLabel, yTicks, top, `${refs}\n${lines}\n${legend}`, xAxis);
 }
 
@@ -91,9 +102,14 @@ export function histogram(title: string, xLabel: string, values: number[], bins 
   const plotH = H - M.top - M.bottom;
   const bw = plotW / bins;
   const bars = counts
-    .map((c, i) => `<rect x="${(M.left + i * bw + 1).toFixed(1)}" y="${(M.top + plotH - (c / top) * plotH).toFixed(1)}" width="${(bw - 2).toFixed(1)}" height="${((c / top) * plotH).toFixed(1)}" fill="${COLORS[0]}"/>`)
+    .map(
+      (c, i) =>
+        `<rect x="${(M.left + i * bw + 1).toFixed(1)}" y="${(M.top + plotH - (c / top) * plotH).toFixed(1)}" width="${(bw - 2).toFixed(1)}" height="${((c / top) * plotH).toFixed(1)}" fill="${COLORS[0]}"/>`,
+    )
     .join('');
-  const xAxis = [0, 0.25, 0.5, 0.75, 1].map((f) => `<text x="${M.left + f * plotW}" y="${H - M.bottom + 16}" text-anchor="middle" font-size="11">${label(f * max)}</text>`).join('');
+  const xAxis = [0, 0.25, 0.5, 0.75, 1]
+    .map((f) => `<text x="${M.left + f * plotW}" y="${H - M.bottom + 16}" text-anchor="middle" font-size="11">${label(f * max)}</text>`)
+    .join('');
   return frame(title, xLabel, 'calls', yTicks, top, bars, xAxis);
 }
 
@@ -118,7 +134,11 @@ export function barChart(title: string, yLabel: string, categories: string[], se
         .join(''),
     )
     .join('\n');
-  const xAxis = categories.map((c, i) => `<text x="${M.left + (i + 0.5) * gw}" y="${H - M.bottom + 16}" text-anchor="middle" font-size="11">${esc(c)}</text>`).join('');
-  const legend = series.map((s, i) => `<text x="${M.left + 10}" y="${M.top + 14 + 16 * i}" font-size="12" fill="${COLORS[i % COLORS.length]}">${esc(s.name)}</text>`).join('');
+  const xAxis = categories
+    .map((c, i) => `<text x="${M.left + (i + 0.5) * gw}" y="${H - M.bottom + 16}" text-anchor="middle" font-size="11">${esc(c)}</text>`)
+    .join('');
+  const legend = series
+    .map((s, i) => `<text x="${M.left + 10}" y="${M.top + 14 + 16 * i}" font-size="12" fill="${COLORS[i % COLORS.length]}">${esc(s.name)}</text>`)
+    .join('');
   return frame(title, '', yLabel, yTicks, top, `${bars}\n${legend}`, xAxis);
 }

@@ -249,7 +249,8 @@ export class Connection {
       this.lastActivity = now;
     }
     const reader = this.endpoint?.reader;
-    const partialSince = reader === undefined ? (this.firstBytes === undefined ? undefined : this.firstAt) : reader.hasPartialFrame ? reader.frameStartedAt : undefined;
+    const partialSince =
+      reader === undefined ? (this.firstBytes === undefined ? undefined : this.firstAt) : reader.hasPartialFrame ? reader.frameStartedAt : undefined;
     if (this.pausedFor === 0 && partialSince !== undefined && now - partialSince > frameTimeoutMs) {
       this.protocolError(`frame not complete within ${frameTimeoutMs} ms (frameTimeoutMs)`);
       return 'frameTimeout';

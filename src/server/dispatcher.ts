@@ -121,7 +121,12 @@ export class Dispatcher {
         failed: (reason) => reject(new Error(reason)),
       };
     });
-    this.started.then(() => { this.startWaiter = undefined; }, () => {});
+    this.started.then(
+      () => {
+        this.startWaiter = undefined;
+      },
+      () => {},
+    );
     this.pool = new Piscina({
       filename: options.filename,
       minThreads: options.workers,
@@ -156,7 +161,10 @@ export class Dispatcher {
   ready(timeoutMs: number): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`the workers did not start within ${timeoutMs} ms (startTimeoutMs): does createHandler ever resolve?`)), timeoutMs);
+      timer = setTimeout(
+        () => reject(new Error(`the workers did not start within ${timeoutMs} ms (startTimeoutMs): does createHandler ever resolve?`)),
+        timeoutMs,
+      );
     });
     return Promise.race([this.started, timeout]).finally(() => clearTimeout(timer));
   }
@@ -225,17 +233,20 @@ export class Dispatcher {
     if (sent.length === 0) return;
     const packed = packFrames(frames);
     const task: WorkerBatch = { ids: sent, protocols, lengths: packed.lengths, buffer: packed.buffer };
-    this.pool.run(task, { transferList: [packed.buffer] }).then((replies: WorkerReplies | null) => {
-      if (replies !== null) this.onReplies(replies);
-    }, (error: unknown) => {
-      const reason = new Error(`worker stopped before answering (${error instanceof Error ? error.message : String(error)})`);
-      for (const id of sent) {
-        const entry = this.inFlight.get(id);
-        if (entry === undefined) continue;
-        this.inFlight.delete(id);
-        entry.call.onFailure(reason);
-      }
-    });
+    this.pool.run(task, { transferList: [packed.buffer] }).then(
+      (replies: WorkerReplies | null) => {
+        if (replies !== null) this.onReplies(replies);
+      },
+      (error: unknown) => {
+        const reason = new Error(`worker stopped before answering (${error instanceof Error ? error.message : String(error)})`);
+        for (const id of sent) {
+          const entry = this.inFlight.get(id);
+          if (entry === undefined) continue;
+          this.inFlight.delete(id);
+          entry.call.onFailure(reason);
+        }
+      },
+    );
   }
 
   private onEvent(m: WorkerEvent): void {

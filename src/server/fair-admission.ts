@@ -23,13 +23,16 @@ export class FairAdmission {
     for (const [, limiter] of limits.entries()) {
       if (this.queues.has(limiter)) continue;
       try {
-        this.queues.set(limiter, new FairQueue(limiter, {
-          ...(fairness.levels !== undefined ? { levels: fairness.levels } : {}),
-          quantum: fairness.quantum,
-          maxQueuedPerFlow: fairness.maxQueuedPerFlow,
-          ...(queue.maxQueued !== undefined ? { maxQueued: queue.maxQueued } : {}),
-          ...(queue.maxWaitMs !== undefined ? { maxWaitMs: queue.maxWaitMs } : {}),
-        }));
+        this.queues.set(
+          limiter,
+          new FairQueue(limiter, {
+            ...(fairness.levels !== undefined ? { levels: fairness.levels } : {}),
+            quantum: fairness.quantum,
+            maxQueuedPerFlow: fairness.maxQueuedPerFlow,
+            ...(queue.maxQueued !== undefined ? { maxQueued: queue.maxQueued } : {}),
+            ...(queue.maxWaitMs !== undefined ? { maxWaitMs: queue.maxWaitMs } : {}),
+          }),
+        );
       } catch (error) {
         if (error instanceof RangeError) throw new RangeError(`fairness.${error.message}`, { cause: error });
         throw error;
@@ -41,7 +44,14 @@ export class FairAdmission {
    * Runs `task` when the call's turn comes and `limiter` admits it (see FairQueue.run), in the
    * level of its method and the flow of its key. A key function that throws rejects the call.
    */
-  run<T>(limiter: AnyLimiter, task: () => T | PromiseLike<T>, connection: Connection, header: MessageHeader, frame: Buffer, maxWaitMs: number | undefined): Promise<T> {
+  run<T>(
+    limiter: AnyLimiter,
+    task: () => T | PromiseLike<T>,
+    connection: Connection,
+    header: MessageHeader,
+    frame: Buffer,
+    maxWaitMs: number | undefined,
+  ): Promise<T> {
     const queue = this.queues.get(limiter)!;
     let flow: string;
     try {

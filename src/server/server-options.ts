@@ -139,9 +139,26 @@ const TRANSPORT_NAMES: readonly Transport[] = ['framed', 'buffered', 'header', '
 
 /** Every option, checked complete against the interface so a new option cannot be refused as unknown. */
 const SERVER_KEYS = Object.keys({
-  service: true, handler: true, services: true, workers: true, protocol: true, transport: true, maxFrameBytes: true, limits: true,
-  store: true, queue: true, fairness: true, handlerTimeoutMs: true, idleTimeoutMs: true, frameTimeoutMs: true,
-  maxInFlightPerConnection: true, maxPendingReplyBytes: true, maxConnections: true, startTimeoutMs: true, tls: true, log: true,
+  service: true,
+  handler: true,
+  services: true,
+  workers: true,
+  protocol: true,
+  transport: true,
+  maxFrameBytes: true,
+  limits: true,
+  store: true,
+  queue: true,
+  fairness: true,
+  handlerTimeoutMs: true,
+  idleTimeoutMs: true,
+  frameTimeoutMs: true,
+  maxInFlightPerConnection: true,
+  maxPendingReplyBytes: true,
+  maxConnections: true,
+  startTimeoutMs: true,
+  tls: true,
+  log: true,
 } satisfies Record<keyof ThreadedServerOptions, true>);
 const SERVICE_KEYS = ['service', 'handler'];
 

@@ -142,11 +142,15 @@ export class ThreadedServer implements ConnectionHost {
       onWorkerExit: (threadId) => this.limits.reclaimThread(threadId),
       onWorkerReplaced: (threadId, blockedMs) => {
         this.stats_.workerReplacements++;
-        this.options.log(`thrift-queue-limiter: worker thread ${threadId} replaced: its event loop was blocked for ${blockedMs} ms (handlerTimeoutMs ${timeoutMs}); its calls are answered INTERNAL_ERROR`);
+        this.options.log(
+          `thrift-queue-limiter: worker thread ${threadId} replaced: its event loop was blocked for ${blockedMs} ms (handlerTimeoutMs ${timeoutMs}); its calls are answered INTERNAL_ERROR`,
+        );
       },
-      onWorkerStartFailed: (threadId, reason) => this.log.write('start', `thrift-queue-limiter: worker thread ${threadId} could not load the handler, retrying in 1 s: ${reason}`),
+      onWorkerStartFailed: (threadId, reason) =>
+        this.log.write('start', `thrift-queue-limiter: worker thread ${threadId} could not load the handler, retrying in 1 s: ${reason}`),
       onHandlerErrors: (lines) => {
-        for (const line of lines) this.log.write(`handler ${line.slice(0, line.indexOf(':'))}`, `thrift-queue-limiter: handler failed, answered INTERNAL_ERROR: ${line}`);
+        for (const line of lines)
+          this.log.write(`handler ${line.slice(0, line.indexOf(':'))}`, `thrift-queue-limiter: handler failed, answered INTERNAL_ERROR: ${line}`);
       },
     });
     try {
@@ -237,9 +241,13 @@ export class ThreadedServer implements ConnectionHost {
     clearInterval(this.sweeper);
     this.server.close();
     if (this.active > 0) {
-      const drained = new Promise<void>((resolve) => { this.drained = resolve; });
+      const drained = new Promise<void>((resolve) => {
+        this.drained = resolve;
+      });
       let timer: NodeJS.Timeout | undefined;
-      const deadline = new Promise<void>((resolve) => { timer = setTimeout(resolve, timeoutMs); });
+      const deadline = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, timeoutMs);
+      });
       await Promise.race([drained, deadline]);
       clearTimeout(timer);
     }
@@ -278,7 +286,8 @@ export class ThreadedServer implements ConnectionHost {
       this.stats_.invalidCalls++;
       if (header.type === CALL) {
         if (method === undefined) this.answerError(connection, header, ExceptionType.UNKNOWN_METHOD, `Unknown function ${header.name}`);
-        else this.answerError(connection, header, ExceptionType.INVALID_MESSAGE_TYPE, `${header.name} is a oneway method, but was called with message type CALL`);
+        else
+          this.answerError(connection, header, ExceptionType.INVALID_MESSAGE_TYPE, `${header.name} is a oneway method, but was called with message type CALL`);
       }
       return;
     }
@@ -403,14 +412,17 @@ export class ThreadedServer implements ConnectionHost {
   /** @internal ConnectionHost */
   onProtocolError(connection: Connection, reason: string): void {
     this.stats_.protocolErrors++;
-    this.options.log(`thrift-queue-limiter: closing connection ${connection.id} from ${connection.socket.remoteAddress}:${connection.socket.remotePort}: ${reason}`);
+    this.options.log(
+      `thrift-queue-limiter: closing connection ${connection.id} from ${connection.socket.remoteAddress}:${connection.socket.remotePort}: ${reason}`,
+    );
   }
 
   /** @internal ConnectionHost */
   onWire(_connection: Connection, wire: Wire): string | { calls: number } {
     if (!this.options.transports.has(wire.transport)) return `this server accepts ${[...this.options.transports].join(', ')} only`;
     if (wire.protocol === undefined) return { calls: 0 };
-    if (!this.options.protocols.has(wire.protocol)) return `this server accepts the ${[...this.options.protocols].join(', ')} protocol${this.options.protocols.size > 1 ? 's' : ''} only`;
+    if (!this.options.protocols.has(wire.protocol))
+      return `this server accepts the ${[...this.options.protocols].join(', ')} protocol${this.options.protocols.size > 1 ? 's' : ''} only`;
     const name = `${wire.transport} ${wire.protocol}`;
     let counters = this.wireCalls.get(name);
     if (counters === undefined) this.wireCalls.set(name, (counters = { calls: 0 }));
@@ -476,7 +488,8 @@ async function checkModules(serviceUrl: string, handlerUrl: string): Promise<Ser
   } catch (error) {
     throw new ModuleLoadError(`cannot load handler module ${handlerUrl}: ${(error as Error).message}`);
   }
-  const usable = typeof handler.createHandler === 'function' || typeof handler.handler === 'object' || (handler.default !== null && typeof handler.default === 'object');
+  const usable =
+    typeof handler.createHandler === 'function' || typeof handler.handler === 'object' || (handler.default !== null && typeof handler.default === 'object');
   if (!usable) throw new ModuleLoadError(`${handlerUrl} does not export a handler (createHandler, handler or default)`);
   return methods;
 }

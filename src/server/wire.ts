@@ -45,13 +45,21 @@ export function openWire(transport: Transport, protocol: Protocol, maxMessageByt
     case 'framed':
       return {
         transport,
-        reader: new FrameReader({ maxFrameBytes: maxMessageBytes, onFrame: (frame) => events.onMessage(frame, protocol, true), onError: (e) => events.onError(e.message) }),
+        reader: new FrameReader({
+          maxFrameBytes: maxMessageBytes,
+          onFrame: (frame) => events.onMessage(frame, protocol, true),
+          onError: (e) => events.onError(e.message),
+        }),
         encode: (frame) => frame,
       };
     case 'buffered':
       return {
         transport,
-        reader: new UnframedReader(protocol, { maxMessageBytes, onMessage: (message) => events.onMessage(message, protocol, true), onError: (e) => events.onError(e.message) }),
+        reader: new UnframedReader(protocol, {
+          maxMessageBytes,
+          onMessage: (message) => events.onMessage(message, protocol, true),
+          onError: (e) => events.onError(e.message),
+        }),
         encode: (frame) => frame.subarray(4),
       };
     case 'header': {

@@ -391,7 +391,11 @@ export class RemoteLimit {
     this.fetchingHere = true;
     if (this.store.connected) this.fetch(now);
     // Time to connect is not time a token is held: the fetch is timed from the sending.
-    else this.store.connect().then(() => this.fetch(this.clock.now()), (error: unknown) => this.failed(error));
+    else
+      this.store.connect().then(
+        () => this.fetch(this.clock.now()),
+        (error: unknown) => this.failed(error),
+      );
   }
 
   /** Sends one lease request (this thread holds FETCHING) and files its answer. */
@@ -496,5 +500,5 @@ export class RemoteLimit {
 const POLICY_TEXT = {
   'fail-open': 'admitting every call (onStoreError fail-open)',
   'fail-closed': 'refusing calls (onStoreError fail-closed)',
-  'local-share': 'enforcing this process\'s share of the rate locally (onStoreError local-share)',
+  'local-share': "enforcing this process's share of the rate locally (onStoreError local-share)",
 } as const;

@@ -114,5 +114,7 @@ export interface LimiterStore {
 
 /** True for a distributed store object (as opposed to a descriptor or anything else). */
 export function isLimiterStore(value: unknown): value is LimiterStore {
-  return value !== null && typeof value === 'object' && typeof (value as LimiterStore).lease === 'function' && typeof (value as LimiterStore).describe === 'function';
+  return (
+    value !== null && typeof value === 'object' && typeof (value as LimiterStore).lease === 'function' && typeof (value as LimiterStore).describe === 'function'
+  );
 }

@@ -51,7 +51,7 @@ function binary(reply: ApplicationExceptionReply, name: Buffer, message: Buffer)
   const body = 4 + 4 + name.length + 4 + (1 + 2 + 4 + message.length) + (1 + 2 + 4) + 1;
   const out = Buffer.allocUnsafe(4 + body);
   let at = out.writeInt32BE(body, 0);
-  at = out.writeInt32BE((0x80010000 | EXCEPTION) | 0, at);
+  at = out.writeInt32BE(0x80010000 | EXCEPTION | 0, at);
   at = out.writeInt32BE(name.length, at);
   at += name.copy(out, at);
   at = out.writeInt32BE(reply.seqid | 0, at);

@@ -80,7 +80,11 @@ export class FrameReader {
         this.chunks = [];
         this.buffered = 0;
         this.options.onError(
-          new Error(size < 0 ? `invalid frame length ${size} (0x${(size >>> 0).toString(16)})` : `frame of ${size} bytes exceeds maxFrameBytes ${this.options.maxFrameBytes}`),
+          new Error(
+            size < 0
+              ? `invalid frame length ${size} (0x${(size >>> 0).toString(16)})`
+              : `frame of ${size} bytes exceeds maxFrameBytes ${this.options.maxFrameBytes}`,
+          ),
         );
         return;
       }

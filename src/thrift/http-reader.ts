@@ -101,7 +101,10 @@ export class HttpReader implements MessageReader {
     for (const line of lines.slice(1)) {
       const colon = line.indexOf(':');
       const name = line.slice(0, colon).trim().toLowerCase();
-      const value = line.slice(colon + 1).trim().toLowerCase();
+      const value = line
+        .slice(colon + 1)
+        .trim()
+        .toLowerCase();
       if (name === 'content-length') length = /^\d+$/.test(value) ? Number(value) : NaN;
       else if (name === 'transfer-encoding' && value !== 'identity') return this.fail(`HTTP body with Transfer-Encoding ${value}: send a Content-Length`, 411);
       else if (name === 'connection') keepAlive = value.includes('keep-alive') || (version === 'HTTP/1.1' && !value.includes('close'));
@@ -139,4 +142,10 @@ export function httpResponse(body: Buffer | undefined, keepAlive: boolean, statu
   return body === undefined || length === 0 ? Buffer.from(head, 'latin1') : Buffer.concat([Buffer.from(head, 'latin1'), body]);
 }
 
-const STATUS_TEXT: Record<number, string> = { 200: 'OK', 405: 'Method Not Allowed', 411: 'Length Required', 413: 'Payload Too Large', 431: 'Request Header Fields Too Large' };
+const STATUS_TEXT: Record<number, string> = {
+  200: 'OK',
+  405: 'Method Not Allowed',
+  411: 'Length Required',
+  413: 'Payload Too Large',
+  431: 'Request Header Fields Too Large',
+};

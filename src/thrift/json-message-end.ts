@@ -193,8 +193,7 @@ export class JsonMessageEnd {
     const element = ELEMENTS[this.element]!;
     if (this.elementStarted) throw malformed(`two values in the ${element} element (a ',' is missing)`);
     this.elementStarted = true;
-    const ok =
-      element === 'version' ? c === ONE : element === 'name' ? c === QUOTE : element === 'arguments' ? c === OPEN_OBJECT : c === MINUS || isDigit(c);
+    const ok = element === 'version' ? c === ONE : element === 'name' ? c === QUOTE : element === 'arguments' ? c === OPEN_OBJECT : c === MINUS || isDigit(c);
     if (!ok) {
       const expected = { version: 'the number 1', name: 'a string', type: 'a number', seqid: 'a number', arguments: 'an object' }[element];
       throw malformed(`its ${element} must be ${expected}, got ${show(c)}`);

@@ -222,10 +222,13 @@ export function runProcessor(frame: Buffer, protocol: Protocol, options: RunOpti
       current = previous;
     }
     if (onewayMethod) {
-      Promise.resolve(context.returned).then(() => finish(null), (error: unknown) => {
-        options.onHandlerError(name, describe(error));
-        finish(null);
-      });
+      Promise.resolve(context.returned).then(
+        () => finish(null),
+        (error: unknown) => {
+          options.onHandlerError(name, describe(error));
+          finish(null);
+        },
+      );
     }
   });
 }

@@ -35,7 +35,7 @@ export function serviceMethods(service: ServiceModule): ServiceMethods | undefin
 }
 
 function* prototypeNames(proto: object | undefined): Generator<string> {
-  for (let o = proto; o !== undefined && o !== null && o !== Object.prototype; o = Object.getPrototypeOf(o) as object | null ?? undefined) {
+  for (let o = proto; o !== undefined && o !== null && o !== Object.prototype; o = (Object.getPrototypeOf(o) as object | null) ?? undefined) {
     yield* Object.getOwnPropertyNames(o);
   }
 }

@@ -115,7 +115,9 @@ export function decodeTHeader(frame: Uint8Array): THeaderFrame {
   if (transforms > 0) {
     const transform = r.varint('transform id');
     const name = TRANSFORM_NAMES[transform];
-    throw new THeaderError(`THeader transform ${name === undefined ? `id ${transform}` : `${name} (id ${transform})`} is not supported: send the payload untransformed`);
+    throw new THeaderError(
+      `THeader transform ${name === undefined ? `id ${transform}` : `${name} (id ${transform})`} is not supported: send the payload untransformed`,
+    );
   }
   const headers = new Map<string, string>();
   while (r.at < headerEnd) {

@@ -25,7 +25,21 @@ import { MAX_NAME_BYTES, type StructProtocol } from './message-header.js';
 /** Binary protocol type ids (TType). */
 export const BinaryType = { BOOL: 2, BYTE: 3, DOUBLE: 4, I16: 6, I32: 8, I64: 10, STRING: 11, STRUCT: 12, MAP: 13, SET: 14, LIST: 15, UUID: 16 } as const;
 /** Compact protocol type ids. */
-export const CompactType = { TRUE: 1, FALSE: 2, BYTE: 3, I16: 4, I32: 5, I64: 6, DOUBLE: 7, BINARY: 8, LIST: 9, SET: 10, MAP: 11, STRUCT: 12, UUID: 13 } as const;
+export const CompactType = {
+  TRUE: 1,
+  FALSE: 2,
+  BYTE: 3,
+  I16: 4,
+  I32: 5,
+  I64: 6,
+  DOUBLE: 7,
+  BINARY: 8,
+  LIST: 9,
+  SET: 10,
+  MAP: 11,
+  STRUCT: 12,
+  UUID: 13,
+} as const;
 
 /** Returned by a scan that needs more bytes to go on. */
 export const NEED_MORE = -1;
@@ -61,8 +75,18 @@ function widths(entries: [number, number][]): Int8Array {
 }
 
 const BINARY_WIDTH = widths([
-  [B.BOOL, 1], [B.BYTE, 1], [B.DOUBLE, 8], [B.I16, 2], [B.I32, 4], [B.I64, 8], [B.UUID, 16],
-  [B.STRING, VARIABLE], [B.STRUCT, VARIABLE], [B.MAP, VARIABLE], [B.SET, VARIABLE], [B.LIST, VARIABLE],
+  [B.BOOL, 1],
+  [B.BYTE, 1],
+  [B.DOUBLE, 8],
+  [B.I16, 2],
+  [B.I32, 4],
+  [B.I64, 8],
+  [B.UUID, 16],
+  [B.STRING, VARIABLE],
+  [B.STRUCT, VARIABLE],
+  [B.MAP, VARIABLE],
+  [B.SET, VARIABLE],
+  [B.LIST, VARIABLE],
 ]);
 const COMPACT_VARIABLE: [number, number][] = [C.I16, C.I32, C.I64, C.BINARY, C.LIST, C.SET, C.MAP, C.STRUCT].map((t) => [t, VARIABLE]);
 const COMPACT_ELEMENT_WIDTH = widths([[C.TRUE, 1], [C.FALSE, 1], [C.BYTE, 1], [C.DOUBLE, 8], [C.UUID, 16], ...COMPACT_VARIABLE]);

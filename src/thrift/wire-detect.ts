@@ -95,7 +95,10 @@ export function detectWire(first: Uint8Array): WireGuess | 'need-more' {
   for (const method of HTTP_METHODS) {
     const match = startsWith(first, method.bytes);
     if (match === undefined) return 'need-more';
-    if (match) return method.name === 'POST' ? { kind: 'known', transport: 'http', protocol: undefined } : unknown(`an HTTP ${method.name} request (Thrift over HTTP uses POST)`);
+    if (match)
+      return method.name === 'POST'
+        ? { kind: 'known', transport: 'http', protocol: undefined }
+        : unknown(`an HTTP ${method.name} request (Thrift over HTTP uses POST)`);
   }
   if (first.length < 4) return 'need-more';
   if (b0 === TLS_HANDSHAKE && first[1] === 0x03) return unknown('a TLS handshake (this port speaks plain TCP)');

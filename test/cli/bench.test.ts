@@ -21,7 +21,14 @@ describe('thrift-queue-limiter bench --quick', () => {
     }
     for (const peer of ['bottleneck', 'limiter', 'p-queue', 'p-throttle', 'rate-limiter-flexible']) expect(core).toContain(peer);
     const server = readFileSync(join(out, 'server.md'), 'utf8');
-    for (const section of ['## (a) echo of 100 bytes', '## (b) echo of 100 bytes, buffered transport', '## (c) work', '## Limited server', '## Targets', '## Charts']) {
+    for (const section of [
+      '## (a) echo of 100 bytes',
+      '## (b) echo of 100 bytes, buffered transport',
+      '## (c) work',
+      '## Limited server',
+      '## Targets',
+      '## Charts',
+    ]) {
       expect(server).toContain(section);
     }
     for (const chart of ['server-limited-rate.svg', 'server-limited-wait.svg', 'server-throughput.svg']) {

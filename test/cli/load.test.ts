@@ -20,14 +20,26 @@ interface CliRun {
 /** Runs `load --json` against `port` with the example service; bounded by a 30 s kill. */
 async function loadCli(port: number, ...args: string[]): Promise<CliRun> {
   const started = performance.now();
-  const result = await run(process.execPath, [cli, 'load', '--service', servicePath, '--port', String(port), '--json', ...args], { timeout: 30_000 })
-    .then((r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }), (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }));
+  const result = await run(process.execPath, [cli, 'load', '--service', servicePath, '--port', String(port), '--json', ...args], { timeout: 30_000 }).then(
+    (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
+    (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }),
+  );
   return { code: result.code, report: JSON.parse(result.stdout) as LoadReport, stderr: result.stderr, ms: performance.now() - started };
 }
 
 /** A short closed-loop run of `echo` through runLoad. */
 function shortRun(port: number, options: Partial<LoadOptions> = {}): Promise<LoadReport> {
-  return runLoad({ service: servicePath, method: 'echo', args: [Buffer.from('abc')], port, mode: { concurrency: 4 }, durationMs: 300, connections: 2, drainMs: 5_000, ...options });
+  return runLoad({
+    service: servicePath,
+    method: 'echo',
+    args: [Buffer.from('abc')],
+    port,
+    mode: { concurrency: 4 },
+    durationMs: 300,
+    connections: 2,
+    drainMs: 5_000,
+    ...options,
+  });
 }
 
 const failedCalls = (report: LoadReport): number => Object.values(report.errors).reduce((a, b) => a + b, 0);
@@ -69,10 +81,24 @@ describe('thrift-queue-limiter load against the example server', () => {
   });
 
   test('a bad flag or an unknown method exits non-zero with one line', async () => {
-    const bad = (await run(process.execPath, [cli, 'load', '--service', servicePath, '--port', String(port), '--method', 'add']).catch((e: unknown) => e)) as { code: number; stderr: string };
+    const bad = (await run(process.execPath, [cli, 'load', '--service', servicePath, '--port', String(port), '--method', 'add']).catch((e: unknown) => e)) as {
+      code: number;
+      stderr: string;
+    };
     expect(bad.code).toBe(2);
     expect(bad.stderr.trim()).toBe('thrift-queue-limiter: give exactly one of --rate R/s (open loop) or --concurrency N (closed loop)');
-    const unknown = (await run(process.execPath, [cli, 'load', '--service', servicePath, '--port', String(port), '--method', 'nope', '--concurrency', '1']).catch((e: unknown) => e)) as { code: number; stderr: string };
+    const unknown = (await run(process.execPath, [
+      cli,
+      'load',
+      '--service',
+      servicePath,
+      '--port',
+      String(port),
+      '--method',
+      'nope',
+      '--concurrency',
+      '1',
+    ]).catch((e: unknown) => e)) as { code: number; stderr: string };
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toMatch(/--method nope is not a method/);
   });
@@ -87,14 +113,23 @@ describe('load speaks every wire the server answers', () => {
   afterAll(() => server.close({ timeoutMs: 100 }));
 
   const WIRES = [
-    ['framed', 'binary'], ['framed', 'compact'], ['framed', 'json'],
-    ['buffered', 'binary'], ['buffered', 'compact'], ['buffered', 'json'],
-    ['http', 'binary'], ['http', 'compact'], ['http', 'json'],
-    ['header', 'binary'], ['header', 'compact'],
+    ['framed', 'binary'],
+    ['framed', 'compact'],
+    ['framed', 'json'],
+    ['buffered', 'binary'],
+    ['buffered', 'compact'],
+    ['buffered', 'json'],
+    ['http', 'binary'],
+    ['http', 'compact'],
+    ['http', 'json'],
+    ['header', 'binary'],
+    ['header', 'compact'],
   ] as const;
   test.each(WIRES)('a %s %s run completes every call it sends, and the server counts them as that wire', async (transport, protocol) => {
     const callsOnWire = async (): Promise<number> => {
-      const m = new RegExp(`tql_server_wire_calls_total\\{transport="${transport}",protocol="${protocol}"\\} (\\d+)`).exec(await server.metricsRegistry().metrics());
+      const m = new RegExp(`tql_server_wire_calls_total\\{transport="${transport}",protocol="${protocol}"\\} (\\d+)`).exec(
+        await server.metricsRegistry().metrics(),
+      );
       return m === null ? 0 : Number(m[1]);
     };
     const before = await callsOnWire();
@@ -107,7 +142,23 @@ describe('load speaks every wire the server answers', () => {
   });
 
   test('the CLI takes --transport and --protocol: an http json run exits 0 with no errors', async () => {
-    const { code, report, stderr } = await loadCli(port, '--method', 'add', '--args', '[1, 2]', '--concurrency', '4', '--connections', '2', '--duration', '300ms', '--transport', 'http', '--protocol', 'json');
+    const { code, report, stderr } = await loadCli(
+      port,
+      '--method',
+      'add',
+      '--args',
+      '[1, 2]',
+      '--concurrency',
+      '4',
+      '--connections',
+      '2',
+      '--duration',
+      '300ms',
+      '--transport',
+      'http',
+      '--protocol',
+      'json',
+    );
     expect(code).toBe(0);
     expect(stderr).toBe('');
     expect(report.errors).toEqual({});
@@ -115,10 +166,38 @@ describe('load speaks every wire the server answers', () => {
   });
 
   test('a wire the CLI does not know, or THeader with json, exits 2 with one line', async () => {
-    const udp = (await run(process.execPath, [cli, 'load', '--service', servicePath, '--port', String(port), '--method', 'add', '--concurrency', '1', '--transport', 'udp']).catch((e: unknown) => e)) as { code: number; stderr: string };
+    const udp = (await run(process.execPath, [
+      cli,
+      'load',
+      '--service',
+      servicePath,
+      '--port',
+      String(port),
+      '--method',
+      'add',
+      '--concurrency',
+      '1',
+      '--transport',
+      'udp',
+    ]).catch((e: unknown) => e)) as { code: number; stderr: string };
     expect(udp.code).toBe(2);
     expect(udp.stderr.trim()).toBe('thrift-queue-limiter: --transport must be framed, buffered, header, http, got "udp"');
-    const headerJson = (await run(process.execPath, [cli, 'load', '--service', servicePath, '--port', String(port), '--method', 'add', '--concurrency', '1', '--transport', 'header', '--protocol', 'json']).catch((e: unknown) => e)) as { code: number; stderr: string };
+    const headerJson = (await run(process.execPath, [
+      cli,
+      'load',
+      '--service',
+      servicePath,
+      '--port',
+      String(port),
+      '--method',
+      'add',
+      '--concurrency',
+      '1',
+      '--transport',
+      'header',
+      '--protocol',
+      'json',
+    ]).catch((e: unknown) => e)) as { code: number; stderr: string };
     expect(headerJson.code).toBe(2);
     expect(headerJson.stderr.trim()).toBe('thrift-queue-limiter: --transport header takes --protocol binary or compact, not json');
   });
@@ -128,18 +207,41 @@ describe('load against a multiplexed server', () => {
   let server: ThreadedServer;
   let port: number;
   beforeAll(async () => {
-    ({ server, port } = await startServer({ workers: 1, service: undefined, handler: undefined, services: { Calc: { service: servicePath, handler: handlerPath } } }));
+    ({ server, port } = await startServer({
+      workers: 1,
+      service: undefined,
+      handler: undefined,
+      services: { Calc: { service: servicePath, handler: handlerPath } },
+    }));
   });
   afterAll(() => server.close({ timeoutMs: 100 }));
 
   test('--multiplexed Calc calls Calc:method, and every call completes', async () => {
-    const { code, report } = await loadCli(port, '--method', 'add', '--args', '[1, 2]', '--concurrency', '4', '--connections', '2', '--duration', '300ms', '--multiplexed', 'Calc');
+    const { code, report } = await loadCli(
+      port,
+      '--method',
+      'add',
+      '--args',
+      '[1, 2]',
+      '--concurrency',
+      '4',
+      '--connections',
+      '2',
+      '--duration',
+      '300ms',
+      '--multiplexed',
+      'Calc',
+    );
     expect(code).toBe(0);
     expect(report.errors).toEqual({});
     expect(report.completed).toBeGreaterThan(10);
   });
 
-  test.each([['buffered', 'compact'], ['header', 'binary'], ['http', 'json']] as const)('a multiplexed %s %s run completes every call', async (transport, protocol) => {
+  test.each([
+    ['buffered', 'compact'],
+    ['header', 'binary'],
+    ['http', 'json'],
+  ] as const)('a multiplexed %s %s run completes every call', async (transport, protocol) => {
     const report = await shortRun(port, { transport, protocol, multiplexed: 'Calc' });
     expect(report.errors).toEqual({});
     expect(report.completed).toBe(report.sent);
@@ -162,21 +264,38 @@ describe('load fails fast when the server does not take or answer its wire', () 
   });
   afterAll(() => server.close({ timeoutMs: 100 }));
 
-  test.each(['buffered', 'header', 'http'] as const)('a %s run against a framed-only server stops within a second of a 5 s run and 10 s drain, its outstanding calls counted as connection closed', async (transport) => {
-    const started = performance.now();
-    const report = await shortRun(port, { transport, durationMs: 5_000, drainMs: 10_000 });
-    expect(performance.now() - started).toBeLessThan(1_000);
-    const seen = { buffered: 'buffered binary', header: 'THeader binary', http: 'HTTP' }[transport];
-    expect(report.stopped).toBe(`the server does not accept ${transport} binary: ${seen} request, but this server accepts framed only`);
-    expect(report.completed).toBe(0);
-    expect(report.sent).toBeGreaterThan(0);
-    // Each connection's first call is answered with the refusal; the rest were cut off.
-    expect(report.errors['TApplicationException 10']).toBeGreaterThan(0);
-    expect(report.errors['TApplicationException 10']! + (report.errors['connection closed'] ?? 0)).toBe(report.sent);
-  });
+  test.each(['buffered', 'header', 'http'] as const)(
+    'a %s run against a framed-only server stops within a second of a 5 s run and 10 s drain, its outstanding calls counted as connection closed',
+    async (transport) => {
+      const started = performance.now();
+      const report = await shortRun(port, { transport, durationMs: 5_000, drainMs: 10_000 });
+      expect(performance.now() - started).toBeLessThan(1_000);
+      const seen = { buffered: 'buffered binary', header: 'THeader binary', http: 'HTTP' }[transport];
+      expect(report.stopped).toBe(`the server does not accept ${transport} binary: ${seen} request, but this server accepts framed only`);
+      expect(report.completed).toBe(0);
+      expect(report.sent).toBeGreaterThan(0);
+      // Each connection's first call is answered with the refusal; the rest were cut off.
+      expect(report.errors['TApplicationException 10']).toBeGreaterThan(0);
+      expect(report.errors['TApplicationException 10']! + (report.errors['connection closed'] ?? 0)).toBe(report.sent);
+    },
+  );
 
   test('the CLI prints one line naming the wire and exits 1, long before its duration', async () => {
-    const { code, report, stderr, ms } = await loadCli(port, '--method', 'add', '--args', '[1, 2]', '--concurrency', '4', '--duration', '5s', '--transport', 'buffered', '--protocol', 'compact');
+    const { code, report, stderr, ms } = await loadCli(
+      port,
+      '--method',
+      'add',
+      '--args',
+      '[1, 2]',
+      '--concurrency',
+      '4',
+      '--duration',
+      '5s',
+      '--transport',
+      'buffered',
+      '--protocol',
+      'compact',
+    );
     expect(code).toBe(1);
     expect(ms).toBeLessThan(4_000);
     expect(stderr).toBe('load: the server does not accept buffered compact: buffered compact request, but this server accepts framed only\n');
@@ -209,7 +328,9 @@ describe('load against a server answering in another format', () => {
     const started = performance.now();
     const report = await shortRun(port, { durationMs: 5_000, drainMs: 10_000 });
     expect(performance.now() - started).toBeLessThan(1_000);
-    expect(report.stopped).toMatch(/^an answer could not be read as framed binary after 0 answered calls: .*Bad version.* \(it may not accept framed binary; see its log\)$/);
+    expect(report.stopped).toMatch(
+      /^an answer could not be read as framed binary after 0 answered calls: .*Bad version.* \(it may not accept framed binary; see its log\)$/,
+    );
     expect(report.completed).toBe(0);
     expect(failedCalls(report)).toBe(report.sent);
   });
@@ -234,21 +355,26 @@ describe('load against a server that never answers', () => {
   afterAll(() => new Promise<void>((r) => server.close(() => r())));
 
   test.each([
-    ['framed', { concurrency: 4 }], ['framed', { rate: 200 }],
-    ['http', { concurrency: 4 }], ['http', { rate: 200 }],
-  ] as const)('a %s run in mode %o ends after its duration and drain, counts its calls unanswered, and leaves no socket open or opening', async (transport, mode) => {
-    accepted = 0;
-    const started = performance.now();
-    const report = await shortRun(port, { transport, mode, durationMs: 200, drainMs: 300 });
-    const ms = performance.now() - started;
-    expect(ms).toBeGreaterThanOrEqual(490);
-    expect(ms).toBeLessThan(1_500);
-    expect(report.sent).toBeGreaterThan(0);
-    expect(report.errors).toEqual({ unanswered: report.sent });
-    await expect.poll(() => open, { timeout: 2_000 }).toBe(0);
-    await new Promise((r) => setTimeout(r, 100));
-    expect(accepted).toBe(2);
-  });
+    ['framed', { concurrency: 4 }],
+    ['framed', { rate: 200 }],
+    ['http', { concurrency: 4 }],
+    ['http', { rate: 200 }],
+  ] as const)(
+    'a %s run in mode %o ends after its duration and drain, counts its calls unanswered, and leaves no socket open or opening',
+    async (transport, mode) => {
+      accepted = 0;
+      const started = performance.now();
+      const report = await shortRun(port, { transport, mode, durationMs: 200, drainMs: 300 });
+      const ms = performance.now() - started;
+      expect(ms).toBeGreaterThanOrEqual(490);
+      expect(ms).toBeLessThan(1_500);
+      expect(report.sent).toBeGreaterThan(0);
+      expect(report.errors).toEqual({ unanswered: report.sent });
+      await expect.poll(() => open, { timeout: 2_000 }).toBe(0);
+      await new Promise((r) => setTimeout(r, 100));
+      expect(accepted).toBe(2);
+    },
+  );
 });
 
 test('a port nobody listens on fails the CLI at once with one line, leaving nothing open', async () => {
@@ -257,7 +383,9 @@ test('a port nobody listens on fails the CLI at once with one line, leaving noth
   const port = (probe.address() as net.AddressInfo).port;
   await new Promise<void>((r) => probe.close(() => r()));
   const started = performance.now();
-  const failed = (await run(process.execPath, [cli, 'load', '--service', servicePath, '--port', String(port), '--method', 'add', '--concurrency', '1'], { timeout: 30_000 }).catch((e: unknown) => e)) as { code: number; stderr: string };
+  const failed = (await run(process.execPath, [cli, 'load', '--service', servicePath, '--port', String(port), '--method', 'add', '--concurrency', '1'], {
+    timeout: 30_000,
+  }).catch((e: unknown) => e)) as { code: number; stderr: string };
   expect(performance.now() - started).toBeLessThan(5_000);
   expect(failed.code).toBe(1);
   expect(failed.stderr.trim()).toMatch(/^thrift-queue-limiter: connect ECONNREFUSED 127\.0\.0\.1:\d+$/);

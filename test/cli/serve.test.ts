@@ -25,10 +25,17 @@ async function runServe(args: string[], timeoutMs: number): Promise<Ended> {
   const child = spawn(process.execPath, [cli, 'serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
-  child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
-  child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+  child.stdout.on('data', (d: Buffer) => {
+    stdout += d.toString();
+  });
+  child.stderr.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
   let killed = false;
-  const timer = setTimeout(() => { killed = true; child.kill('SIGKILL'); }, timeoutMs);
+  const timer = setTimeout(() => {
+    killed = true;
+    child.kill('SIGKILL');
+  }, timeoutMs);
   try {
     const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
     return { code, killed, stdout, stderr, ms: performance.now() - started };
@@ -47,14 +54,44 @@ async function takenPort(): Promise<{ port: number; release: () => Promise<void>
 }
 
 /** stderr as its non-empty lines. */
-const lines = (text: string): string[] => text.split('\n').map((l) => l.trim()).filter(Boolean);
+const lines = (text: string): string[] =>
+  text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
 
 describe('thrift-queue-limiter serve', () => {
   test('serves the example service with limits, prints stats lines, and shuts down cleanly on SIGTERM', async () => {
-    const child = spawn(process.execPath, [cli, 'serve', '--service', servicePath, '--handler', handlerPath, '--port', '0', '--workers', '1',
-      '--limit', 'add=200/s,burst=5', '--limit', '*=1000/s', '--max-wait', '2s', '--stats-interval', '200ms', '--metrics-port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(
+      process.execPath,
+      [
+        cli,
+        'serve',
+        '--service',
+        servicePath,
+        '--handler',
+        handlerPath,
+        '--port',
+        '0',
+        '--workers',
+        '1',
+        '--limit',
+        'add=200/s,burst=5',
+        '--limit',
+        '*=1000/s',
+        '--max-wait',
+        '2s',
+        '--stats-interval',
+        '200ms',
+        '--metrics-port',
+        '0',
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     let out = '';
-    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
     const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
     try {
       await expect.poll(() => /on 127\.0\.0\.1:(\d+)/.exec(out), { timeout: 10_000 }).toBeTruthy();
@@ -76,13 +113,18 @@ describe('thrift-queue-limiter serve', () => {
   });
 
   test('a bad --limit exits 2 with one line naming it', async () => {
-    const e = (await run(process.execPath, [cli, 'serve', '--service', servicePath, '--handler', handlerPath, '--limit', 'add=fast']).catch((x: unknown) => x)) as { code: number; stderr: string };
+    const e = (await run(process.execPath, [cli, 'serve', '--service', servicePath, '--handler', handlerPath, '--limit', 'add=fast']).catch(
+      (x: unknown) => x,
+    )) as { code: number; stderr: string };
     expect(e.code).toBe(2);
     expect(e.stderr.trim()).toBe('thrift-queue-limiter: --limit "add=fast": expected RATE/PERIOD (e.g. 100/s) or concurrency=N');
   });
 
   test('a module that does not export a service exits non-zero with a one-line reason', async () => {
-    const e = (await run(process.execPath, [cli, 'serve', '--service', handlerPath, '--handler', handlerPath, '--port', '0']).catch((x: unknown) => x)) as { code: number; stderr: string };
+    const e = (await run(process.execPath, [cli, 'serve', '--service', handlerPath, '--handler', handlerPath, '--port', '0']).catch((x: unknown) => x)) as {
+      code: number;
+      stderr: string;
+    };
     expect(e.code).toBe(1);
     expect(e.stderr.trim().split('\n')).toHaveLength(1);
     expect(e.stderr).toMatch(/does not export a Thrift service \(no Processor\)/);
@@ -90,7 +132,10 @@ describe('thrift-queue-limiter serve', () => {
   test('serve exits non-zero and says so when the metrics port is taken', async () => {
     const taken = await takenPort();
     try {
-      const ended = await runServe(['--service', servicePath, '--handler', handlerPath, '--port', '0', '--workers', '1', '--metrics-port', String(taken.port)], 15_000);
+      const ended = await runServe(
+        ['--service', servicePath, '--handler', handlerPath, '--port', '0', '--workers', '1', '--metrics-port', String(taken.port)],
+        15_000,
+      );
       expect(ended.killed, `serve still running after 15 s; stdout: ${ended.stdout} stderr: ${ended.stderr}`).toBe(false);
       expect(ended.code).toBe(1);
       const errors = lines(ended.stderr);
@@ -132,7 +177,10 @@ describe('thrift-queue-limiter serve', () => {
   });
 
   test('serve exits non-zero when createHandler never resolves, after --start-timeout', async () => {
-    const ended = await runServe(['--service', servicePath, '--handler', fixtureHandler('never-ready-handler'), '--port', '0', '--workers', '1', '--start-timeout', '1500ms'], 15_000);
+    const ended = await runServe(
+      ['--service', servicePath, '--handler', fixtureHandler('never-ready-handler'), '--port', '0', '--workers', '1', '--start-timeout', '1500ms'],
+      15_000,
+    );
     expect(ended.killed, `serve still running after 15 s; stdout: ${ended.stdout}`).toBe(false);
     expect(ended.code).toBe(1);
     expect(ended.ms).toBeGreaterThan(1400);
@@ -144,11 +192,42 @@ describe('thrift-queue-limiter serve', () => {
   });
 
   test('serve passes --handler-timeout and --idle-timeout to the server: a never-settling call is answered type 6, an idle connection is closed', async () => {
-    const child = spawn(process.execPath, [cli, 'serve', '--service', servicePath, '--handler', handlerPath, '--port', '0', '--workers', '1',
-      '--handler-timeout', '500ms', '--idle-timeout', '300ms', '--frame-timeout', '2s', '--max-connections', '50',
-      '--max-in-flight-per-connection', '100', '--max-pending-reply-bytes', '1000000', '--start-timeout', '10s', '--stats-interval', '200ms'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(
+      process.execPath,
+      [
+        cli,
+        'serve',
+        '--service',
+        servicePath,
+        '--handler',
+        handlerPath,
+        '--port',
+        '0',
+        '--workers',
+        '1',
+        '--handler-timeout',
+        '500ms',
+        '--idle-timeout',
+        '300ms',
+        '--frame-timeout',
+        '2s',
+        '--max-connections',
+        '50',
+        '--max-in-flight-per-connection',
+        '100',
+        '--max-pending-reply-bytes',
+        '1000000',
+        '--start-timeout',
+        '10s',
+        '--stats-interval',
+        '200ms',
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     let out = '';
-    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
     child.stderr.resume();
     const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
     try {
@@ -177,17 +256,29 @@ describe('thrift-queue-limiter serve', () => {
   });
 
   test('a bad --handler-timeout or --max-connections exits 2 with one line naming it', async () => {
-    const e = (await run(process.execPath, [cli, 'serve', '--service', servicePath, '--handler', handlerPath, '--handler-timeout', 'soon']).catch((x: unknown) => x)) as { code: number; stderr: string };
+    const e = (await run(process.execPath, [cli, 'serve', '--service', servicePath, '--handler', handlerPath, '--handler-timeout', 'soon']).catch(
+      (x: unknown) => x,
+    )) as { code: number; stderr: string };
     expect(e.code).toBe(2);
     expect(e.stderr.trim()).toBe('thrift-queue-limiter: --handler-timeout must be a duration like 500ms, 5s or 2m, got "soon"');
-    const m = (await run(process.execPath, [cli, 'serve', '--service', servicePath, '--handler', handlerPath, '--max-connections', '0']).catch((x: unknown) => x)) as { code: number; stderr: string };
+    const m = (await run(process.execPath, [cli, 'serve', '--service', servicePath, '--handler', handlerPath, '--max-connections', '0']).catch(
+      (x: unknown) => x,
+    )) as { code: number; stderr: string };
     expect(m.code).toBe(2);
     expect(m.stderr.trim()).toMatch(/--max-connections must be a positive whole number/);
   });
 
   test('--help lists the connection and timeout flags', async () => {
     const { stdout } = await run(process.execPath, [cli, 'serve', '--help']);
-    for (const flag of ['--handler-timeout', '--frame-timeout', '--idle-timeout', '--max-connections', '--max-in-flight-per-connection', '--max-pending-reply-bytes', '--start-timeout']) {
+    for (const flag of [
+      '--handler-timeout',
+      '--frame-timeout',
+      '--idle-timeout',
+      '--max-connections',
+      '--max-in-flight-per-connection',
+      '--max-pending-reply-bytes',
+      '--start-timeout',
+    ]) {
       expect(stdout).toContain(flag);
     }
     expect(stdout).toMatch(/--idle-timeout DUR +close a connection idle this long, between frames too/);

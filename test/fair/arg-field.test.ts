@@ -27,7 +27,9 @@ interface Protocol {
 /** A call frame (no length prefix) written by the npm thrift library, with fields of every kind before the interesting ones. */
 function frame(kind: 'binary' | 'compact' | 'json'): Buffer {
   let out: Buffer | undefined;
-  const transport = new thrift.TFramedTransport(undefined, (buf?: Buffer) => { out = buf; });
+  const transport = new thrift.TFramedTransport(undefined, (buf?: Buffer) => {
+    out = buf;
+  });
   const Proto = { binary: thrift.TBinaryProtocol, compact: thrift.TCompactProtocol, json: thrift.TJSONProtocol }[kind];
   const p = new Proto(transport) as unknown as Protocol;
   p.writeMessageBegin('lookup', thrift.Thrift.MessageType.CALL, 7);
@@ -39,22 +41,38 @@ function frame(kind: 'binary' | 'compact' | 'json'): Buffer {
   p.writeFieldEnd();
   p.writeFieldBegin('flags', T.MAP, 2);
   p.writeMapBegin(T.I32, T.BOOL, 2);
-  p.writeI32(1); p.writeBool(true);
-  p.writeI32(2); p.writeBool(false);
+  p.writeI32(1);
+  p.writeBool(true);
+  p.writeI32(2);
+  p.writeBool(false);
   p.writeMapEnd();
   p.writeFieldEnd();
   p.writeFieldBegin('nested', T.STRUCT, 3);
   p.writeStructBegin('Nested');
-  p.writeFieldBegin('on', T.BOOL, 1); p.writeBool(true); p.writeFieldEnd();
-  p.writeFieldBegin('x', T.DOUBLE, 20); p.writeDouble(1.5); p.writeFieldEnd();
+  p.writeFieldBegin('on', T.BOOL, 1);
+  p.writeBool(true);
+  p.writeFieldEnd();
+  p.writeFieldBegin('x', T.DOUBLE, 20);
+  p.writeDouble(1.5);
+  p.writeFieldEnd();
   p.writeFieldStop();
   p.writeStructEnd();
   p.writeFieldEnd();
-  p.writeFieldBegin('ok', T.BOOL, 4); p.writeBool(false); p.writeFieldEnd();
-  p.writeFieldBegin('big', T.I64, 5); p.writeI64(-1234567890123); p.writeFieldEnd();
-  p.writeFieldBegin('tenant', T.STRING, 6); p.writeString('tenant-é'); p.writeFieldEnd();
-  p.writeFieldBegin('delta', T.I32, 7); p.writeI32(-5); p.writeFieldEnd();
-  p.writeFieldBegin('far', T.I16, 300); p.writeI16(12); p.writeFieldEnd();
+  p.writeFieldBegin('ok', T.BOOL, 4);
+  p.writeBool(false);
+  p.writeFieldEnd();
+  p.writeFieldBegin('big', T.I64, 5);
+  p.writeI64(-1234567890123);
+  p.writeFieldEnd();
+  p.writeFieldBegin('tenant', T.STRING, 6);
+  p.writeString('tenant-é');
+  p.writeFieldEnd();
+  p.writeFieldBegin('delta', T.I32, 7);
+  p.writeI32(-5);
+  p.writeFieldEnd();
+  p.writeFieldBegin('far', T.I16, 300);
+  p.writeI16(12);
+  p.writeFieldEnd();
   p.writeFieldStop();
   p.writeStructEnd();
   p.writeMessageEnd();

@@ -49,7 +49,14 @@ describe('FairQueue: one heavy client at 10 × the rate, nine light clients at 1
 /** Submits `count` calls of `flow` in `level`, recording admissions by level. */
 function offer(fair: FairQueue, count: number, level: string, flow: string, admitted: Record<string, number>, refused: unknown[] = []): void {
   for (let k = 0; k < count; k++) {
-    fair.run(() => { admitted[level] = (admitted[level] ?? 0) + 1; }, { flow, level }).catch((e: unknown) => refused.push(e));
+    fair
+      .run(
+        () => {
+          admitted[level] = (admitted[level] ?? 0) + 1;
+        },
+        { flow, level },
+      )
+      .catch((e: unknown) => refused.push(e));
   }
 }
 
@@ -61,7 +68,16 @@ describe('FairQueue priority levels', () => {
     const admitted: Record<string, number> = {};
     const byFlow: Record<string, number> = {};
     for (const flow of ['a', 'b']) {
-      for (let k = 0; k < 1000; k++) fair.run(() => { admitted.interactive = (admitted.interactive ?? 0) + 1; byFlow[flow] = (byFlow[flow] ?? 0) + 1; }, { flow, level: 'interactive' }).catch(() => {});
+      for (let k = 0; k < 1000; k++)
+        fair
+          .run(
+            () => {
+              admitted.interactive = (admitted.interactive ?? 0) + 1;
+              byFlow[flow] = (byFlow[flow] ?? 0) + 1;
+            },
+            { flow, level: 'interactive' },
+          )
+          .catch(() => {});
     }
     offer(fair, 2000, 'batch', 'c', admitted);
     await clock.advance(8000);
@@ -109,7 +125,9 @@ describe('FairQueue priority levels', () => {
     expect(admitted.batch).toBeLessThanOrEqual(101 + 100);
     expect(admitted.interactive! + admitted.batch! - 101).toBeGreaterThanOrEqual(399);
     fair.clear();
-    expect(() => new FairQueue(new ConcurrencyLimit({ max: 2 }), { levels: { a: { share: 1, borrow: false } } })).toThrow(/levels\.a\.borrow: false needs a rate limit/);
+    expect(() => new FairQueue(new ConcurrencyLimit({ max: 2 }), { levels: { a: { share: 1, borrow: false } } })).toThrow(
+      /levels\.a\.borrow: false needs a rate limit/,
+    );
   });
 });
 
@@ -214,7 +232,9 @@ describe('FairQueue bounds', () => {
     expect(() => new FairQueue(bucket, { maxQueuedPerFlow: 0 })).toThrow(/maxQueuedPerFlow/);
     expect(() => new FairQueue(bucket, { levels: { a: { share: -1 } } })).toThrow(/levels\.a\.share must be greater than 0/);
     expect(() => new FairQueue(bucket, { levels: { a: { share: 1 }, b: { share: 1 } } })).toThrow(/only one level may be the default/);
-    expect(() => new FairQueue(bucket, { levels: { a: { share: 1, methods: ['x'] }, b: { share: 1, methods: ['x'] } } })).toThrow(/method x is in levels\.a and levels\.b/);
+    expect(() => new FairQueue(bucket, { levels: { a: { share: 1, methods: ['x'] }, b: { share: 1, methods: ['x'] } } })).toThrow(
+      /method x is in levels\.a and levels\.b/,
+    );
     expect(() => new FairQueue(bucket, { levels: { a: { share: 1, methods: ['x'] } } }).levelOf('y')).not.toThrow();
     expect(() => new FairQueue(bucket).run(() => 1, { flow: 'a', level: 'nope' })).toThrow(/level "nope" is not one of default/);
     expect(() => new FairQueue(bucket).run(() => 1, { flow: 7 as unknown as string })).toThrow(TypeError);

@@ -13,7 +13,9 @@ describe('serve fairness flags', () => {
     expect(parseFairnessFlags({})).toBeUndefined();
     expect(parseFairnessFlags({ levels: [], noBorrow: [] })).toBeUndefined();
     expect(parseFairnessFlags({ fairFlow: 'connection' })).toEqual({ flow: 'connection' });
-    expect(parseFairnessFlags({ fairFlow: 'field:3', levels: ['interactive=3:add,echo', 'batch=1'], noBorrow: ['batch'], maxQueuedPerFlow: '100', quantum: '2' })).toEqual({
+    expect(
+      parseFairnessFlags({ fairFlow: 'field:3', levels: ['interactive=3:add,echo', 'batch=1'], noBorrow: ['batch'], maxQueuedPerFlow: '100', quantum: '2' }),
+    ).toEqual({
       flow: { field: 3 },
       levels: { interactive: { share: 3, methods: ['add', 'echo'] }, batch: { share: 1, borrow: false } },
       maxQueuedPerFlow: 100,
@@ -38,10 +40,38 @@ describe('serve fairness flags', () => {
   });
 
   test('serve with fairness flags serves calls and says so; a bad flag exits 2 with one line naming it', async () => {
-    const child = spawn(process.execPath, [cli, 'serve', '--service', servicePath, '--handler', handlerPath, '--port', '0', '--workers', '1',
-      '--limit', 'add=200/s', '--fair-flow', 'connection', '--level', 'interactive=3:add', '--level', 'rest=1', '--no-borrow', 'rest', '--max-queued-per-flow', '50'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(
+      process.execPath,
+      [
+        cli,
+        'serve',
+        '--service',
+        servicePath,
+        '--handler',
+        handlerPath,
+        '--port',
+        '0',
+        '--workers',
+        '1',
+        '--limit',
+        'add=200/s',
+        '--fair-flow',
+        'connection',
+        '--level',
+        'interactive=3:add',
+        '--level',
+        'rest=1',
+        '--no-borrow',
+        'rest',
+        '--max-queued-per-flow',
+        '50',
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     let out = '';
-    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
     const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
     try {
       await expect.poll(() => /on 127\.0\.0\.1:(\d+)/.exec(out), { timeout: 10_000 }).toBeTruthy();
@@ -53,7 +83,9 @@ describe('serve fairness flags', () => {
       child.kill('SIGTERM');
     }
     expect(await exited).toBe(0);
-    const e = (await run(process.execPath, [cli, 'serve', '--service', servicePath, '--handler', handlerPath, '--fair-flow', 'ip']).catch((x: unknown) => x)) as { code: number; stderr: string };
+    const e = (await run(process.execPath, [cli, 'serve', '--service', servicePath, '--handler', handlerPath, '--fair-flow', 'ip']).catch(
+      (x: unknown) => x,
+    )) as { code: number; stderr: string };
     expect(e.code).toBe(2);
     expect(e.stderr.trim()).toBe('thrift-queue-limiter: --fair-flow must be address, connection, method or field:N (a Thrift field id), got "ip"');
   });

@@ -36,19 +36,33 @@ afterEach(async () => {
  * light client 100 ms apart. Returns the light calls' latencies (ms, sorted) and how many heavy
  * calls succeeded.
  */
-async function scenario(heavy: (k: number) => Promise<number>, light: (client: number, k: number) => Promise<number>): Promise<{ lightMs: number[]; heavyOk: number }> {
+async function scenario(
+  heavy: (k: number) => Promise<number>,
+  light: (client: number, k: number) => Promise<number>,
+): Promise<{ lightMs: number[]; heavyOk: number }> {
   let heavyOk = 0;
-  const backlog = Promise.all(Array.from({ length: HEAVY }, (_, k) => heavy(k).then(() => { heavyOk++; }, () => {})));
+  const backlog = Promise.all(
+    Array.from({ length: HEAVY }, (_, k) =>
+      heavy(k).then(
+        () => {
+          heavyOk++;
+        },
+        () => {},
+      ),
+    ),
+  );
   await new Promise((resolve) => setTimeout(resolve, 50));
   const lightMs: number[] = [];
-  await Promise.all(Array.from({ length: LIGHTS }, async (_, c) => {
-    for (let k = 0; k < LIGHT_CALLS; k++) {
-      const sent = performance.now();
-      expect(await light(c, k)).toBe(c + k);
-      lightMs.push(performance.now() - sent);
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-  }));
+  await Promise.all(
+    Array.from({ length: LIGHTS }, async (_, c) => {
+      for (let k = 0; k < LIGHT_CALLS; k++) {
+        const sent = performance.now();
+        expect(await light(c, k)).toBe(c + k);
+        lightMs.push(performance.now() - sent);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    }),
+  );
   await backlog;
   return { lightMs: lightMs.sort((a, b) => a - b), heavyOk };
 }
@@ -69,7 +83,10 @@ describe('fair admission on the threaded server, npm thrift clients on 127.0.0.1
   test("flows by 'connection': light clients' calls overtake a heavy client's 2 s backlog (every light call under 500 ms, vs over 1 s FIFO); the heavy client still gets all its calls", async () => {
     const port = await start({ fairness: { flow: 'connection' } });
     const { heavy, lights, close } = await connections(port, 'binary');
-    const r = await scenario((k) => heavy.add(k, 0), (c, k) => lights[c]!.add(c, k));
+    const r = await scenario(
+      (k) => heavy.add(k, 0),
+      (c, k) => lights[c]!.add(c, k),
+    );
     expect(r.lightMs).toHaveLength(LIGHTS * LIGHT_CALLS);
     expect(r.lightMs.at(-1)).toBeLessThan(500);
     expect(r.heavyOk).toBe(HEAVY);
@@ -79,7 +96,10 @@ describe('fair admission on the threaded server, npm thrift clients on 127.0.0.1
   test('without fairness (FIFO), the same light calls wait behind the heavy backlog: the first ones take over a second', async () => {
     const port = await start({});
     const { heavy, lights, close } = await connections(port, 'binary');
-    const r = await scenario((k) => heavy.add(k, 0), (c, k) => lights[c]!.add(c, k));
+    const r = await scenario(
+      (k) => heavy.add(k, 0),
+      (c, k) => lights[c]!.add(c, k),
+    );
     expect(r.lightMs.at(-1)).toBeGreaterThan(1000);
     close();
   });
@@ -91,7 +111,10 @@ describe('fair admission on the threaded server, npm thrift clients on 127.0.0.1
     });
     const { client, close } = await connect(port, 'compact');
     // add(a, b): field 1 is `a`. The heavy tenant is a = 1000; light tenant c sends a = c.
-    const r = await scenario((k) => client.add(1000, k), (c, k) => client.add(c, k));
+    const r = await scenario(
+      (k) => client.add(1000, k),
+      (c, k) => client.add(c, k),
+    );
     expect(r.lightMs.at(-1)).toBeLessThan(500);
     expect(r.heavyOk).toBe(HEAVY);
     const s = running[0]!.stats();
@@ -106,7 +129,14 @@ describe('fair admission on the threaded server, npm thrift clients on 127.0.0.1
   test('a flow over maxQueuedPerFlow gets the overloaded TApplicationException (type 11) while other flows are served', async () => {
     const port = await start({ limits: { add: { rate: 20, burst: 1 } }, fairness: { flow: 'connection', maxQueuedPerFlow: 5 } });
     const { heavy, lights, close } = await connections(port, 'binary');
-    const results = await Promise.all(Array.from({ length: 10 }, (_, k) => heavy.add(k, 0).then(() => 'ok', (e: { type?: number; message: string }) => `${e.type}: ${e.message}`)));
+    const results = await Promise.all(
+      Array.from({ length: 10 }, (_, k) =>
+        heavy.add(k, 0).then(
+          () => 'ok',
+          (e: { type?: number; message: string }) => `${e.type}: ${e.message}`,
+        ),
+      ),
+    );
     expect(results.filter((x) => x === 'ok')).toHaveLength(6); // 1 at once + 5 queued
     expect(results.filter((x) => x !== 'ok')).toEqual(Array(4).fill('11: server overloaded: method add queue full (5 calls waiting)'));
     expect(await lights[0]!.add(1, 2)).toBe(3);
@@ -117,10 +147,14 @@ describe('fair admission on the threaded server, npm thrift clients on 127.0.0.1
     const { serverModule, servicePath, handlerPath } = await import('../server/calculator.js');
     const { createThreadedServer } = await serverModule();
     const base = { service: servicePath, handler: handlerPath };
-    expect(() => createThreadedServer({ ...base, fairness: { flow: 'ip' as never } })).toThrow(/fairness\.flow must be 'address', 'connection', 'method', \{ field: N \} or a function/);
+    expect(() => createThreadedServer({ ...base, fairness: { flow: 'ip' as never } })).toThrow(
+      /fairness\.flow must be 'address', 'connection', 'method', \{ field: N \} or a function/,
+    );
     expect(() => createThreadedServer({ ...base, fairness: { flow: { field: 1.5 } } })).toThrow(/fairness\.flow\.field/);
     expect(() => createThreadedServer({ ...base, fairness: { levels: { a: { share: 0 } } } })).toThrow(/fairness\.levels\.a\.share must be greater than 0/);
-    expect(() => createThreadedServer({ ...base, limits: { add: { concurrency: 2 } }, fairness: { levels: { a: { share: 1, borrow: false } } } })).toThrow(/fairness\.levels\.a\.borrow: false needs a rate limit/);
+    expect(() => createThreadedServer({ ...base, limits: { add: { concurrency: 2 } }, fairness: { levels: { a: { share: 1, borrow: false } } } })).toThrow(
+      /fairness\.levels\.a\.borrow: false needs a rate limit/,
+    );
   });
 });
 
@@ -132,7 +166,10 @@ describe('wrapHandler with fairness on the stock thrift server', () => {
     stock.push(server);
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const { client, close } = await connect((server.address() as AddressInfo).port);
-    const r = await scenario((k) => client.add(1000, k), (c, k) => client.add(c, k));
+    const r = await scenario(
+      (k) => client.add(1000, k),
+      (c, k) => client.add(c, k),
+    );
     expect(r.lightMs.at(-1)).toBeLessThan(500);
     expect(r.heavyOk).toBe(HEAVY);
     expect(() => wrapHandler({}, {}, {}, { flow: 'address' as never })).toThrow(/fairness\.flow must be a function/);

@@ -56,7 +56,10 @@ describe('wrapHandler on the stock thrift server', () => {
     const handler = {
       add(a: number, b: number, callback: (err: unknown, value?: number) => void): void {
         most = Math.max(most, ++inFlight);
-        setTimeout(() => { inFlight--; callback(null, a + b); }, 5);
+        setTimeout(() => {
+          inFlight--;
+          callback(null, a + b);
+        }, 5);
       },
     };
     const port = await stockServer(wrapHandler(handler, { add: limit }));

@@ -11,11 +11,15 @@ const ms = (x: number): bigint => BigInt(Math.round(x * 1e6));
 
 /** Submits `count` calls of `key` through run(); each records the clock (ms) when it started. */
 function submit(k: KeyedTokenBucket, clock: ManualClock, key: string, count: number, starts: number[]): Promise<unknown>[] {
-  return Array.from({ length: count }, () => k.run(key, () => { starts.push(clock.nowMs()); }));
+  return Array.from({ length: count }, () =>
+    k.run(key, () => {
+      starts.push(clock.nowMs());
+    }),
+  );
 }
 
 describe('KeyedTokenBucket with an injected clock', () => {
-  test('per key: burst at once, then exactly one every period/rate; a second key is not delayed by the first one\'s backlog', async () => {
+  test("per key: burst at once, then exactly one every period/rate; a second key is not delayed by the first one's backlog", async () => {
     const clock = new ManualClock(1000);
     const k = new KeyedTokenBucket({ rate: 10, burst: 3, clock });
     const a: number[] = [];
@@ -188,7 +192,7 @@ describe('KeyedTokenBucket with an injected clock', () => {
     expect(k.snapshot().refused.queueFull).toBe(1);
   });
 
-  test('maxWaitMs refuses up front when the key\'s wait is over the bound, and at the deadline; abort rejects with the signal\'s reason', async () => {
+  test("maxWaitMs refuses up front when the key's wait is over the bound, and at the deadline; abort rejects with the signal's reason", async () => {
     const clock = new ManualClock();
     const k = new KeyedTokenBucket({ rate: 1, periodMs: 100, burst: 1, clock });
     expect(k.tryAcquire('a')).toBe(true);

@@ -6,7 +6,7 @@ import { killAll, spawnTableWorker } from '../table-workers.js';
 afterEach(killAll);
 
 describe('KeyedTokenBucket.reclaimThread', () => {
-  test('a worker that dies with calls queued on a key: reclaimThread returns its queued count and its row (snapshot().queued back to the main thread\'s 1, a new thread can attach under maxThreads 2), and the key\'s bucket keeps its exact rate for the main thread', async () => {
+  test("a worker that dies with calls queued on a key: reclaimThread returns its queued count and its row (snapshot().queued back to the main thread's 1, a new thread can attach under maxThreads 2), and the key's bucket keeps its exact rate for the main thread", async () => {
     // 10 per second per key: T = 100 ms, burst 2. Every thread reads a clock at 0 that only the
     // test moves, so the worker's calls wait for good.
     const clock = new ManualClock(0);
@@ -14,7 +14,9 @@ describe('KeyedTokenBucket.reclaimThread', () => {
     expect(bucket.tryAcquire('k')).toBe(true);
     expect(bucket.tryAcquire('k')).toBe(true);
     const admittedAt: bigint[] = [];
-    const mine = bucket.run('k', () => { admittedAt.push(clock.now()); });
+    const mine = bucket.run('k', () => {
+      admittedAt.push(clock.now());
+    });
     expect(bucket.snapshot().queued).toBe(1);
 
     const doomed = spawnTableWorker({ descriptor: bucket.share(), manualClockMs: 0 });

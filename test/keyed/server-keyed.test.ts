@@ -72,7 +72,7 @@ describe('per-key limits on the threaded server, npm thrift clients on 127.0.0.1
     c2.close();
   });
 
-  test('perKey { field: 1 }: two tenants (add\'s first argument) on ONE compact connection each get their own bucket (both finish in 0.45–0.95 s)', async () => {
+  test("perKey { field: 1 }: two tenants (add's first argument) on ONE compact connection each get their own bucket (both finish in 0.45–0.95 s)", async () => {
     const { port } = await start({ protocol: 'compact', limits: { add: { ...PER_KEY, perKey: { field: 1 } } } });
     const { client, close } = await connect(port, 'compact');
     const [r1, r2] = await Promise.all([burst(client, 7), burst(client, 8)]);
@@ -121,10 +121,14 @@ describe('per-key limits on the threaded server, npm thrift clients on 127.0.0.1
     const { createThreadedServer } = await serverModule();
     const base = { service: servicePath, handler: handlerPath };
     expect(() => createThreadedServer({ ...base, limits: { add: { rate: 10, perKey: 'ip' as never } } })).toThrow(TypeError);
-    expect(() => createThreadedServer({ ...base, limits: { add: { rate: 10, perKey: 'ip' as never } } })).toThrow(/limits\.add\.perKey must be 'address', 'connection', 'method', \{ field: N \} or a function/);
+    expect(() => createThreadedServer({ ...base, limits: { add: { rate: 10, perKey: 'ip' as never } } })).toThrow(
+      /limits\.add\.perKey must be 'address', 'connection', 'method', \{ field: N \} or a function/,
+    );
     expect(() => createThreadedServer({ ...base, limits: { add: { rate: 10, perKey: { field: 1.5 } } } })).toThrow(/limits\.add\.perKey\.field/);
     expect(() => createThreadedServer({ ...base, limits: { add: { rate: 10, perKey: 'address', capacity: 0 } } })).toThrow(/limits\.add: capacity/);
-    expect(() => createThreadedServer({ ...base, limits: { add: { rate: 10, perKey: 'address', store: {} } as never } })).toThrow(/limits\.add\.store: a per-key limit/);
+    expect(() => createThreadedServer({ ...base, limits: { add: { rate: 10, perKey: 'address', store: {} } as never } })).toThrow(
+      /limits\.add\.store: a per-key limit/,
+    );
   });
 });
 
@@ -146,17 +150,39 @@ describe('per-key limits with wrapHandler on the stock thrift server', () => {
     expect(await client.ping()).toBeUndefined();
     close();
     expect(() => wrapHandler({}, { add: { rate: 10, perKey: 'address' as never } })).toThrow(TypeError);
-    expect(() => wrapHandler({}, { add: { rate: 10, perKey: 'address' as never } })).toThrow(/limits\.add\.perKey must be a function \(\{ method, args \}\) => string/);
+    expect(() => wrapHandler({}, { add: { rate: 10, perKey: 'address' as never } })).toThrow(
+      /limits\.add\.perKey must be a function \(\{ method, args \}\) => string/,
+    );
   });
 });
 
 describe('serve with a per-key --limit', () => {
   test("--limit 'add=20/s,per=connection' starts, answers every call, and exits cleanly on SIGTERM", async () => {
     const cli = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
-    const child = spawn(process.execPath, [cli, 'serve', '--service', servicePath, '--handler', handlerPath, '--port', '0', '--workers', '1',
-      '--limit', 'add=20/s,per=connection', '--stats-interval', '10s'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(
+      process.execPath,
+      [
+        cli,
+        'serve',
+        '--service',
+        servicePath,
+        '--handler',
+        handlerPath,
+        '--port',
+        '0',
+        '--workers',
+        '1',
+        '--limit',
+        'add=20/s,per=connection',
+        '--stats-interval',
+        '10s',
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     let out = '';
-    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
     const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
     try {
       await expect.poll(() => /on 127\.0\.0\.1:(\d+)/.exec(out), { timeout: 10_000 }).toBeTruthy();

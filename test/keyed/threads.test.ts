@@ -26,7 +26,9 @@ async function runWorkers(jobs: (PhasesJob | RaceJob | RealTimeJob)[], go: Share
     Atomics.notify(new Int32Array(go), 0);
   }
   let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error('workers did not finish in time')), timeoutMs); });
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error('workers did not finish in time')), timeoutMs);
+  });
   try {
     return (await Promise.race([Promise.all(finished), deadline])).map((m) => m.calls);
   } finally {
@@ -50,7 +52,7 @@ function byKey(keys: SharedArrayBuffer, instants: SharedArrayBuffer): Map<number
 }
 
 describe('KeyedTokenBucket across real worker threads', () => {
-  test('4 threads replaying fixed instants with tryAcquireAt over 2 960 keys in 1 024 slots (concurrent inserts of one key, reclaims): every key\'s admissions summed over threads equal the single-threaded model exactly (none lost, none doubled)', async () => {
+  test("4 threads replaying fixed instants with tryAcquireAt over 2 960 keys in 1 024 slots (concurrent inserts of one key, reclaims): every key's admissions summed over threads equal the single-threaded model exactly (none lost, none doubled)", async () => {
     const plan: PhasePlan = { phases: 60, keysPerPhase: 128, shift: 48, stepUs: 2500, workers: 4 };
     const rate = 1000; // per key per second: T = 1000 µs
     const burst = 4;

@@ -18,7 +18,10 @@ describe('ConcurrencyLimit in one thread', () => {
           new Promise<void>((resolve) => {
             order.push(i);
             most = Math.max(most, ++inFlight);
-            release.push(() => { inFlight--; resolve(); });
+            release.push(() => {
+              inFlight--;
+              resolve();
+            });
           }),
       ),
     );
@@ -78,7 +81,11 @@ describe('ConcurrencyLimit in one thread', () => {
 
   test('a task that throws still releases its permit', async () => {
     const limit = new ConcurrencyLimit({ max: 1 });
-    await expect(limit.run(() => { throw new Error('boom'); })).rejects.toThrow('boom');
+    await expect(
+      limit.run(() => {
+        throw new Error('boom');
+      }),
+    ).rejects.toThrow('boom');
     await expect(limit.run(() => Promise.reject(new Error('later')))).rejects.toThrow('later');
     await tick();
     expect(limit.inFlight).toBe(0);
@@ -101,7 +108,9 @@ describe('ConcurrencyLimit.tryAcquire', () => {
 describe('ConcurrencyLimit.release counts what this thread holds', () => {
   test('release() beyond what this thread holds throws a RangeError naming the held count and leaves the limit unchanged', () => {
     const limit = new ConcurrencyLimit({ max: 2 });
-    expect(() => limit.release()).toThrow(new RangeError('release(1) exceeds the 0 permits held by this thread (taken here with tryAcquire, acquire or run, not yet released)'));
+    expect(() => limit.release()).toThrow(
+      new RangeError('release(1) exceeds the 0 permits held by this thread (taken here with tryAcquire, acquire or run, not yet released)'),
+    );
     expect(() => limit.release(2)).toThrow(/release\(2\) exceeds the 0 permits held/);
     expect(limit.inFlight).toBe(0);
     expect(limit.tryAcquire()).toBe(true);

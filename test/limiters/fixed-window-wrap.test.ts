@@ -61,7 +61,7 @@ describe('FixedWindow across the 32-bit wrap of the window number', () => {
     expect(fw.tryAcquireAt(at(WRAP + 1))).toBe(true);
   });
 
-  test('calls queued in the last window before the wrap are admitted maxCalls per window at the first ns of windows 2^32 and 2^32 + 1 (the waiting queue\'s wake-up time crosses the wrap)', async () => {
+  test("calls queued in the last window before the wrap are admitted maxCalls per window at the first ns of windows 2^32 and 2^32 + 1 (the waiting queue's wake-up time crosses the wrap)", async () => {
     const clock = new ManualClock(0);
     const fw = new FixedWindow({ maxCalls: MAX, periodMs: PERIOD_MS, clock });
     for (const w of [0, 2 ** 31 - 1, WRAP - 3]) {
@@ -71,7 +71,11 @@ describe('FixedWindow across the 32-bit wrap of the window number', () => {
     await moveTo(clock, WRAP - 1);
     expect(burst(fw, MAX)).toBe(MAX);
     const admittedAt: bigint[] = [];
-    const calls = Array.from({ length: 2 * MAX }, () => fw.run(() => { admittedAt.push(clock.now()); }));
+    const calls = Array.from({ length: 2 * MAX }, () =>
+      fw.run(() => {
+        admittedAt.push(clock.now());
+      }),
+    );
     expect(fw.size).toBe(2 * MAX);
     await clock.advance(0.5);
     expect(admittedAt).toEqual([]);
@@ -97,7 +101,7 @@ describe('FixedWindow across the 32-bit wrap of the window number', () => {
     expect(await queued).toBe(BigInt(2 ** 31 + 1) * NS);
   });
 
-  test('a reading up to 2^16 windows behind the state is refused (explicit-time calls), and the queue wakes at the state\'s window, not at once', () => {
+  test("a reading up to 2^16 windows behind the state is refused (explicit-time calls), and the queue wakes at the state's window, not at once", () => {
     const clock = new ManualClock(0);
     const fw = new FixedWindow({ maxCalls: MAX, periodMs: PERIOD_MS, clock });
     expect(fw.tryAcquireAt(BigInt(2 ** 16) * NS)).toBe(true);

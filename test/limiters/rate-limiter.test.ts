@@ -9,7 +9,9 @@ describe('RateLimiter facade', () => {
     const limiter = new RateLimiter({ maxCalls: 10, periodMs: 1000, burst: 1, clock });
     const obj = {
       base: 5,
-      add: limiter.wrap(function (this: { base: number }, x: number) { return this.base + x; }),
+      add: limiter.wrap(function (this: { base: number }, x: number) {
+        return this.base + x;
+      }),
     };
     const results = Promise.all([obj.add(1), obj.add(2), obj.add(3)]);
     await clock.advance(200);

@@ -6,7 +6,7 @@ import { killAll, spawnTableWorker } from '../table-workers.js';
 afterEach(killAll);
 
 describe('thread-table exhaustion (maxThreads) and reclaimThread', () => {
-  test('TokenBucket with maxThreads 2: a third thread\'s attach throws a RangeError naming maxThreads, still after the second thread died, and attaches and is admitted once reclaimThread freed the dead thread\'s row', async () => {
+  test("TokenBucket with maxThreads 2: a third thread's attach throws a RangeError naming maxThreads, still after the second thread died, and attaches and is admitted once reclaimThread freed the dead thread's row", async () => {
     const tb = new TokenBucket({ rate: 1000, burst: 10, maxThreads: 2 });
     const second = spawnTableWorker({ descriptor: tb.share() });
     await second.next('attached');
@@ -33,7 +33,7 @@ describe('thread-table exhaustion (maxThreads) and reclaimThread', () => {
     expect(tb.snapshot().admitted).toBe(4);
   });
 
-  test('ConcurrencyLimit with maxThreads 2: a third thread\'s attach throws a RangeError naming maxThreads; after the second thread dies holding every permit, reclaimThread gives them back, a waiting call of the main thread is admitted, and a new thread attaches and takes the other permit', async () => {
+  test("ConcurrencyLimit with maxThreads 2: a third thread's attach throws a RangeError naming maxThreads; after the second thread dies holding every permit, reclaimThread gives them back, a waiting call of the main thread is admitted, and a new thread attaches and takes the other permit", async () => {
     const limit = new ConcurrencyLimit({ max: 2, maxThreads: 2 });
     const second = spawnTableWorker({ descriptor: limit.share() });
     await second.next('attached');
@@ -42,7 +42,10 @@ describe('thread-table exhaustion (maxThreads) and reclaimThread', () => {
     expect(limit.inFlight).toBe(2);
 
     let admitted = false;
-    const waiting = limit.acquire().then((p) => { admitted = true; return p; });
+    const waiting = limit.acquire().then((p) => {
+      admitted = true;
+      return p;
+    });
     expect(limit.queuedTotal).toBe(1);
 
     const third = spawnTableWorker({ descriptor: limit.share() });

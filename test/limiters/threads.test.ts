@@ -35,7 +35,9 @@ async function runTogether(jobs: WorkerJob[], timeoutMs: number): Promise<{ stal
   Atomics.store(go, 0, 1);
   Atomics.notify(go, 0);
   let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error('workers did not finish in time')), timeoutMs); });
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error('workers did not finish in time')), timeoutMs);
+  });
   try {
     await Promise.race([Promise.all(finished), deadline]);
   } finally {
@@ -170,7 +172,10 @@ describe('shared limiters across real worker threads', () => {
     expect(report).toEqual({ held: 2, queued: 3 });
     expect(limit.inFlight).toBe(2);
     let admitted = false;
-    const waiting = limit.acquire().then((p) => { admitted = true; return p; });
+    const waiting = limit.acquire().then((p) => {
+      admitted = true;
+      return p;
+    });
     const threadId = worker.threadId;
     await worker.terminate();
     await new Promise((r) => setTimeout(r, 50));

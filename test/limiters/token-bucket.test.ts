@@ -7,7 +7,11 @@ const ms = (x: number): bigint => BigInt(Math.round(x * 1e6));
 
 /** Submits `count` calls at once through run(); returns the clock time (ms) at which each started. */
 function submit(tb: TokenBucket, clock: ManualClock, count: number, starts: number[], n = 1): Promise<unknown>[] {
-  return Array.from({ length: count }, (_, i) => tb.run(() => { starts[i] = clock.nowMs(); }, n));
+  return Array.from({ length: count }, (_, i) =>
+    tb.run(() => {
+      starts[i] = clock.nowMs();
+    }, n),
+  );
 }
 
 describe('TokenBucket with an injected clock', () => {
@@ -25,12 +29,7 @@ describe('TokenBucket with an injected clock', () => {
     const clock = new ManualClock();
     const tb = new TokenBucket({ rate: 1, periodMs: 10, burst: 4, clock });
     const order: string[] = [];
-    const calls = [
-      tb.run(() => order.push('a4'), 4),
-      tb.run(() => order.push('b1'), 1),
-      tb.run(() => order.push('c3'), 3),
-      tb.run(() => order.push('d1'), 1),
-    ];
+    const calls = [tb.run(() => order.push('a4'), 4), tb.run(() => order.push('b1'), 1), tb.run(() => order.push('c3'), 3), tb.run(() => order.push('d1'), 1)];
     await clock.advance(200);
     await Promise.all(calls);
     expect(order).toEqual(['a4', 'b1', 'c3', 'd1']);
@@ -53,7 +52,7 @@ describe('TokenBucket with an injected clock', () => {
     const tb = new TokenBucket({ rate: 7, periodMs: 100, burst: 5 });
     const admitted: number[] = [];
     let seed = 42;
-    const random = (): number => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const random = (): number => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
     let t = 0;
     for (let i = 0; i < 20_000; i++) {
       t += random() < 0.2 ? random() * 50 : 0;
@@ -115,7 +114,13 @@ describe('TokenBucket with an injected clock', () => {
     expect(tb.queuedTotal).toBe(4);
     // A call whose estimate fits is accepted, and is admitted at the estimated time.
     let startedAt = -1;
-    const fits = tb.run(() => { startedAt = clock.nowMs(); }, 1, { maxWaitMs: 500 });
+    const fits = tb.run(
+      () => {
+        startedAt = clock.nowMs();
+      },
+      1,
+      { maxWaitMs: 500 },
+    );
     await clock.advance(1000);
     await Promise.all([...queued, fits]);
     expect(startedAt).toBe(500);
@@ -188,10 +193,10 @@ describe('many waiters on one AbortSignal', () => {
     const controller = new AbortController();
     const added: number[] = [];
     const addEventListener = controller.signal.addEventListener.bind(controller.signal);
-    controller.signal.addEventListener = ((...args: Parameters<AbortSignal['addEventListener']>) => {
+    controller.signal.addEventListener = (...args: Parameters<AbortSignal['addEventListener']>) => {
       added.push(1);
       addEventListener(...args);
-    });
+    };
     const order: number[] = [];
     const calls = Array.from({ length: 20_000 }, (_, k) => tb.acquire(1, { signal: controller.signal }).catch(() => order.push(k)));
     expect(added).toHaveLength(1);
@@ -211,14 +216,21 @@ describe('clear()', () => {
     const clock = new ManualClock();
     const tb = new TokenBucket({ rate: 10, periodMs: 1000, burst: 1, clock });
     tb.tryAcquire();
-    const waiting = Array.from({ length: 5 }, () => tb.acquire().then(() => 'admitted', (e: Error) => e.message));
+    const waiting = Array.from({ length: 5 }, () =>
+      tb.acquire().then(
+        () => 'admitted',
+        (e: Error) => e.message,
+      ),
+    );
     expect(tb.queuedTotal).toBe(5);
     tb.clear(new Error('shutting down'));
     expect(await Promise.all(waiting)).toEqual(Array(5).fill('shutting down'));
     expect(tb.queuedTotal).toBe(0);
     expect(clock.pendingTimers()).toBe(0);
     let startedAt = -1;
-    const next = tb.run(() => { startedAt = clock.nowMs(); });
+    const next = tb.run(() => {
+      startedAt = clock.nowMs();
+    });
     await clock.advance(100);
     await next;
     expect(startedAt).toBe(100); // the token the cleared calls never took

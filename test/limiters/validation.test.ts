@@ -22,9 +22,24 @@ const cases: Case[] = [
   ['negative window', () => new FixedWindow({ maxCalls: 2, periodMs: -5 }), RangeError, /periodMs must be greater than 0, got -5/],
   ['max 0', () => new ConcurrencyLimit({ max: 0 }), RangeError, /max must be at least 1, got 0/],
   ['options not an object', () => new ConcurrencyLimit(null as never), TypeError, /ConcurrencyLimit options must be an options object/],
-  ['unknown algorithm', () => new RateLimiter({ maxCalls: 1, algorithm: 'sliding' as never }), RangeError, /algorithm must be 'token-bucket' or 'fixed-window', got "sliding"/],
-  ['burst on a fixed window', () => new RateLimiter({ maxCalls: 1, algorithm: 'fixed-window', burst: 2 }), RangeError, /burst applies to algorithm 'token-bucket' only/],
-  ['bad descriptor', () => attachLimiter({ kind: 'token-bucket', id: 'x', options: {}, buffer: new SharedArrayBuffer(8) }), TypeError, /descriptor.buffer must be the SharedArrayBuffer of a limiter/],
+  [
+    'unknown algorithm',
+    () => new RateLimiter({ maxCalls: 1, algorithm: 'sliding' as never }),
+    RangeError,
+    /algorithm must be 'token-bucket' or 'fixed-window', got "sliding"/,
+  ],
+  [
+    'burst on a fixed window',
+    () => new RateLimiter({ maxCalls: 1, algorithm: 'fixed-window', burst: 2 }),
+    RangeError,
+    /burst applies to algorithm 'token-bucket' only/,
+  ],
+  [
+    'bad descriptor',
+    () => attachLimiter({ kind: 'token-bucket', id: 'x', options: {}, buffer: new SharedArrayBuffer(8) }),
+    TypeError,
+    /descriptor.buffer must be the SharedArrayBuffer of a limiter/,
+  ],
 ];
 
 describe('options are validated in one place, naming the option and the value', () => {

@@ -36,7 +36,10 @@ export interface AppException extends Error {
 export type Protocol = 'binary' | 'compact';
 
 /** Opens a framed connection with the generated client. */
-export async function connect(port: number, protocol: Protocol = 'binary'): Promise<{ client: CalculatorClient; close: () => void; connection: thrift.Connection }> {
+export async function connect(
+  port: number,
+  protocol: Protocol = 'binary',
+): Promise<{ client: CalculatorClient; close: () => void; connection: thrift.Connection }> {
   const connection = thrift.createConnection('127.0.0.1', port, {
     transport: thrift.TFramedTransport,
     protocol: protocol === 'compact' ? thrift.TCompactProtocol : thrift.TBinaryProtocol,

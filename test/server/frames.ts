@@ -37,7 +37,7 @@ export function messageHeader(protocol: Protocol, name: string, type: number, se
     return Buffer.concat([Buffer.from([0x82, ((type << 5) | 1) & 0xff, ...varint(seqid | 0), ...varint(nameBytes.length)]), nameBytes]);
   }
   const out = Buffer.allocUnsafe(12 + nameBytes.length);
-  out.writeInt32BE((0x80010000 | type) | 0, 0);
+  out.writeInt32BE(0x80010000 | type | 0, 0);
   out.writeInt32BE(nameBytes.length, 4);
   nameBytes.copy(out, 8);
   out.writeInt32BE(seqid | 0, 8 + nameBytes.length);
@@ -181,7 +181,10 @@ export class ReplyCollector {
   private pending: Buffer = Buffer.alloc(0);
   private waiters: Array<() => void> = [];
 
-  constructor(socket: net.Socket, private readonly protocol: Protocol) {
+  constructor(
+    socket: net.Socket,
+    private readonly protocol: Protocol,
+  ) {
     socket.on('data', (chunk: Buffer) => this.push(chunk));
   }
 
@@ -230,7 +233,10 @@ export async function settledWithin<T>(promise: Promise<T>, ms: number): Promise
   const started = performance.now();
   let timer: NodeJS.Timeout | undefined;
   const result = await Promise.race([
-    promise.then((value) => ({ value }), (error: unknown) => ({ error })),
+    promise.then(
+      (value) => ({ value }),
+      (error: unknown) => ({ error }),
+    ),
     new Promise<{ pending: true }>((resolve) => {
       timer = setTimeout(() => resolve({ pending: true }), ms);
     }),
@@ -238,4 +244,3 @@ export async function settledWithin<T>(promise: Promise<T>, ms: number): Promise
   clearTimeout(timer);
   return { ...result, ms: performance.now() - started };
 }
-

@@ -30,7 +30,10 @@ async function start(options: Partial<ThreadedServerOptions>): Promise<{ server:
   return { server, port, log };
 }
 
-const addArgs = (a: number, b: number) => [{ id: 1, i32: a }, { id: 2, i32: b }];
+const addArgs = (a: number, b: number) => [
+  { id: 1, i32: a },
+  { id: 2, i32: b },
+];
 
 describe('threaded server against hostile clients and handlers', () => {
   test('a CALL-typed message for a oneway method is answered INVALID_MESSAGE_TYPE, and 300 of them (one per turn) leave the server serving a fresh client', async () => {
@@ -197,7 +200,9 @@ describe('threaded server against hostile clients and handlers', () => {
       // A busy client is never idle: a call every 100 ms for 1.2 s.
       const busy = await connect(port);
       let busyClosed = false;
-      busy.connection.on('close', () => { busyClosed = true; });
+      busy.connection.on('close', () => {
+        busyClosed = true;
+      });
 
       const silent = await rawSocket(port);
       const silentClosed = settledWithin(closed(silent), 3000);
@@ -342,7 +347,11 @@ describe('threaded server against hostile clients and handlers', () => {
       expect(await within(client.add(1, 1), 2000, 'add')).toBe(2);
       const mentions = (): string[] => log.filter((line) => /\bfail\b/.test(line));
       expect(mentions()).toEqual([]);
-      const error = (await within(client.fail('throw').catch((e: unknown) => e), 2000, "fail('throw')")) as AppException;
+      const error = (await within(
+        client.fail('throw').catch((e: unknown) => e),
+        2000,
+        "fail('throw')",
+      )) as AppException;
       expect(error.type).toBe(ExceptionType.INTERNAL_ERROR);
       await expect.poll(() => mentions().length, { timeout: 1000 }).toBe(1);
       expect(mentions()[0]).toMatch(/handler failed on purpose/);
@@ -480,8 +489,13 @@ function serverChild(child: ChildProcessByStdio<Writable, Readable, null>): { ne
 }
 
 /** Outcome of test/fixtures/listen-once.js: what listen() did, and whether the process then exited by itself. */
-async function listenOnce(handler: string, options: Partial<ThreadedServerOptions>): Promise<{ result: { ok: boolean; message?: string; ms: number; resources?: unknown }; exitedAfterMs: number | null }> {
-  const child = spawn(process.execPath, [fixturePath('listen-once.js'), fixturePath(handler), JSON.stringify(options)], { stdio: ['ignore', 'pipe', 'inherit'] });
+async function listenOnce(
+  handler: string,
+  options: Partial<ThreadedServerOptions>,
+): Promise<{ result: { ok: boolean; message?: string; ms: number; resources?: unknown }; exitedAfterMs: number | null }> {
+  const child = spawn(process.execPath, [fixturePath('listen-once.js'), fixturePath(handler), JSON.stringify(options)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   const exited = once(child, 'exit');
   try {
     const line = await within(once(createInterface({ input: child.stdout }), 'line') as Promise<[string]>, 15_000, 'listen() in the child');

@@ -17,7 +17,9 @@ describe('metrics in shared memory', () => {
   test('counters are one set of numbers for every thread: 3 workers × 200 calls and 100 on the main thread are all counted', async () => {
     const tb = new TokenBucket({ rate: 1e9, burst: 1_000_000 });
     const go = new SharedArrayBuffer(4);
-    const workers = [0, 1, 2].map(() => new Worker(fixture('limiter-worker'), { workerData: { mode: 'run', descriptor: tb.share(), count: 200, go } satisfies WorkerJob }));
+    const workers = [0, 1, 2].map(
+      () => new Worker(fixture('limiter-worker'), { workerData: { mode: 'run', descriptor: tb.share(), count: 200, go } satisfies WorkerJob }),
+    );
     await Promise.all(workers.map((w) => new Promise((r) => w.once('message', r))));
     const done = workers.map((w) => new Promise((r) => w.once('message', r)));
     Atomics.store(new Int32Array(go), 0, 1);
@@ -33,7 +35,14 @@ describe('metrics in shared memory', () => {
     const { server, port } = await startServer({ workers: 1, limits: { add: { rate: 20, burst: 5 } }, queue: { maxWaitMs: 120 } });
     try {
       const { client, close } = await connect(port);
-      const results = await Promise.all(Array.from({ length: 20 }, (_, k) => client.add(k, 0).then(() => 'ok', (e: AppException) => `refused ${e.type}`)));
+      const results = await Promise.all(
+        Array.from({ length: 20 }, (_, k) =>
+          client.add(k, 0).then(
+            () => 'ok',
+            (e: AppException) => `refused ${e.type}`,
+          ),
+        ),
+      );
       close();
       const ok = results.filter((r) => r === 'ok').length;
       const refused = results.filter((r) => r === 'refused 11').length;
@@ -56,7 +65,9 @@ describe('metrics in shared memory', () => {
       const h = wait.metrics[0]!;
       expect(Number(/^tql_wait_seconds_count\{limit="add"\} (\d+)$/m.exec(text)![1])).toBe(ok);
       const sum = Number(/^tql_wait_seconds_sum\{limit="add"\} ([\d.e-]+)$/m.exec(text)![1]);
-      const buckets = Object.entries(h.buckets!).map(([le, n]) => [Number(le), Number(n)] as const).sort((a, b) => a[0] - b[0]);
+      const buckets = Object.entries(h.buckets!)
+        .map(([le, n]) => [Number(le), Number(n)] as const)
+        .sort((a, b) => a[0] - b[0]);
       for (let i = 1; i < buckets.length; i++) expect(buckets[i]![1]).toBeGreaterThanOrEqual(buckets[i - 1]![1]);
       expect(buckets.at(-1)![1]).toBe(ok);
       // Five were admitted at once (the burst); the rest waited up to 120 ms.

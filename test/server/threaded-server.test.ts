@@ -57,8 +57,10 @@ describe.each(['binary', 'compact'] as Protocol[])('threaded server, %s protocol
     await client.ping(); // the worker has started and loaded its modules
     const started = performance.now();
     const finished: number[] = [];
-    await Promise.all([client.sleep(300).then(() => finished.push(performance.now() - started)),
-      ...Array.from({ length: 10 }, () => client.sleep(30).then(() => finished.push(performance.now() - started)))]);
+    await Promise.all([
+      client.sleep(300).then(() => finished.push(performance.now() - started)),
+      ...Array.from({ length: 10 }, () => client.sleep(30).then(() => finished.push(performance.now() - started))),
+    ]);
     finished.sort((a, b) => a - b);
     expect(finished[9]).toBeLessThan(200); // the short calls did not wait for the long one
     expect(finished[10]).toBeGreaterThanOrEqual(290);
@@ -87,7 +89,14 @@ describe('threaded server admission', () => {
     const started = performance.now();
     const done: number[] = [];
     await Promise.all(
-      clients.flatMap(({ client }) => Array.from({ length: rate }, (_, k) => client.add(k, 1).then((r) => { expect(r).toBe(k + 1); done.push(performance.now() - started); }))),
+      clients.flatMap(({ client }) =>
+        Array.from({ length: rate }, (_, k) =>
+          client.add(k, 1).then((r) => {
+            expect(r).toBe(k + 1);
+            done.push(performance.now() - started);
+          }),
+        ),
+      ),
     );
     done.sort((a, b) => a - b);
     expect(done).toHaveLength(5 * rate);
@@ -222,7 +231,10 @@ describe('threaded server robustness', () => {
     const { server, port } = await start({ workers: 1, limits: { add: { rate: 1, periodMs: 10_000, burst: 1 } } });
     const { client } = await connect(port);
     await client.ping(); // the worker is up, so the deadline below is not spent starting it
-    const running = client.work(100_000).then(() => 'finished', (e: unknown) => e);
+    const running = client.work(100_000).then(
+      () => 'finished',
+      (e: unknown) => e,
+    );
     const queued = [client.add(1, 1), client.add(2, 2)].map((p) => p.catch((e: unknown) => e as AppException));
     await expect.poll(() => server.stats().queued).toBe(1);
     await server.close({ timeoutMs: 1000 });

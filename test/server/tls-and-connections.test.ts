@@ -11,13 +11,32 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 /** A throwaway self-signed certificate for 127.0.0.1. */
 function selfSigned(): { key: Buffer; cert: Buffer } {
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1',
-    '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')], { stdio: 'ignore' });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-days',
+      '1',
+      '-subj',
+      '/CN=127.0.0.1',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1',
+      '-keyout',
+      join(dir, 'key.pem'),
+      '-out',
+      join(dir, 'cert.pem'),
+    ],
+    { stdio: 'ignore' },
+  );
   return { key: readFileSync(join(dir, 'key.pem')), cert: readFileSync(join(dir, 'cert.pem')) };
 }
 
 describe('threaded server transport options', () => {
-  test('serves TLS like thrift\'s tls option: a TLS client trusting the certificate gets its replies', async () => {
+  test("serves TLS like thrift's tls option: a TLS client trusting the certificate gets its replies", async () => {
     const { key, cert } = selfSigned();
     const { server, port } = await startServer({ tls: { key, cert }, workers: 1 });
     try {

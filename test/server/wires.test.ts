@@ -50,21 +50,31 @@ describe('one port answers every wire', () => {
   });
   afterAll(() => server.close({ timeoutMs: 100 }));
 
-  test.each(WIRES)('a Python %s %s client gets a value, a struct, a declared exception, a oneway call and an unknown method answered as its IDL declares', async (transport, protocol) => {
-    expect(await python(port, transport, protocol)).toEqual(EVERY_KIND);
-  });
+  test.each(WIRES)(
+    'a Python %s %s client gets a value, a struct, a declared exception, a oneway call and an unknown method answered as its IDL declares',
+    async (transport, protocol) => {
+      expect(await python(port, transport, protocol)).toEqual(EVERY_KIND);
+    },
+  );
 
   const NODE_WIRES = [
-    ['framed', 'binary'], ['framed', 'compact'], ['framed', 'json'],
-    ['buffered', 'binary'], ['buffered', 'compact'], ['buffered', 'json'],
-    ['http', 'binary'], ['http', 'compact'], ['http', 'json'],
+    ['framed', 'binary'],
+    ['framed', 'compact'],
+    ['framed', 'json'],
+    ['buffered', 'binary'],
+    ['buffered', 'compact'],
+    ['buffered', 'json'],
+    ['http', 'binary'],
+    ['http', 'compact'],
+    ['http', 'json'],
   ] as const;
   test.each(NODE_WIRES)('an npm thrift %s %s client gets a struct and a declared exception answered', async (transport, protocol) => {
     const Protocol = { binary: thrift.TBinaryProtocol, compact: thrift.TCompactProtocol, json: thrift.TJSONProtocol }[protocol];
     const options = { transport: transport === 'framed' ? thrift.TFramedTransport : thrift.TBufferedTransport, protocol: Protocol };
-    const connection = transport === 'http'
-      ? thrift.createHttpConnection('127.0.0.1', port, { ...options, path: '/', headers: { Connection: 'keep-alive' } })
-      : thrift.createConnection('127.0.0.1', port, options);
+    const connection =
+      transport === 'http'
+        ? thrift.createHttpConnection('127.0.0.1', port, { ...options, path: '/', headers: { Connection: 'keep-alive' } })
+        : thrift.createConnection('127.0.0.1', port, options);
     connection.on('error', () => {});
     const c = thrift.createClient<{
       translate(p: unknown, dx: number, dy: number): Promise<{ x: number; y: number; label: string }>;
@@ -101,7 +111,7 @@ describe('one port answers every wire', () => {
     await expect.poll(() => Buffer.concat(replies).length).toBeGreaterThan(0);
     const reply = Buffer.concat(replies);
     // A strict binary REPLY (type 2) for seqid 42 carrying i32 15 in field 0.
-    expect(reply.readInt32BE(0)).toBe((0x80010000 | 2) | 0);
+    expect(reply.readInt32BE(0)).toBe(0x80010000 | 2 | 0);
     expect(reply.readInt32BE(reply.length - 5)).toBe(15);
     socket.destroy();
   });
@@ -149,7 +159,7 @@ describe('hostile or broken clients on the other wires', () => {
     socket.on('error', () => {});
     // echo(binary of 1 MiB): the string length alone tells it is too big.
     const head = Buffer.alloc(4 + 4 + 4 + 4 + 1 + 2 + 4);
-    let at = head.writeInt32BE((0x80010000 | 1) | 0, 0);
+    let at = head.writeInt32BE(0x80010000 | 1 | 0, 0);
     at = head.writeInt32BE(4, at);
     at += head.write('echo', at, 'latin1');
     at = head.writeInt32BE(1, at);
@@ -165,7 +175,9 @@ describe('hostile or broken clients on the other wires', () => {
     const slow = await rawSocket(port);
     const slowClosed = closed(slow);
     slow.write('POST / HTTP/1.1\r\nContent-Length: 100\r\n\r\n');
-    const timer = setInterval(() => { if (!slow.destroyed) slow.write('x'); }, 100);
+    const timer = setInterval(() => {
+      if (!slow.destroyed) slow.write('x');
+    }, 100);
     const ms = await slowClosed;
     clearInterval(timer);
     expect(ms).toBeGreaterThan(400);
@@ -189,12 +201,15 @@ describe('multiplexed services', () => {
   });
   afterAll(() => server.close({ timeoutMs: 100 }));
 
-  test.each([['framed', 'binary'], ['buffered', 'binary'], ['buffered', 'compact'], ['header', 'compact'], ['http', 'json']] as const)(
-    'a Python multiplexed %s %s client calls Service:method and gets every kind answered',
-    async (transport, protocol) => {
-      expect(await python(port, transport, protocol, 'Calc')).toEqual(EVERY_KIND);
-    },
-  );
+  test.each([
+    ['framed', 'binary'],
+    ['buffered', 'binary'],
+    ['buffered', 'compact'],
+    ['header', 'compact'],
+    ['http', 'json'],
+  ] as const)('a Python multiplexed %s %s client calls Service:method and gets every kind answered', async (transport, protocol) => {
+    expect(await python(port, transport, protocol, 'Calc')).toEqual(EVERY_KIND);
+  });
 
   test('limits, stats and metrics name methods Service:method, with Service:* as the service default', async () => {
     expect(await python(port, 'framed', 'binary', 'Calc', '--overload', '3')).toEqual({ answered: 1, exceptions: { '11': 2 } });
@@ -213,7 +228,7 @@ describe('multiplexed services', () => {
     socket.write(bufferedBinaryAdd(1, 2, 5));
     await expect.poll(() => Buffer.concat(replies).length).toBeGreaterThan(12);
     const reply = Buffer.concat(replies);
-    expect(reply.readInt32BE(0)).toBe((0x80010000 | 3) | 0);
+    expect(reply.readInt32BE(0)).toBe(0x80010000 | 3 | 0);
     socket.destroy();
   });
 });
@@ -226,13 +241,16 @@ describe('overload on every kind of wire', () => {
   });
   afterAll(() => server.close({ timeoutMs: 100 }));
 
-  test.each([['buffered', 'binary'], ['header', 'binary'], ['http', 'binary'], ['http', 'json'], ['framed', 'json']] as const)(
-    'a %s %s client over its limit gets TApplicationException 11 in its own wire',
-    async (transport, protocol) => {
-      await new Promise((r) => setTimeout(r, 1100)); // a fresh token for each wire
-      expect(await python(port, transport, protocol, '--overload', '3')).toEqual({ answered: 1, exceptions: { '11': 2 } });
-    },
-  );
+  test.each([
+    ['buffered', 'binary'],
+    ['header', 'binary'],
+    ['http', 'binary'],
+    ['http', 'json'],
+    ['framed', 'json'],
+  ] as const)('a %s %s client over its limit gets TApplicationException 11 in its own wire', async (transport, protocol) => {
+    await new Promise((r) => setTimeout(r, 1100)); // a fresh token for each wire
+    expect(await python(port, transport, protocol, '--overload', '3')).toEqual({ answered: 1, exceptions: { '11': 2 } });
+  });
 });
 
 describe('restricting what is accepted', () => {
@@ -261,7 +279,7 @@ describe('restricting what is accepted', () => {
 /** A strict binary `add(a, b)` call without framing. */
 function bufferedBinaryAdd(a: number, b: number, seqid: number): Buffer {
   const out = Buffer.alloc(4 + 4 + 3 + 4 + 7 + 7 + 1);
-  let at = out.writeInt32BE((0x80010000 | 1) | 0, 0);
+  let at = out.writeInt32BE(0x80010000 | 1 | 0, 0);
   at = out.writeInt32BE(3, at);
   at += out.write('add', at, 'latin1');
   at = out.writeInt32BE(seqid, at);
@@ -274,4 +292,3 @@ function bufferedBinaryAdd(a: number, b: number, seqid: number): Buffer {
   out.writeUInt8(0, at);
   return out;
 }
-

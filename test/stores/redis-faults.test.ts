@@ -29,9 +29,13 @@ function startLoad(tb: TokenBucket): { outcomes: Outcome[]; now(): number; stop(
   const submit = (): void => {
     if (stopped) return;
     inFlight++;
-    tb.run(() => {
-      outcomes.push({ at: performance.now() - t0, admitted: true });
-    }, 1, { maxWaitMs: 3000 }).then(
+    tb.run(
+      () => {
+        outcomes.push({ at: performance.now() - t0, admitted: true });
+      },
+      1,
+      { maxWaitMs: 3000 },
+    ).then(
       () => settled(0),
       (error: unknown) => {
         outcomes.push({ at: performance.now() - t0, admitted: false, error });
@@ -97,7 +101,7 @@ async function killAndRestart(policy: StoreErrorPolicy) {
 }
 
 describe('Redis killed and restarted mid-run', () => {
-  it("fail-closed: refuses calls with StoreUnavailableError while down (at most a booked burst admitted), logs once, recovers by itself, no hung call", async () => {
+  it('fail-closed: refuses calls with StoreUnavailableError while down (at most a booked burst admitted), logs once, recovers by itself, no hung call', async () => {
     const r = await killAndRestart('fail-closed');
     expect(r.hung).toBe(false);
     expect(admittedIn(r.o, 0, r.killedAt)).toBeGreaterThan(50);

@@ -55,7 +55,9 @@ async function sharedRun(lease: LoadConfig['lease'], stallMs = 0): Promise<{ sta
   const starts = results.flatMap((r) => r.starts.map(BigInt)).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   const holdMs = Math.max(...results.map((r) => r.store.maxHoldMs));
   const elapsedS = Number(starts.at(-1)! - starts[0]!) / 1e9;
-  console.log(`lease ${JSON.stringify(lease)}: ${starts.length} starts in ${elapsedS.toFixed(3)} s (${(starts.length / elapsedS).toFixed(1)}/s, limit ${RATE}/s burst ${BURST}); max hold ${holdMs.toFixed(2)} ms; round trips ${results.map((r) => r.store.roundTrips).join('+')}; per process ${results.map((r) => r.starts.length).join('+')}`);
+  console.log(
+    `lease ${JSON.stringify(lease)}: ${starts.length} starts in ${elapsedS.toFixed(3)} s (${(starts.length / elapsedS).toFixed(1)}/s, limit ${RATE}/s burst ${BURST}); max hold ${holdMs.toFixed(2)} ms; round trips ${results.map((r) => r.store.roundTrips).join('+')}; per process ${results.map((r) => r.starts.length).join('+')}`,
+  );
   // Every thread keeps calls waiting until startAt + durationMs; after that the queues drain.
   return { starts, holdMs, results, overloadEnd: BigInt(config.startAt) + BigInt(config.durationMs) * 1_000_000n };
 }

@@ -138,7 +138,10 @@ describe('Redis store: configuration', () => {
   it('connect() to an address where nothing listens fails with StoreConnectionError naming it', async () => {
     const port = await freePort();
     const s = createRedisStore({ url: `redis://127.0.0.1:${port}` });
-    const error = await s.connect().then(() => undefined, (e: unknown) => e);
+    const error = await s.connect().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(error).toBeInstanceOf(StoreConnectionError);
     expect((error as Error).message).toMatch(new RegExp(`127\\.0\\.0\\.1:${port}.*nothing listens there`));
     await s.close();
@@ -148,7 +151,10 @@ describe('Redis store: configuration', () => {
     const secured = await startRedis({ password: 'right-password' });
     try {
       const wrong = createRedisStore({ url: `redis://:wrong-password@127.0.0.1:${secured.port}` });
-      const error = (await wrong.connect().then(() => undefined, (e: unknown) => e)) as Error;
+      const error = (await wrong.connect().then(
+        () => undefined,
+        (e: unknown) => e,
+      )) as Error;
       expect(error).toBeInstanceOf(StoreConnectionError);
       expect(error.message).toMatch(/authentication failed/);
       expect(error.message).not.toMatch(/wrong-password/);

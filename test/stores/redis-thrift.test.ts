@@ -20,7 +20,8 @@ const run = promisify(execFile);
 const require = createRequire(import.meta.url);
 const cli = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
 // The servers run from dist/ (their worker entry is compiled); their store comes from there too.
-const storeModule = async (): Promise<typeof RedisStoreModule> => (await import(new URL('../../dist/src/stores/redis-store.js', import.meta.url).href)) as typeof RedisStoreModule;
+const storeModule = async (): Promise<typeof RedisStoreModule> =>
+  (await import(new URL('../../dist/src/stores/redis-store.js', import.meta.url).href)) as typeof RedisStoreModule;
 
 let redis: Pick<TestRedis, 'url' | 'cli' | 'stop'>;
 beforeAll(async () => {
@@ -36,7 +37,9 @@ describe('threaded server on the Redis store', () => {
     const { createRedisStore } = await storeModule();
     const prefix = `srv:${Math.random()}:`;
     const stores = [createRedisStore({ url: redis.url, prefix }), createRedisStore({ url: redis.url, prefix })];
-    const servers = stores.map((store) => createThreadedServer({ service: servicePath, handler: handlerPath, workers: 1, store, limits: { add: { rate: 200, burst: 10 } } }));
+    const servers = stores.map((store) =>
+      createThreadedServer({ service: servicePath, handler: handlerPath, workers: 1, store, limits: { add: { rate: 200, burst: 10 } } }),
+    );
     try {
       const ports = await Promise.all(servers.map(async (s) => (await s.listen(0)).port));
       const clients = await Promise.all(ports.map((p) => connect(p)));
@@ -85,10 +88,14 @@ describe('wrapHandler on the Redis store', () => {
     const { createRedisStore } = await storeModule();
     const store = createRedisStore({ url: redis.url, prefix: `wrap:${Math.random()}:` });
     const { createHandler } = require(handlerPath) as { createHandler: (c: { limiters: object; threadId: number }) => object };
-    const server = thrift.createServer(Calculator as never, wrapHandler(createHandler({ limiters: {}, threadId: 0 }), { add: { rate: 50, burst: 5, store, key: 'add' } }) as never, {
-      transport: thrift.TFramedTransport,
-      protocol: thrift.TBinaryProtocol,
-    });
+    const server = thrift.createServer(
+      Calculator as never,
+      wrapHandler(createHandler({ limiters: {}, threadId: 0 }), { add: { rate: 50, burst: 5, store, key: 'add' } }) as never,
+      {
+        transport: thrift.TFramedTransport,
+        protocol: thrift.TBinaryProtocol,
+      },
+    );
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     try {
       const { client, close } = await connect((server.address() as AddressInfo).port);
@@ -106,7 +113,22 @@ describe('wrapHandler on the Redis store', () => {
 describe('serve --redis', () => {
   test('an address where nothing listens exits 1 with one line naming it', async () => {
     const port = await freePort();
-    const e = (await run(process.execPath, [cli, 'serve', '--service', servicePath, '--handler', handlerPath, '--port', '0', '--workers', '1', '--limit', 'add=10/s', '--redis', `redis://127.0.0.1:${port}`]).catch((x: unknown) => x)) as {
+    const e = (await run(process.execPath, [
+      cli,
+      'serve',
+      '--service',
+      servicePath,
+      '--handler',
+      handlerPath,
+      '--port',
+      '0',
+      '--workers',
+      '1',
+      '--limit',
+      'add=10/s',
+      '--redis',
+      `redis://127.0.0.1:${port}`,
+    ]).catch((x: unknown) => x)) as {
       code: number;
       stderr: string;
     };
@@ -116,7 +138,10 @@ describe('serve --redis', () => {
   });
 
   test('--lease without --redis exits 2 naming the flag', async () => {
-    const e = (await run(process.execPath, [cli, 'serve', '--service', servicePath, '--handler', handlerPath, '--lease']).catch((x: unknown) => x)) as { code: number; stderr: string };
+    const e = (await run(process.execPath, [cli, 'serve', '--service', servicePath, '--handler', handlerPath, '--lease']).catch((x: unknown) => x)) as {
+      code: number;
+      stderr: string;
+    };
     expect(e.code).toBe(2);
     expect(e.stderr.trim()).toBe('thrift-queue-limiter: --lease needs --redis URL');
   });

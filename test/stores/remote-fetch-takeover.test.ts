@@ -50,7 +50,7 @@ async function until(check: () => boolean, what: string, ms = 2000): Promise<voi
 }
 
 describe('a fetch left in flight by a dead thread (remote-limit FETCHING word)', () => {
-  test('waiting calls take the dead thread\'s fetch over only once it is 2 × timeoutMs old, with exactly one fetch in flight (no second one from other contenders), and are admitted by its answer', async () => {
+  test("waiting calls take the dead thread's fetch over only once it is 2 × timeoutMs old, with exactly one fetch in flight (no second one from other contenders), and are admitted by its answer", async () => {
     const clock = new ManualClock(1000);
     const { store, leases } = fakeStore();
     const tb = new TokenBucket({ rate: 100, burst: 10, store, key: 'k', clock });
@@ -62,7 +62,11 @@ describe('a fetch left in flight by a dead thread (remote-limit FETCHING word)',
     Atomics.store(i64, FETCH_STARTED, clock.now());
 
     const admittedAt: bigint[] = [];
-    const calls = [0, 1, 2].map(() => tb.run(() => { admittedAt.push(clock.now()); }));
+    const calls = [0, 1, 2].map(() =>
+      tb.run(() => {
+        admittedAt.push(clock.now());
+      }),
+    );
     expect(leases).toHaveLength(0);
     // The waiting thread wakes every 2 × timeoutMs of real time to look again; until the fetch is
     // stale by the limiter's clock it leaves it alone.
@@ -81,10 +85,14 @@ describe('a fetch left in flight by a dead thread (remote-limit FETCHING word)',
 
     // While the taken-over fetch is in flight, nobody starts another: a new call, another
     // instance on the same shared memory (what a second thread holds), and more real time.
-    const more = tb.run(() => { admittedAt.push(clock.now()); });
+    const more = tb.run(() => {
+      admittedAt.push(clock.now());
+    });
     const other = new RemoteLimit(store, 'k', { kind: 'token-bucket', intervalUs: 10_000, burst: 10 }, clock, () => 1, 10, remote.buffer);
     let otherWoke = 0;
-    other.waitForRelease(() => { otherWoke++; });
+    other.waitForRelease(() => {
+      otherWoke++;
+    });
     await sleep(STALE_MS * 2 + 20);
     expect(leases).toHaveLength(1);
 
@@ -98,7 +106,7 @@ describe('a fetch left in flight by a dead thread (remote-limit FETCHING word)',
     other.idle();
   });
 
-  test('the takeover boundary: a dead thread\'s fetch 1 ns younger than 2 × timeoutMs is left alone, at exactly 2 × timeoutMs one contender takes it over, and a second contender at the same instant does not fetch again', async () => {
+  test("the takeover boundary: a dead thread's fetch 1 ns younger than 2 × timeoutMs is left alone, at exactly 2 × timeoutMs one contender takes it over, and a second contender at the same instant does not fetch again", async () => {
     const clock = new ManualClock(5000);
     const { store, leases } = fakeStore();
     const spec: RemoteLimitSpec = { kind: 'token-bucket', intervalUs: 10_000, burst: 10 };
@@ -113,15 +121,21 @@ describe('a fetch left in flight by a dead thread (remote-limit FETCHING word)',
     let woke = 0;
 
     await clock.advance(STALE_MS - 1e-6);
-    first.waitForRelease(() => { woke++; });
+    first.waitForRelease(() => {
+      woke++;
+    });
     expect(leases).toHaveLength(0);
     expect(Atomics.load(i32, FETCHING)).toBe(DEAD + 1);
     expect(Atomics.load(i64, FETCH_STARTED)).toBe(sent);
 
     await clock.advance(1e-6);
     expect(first.take(clock.now(), 1)).toBe(false);
-    first.waitForRelease(() => { woke++; });
-    second.waitForRelease(() => { woke++; });
+    first.waitForRelease(() => {
+      woke++;
+    });
+    second.waitForRelease(() => {
+      woke++;
+    });
     expect(leases).toHaveLength(1);
     expect(Atomics.load(i32, FETCHING)).toBe(threadId + 1);
     expect(Atomics.load(i64, FETCH_STARTED)).toBe(sent + BigInt(STALE_MS) * 1_000_000n);

@@ -204,10 +204,13 @@ export function libraryMessages(kind: MessageKind): Buffer[] {
   });
   // A fresh protocol: a protocol object records the seqid of the first message it writes and
   // warns on the next (it is meant to write one message).
-  return [...calls, ...written(kind, (p, _client, flush) => {
-    countersReply(p);
-    flush();
-  })];
+  return [
+    ...calls,
+    ...written(kind, (p, _client, flush) => {
+      countersReply(p);
+      flush();
+    }),
+  ];
 }
 
 /**
@@ -266,4 +269,3 @@ export async function pythonMessages(): Promise<Record<MessageKind, Buffer[]>> {
   const hex = await pythonWires<Record<MessageKind, string[]>>('messages');
   return Object.fromEntries(MESSAGE_KINDS.map((kind) => [kind, hex[kind].map((h) => Buffer.from(h, 'hex'))])) as Record<MessageKind, Buffer[]>;
 }
-

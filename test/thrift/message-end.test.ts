@@ -1,7 +1,17 @@
 import { beforeAll, describe, expect, test } from 'vitest';
 import { MalformedMessageError, MessageScanner } from '../../src/thrift/message-end.js';
 import type { Protocol } from '../../src/thrift/message-header.js';
-import { libraryMessages, MESSAGE_KINDS, nestedLists, nestedStructs, protocolOf, pythonMessages, mulberry32, written, type MessageKind } from './library-messages.js';
+import {
+  libraryMessages,
+  MESSAGE_KINDS,
+  nestedLists,
+  nestedStructs,
+  protocolOf,
+  pythonMessages,
+  mulberry32,
+  written,
+  type MessageKind,
+} from './library-messages.js';
 
 const LIMITS = { maxMessageBytes: 1 << 20, maxDepth: 64 };
 
@@ -145,10 +155,25 @@ describe('MessageScanner on malformed input', () => {
     ['a compact message of another protocol id', 'compact', [0x83, 0x21, 1, 1, 0x6d, 0], /bad compact protocol id 0x83/],
     ['a compact message of another version', 'compact', [0x82, 0x22, 1, 1, 0x6d, 0], /bad compact protocol version 2/],
     ['a compact seqid varint of more than 5 bytes', 'compact', [0x82, 0x21, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01], /varint longer than 5 bytes/],
-    ['a compact integer varint of more than 10 bytes', 'compact', [...compactHeader(), 0x16, ...Array<number>(10).fill(0xff), 0x01], /varint longer than 10 bytes/],
+    [
+      'a compact integer varint of more than 10 bytes',
+      'compact',
+      [...compactHeader(), 0x16, ...Array<number>(10).fill(0xff), 0x01],
+      /varint longer than 10 bytes/,
+    ],
     ['an unknown compact type id', 'compact', [...compactHeader(), 0x1e], /unknown compact type id 14/],
-    ['a compact binary length that is negative as an i32', 'compact', [...compactHeader(), 0x18, 0xff, 0xff, 0xff, 0xff, 0x0f], /binary length 4294967295 out of range/],
-    ['a compact list size that is negative as an i32', 'compact', [...compactHeader(), 0x19, 0xf5, 0x80, 0x80, 0x80, 0x80, 0x08], /list size 2147483648 out of range/],
+    [
+      'a compact binary length that is negative as an i32',
+      'compact',
+      [...compactHeader(), 0x18, 0xff, 0xff, 0xff, 0xff, 0x0f],
+      /binary length 4294967295 out of range/,
+    ],
+    [
+      'a compact list size that is negative as an i32',
+      'compact',
+      [...compactHeader(), 0x19, 0xf5, 0x80, 0x80, 0x80, 0x80, 0x08],
+      /list size 2147483648 out of range/,
+    ],
     ['JSON that is not an array', 'json', '{"1":{"i32":1}}', /a message is a JSON array, got '\{'/],
     ['a JSON message of another version', 'json', '[2,"m",1,0,{}]', /its version must be the number 1, got '2'/],
     ['a JSON message whose version has more digits', 'json', '[10,"m",1,0,{}]', /version must be 1/],
@@ -169,24 +194,31 @@ describe('MessageScanner on malformed input', () => {
     expect(thrown(() => scanner(protocol).push(bytes)).message).toMatch(message);
     // Byte by byte: the same verdict, as soon as the bad byte arrives.
     const s = scanner(protocol);
-    expect(thrown(() => { for (let i = 0; i < bytes.length; i++) s.push(bytes.subarray(i, i + 1)); }).message).toMatch(message);
+    expect(
+      thrown(() => {
+        for (let i = 0; i < bytes.length; i++) s.push(bytes.subarray(i, i + 1));
+      }).message,
+    ).toMatch(message);
   });
 
-  test.each(['binary', 'compact'] as const)('refuses a stream of random bytes in the %s protocol within maxMessageBytes, instead of waiting for ever', (protocol) => {
-    const random = mulberry32(7);
-    const maxMessageBytes = 4096;
-    for (let round = 0; round < 300; round++) {
-      const s = scanner(protocol, { maxMessageBytes, maxDepth: 64 });
-      // The first message starts well, so that garbage in its body is judged too.
-      const header = Buffer.from(protocol === 'binary' ? binaryHeader() : compactHeader());
-      thrown(() => {
-        s.push(header);
-        for (let pushed = 0; pushed <= maxMessageBytes; pushed += 64) {
-          s.push(Buffer.from(Array.from({ length: 64 }, () => Math.floor(random() * 256))));
-        }
-      });
-    }
-  });
+  test.each(['binary', 'compact'] as const)(
+    'refuses a stream of random bytes in the %s protocol within maxMessageBytes, instead of waiting for ever',
+    (protocol) => {
+      const random = mulberry32(7);
+      const maxMessageBytes = 4096;
+      for (let round = 0; round < 300; round++) {
+        const s = scanner(protocol, { maxMessageBytes, maxDepth: 64 });
+        // The first message starts well, so that garbage in its body is judged too.
+        const header = Buffer.from(protocol === 'binary' ? binaryHeader() : compactHeader());
+        thrown(() => {
+          s.push(header);
+          for (let pushed = 0; pushed <= maxMessageBytes; pushed += 64) {
+            s.push(Buffer.from(Array.from({ length: 64 }, () => Math.floor(random() * 256))));
+          }
+        });
+      }
+    },
+  );
 
   test('refuses a string announced larger than maxMessageBytes as soon as its length arrives, without buffering toward it', () => {
     for (const [protocol, bytes] of [

@@ -72,7 +72,15 @@ describe.each(['binary', 'compact'] as const)('THeader against python3-thrift, %
     for (const variant of ['plain', 'headers']) {
       const request = decodeTHeader(pythonFrame(`${protocol}-${variant}`));
       const reply = encodeTHeader(
-        { protocolId: request.protocolId, seqid: request.seqid, flags: request.flags, headers: new Map([['server', 'thrift-queue-limiter'], ['ü', 'é']]) },
+        {
+          protocolId: request.protocolId,
+          seqid: request.seqid,
+          flags: request.flags,
+          headers: new Map([
+            ['server', 'thrift-queue-limiter'],
+            ['ü', 'é'],
+          ]),
+        },
         await answer(request.payload, request.protocol),
       );
       const read = await pythonWires<PythonReply>('theader-read', reply.toString('hex'));
@@ -98,7 +106,14 @@ describe('THeader encoding and decoding', () => {
       { protocolId: 2, seqid: -1, flags: 0xffff },
       { protocolId: 0, seqid: 2 ** 31 - 1, flags: 1, headers: new Map([['k', 'v']]) },
       // Header sizes of every remainder mod 4, so every amount of padding.
-      ...[0, 1, 2, 3].map((extra): THeaderFields => ({ protocolId: 2, seqid: -(2 ** 31), headers: new Map([['key', 'v'.repeat(extra)], ['é', 'x'.repeat(200)]]) })),
+      ...[0, 1, 2, 3].map((extra): THeaderFields => ({
+        protocolId: 2,
+        seqid: -(2 ** 31),
+        headers: new Map([
+          ['key', 'v'.repeat(extra)],
+          ['é', 'x'.repeat(200)],
+        ]),
+      })),
     ];
     for (const fields of cases) {
       const frame = encodeTHeader(fields, payload);
@@ -118,7 +133,11 @@ describe('THeader encoding and decoding', () => {
 
   test.each([
     ['a frame shorter than the fixed header', Buffer.from([0x0f, 0xff, 0, 0, 0]), /at least 10 bytes, got 5/],
-    ['a frame without the magic', Buffer.from([0x80, 0x01, 0, 1, 0, 0, 0, 4, 0x65, 0x63, 0x68, 0x6f]), /no THeader magic 0x0fff at the frame's start \(0x8001\)/],
+    [
+      'a frame without the magic',
+      Buffer.from([0x80, 0x01, 0, 1, 0, 0, 0, 4, 0x65, 0x63, 0x68, 0x6f]),
+      /no THeader magic 0x0fff at the frame's start \(0x8001\)/,
+    ],
     ['a header length beyond the frame', Buffer.from([0x0f, 0xff, 0, 0, 0, 0, 0, 1, 0, 9, 0, 0]), /header of 36 bytes is longer than the frame/],
     ['a protocol other than binary and compact', frame([1, 0]), /protocol id 1 is not spoken here \(0 binary, 2 compact\)/],
     ['a transform it does not know', frame([0, 1, 5]), /transform id 5 is not supported/],

@@ -28,14 +28,24 @@ beforeAll(async () => {
     { what: 'npm unframed compact', bytes: npmEcho('compact', 'buffered'), expected: known('buffered', 'compact'), decidesWithin: 2 },
     { what: 'npm unframed JSON', bytes: npmEcho('json', 'buffered'), expected: known('buffered', 'json'), decidesWithin: 1 },
     { what: 'npm framed strict binary', bytes: npmEcho('binary', 'framed'), expected: known('framed', 'binary', true), decidesWithin: 6 },
-    { what: 'npm framed non-strict binary', bytes: npmEcho('binary-nonstrict', 'framed'), expected: known('framed', 'binary', false), decidesWithin: 4 + 4 + 'echo'.length + 1 },
+    {
+      what: 'npm framed non-strict binary',
+      bytes: npmEcho('binary-nonstrict', 'framed'),
+      expected: known('framed', 'binary', false),
+      decidesWithin: 4 + 4 + 'echo'.length + 1,
+    },
     { what: 'npm framed compact', bytes: npmEcho('compact', 'framed'), expected: known('framed', 'compact'), decidesWithin: 6 },
     { what: 'npm framed JSON', bytes: npmEcho('json', 'framed'), expected: known('framed', 'json'), decidesWithin: 5 },
     { what: 'python unframed strict binary', bytes: python.binary[0]!, expected: known('buffered', 'binary', true), decidesWithin: 2 },
     { what: 'python unframed compact', bytes: python.compact[0]!, expected: known('buffered', 'compact'), decidesWithin: 2 },
     { what: 'python unframed JSON', bytes: python.json[0]!, expected: known('buffered', 'json'), decidesWithin: 1 },
     { what: 'python THeader binary', bytes: Buffer.from(theader['binary-plain']!.frame, 'hex'), expected: known('header', 'binary'), decidesWithin: 15 },
-    { what: 'python THeader compact with info headers', bytes: Buffer.from(theader['compact-headers']!.frame, 'hex'), expected: known('header', 'compact'), decidesWithin: 15 },
+    {
+      what: 'python THeader compact with info headers',
+      bytes: Buffer.from(theader['compact-headers']!.frame, 'hex'),
+      expected: known('header', 'compact'),
+      decidesWithin: 15,
+    },
     {
       what: 'HTTP POST',
       bytes: Buffer.from('POST /thrift HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-thrift\r\nContent-Length: 30\r\n\r\n'),
@@ -97,7 +107,18 @@ describe('detectWire on bytes that are no Thrift wire', () => {
   });
 
   test('waits on prefixes that could still be anything', () => {
-    for (const prefix of [[], [0x80], [0x82], 'P', 'POS', 'GE', [0, 0, 0], [0, 0, 0, 50], [0, 0, 0, 50, 0x0f, 0xff, 0, 0, 0, 0, 0, 0, 0, 1], [0, 0, 0, 50, 0, 0, 0, 4, 0x65, 0x63]]) {
+    for (const prefix of [
+      [],
+      [0x80],
+      [0x82],
+      'P',
+      'POS',
+      'GE',
+      [0, 0, 0],
+      [0, 0, 0, 50],
+      [0, 0, 0, 50, 0x0f, 0xff, 0, 0, 0, 0, 0, 0, 0, 1],
+      [0, 0, 0, 50, 0, 0, 0, 4, 0x65, 0x63],
+    ]) {
       expect(detectWire(Buffer.from(prefix as never)), JSON.stringify(prefix)).toBe('need-more');
     }
   });

@@ -7,11 +7,17 @@ import { readMessageHeader, type Protocol } from '../../src/thrift/message-heade
 /** A message header written by the real thrift library, as a frame without its prefix. */
 function libraryFrame(protocol: 'binary-strict' | 'binary-nonstrict' | 'compact', name: string, type: number, seqid: number): Buffer {
   let out: Buffer | undefined;
-  const transport = new thrift.TFramedTransport(undefined, (buf?: Buffer) => { out = buf; });
+  const transport = new thrift.TFramedTransport(undefined, (buf?: Buffer) => {
+    out = buf;
+  });
   const proto =
     protocol === 'compact'
       ? new thrift.TCompactProtocol(transport)
-      : new (thrift.TBinaryProtocol as unknown as new (t: unknown, strictRead: boolean, strictWrite: boolean) => thrift.TProtocol)(transport, false, protocol === 'binary-strict');
+      : new (thrift.TBinaryProtocol as unknown as new (t: unknown, strictRead: boolean, strictWrite: boolean) => thrift.TProtocol)(
+          transport,
+          false,
+          protocol === 'binary-strict',
+        );
   proto.writeMessageBegin(name, type, seqid);
   proto.writeStructBegin('args');
   proto.writeFieldStop();
@@ -28,7 +34,13 @@ describe('FrameReader', () => {
   test('delivers the same frames whatever the chunk boundaries: byte by byte, all at once, random cuts', () => {
     for (const cut of [1, 3, 7, 4096, stream.length]) {
       const got: Buffer[] = [];
-      const reader = new FrameReader({ maxFrameBytes: 1 << 20, onFrame: (f) => got.push(Buffer.from(f)), onError: (e) => { throw e; } });
+      const reader = new FrameReader({
+        maxFrameBytes: 1 << 20,
+        onFrame: (f) => got.push(Buffer.from(f)),
+        onError: (e) => {
+          throw e;
+        },
+      });
       for (let at = 0; at < stream.length; at += cut) reader.push(stream.subarray(at, at + cut));
       expect(got.map((f) => f.toString('hex'))).toEqual(frames.map((f) => f.toString('hex')));
       expect(reader.hasPartialFrame).toBe(false);
@@ -36,9 +48,19 @@ describe('FrameReader', () => {
   });
 
   test('rejects an oversize or negative length prefix at once, without buffering the announced bytes', () => {
-    for (const prefix of [[0x7f, 0xff, 0xff, 0xff], [0x80, 0, 0, 0], [0, 0x10, 0, 1]]) {
+    for (const prefix of [
+      [0x7f, 0xff, 0xff, 0xff],
+      [0x80, 0, 0, 0],
+      [0, 0x10, 0, 1],
+    ]) {
       const errors: string[] = [];
-      const reader = new FrameReader({ maxFrameBytes: 1 << 20, onFrame: () => { throw new Error('no frame expected'); }, onError: (e) => errors.push(e.message) });
+      const reader = new FrameReader({
+        maxFrameBytes: 1 << 20,
+        onFrame: () => {
+          throw new Error('no frame expected');
+        },
+        onError: (e) => errors.push(e.message),
+      });
       reader.push(Buffer.from(prefix));
       reader.push(Buffer.alloc(100));
       expect(errors).toHaveLength(1);
@@ -62,7 +84,12 @@ describe('readMessageHeader against frames written by the thrift library', () =>
     ['compact', 'compact'],
   ];
   test.each(cases)('%s: name, type and seqid, including negative seqids and non-ASCII names', (written, protocol) => {
-    for (const [name, type, seqid] of [['add', 1, 0], ['work', 4, 2_147_483_647], ['λ-méthode', 1, -5], ['x'.repeat(300), 1, -2_147_483_648]] as const) {
+    for (const [name, type, seqid] of [
+      ['add', 1, 0],
+      ['work', 4, 2_147_483_647],
+      ['λ-méthode', 1, -5],
+      ['x'.repeat(300), 1, -2_147_483_648],
+    ] as const) {
       expect(readMessageHeader(libraryFrame(written, name, type, seqid), protocol)).toEqual({ name, type, seqid });
     }
   });
@@ -84,7 +111,7 @@ describe('applicationExceptionFrame', () => {
     const Proto = protocol === 'compact' ? thrift.TCompactProtocol : thrift.TBinaryProtocol;
     const input = new Proto(new thrift.TFramedTransport(frame.subarray(4)));
     const begin = input.readMessageBegin();
-    expect(begin).toMatchObject({ fname: 'work', mtype: 3, rseqid: protocol === 'compact' ? (-3 >>> 0) : -3 });
+    expect(begin).toMatchObject({ fname: 'work', mtype: 3, rseqid: protocol === 'compact' ? -3 >>> 0 : -3 });
     const x = new thrift.Thrift.TApplicationException();
     x.read(input);
     expect((x as unknown as { type: number }).type).toBe(11);
