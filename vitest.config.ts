@@ -17,6 +17,7 @@ const UNIT = [
   'test/limiters/fixed-window-wrap.test.ts',
   'test/limiters/token-bucket.test.ts',
   'test/limiters/validation.test.ts',
+  'test/shared/layout.test.ts',
   'test/stores/remote-limit.test.ts',
   'test/thrift/wire.test.ts',
   'test/thrift/wire-detect.test.ts',

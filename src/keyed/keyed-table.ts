@@ -79,6 +79,7 @@
  */
 import type { Nanos } from '../clock.js';
 import { gcraReadyAt, gcraTake } from '../limiters/gcra.js';
+import { assertLayout } from '../shared/layout.js';
 
 const MAGIC = 0x314b5154; // 'TQK1'
 
@@ -115,6 +116,9 @@ const FOLD: readonly (readonly [number, number])[] = [
   [R64.TABLE_FULL, C.TABLE_FULL],
 ];
 const SLOT_BYTES = 16;
+
+assertLayout('keyed table header', { i32: Object.values(H), i64: [...Object.values(W), ...Object.values(C)], bytes: HEADER_BYTES });
+assertLayout('keyed table row', { i32: Object.values(R32), i64: Object.values(R64), bytes: ROW_BYTES });
 
 const TAT_MASK = (1n << 48n) - 1n;
 const VERSION_ONE = 1n << 48n;

@@ -46,6 +46,7 @@
  * ```
  */
 import { threadId } from 'node:worker_threads';
+import { assertLayout } from './layout.js';
 
 /** Which algorithm a buffer holds. */
 export type LimiterKind = 'token-bucket' | 'fixed-window' | 'concurrency';
@@ -104,6 +105,13 @@ export const S = {
 const HEADER_BYTES = 8 * (M.WAIT_HISTOGRAM + WAIT_BUCKETS) + 8; // 256
 const ROW_WORDS = 16;
 const TABLE_START = HEADER_BYTES / 4;
+
+assertLayout('limiter header', {
+  i32: Object.values(H),
+  i64: [...Object.values(W), ...Object.values(M), ...Array.from({ length: WAIT_BUCKETS }, (_, k) => M.WAIT_HISTOGRAM + k)],
+  bytes: HEADER_BYTES,
+});
+assertLayout('thread table row', { i32: Object.values(S).filter((f) => f !== S.ADMITTED), i64: [S.ADMITTED / 2], bytes: ROW_WORDS * 4 });
 
 /** What a thread's row held when it was reclaimed. */
 export interface Reclaimed {

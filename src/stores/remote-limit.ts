@@ -66,6 +66,7 @@ import type { Clock, Nanos } from '../clock.js';
 import { gcraReadyAt, gcraTake } from '../limiters/gcra.js';
 import { waitForSignal, type SignalWait } from '../shared/wait-signal.js';
 import type { LimiterStore, RemoteLimitSpec, StoreDescriptor } from './store.js';
+import { assertLayout } from '../shared/layout.js';
 
 const MAGIC = 0x31525154; // 'TQR1'
 const I = { MAGIC: 0, POOL: 1, FETCHING: 2, SIGNAL: 3, DOWN: 4, PENDING: 5 } as const;
@@ -93,6 +94,8 @@ const L = {
   PENDING_SINCE: 24,
 } as const;
 const BYTES = 8 * 25;
+
+assertLayout('remote limit pool', { i32: Object.values(I), i64: Object.values(L), bytes: BYTES });
 
 /** Everything to rebuild a {@link RemoteLimit} in another thread of the same process. */
 export interface RemoteDescriptor {
