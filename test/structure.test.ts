@@ -81,3 +81,20 @@ describe('structure of src/', () => {
     expect(wrong).toEqual([]);
   });
 });
+
+describe('the vocabulary of src/', () => {
+  test('every exported error class has a stable machine-readable code', () => {
+    const files = readdirSync(SRC, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.ts'));
+    const missing: string[] = [];
+    let classes = 0;
+    for (const file of files) {
+      const text = readFileSync(join(SRC, file), 'utf8');
+      for (const m of text.matchAll(/^export class (\w+) extends Error \{([\s\S]*?)^\}/gm)) {
+        classes++;
+        if (!/readonly code = '[A-Z_]+' as const;/.test(m[2]!)) missing.push(`${file}: ${m[1]}`);
+      }
+    }
+    expect(classes).toBeGreaterThanOrEqual(12);
+    expect(missing).toEqual([]);
+  });
+});

@@ -24,7 +24,10 @@ commands:
 run 'thrift-queue-limiter <command> --help' for a command's options.`;
 
 /** Thrown for bad command-line input: printed as one line, exit code 2. */
-export class UsageError extends Error {}
+export class UsageError extends Error {
+  /** Stable machine-readable reason. */
+  readonly code = 'USAGE' as const;
+}
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;

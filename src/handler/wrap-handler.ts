@@ -12,6 +12,8 @@ import { MethodLimits, type HandlerCall, type HandlerLimitsConfig, type QueueBou
 
 /** The error a wrapped method fails with when its call is refused for overload. */
 export class ServerOverloadedError extends Error {
+  /** Stable machine-readable reason. */
+  readonly code = 'SERVER_OVERLOADED' as const;
   /** `'queue-full'`, `'wait-limit'`, or `'store-unavailable'` (a distributed store down, fail-closed). */
   readonly reason: 'queue-full' | 'wait-limit' | 'store-unavailable';
 

@@ -27,6 +27,14 @@ async function loadCli(port: number, ...args: string[]): Promise<CliRun> {
   return { code: result.code, report: JSON.parse(result.stdout) as LoadReport, stderr: result.stderr, ms: performance.now() - started };
 }
 
+/** Runs `load` with the example service against `port` expecting it to fail: its exit code and stderr. */
+function failingCli(port: number, ...args: string[]): Promise<{ code: number; stderr: string }> {
+  return run(process.execPath, [cli, 'load', '--service', servicePath, '--port', String(port), ...args], { timeout: 30_000 }).then(
+    () => ({ code: 0, stderr: '' }),
+    (e: { code: number; stderr: string }) => ({ code: e.code, stderr: e.stderr }),
+  );
+}
+
 /** A short closed-loop run of `echo` through runLoad. */
 function shortRun(port: number, options: Partial<LoadOptions> = {}): Promise<LoadReport> {
   return runLoad({
@@ -81,24 +89,10 @@ describe('thrift-queue-limiter load against the example server', () => {
   });
 
   test('a bad flag or an unknown method exits non-zero with one line', async () => {
-    const bad = (await run(process.execPath, [cli, 'load', '--service', servicePath, '--port', String(port), '--method', 'add']).catch((e: unknown) => e)) as {
-      code: number;
-      stderr: string;
-    };
+    const bad = await failingCli(port, '--method', 'add');
     expect(bad.code).toBe(2);
     expect(bad.stderr.trim()).toBe('thrift-queue-limiter: give exactly one of --rate R/s (open loop) or --concurrency N (closed loop)');
-    const unknown = (await run(process.execPath, [
-      cli,
-      'load',
-      '--service',
-      servicePath,
-      '--port',
-      String(port),
-      '--method',
-      'nope',
-      '--concurrency',
-      '1',
-    ]).catch((e: unknown) => e)) as { code: number; stderr: string };
+    const unknown = await failingCli(port, '--method', 'nope', '--concurrency', '1');
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toMatch(/--method nope is not a method/);
   });
@@ -166,38 +160,10 @@ describe('load speaks every wire the server answers', () => {
   });
 
   test('a wire the CLI does not know, or THeader with json, exits 2 with one line', async () => {
-    const udp = (await run(process.execPath, [
-      cli,
-      'load',
-      '--service',
-      servicePath,
-      '--port',
-      String(port),
-      '--method',
-      'add',
-      '--concurrency',
-      '1',
-      '--transport',
-      'udp',
-    ]).catch((e: unknown) => e)) as { code: number; stderr: string };
+    const udp = await failingCli(port, '--method', 'add', '--concurrency', '1', '--transport', 'udp');
     expect(udp.code).toBe(2);
     expect(udp.stderr.trim()).toBe('thrift-queue-limiter: --transport must be framed, buffered, header, http, got "udp"');
-    const headerJson = (await run(process.execPath, [
-      cli,
-      'load',
-      '--service',
-      servicePath,
-      '--port',
-      String(port),
-      '--method',
-      'add',
-      '--concurrency',
-      '1',
-      '--transport',
-      'header',
-      '--protocol',
-      'json',
-    ]).catch((e: unknown) => e)) as { code: number; stderr: string };
+    const headerJson = await failingCli(port, '--method', 'add', '--concurrency', '1', '--transport', 'header', '--protocol', 'json');
     expect(headerJson.code).toBe(2);
     expect(headerJson.stderr.trim()).toBe('thrift-queue-limiter: --transport header takes --protocol binary or compact, not json');
   });
@@ -383,9 +349,7 @@ test('a port nobody listens on fails the CLI at once with one line, leaving noth
   const port = (probe.address() as net.AddressInfo).port;
   await new Promise<void>((r) => probe.close(() => r()));
   const started = performance.now();
-  const failed = (await run(process.execPath, [cli, 'load', '--service', servicePath, '--port', String(port), '--method', 'add', '--concurrency', '1'], {
-    timeout: 30_000,
-  }).catch((e: unknown) => e)) as { code: number; stderr: string };
+  const failed = await failingCli(port, '--method', 'add', '--concurrency', '1');
   expect(performance.now() - started).toBeLessThan(5_000);
   expect(failed.code).toBe(1);
   expect(failed.stderr.trim()).toMatch(/^thrift-queue-limiter: connect ECONNREFUSED 127\.0\.0\.1:\d+$/);
