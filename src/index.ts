@@ -24,7 +24,15 @@ export { Limiter, type LimitedEvent, type LimiterDescriptor, type LimiterEvents,
 export type { Permit } from './limiters/permit.js';
 export { TokenBucket } from './limiters/token-bucket.js';
 export { RateLimiter, type RateLimiterDescriptor } from './rate-limiter.js';
-export { createThreadedServer, ThreadedServer, OVERLOADED, ModuleLoadError, type CloseOptions } from './server/threaded-server.js';
+export {
+  createThreadedServer,
+  ThreadedServer,
+  OVERLOADED,
+  ModuleLoadError,
+  type CloseOptions,
+  type ServerHealth,
+  type ServerState,
+} from './server/threaded-server.js';
 export type { ThreadedServerOptions } from './server/server-options.js';
 export type { HandlerCall, HandlerLimitsConfig, KeyedLimitSpec, LimitSpec, LimitsConfig, QueueBounds } from './limits/method-limits.js';
 export type { FlowCall, FlowKeySpec, PerKeySpec } from './limits/call-key.js';
@@ -37,6 +45,8 @@ export { readArgField } from './thrift/arg-field.js';
 export { ExceptionType } from './thrift/application-exception.js';
 export type { HandlerContext } from './server/batch.js';
 export { limiterMetrics, type LimiterMetricsOptions } from './metrics/prometheus.js';
+export { metricsRequestListener, readiness, type MetricsEndpointSource, type Readiness } from './metrics/http-endpoint.js';
+export type { FairnessDescription, LimitDescription, LimitsDescription } from './limits/describe-limits.js';
 export type { KeyedTokenBucketOptions } from './options.js';
 export {
   KeyedTokenBucket,

@@ -13,6 +13,7 @@ import type { LimitsConfig } from '../limits/method-limits.js';
 import { parseDuration, parseDurationOrOff, parseFlags, parsePositive } from './args.js';
 import { parseLimit } from './limit-spec.js';
 import { parseFairnessFlags } from './fairness-spec.js';
+import { metricsRequestListener } from '../metrics/http-endpoint.js';
 
 const HELP = `usage: thrift-queue-limiter serve --service FILE --handler FILE [options]
        thrift-queue-limiter serve --service NAME=FILE --handler NAME=FILE [--service NAME=FILE --handler NAME=FILE …] [options]
@@ -60,7 +61,9 @@ const HELP = `usage: thrift-queue-limiter serve --service FILE --handler FILE [o
                           until they drain (default 4194304)
   --start-timeout DUR   longest the workers may take to load the handler before serve fails (default 30s)
   --stats-interval DUR  how often to print the stats line (default 5s)
-  --metrics-port N      serve Prometheus metrics at http://127.0.0.1:N/metrics (off by default)
+  --metrics-port N      serve Prometheus metrics at http://ADDR:N/metrics, and /healthz, /readyz (503 while
+                          starting, shutting down or without a ready worker), /limits (JSON) (off by default)
+  --metrics-host ADDR   address the metrics port binds (default 127.0.0.1)
   --help                this text
 
 Over a bound a call is answered with TApplicationException type 11 (overloaded); a oneway call is dropped and counted.
@@ -100,6 +103,7 @@ export async function serve(argv: string[]): Promise<number> {
     'start-timeout': { type: 'string' },
     'stats-interval': { type: 'string', default: '5s' },
     'metrics-port': { type: 'string' },
+    'metrics-host': { type: 'string' },
     help: { type: 'boolean', default: false },
   });
   if (flags.help) {
@@ -131,6 +135,9 @@ export async function serve(argv: string[]): Promise<number> {
     if (!Number.isInteger(metricsPort) || metricsPort < 0 || metricsPort > 65535)
       throw new RangeError(`--metrics-port must be 0..65535, got ${JSON.stringify(flags['metrics-port'])}`);
   }
+  const metricsHost = (flags['metrics-host'] as string | undefined) ?? '127.0.0.1';
+  if (metricsHost === '') throw new RangeError('--metrics-host must be an address, got ""');
+  if (metricsPort === undefined && flags['metrics-host'] !== undefined) throw new RangeError('--metrics-host needs --metrics-port N');
   const host = flags.host as string;
   const store = redisStore(flags);
   let server: ReturnType<typeof createThreadedServer>;
@@ -154,39 +161,31 @@ export async function serve(argv: string[]): Promise<number> {
     await store?.close();
     throw error;
   }
+  let metrics: http.Server | undefined;
   // From here on a failure must not leave the process running with a half-opened server: close
   // what was opened, say in one line which listener failed and why, and exit non-zero.
   const fail = async (what: string | undefined, error: unknown): Promise<never> => {
+    metrics?.close();
     await closeQuietly(server, store);
     throw new Error(what === undefined ? oneLine(error) : `${what}: ${oneLine(error)}`);
   };
+  // The metrics port opens first, so /readyz answers 503 while the workers load the handler.
+  if (metricsPort !== undefined) {
+    metrics = http.createServer(metricsRequestListener(server));
+    metrics.listen(metricsPort, metricsHost);
+    try {
+      await once(metrics, 'listening');
+    } catch (error) {
+      await fail(`cannot serve metrics on ${hostPort(metricsHost, metricsPort)}`, error);
+    }
+    const bound = metrics.address() as AddressInfo;
+    console.log(`metrics on http://${hostPort(bound.address, bound.port)}/metrics (health: /healthz /readyz, limits: /limits)`);
+  }
   // A module or handler that cannot be loaded already says so (naming the module); a port that
   // cannot be bound is named here.
   const address = await server
     .listen(port, host)
     .catch((error: unknown) => fail(isListenError(error) ? `cannot listen for Thrift on ${host}:${port}` : undefined, error));
-  let metrics: http.Server | undefined;
-  if (metricsPort !== undefined) {
-    const registry = server.metricsRegistry();
-    metrics = http.createServer((req, res) => {
-      if (req.url !== '/metrics') {
-        res.writeHead(404).end();
-        return;
-      }
-      registry.metrics().then(
-        (text) => res.writeHead(200, { 'Content-Type': registry.contentType }).end(text),
-        () => res.writeHead(500).end(),
-      );
-    });
-    metrics.listen(metricsPort, '127.0.0.1');
-    try {
-      await once(metrics, 'listening');
-    } catch (error) {
-      metrics.close();
-      await fail(`cannot serve metrics on 127.0.0.1:${metricsPort}`, error);
-    }
-    console.log(`metrics on http://127.0.0.1:${(metrics.address() as AddressInfo).port}/metrics`);
-  }
   const served = (flags.service as string[]).join(' ');
   const wires = `${[...server.options.transports].join('/')} × ${[...server.options.protocols].join('/')}`;
   console.log(
@@ -212,9 +211,11 @@ export async function serve(argv: string[]): Promise<number> {
     process.once('SIGTERM', () => resolve('SIGTERM'));
   });
   clearInterval(timer);
-  metrics?.close();
   console.log(`${signal}: shutting down (queued and running calls get 5 s to finish)`);
+  // The metrics port stays open meanwhile: /readyz says 503 while the calls finish.
   await server.close({ timeoutMs: 5000 });
+  metrics?.close();
+  metrics?.closeAllConnections();
   await store?.close();
   const s = server.stats();
   console.log(`stopped: admitted ${s.admitted}, completed ${s.completed}, refused ${Object.values(s.refused).reduce((a, b) => a + b, 0)}`);
@@ -287,6 +288,11 @@ function connectionOptions(flags: Record<string, unknown>): Record<string, numbe
     if (value !== undefined) out[option] = parsePositive(`--${flag}`, value, true);
   }
   return out;
+}
+
+/** `host:port`, with an IPv6 address in brackets as URLs write it. */
+function hostPort(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
 /** Whether `error` is a socket server's failure to listen (port taken, no permission, bad address). */

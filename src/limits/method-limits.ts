@@ -159,7 +159,6 @@ export function isKeyedLimit(limit: MethodLimit): limit is KeyedMethodLimit {
  */
 export class MethodLimits {
   private readonly byName = new Map<string, MethodLimit>();
-  private readonly fallback: MethodLimit | undefined;
 
   /**
    * @param store the distributed store rate limits use unless their spec names one (keyed by
@@ -172,7 +171,6 @@ export class MethodLimits {
     for (const [name, spec] of Object.entries(config)) {
       this.byName.set(name, isKeyedSpec(spec) ? buildKeyed(name, spec, queue) : build(name, spec, queue, store));
     }
-    this.fallback = this.byName.get('*');
   }
 
   /**
@@ -180,10 +178,17 @@ export class MethodLimits {
    * `Service:*`; else the default `*`), or undefined if unlimited.
    */
   limitFor(method: string): MethodLimit | undefined {
-    const own = this.byName.get(method);
-    if (own !== undefined) return own;
+    const name = this.nameFor(method);
+    return name === undefined ? undefined : this.byName.get(name);
+  }
+
+  /** The configured name of the limit of `method` (`method`, `Service:*` or `*`, as {@link limitFor} looks), or undefined if unlimited. */
+  nameFor(method: string): string | undefined {
+    if (this.byName.has(method)) return method;
     const colon = method.indexOf(':');
-    return (colon > 0 ? this.byName.get(`${method.slice(0, colon)}:*`) : undefined) ?? this.fallback;
+    const service = colon > 0 ? `${method.slice(0, colon)}:*` : undefined;
+    if (service !== undefined && this.byName.has(service)) return service;
+    return this.byName.has('*') ? '*' : undefined;
   }
 
   /** The limiter for `method`, or undefined if unlimited or limited per key (then {@link keyedFor} has it). */

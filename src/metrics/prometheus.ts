@@ -33,7 +33,26 @@ export interface LimiterMetricsOptions {
   /** Metric name prefix. Default `tql_`. */
   prefix?: string;
   /** Extra metrics to expose alongside, e.g. the server's own counters. */
-  extra?: { name: string; help: string; type: 'counter' | 'gauge'; read: () => MetricValue<string>[] }[];
+  extra?: { name: string; help: string; type: 'counter' | 'gauge' | 'histogram'; read: () => MetricValue<string>[] }[];
+}
+
+/**
+ * The sample lines of one histogram series: `<name>_bucket{le}` for each cumulative bucket (upper
+ * bounds in the metric's unit; Infinity is `+Inf`), `<name>_sum` and `<name>_count`, all with `labels`.
+ */
+export function histogramValues(
+  name: string,
+  labels: Record<string, string>,
+  buckets: readonly { le: number; count: number }[],
+  sum: number,
+  count: number,
+): MetricValue<string>[] {
+  const values = buckets.map(
+    (b) => ({ metricName: `${name}_bucket`, labels: { ...labels, le: b.le === Infinity ? '+Inf' : String(b.le) }, value: b.count }) as MetricValue<string>,
+  );
+  values.push({ metricName: `${name}_sum`, labels, value: sum } as MetricValue<string>);
+  values.push({ metricName: `${name}_count`, labels, value: count } as MetricValue<string>);
+  return values;
 }
 
 /**
@@ -55,11 +74,16 @@ export function refusalValues(limit: string, refused: { queueFull: number; timeo
  * `<prefix>store_round_trips_total`, `_errors_total`, `_incidents_total`, `store_down`,
  * `store_admitted_without_store_total{policy}` and `store_tokens_lapsed_total`. Returns the
  * registry; `await registry.metrics()` is the text.
+ *
+ * @param limiters the limiters by name, or a function returning them, called at each scrape (so
+ *   limits added or removed at runtime show; the store metrics are registered if a limiter has a
+ *   store when this is called).
  */
-export function limiterMetrics(limiters: Record<string, AnyLimiter>, options: LimiterMetricsOptions = {}): Registry {
+export function limiterMetrics(limiters: Record<string, AnyLimiter> | (() => Record<string, AnyLimiter>), options: LimiterMetricsOptions = {}): Registry {
   const registry = options.registry ?? new Registry();
   const prefix = options.prefix ?? 'tql_';
-  const each = <T>(f: (name: string, l: AnyLimiter) => T[]): T[] => Object.entries(limiters).flatMap(([name, l]) => f(name, l));
+  const current = typeof limiters === 'function' ? limiters : () => limiters;
+  const each = <T>(f: (name: string, l: AnyLimiter) => T[]): T[] => Object.entries(current()).flatMap(([name, l]) => f(name, l));
   const add = (m: CollectedMetric): void => registry.registerMetric(m as unknown as Metric<string>);
   add(
     new CollectedMetric(`${prefix}admitted_total`, 'Calls admitted by the limit (at once or after waiting), all threads.', 'counter', () =>
@@ -83,31 +107,22 @@ export function limiterMetrics(limiters: Record<string, AnyLimiter>, options: Li
     new CollectedMetric(`${prefix}wait_seconds`, 'Time admitted calls waited for their token.', 'histogram', () =>
       each((limit, l) => {
         const s = l.snapshot();
-        const values: MetricValue<string>[] = [];
+        // Calls admitted at once never waited: they are in the first bucket.
         let cumulative = s.admitted - s.waited;
-        for (const b of s.waitHistogram) {
-          cumulative += b.count;
-          values.push({
-            metricName: `${prefix}wait_seconds_bucket`,
-            labels: { limit, le: b.leMs === Infinity ? '+Inf' : String(b.leMs / 1000) },
-            value: cumulative,
-          } as MetricValue<string>);
-        }
-        values.push({ metricName: `${prefix}wait_seconds_sum`, labels: { limit }, value: s.waitMsTotal / 1000 } as MetricValue<string>);
-        values.push({ metricName: `${prefix}wait_seconds_count`, labels: { limit }, value: s.admitted } as MetricValue<string>);
-        return values;
+        const buckets = s.waitHistogram.map((b) => ({ le: b.leMs / 1000, count: (cumulative += b.count) }));
+        return histogramValues(`${prefix}wait_seconds`, { limit }, buckets, s.waitMsTotal / 1000, s.admitted);
       }),
     ),
   );
-  if (Object.values(limiters).some((l) => l.store !== undefined)) addStoreMetrics(add, prefix, limiters);
+  if (Object.values(current()).some((l) => l.store !== undefined)) addStoreMetrics(add, prefix, current);
   for (const e of options.extra ?? []) add(new CollectedMetric(`${prefix}${e.name}`, e.help, e.type, e.read));
   return registry;
 }
 
 /** Counters of the limits held in a distributed store (this process's view of each). */
-function addStoreMetrics(add: (m: CollectedMetric) => void, prefix: string, limiters: Record<string, AnyLimiter>): void {
+function addStoreMetrics(add: (m: CollectedMetric) => void, prefix: string, limiters: () => Record<string, AnyLimiter>): void {
   const each = (f: (limit: string, s: NonNullable<ReturnType<AnyLimiter['snapshot']>['store']>) => MetricValue<string>[]) => () =>
-    Object.entries(limiters).flatMap(([limit, l]) => {
+    Object.entries(limiters()).flatMap(([limit, l]) => {
       const s = l.snapshot().store;
       return s === undefined ? [] : f(limit, s);
     });

@@ -1,13 +1,14 @@
 /**
  * The threaded server's own Prometheus metrics, beside its limits' (prometheus.ts): its counters,
- * per-method admissions and refusals, wires, and, when configured, the fair queues' levels and
- * the per-key limits. Every value is read at scrape time; nothing is counted for them per call.
+ * per-method admissions, refusals and handler durations, workers, wires, and, when configured, the
+ * fair queues' levels and the per-key limits. Every value is read at scrape time; nothing is
+ * counted for them per call beyond the server's own counters.
  */
 import type { MetricValue } from 'prom-client';
 import type { LevelStats } from '../fair/priority-level.js';
 import type { KeyedSnapshot, KeyedTokenBucket } from '../keyed/keyed-token-bucket.js';
 import type { MethodCounters, ServerStatsSnapshot } from '../server/stats.js';
-import { refusalValues, type LimiterMetricsOptions } from './prometheus.js';
+import { histogramValues, refusalValues, type LimiterMetricsOptions } from './prometheus.js';
 
 type ExtraMetrics = NonNullable<LimiterMetricsOptions['extra']>;
 
@@ -21,14 +22,19 @@ export interface ServerMetricsSource {
   wireCalls(): Iterable<[string, { calls: number }]>;
   /** Handler results that came after their call had been answered. */
   lateReplies(): number;
+  /** Worker threads configured, and those that have loaded the handler and are not being replaced. */
+  workers(): { configured: number; ready: number };
   /** The fair queues' levels; absent without fairness. */
   levels: (() => Record<string, LevelStats>) | undefined;
-  /** The per-key limits, by configured name. */
-  keyed: readonly (readonly [string, KeyedTokenBucket])[];
+  /** The per-key limits now, by configured name (their metrics are registered if there are some when {@link serverMetrics} is called). */
+  keyed: () => readonly (readonly [string, KeyedTokenBucket])[];
 }
 
-/** The server's metrics, as the `extra` of {@link limiterMetrics} (names are given without prefix). */
-export function serverMetrics(source: ServerMetricsSource): ExtraMetrics {
+/**
+ * The server's metrics, as the `extra` of {@link limiterMetrics} (names are given without prefix;
+ * `prefix` is needed for the sample names of the histogram).
+ */
+export function serverMetrics(source: ServerMetricsSource, prefix: string): ExtraMetrics {
   const s = (): ServerStatsSnapshot => source.stats();
   return [
     { name: 'server_connections', help: 'Client connections open now.', type: 'gauge', read: () => [{ labels: {}, value: s().connections }] },
@@ -50,6 +56,27 @@ export function serverMetrics(source: ServerMetricsSource): ExtraMetrics {
       help: 'Calls handed to workers, by method.',
       type: 'counter',
       read: () => [...source.methods()].map(([method, m]) => ({ labels: { method }, value: m.admitted })),
+    },
+    {
+      name: 'method_handler_duration_seconds',
+      help: 'Time from the hand-off of a call to a worker to its answer (replied, failed or timed out), by method.',
+      type: 'histogram',
+      read: () =>
+        [...source.methods()].flatMap(([method, m]) =>
+          histogramValues(`${prefix}method_handler_duration_seconds`, { method }, m.handlerDuration.buckets(), m.handlerDuration.sum, m.handlerDuration.count),
+        ),
+    },
+    {
+      name: 'server_workers',
+      help: 'Worker threads the server runs (configured).',
+      type: 'gauge',
+      read: () => [{ labels: {}, value: source.workers().configured }],
+    },
+    {
+      name: 'server_workers_ready',
+      help: 'Worker threads that have loaded the handler and are not being replaced now.',
+      type: 'gauge',
+      read: () => [{ labels: {}, value: source.workers().ready }],
     },
     {
       name: 'method_refused_total',
@@ -118,9 +145,9 @@ export function serverMetrics(source: ServerMetricsSource): ExtraMetrics {
 
 /** The per-key limits' counters, labelled by limit (snapshot() scans the table: once per metric per scrape). */
 function keyedMetrics(keyed: ServerMetricsSource['keyed']): ExtraMetrics {
-  if (keyed.length === 0) return [];
+  if (keyed().length === 0) return [];
   const each = (read: (s: KeyedSnapshot) => number) => (): MetricValue<string>[] =>
-    keyed.map(([limit, k]) => ({ labels: { limit }, value: read(k.snapshot()) }));
+    keyed().map(([limit, k]) => ({ labels: { limit }, value: read(k.snapshot()) }));
   return [
     {
       name: 'keyed_admitted_total',
@@ -138,7 +165,7 @@ function keyedMetrics(keyed: ServerMetricsSource['keyed']): ExtraMetrics {
       name: 'keyed_refused_total',
       help: 'Calls refused by a per-key limit, by reason, all threads.',
       type: 'counter',
-      read: () => keyed.flatMap(([limit, k]) => refusalValues(limit, k.snapshot().refused)),
+      read: () => keyed().flatMap(([limit, k]) => refusalValues(limit, k.snapshot().refused)),
     },
     { name: 'keyed_queued', help: 'Calls waiting for a per-key limit now, all keys and threads.', type: 'gauge', read: each((s) => s.queued) },
     { name: 'keyed_keys', help: "Keys holding a slot of a per-key limit's table now.", type: 'gauge', read: each((s) => s.keysInUse) },

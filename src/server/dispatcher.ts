@@ -179,6 +179,14 @@ export class Dispatcher {
     return this.pool.threads.length;
   }
 
+  /**
+   * Worker threads that have loaded the handler and are not being replaced: a replacement counts
+   * once it is ready, a terminated or dead worker no longer does.
+   */
+  get readyWorkers(): number {
+    return this.heartbeats.size - this.replacing.size;
+  }
+
   /** Queues a call for the next batch. */
   dispatch(call: DispatchedCall): void {
     const id = this.nextId++;

@@ -1,7 +1,9 @@
 /**
  * Counters of the threaded server, kept on the I/O thread where every admission decision is made,
- * and the queue-wait distribution since the last read (for the CLI's periodic stats line).
+ * the handler durations by method, and the queue-wait distribution since the last read (for the
+ * CLI's periodic stats line).
  */
+import { DurationHistogram } from '../metrics/duration-histogram.js';
 
 /** Why a call was not run. */
 export type RefusalReason = 'queueFull' | 'waitLimit' | 'storeUnavailable' | 'disconnected' | 'shutdown';
@@ -43,6 +45,8 @@ export interface ServerStatsSnapshot {
 export interface MethodCounters {
   admitted: number;
   refused: Record<RefusalReason, number>;
+  /** From the hand-off to a worker to its answer, for the calls a worker ran (replied, failed or timed out). */
+  readonly handlerDuration: DurationHistogram;
 }
 
 /** Mutable counters plus a wait-time sample buffer. */
@@ -69,7 +73,7 @@ export class ServerStats {
   method(method: string): MethodCounters {
     let m = this.methods.get(method);
     if (m === undefined) {
-      m = { admitted: 0, refused: { queueFull: 0, waitLimit: 0, storeUnavailable: 0, disconnected: 0, shutdown: 0 } };
+      m = { admitted: 0, refused: { queueFull: 0, waitLimit: 0, storeUnavailable: 0, disconnected: 0, shutdown: 0 }, handlerDuration: new DurationHistogram() };
       this.methods.set(method, m);
     }
     return m;
@@ -82,12 +86,17 @@ export class ServerStats {
   }
   private waits: number[] = [];
 
-  /** Counts an admission (a call handed to a worker) at `now` (performance.now()). */
-  admit(method: string, now: number): void {
+  /**
+   * Counts an admission (a call handed to a worker) at `now` (performance.now()); returns the
+   * method's counters, where the call's handler duration is recorded when it ends.
+   */
+  admit(method: string, now: number): MethodCounters {
     this.admitted++;
-    this.method(method).admitted++;
+    const m = this.method(method);
+    m.admitted++;
     if (this.firstAdmittedAt === 0) this.firstAdmittedAt = now;
     this.lastAdmittedAt = now;
+    return m;
   }
 
   /** Records how long an admitted call waited for its token, ms. */

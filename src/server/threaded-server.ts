@@ -27,8 +27,9 @@ import { callKey, type CallKeySpec } from '../limits/call-key.js';
 import { isKeyedLimit, MethodLimits, type KeyedMethodLimit, type MethodLimit } from '../limits/method-limits.js';
 import { resolveServerOptions, type ResolvedServerOptions, type ThreadedServerOptions } from './server-options.js';
 import { ServerStats, type ServerStatsSnapshot } from './stats.js';
-import type { Registry } from 'prom-client';
+import { collectDefaultMetrics, type Registry } from 'prom-client';
 import { limiterMetrics } from '../metrics/prometheus.js';
+import { describeLimits, type LimitsDescription } from '../limits/describe-limits.js';
 import { serverMetrics } from '../metrics/server-metrics.js';
 
 const CALL = 1;
@@ -44,6 +45,21 @@ export const OVERLOADED = 11;
 export interface CloseOptions {
   /** How long queued and running calls may still finish before they are answered with an error. Default 5000. */
   timeoutMs?: number;
+}
+
+/**
+ * Where a server is in its life: `created` (before `listen`), `starting` (the workers are loading
+ * the handler), `serving`, `closing` (`close` called: calls still running may finish), `closed`.
+ */
+export type ServerState = 'created' | 'starting' | 'serving' | 'closing' | 'closed';
+
+/** What health checks read of a server ({@link ThreadedServer.health}). */
+export interface ServerHealth {
+  state: ServerState;
+  /** Worker threads configured. */
+  workers: number;
+  /** Worker threads that have loaded the handler and are not being replaced (0 unless serving or closing). */
+  readyWorkers: number;
 }
 
 /** Thrown by `listen` when the service or handler module is unusable. */
@@ -86,6 +102,9 @@ export class ThreadedServer implements ConnectionHost {
   private active = 0;
   private drained: (() => void) | undefined;
   private closing: Promise<void> | undefined;
+  private state: ServerState = 'created';
+  /** The registry of each metric prefix asked for: one set of process metrics (and their event-loop monitor) per prefix. */
+  private readonly registries = new Map<string, Registry>();
 
   constructor(options: ThreadedServerOptions) {
     this.options = resolveServerOptions(options);
@@ -117,6 +136,16 @@ export class ThreadedServer implements ConnectionHost {
    * reached, or the port cannot be bound.
    */
   async listen(port = 9090, host = '127.0.0.1'): Promise<AddressInfo> {
+    this.state = 'starting';
+    try {
+      return await this.start(port, host);
+    } catch (error) {
+      if (this.state === 'starting') this.state = 'created';
+      throw error;
+    }
+  }
+
+  private async start(port: number, host: string): Promise<AddressInfo> {
     for (const modules of this.options.services) {
       for (const [name, oneway] of await checkModules(modules.serviceUrl, modules.handlerUrl)) {
         const full = modules.name === '' ? name : `${modules.name}:${name}`;
@@ -173,6 +202,7 @@ export class ThreadedServer implements ConnectionHost {
       this.sweeper = setInterval(() => this.sweep(), Math.min(1000, Math.max(10, shortest / 4)));
       this.sweeper.unref();
     }
+    if (this.state === 'starting') this.state = 'serving';
     return this.server.address() as AddressInfo;
   }
 
@@ -206,21 +236,46 @@ export class ThreadedServer implements ConnectionHost {
 
   /**
    * A prom-client Registry with the limits' metrics (admitted, refused by reason, queued, wait
-   * histogram; read from shared memory at scrape time) and the server's own counters.
+   * histogram; read from shared memory at scrape time), the server's own (counters, per-method
+   * handler durations, workers) and prom-client's default process metrics, all named with `prefix`.
+   * The same registry is returned for the same prefix.
    */
   metricsRegistry(prefix = 'tql_'): Registry {
+    let registry = this.registries.get(prefix);
+    if (registry !== undefined) return registry;
     const fair = this.fair;
-    return limiterMetrics(Object.fromEntries(this.limits.entries()), {
+    registry = limiterMetrics(() => Object.fromEntries(this.limits.entries()), {
       prefix,
-      extra: serverMetrics({
-        stats: () => this.stats_.snapshot(),
-        methods: () => this.stats_.methods,
-        wireCalls: () => this.wireCalls,
-        lateReplies: () => this.dispatcher?.lateReplies ?? 0,
-        levels: fair === undefined ? undefined : () => fair.levels(),
-        keyed: this.limits.keyedEntries().map(([name, k]) => [name, k.limiter] as const),
-      }),
+      extra: serverMetrics(
+        {
+          stats: () => this.stats_.snapshot(),
+          methods: () => this.stats_.methods,
+          wireCalls: () => this.wireCalls,
+          lateReplies: () => this.dispatcher?.lateReplies ?? 0,
+          workers: () => ({ configured: this.options.workers, ready: this.health().readyWorkers }),
+          levels: fair === undefined ? undefined : () => fair.levels(),
+          keyed: () => this.limits.keyedEntries().map(([name, k]) => [name, k.limiter] as const),
+        },
+        prefix,
+      ),
     });
+    collectDefaultMetrics({ register: registry, prefix });
+    this.registries.set(prefix, registry);
+    return registry;
+  }
+
+  /** Where the server is in its life and how many of its workers are ready, for health checks. */
+  health(): ServerHealth {
+    return { state: this.state, workers: this.options.workers, readyWorkers: this.dispatcher?.readyWorkers ?? 0 };
+  }
+
+  /**
+   * The limits in force now, as JSON-ready data: every configured limit with its kind and
+   * options, the limit each method of the service is under, and fair admission's settings. Read
+   * from the limiters at each call.
+   */
+  describeLimits(): LimitsDescription {
+    return describeLimits(this.limits, this.methods.keys(), this.options.fairness);
   }
 
   /** Queue-wait percentiles (ms) since the previous call. */
@@ -233,7 +288,12 @@ export class ThreadedServer implements ConnectionHost {
    * the rest with a TApplicationException, closes every connection, then stops the workers.
    */
   close(options: CloseOptions = {}): Promise<void> {
-    this.closing ??= this.doClose(options.timeoutMs ?? 5000);
+    if (this.closing === undefined) {
+      this.state = 'closing';
+      this.closing = this.doClose(options.timeoutMs ?? 5000).finally(() => {
+        this.state = 'closed';
+      });
+    }
     return this.closing;
   }
 
@@ -345,13 +405,15 @@ export class ThreadedServer implements ConnectionHost {
   }
 
   private dispatch(connection: Connection, header: MessageHeader, frame: Buffer, done: (() => void) | undefined): void {
-    this.stats_.admit(header.name, performance.now());
+    const dispatchedAt = performance.now();
+    const counters = this.stats_.admit(header.name, dispatchedAt);
     const oneway = header.type === ONEWAY;
     this.dispatcher!.dispatch({
       frame,
       protocol: connection.protocol,
       signal: connection.signal,
       onReply: (reply) => {
+        counters.handlerDuration.observeMs(performance.now() - dispatchedAt);
         if (reply !== null && !oneway) connection.write(reply);
         this.stats_.completed++;
         done?.();
@@ -364,6 +426,8 @@ export class ThreadedServer implements ConnectionHost {
           this.stats_.refuse(header.name, 'shutdown');
           if (!oneway) this.answerError(connection, header, ExceptionType.INTERNAL_ERROR, 'server shutting down');
         } else {
+          // It ran (or its worker died running it): its time counts, timeouts included.
+          counters.handlerDuration.observeMs(performance.now() - dispatchedAt);
           if (error instanceof HandlerTimeoutError) this.stats_.handlerTimeouts++;
           else this.stats_.workerFailures++;
           if (!oneway) this.answerError(connection, header, ExceptionType.INTERNAL_ERROR, `${header.name} ${error.message}`);
