@@ -1,6 +1,9 @@
 import { execFile, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { describe, expect, test } from 'vitest';
@@ -282,5 +285,99 @@ describe('thrift-queue-limiter serve', () => {
       expect(stdout).toContain(flag);
     }
     expect(stdout).toMatch(/--idle-timeout DUR +close a connection idle this long, between frames too/);
+  });
+});
+
+describe('serve: the metrics port for operators', () => {
+  /** Starts `serve` with `args` and `env`, collecting its output. */
+  function start(args: string[], env: Record<string, string> = {}) {
+    const child = spawn(process.execPath, [cli, 'serve', '--service', servicePath, '--port', '0', '--workers', '1', '--stats-interval', '1m', ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, ...env },
+    });
+    const output = { out: '', err: '' };
+    child.stdout.on('data', (d: Buffer) => {
+      output.out += d.toString();
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      output.err += d.toString();
+    });
+    const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+    return { child, output, exited };
+  }
+
+  test('the metrics port opens before the workers load the handler: /readyz 503 while they do, 200 once serving, 503 while shutting down', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tql-gate-'));
+    const gate = join(dir, 'open');
+    const { child, output, exited } = start(['--handler', fixtureHandler('gated-handler'), '--metrics-port', '0'], { TQL_TEST_GATE: gate });
+    try {
+      await expect.poll(() => /metrics on (http:\/\/127\.0\.0\.1:\d+)\/metrics/.test(output.out), { timeout: 10_000 }).toBe(true);
+      const base = /metrics on (http:\/\/127\.0\.0\.1:\d+)\/metrics/.exec(output.out)![1]!;
+      const starting = await fetch(`${base}/readyz`);
+      expect(starting.status).toBe(503);
+      expect(await starting.json()).toMatchObject({ ready: false, state: 'starting' });
+      expect(output.out).not.toMatch(/serving /);
+      writeFileSync(gate, '');
+      await expect.poll(() => /serving .* on 127\.0\.0\.1:(\d+)/.test(output.out), { timeout: 10_000 }).toBe(true);
+      expect((await fetch(`${base}/readyz`)).status).toBe(200);
+      const port = Number(/serving .* on 127\.0\.0\.1:(\d+)/.exec(output.out)![1]);
+      const { client, close } = await connect(port);
+      try {
+        const slow = client.sleep(3000);
+        await expect
+          .poll(async () => (await (await fetch(`${base}/metrics`)).text()).includes('tql_method_admitted_total{method="sleep"} 1'), { timeout: 5000 })
+          .toBe(true);
+        child.kill('SIGTERM');
+        await expect.poll(() => /SIGTERM: shutting down/.test(output.out), { timeout: 5000 }).toBe(true);
+        const closing = await fetch(`${base}/readyz`);
+        expect(closing.status).toBe(503);
+        expect(await closing.json()).toMatchObject({ ready: false, state: 'closing' });
+        expect((await fetch(`${base}/healthz`)).status).toBe(200);
+        expect(await slow).toBe(3000);
+      } finally {
+        close();
+      }
+      expect(await exited).toBe(0);
+    } finally {
+      child.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('--metrics-host binds the metrics port on that address, and only there', async () => {
+    const { child, output, exited } = start(['--handler', handlerPath, '--metrics-port', '0', '--metrics-host', '127.0.0.2']);
+    try {
+      await expect.poll(() => /metrics on http:\/\/127\.0\.0\.2:(\d+)\/metrics/.test(output.out), { timeout: 10_000 }).toBe(true);
+      const port = Number(/metrics on http:\/\/127\.0\.0\.2:(\d+)\/metrics/.exec(output.out)![1]);
+      await expect.poll(() => /serving /.test(output.out), { timeout: 10_000 }).toBe(true);
+      expect((await fetch(`http://127.0.0.2:${port}/healthz`)).status).toBe(200);
+      expect((await fetch(`http://127.0.0.2:${port}/limits`)).status).toBe(200);
+      const elsewhere = await fetch(`http://127.0.0.1:${port}/healthz`).catch((e: Error) => e);
+      expect(elsewhere).toBeInstanceOf(Error);
+      expect(String((elsewhere as Error & { cause?: { code?: string } }).cause?.code)).toBe('ECONNREFUSED');
+      child.kill('SIGTERM');
+      expect(await exited).toBe(0);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+
+  test('a --metrics-host that cannot be bound exits 1 with one line naming it; --metrics-host without --metrics-port exits 2', async () => {
+    // 192.0.2.0/24 is TEST-NET-1: no interface of this machine has it, so bind fails at once.
+    const ended = await runServe(
+      ['--service', servicePath, '--handler', handlerPath, '--port', '0', '--metrics-port', '0', '--metrics-host', '192.0.2.1'],
+      15_000,
+    );
+    expect(ended.killed).toBe(false);
+    expect(ended.code).toBe(1);
+    const errors = lines(ended.stderr);
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatch(/^thrift-queue-limiter: cannot serve metrics on 192\.0\.2\.1:0: .*EADDRNOTAVAIL/);
+    expect(ended.stdout).not.toMatch(/serving /);
+    const e = (await run(process.execPath, [cli, 'serve', '--service', servicePath, '--handler', handlerPath, '--metrics-host', '127.0.0.1']).catch(
+      (x: unknown) => x,
+    )) as { code: number; stderr: string };
+    expect(e.code).toBe(2);
+    expect(e.stderr.trim()).toBe('thrift-queue-limiter: --metrics-host needs --metrics-port N');
   });
 });
