@@ -102,6 +102,7 @@ export class ThreadedServer implements ConnectionHost {
   private active = 0;
   private drained: (() => void) | undefined;
   private closing: Promise<void> | undefined;
+  private starting: Promise<AddressInfo> | undefined;
   private state: ServerState = 'created';
   /** The registry of each metric prefix asked for: one set of process metrics (and their event-loop monitor) per prefix. */
   private readonly registries = new Map<string, Registry>();
@@ -137,8 +138,10 @@ export class ThreadedServer implements ConnectionHost {
    */
   async listen(port = 9090, host = '127.0.0.1'): Promise<AddressInfo> {
     this.state = 'starting';
+    const start = this.start(port, host);
+    this.starting = start;
     try {
-      return await this.start(port, host);
+      return await start;
     } catch (error) {
       if (this.state === 'starting') this.state = 'created';
       throw error;
@@ -155,6 +158,7 @@ export class ThreadedServer implements ConnectionHost {
     // A store that cannot be reached at start is a configuration error, reported now; outages
     // after this follow the store's onStoreError.
     await Promise.all(this.limits.stores().map((store) => store.connect()));
+    this.throwIfClosed();
     const timeoutMs = this.options.handlerTimeoutMs;
     const dispatcher = new Dispatcher({
       filename: fileURLToPath(new URL('../../workers/thrift-worker.js', import.meta.url)),
@@ -186,9 +190,11 @@ export class ThreadedServer implements ConnectionHost {
       await dispatcher.ready(this.options.startTimeoutMs).catch((error: Error) => {
         throw new ModuleLoadError(`handler ${this.options.services.map((m) => m.handlerUrl).join(', ')} did not start in the workers: ${error.message}`);
       });
+      this.throwIfClosed();
       this.server.listen(port, host);
       // A failure to listen rejects here; errors after that are logged.
       await once(this.server, 'listening');
+      this.throwIfClosed();
       this.server.on('error', (error) => this.options.log(`thrift-queue-limiter: server error: ${error.message}`));
     } catch (error) {
       await dispatcher.destroy();
@@ -204,6 +210,11 @@ export class ThreadedServer implements ConnectionHost {
     }
     if (this.state === 'starting') this.state = 'serving';
     return this.server.address() as AddressInfo;
+  }
+
+  /** A `close()` called while starting wins: the start undoes what it opened and rejects. */
+  private throwIfClosed(): void {
+    if (this.closing !== undefined) throw new Error('server closed while starting');
   }
 
   /** Applies the frame and idle timeouts to every connection. */
@@ -290,9 +301,14 @@ export class ThreadedServer implements ConnectionHost {
   close(options: CloseOptions = {}): Promise<void> {
     if (this.closing === undefined) {
       this.state = 'closing';
-      this.closing = this.doClose(options.timeoutMs ?? 5000).finally(() => {
-        this.state = 'closed';
-      });
+      // A start in progress sees `closing` at its next step and undoes itself; the shutdown runs
+      // after it, so nothing the start opened outlives close().
+      const started = this.starting?.then(noop, noop) ?? Promise.resolve();
+      this.closing = started
+        .then(() => this.doClose(options.timeoutMs ?? 5000))
+        .finally(() => {
+          this.state = 'closed';
+        });
     }
     return this.closing;
   }
@@ -562,3 +578,5 @@ async function checkModules(serviceUrl: string, handlerUrl: string): Promise<Ser
 export function createThreadedServer(options: ThreadedServerOptions): ThreadedServer {
   return new ThreadedServer(options);
 }
+
+function noop(): void {}

@@ -96,6 +96,19 @@ describe('health endpoints', () => {
     expect(await get(`${url}/healthz`)).toMatchObject({ status: 200, body: { alive: true, state: 'serving' } });
   });
 
+  test('close() during a start wins: listen rejects, nothing is left listening, and the state ends closed', async () => {
+    const { server, url } = await create({ handler: gatedHandler });
+    const listening = server.listen(0);
+    listening.catch(() => {});
+    await new Promise((r) => setTimeout(r, 100));
+    const closing = server.close({ timeoutMs: 100 });
+    writeFileSync(gate, '');
+    await expect(listening).rejects.toThrow('server closed while starting');
+    await closing;
+    expect(server.address()).toBeNull();
+    expect((await get<Readiness>(`${url}/readyz`)).body).toMatchObject({ ready: false, state: 'closed' });
+  });
+
   test('/readyz is 503 while the server shuts down with a call still running, and after; /healthz stays 200', async () => {
     const { server, url } = await create({});
     const { port } = await server.listen(0);
