@@ -1,8 +1,9 @@
 /**
  * `thrift-queue-limiter load`: the load generator from the command line.
  */
-import { runLoad, type LoadProtocol, type LoadTransport } from '../load/load-generator.js';
+import { runLoad, type LoadProgress, type LoadProtocol, type LoadTransport } from '../load/load-generator.js';
 import { parseDuration, parseFlags, parsePositive } from './args.js';
+import { progressLine } from './progress.js';
 
 const HELP = `usage: thrift-queue-limiter load --service FILE --method NAME --port N (--rate R/s | --concurrency N) [options]
 
@@ -19,10 +20,13 @@ const HELP = `usage: thrift-queue-limiter load --service FILE --method NAME --po
                      messages, THeader frames, or HTTP/1.1 POSTs over keep-alive sockets
   --protocol P       binary | compact | json (default binary; header takes binary or compact)
   --multiplexed NAME call NAME:method (TMultiplexedProtocol), for a server of several services
-  --json             print the report as JSON
+  --json             print the report as JSON (and no progress)
 
-A connection the server closes, or an answer that cannot be read in the wire sent, stops the run at
-once with one line on stderr; the calls then outstanding count as errors (exit code 1).`;
+While it runs, a progress line: rewritten in place on a terminal, else one plain line a second.
+A declared exception (one the IDL lists in \`throws\`) is an answer: it counts as completed, with its
+latency, and is reported by name apart from the errors. A connection the server closes, or an
+answer that cannot be read in the wire sent, stops the run at once with one line on stderr; the
+calls then outstanding count as errors (exit code 1).`;
 
 const TRANSPORTS: readonly LoadTransport[] = ['framed', 'buffered', 'header', 'http'];
 const PROTOCOLS: readonly LoadProtocol[] = ['binary', 'compact', 'json'];
@@ -72,6 +76,16 @@ export async function load(argv: string[]): Promise<number> {
     f.rate !== undefined
       ? { rate: parsePositive('--rate', (f.rate as string).replace(/\/s$/, '')) }
       : { concurrency: parsePositive('--concurrency', f.concurrency as string, true) };
+  const durationMs = parseDuration('--duration', f.duration as string);
+  const progress = f.json ? undefined : progressLine(process.stdout);
+  let previous = { at: 0, completed: 0 };
+  const onProgress = (p: LoadProgress): void => {
+    const perSec = ((p.completed - previous.completed) * 1000) / Math.max(1, p.elapsedMs - previous.at);
+    previous = { at: p.elapsedMs, completed: p.completed };
+    progress!.update(
+      `load: ${(p.elapsedMs / 1000).toFixed(1)} s of ${durationMs / 1000} s  sent ${p.sent}  completed ${p.completed} (${perSec.toFixed(0)}/s)  failed ${p.failed}`,
+    );
+  };
   const report = await runLoad({
     service: f.service as string,
     method: f.method as string,
@@ -79,12 +93,13 @@ export async function load(argv: string[]): Promise<number> {
     port: parsePositive('--port', f.port as string, true),
     host: f.host as string,
     mode,
-    durationMs: parseDuration('--duration', f.duration as string),
+    durationMs,
     connections: parsePositive('--connections', f.connections as string, true),
     protocol,
     transport,
     ...(multiplexed === undefined ? {} : { multiplexed }),
-  });
+    ...(progress === undefined ? {} : { onProgress }),
+  }).finally(() => progress?.done());
   const failed = Object.values(report.errors).reduce((a, b) => a + b, 0);
   if (f.json) {
     console.log(JSON.stringify(report));
@@ -92,6 +107,10 @@ export async function load(argv: string[]): Promise<number> {
     const l = report.latencyMs;
     console.log(
       `${report.mode} loop, ${report.method}: sent ${report.sent}, completed ${report.completed} in ${report.seconds.toFixed(2)} s (${report.throughput.toFixed(1)}/s)`,
+    );
+    const exceptions = Object.entries(report.exceptions);
+    console.log(
+      `declared exceptions: ${exceptions.length === 0 ? 'none' : `${exceptions.map(([k, n]) => `${k} ${n}`).join(', ')} (answers: in completed and in the latency)`}`,
     );
     console.log(
       `latency ms: mean ${l.mean.toFixed(2)}  p50 ${l.p50.toFixed(2)}  p90 ${l.p90.toFixed(2)}  p99 ${l.p99.toFixed(2)}  p99.9 ${l.p999.toFixed(2)}  max ${l.max.toFixed(2)}`,

@@ -45,17 +45,39 @@ export interface LoadOptions {
   multiplexed?: string;
   /** How long to wait for outstanding calls after the run. Default 10 s. */
   drainMs?: number;
+  /** Called every {@link PROGRESS_EVERY_MS} while the run sends and drains, with the counts so far. */
+  onProgress?: (progress: LoadProgress) => void;
 }
+
+/** The counts of a run so far, as {@link LoadOptions.onProgress} sees them. */
+export interface LoadProgress {
+  /** Since the first call, ms. */
+  elapsedMs: number;
+  sent: number;
+  /** Calls answered so far: results and declared exceptions. */
+  completed: number;
+  /** Calls failed so far (every kind of {@link LoadReport.errors}). */
+  failed: number;
+}
+
+/** How often {@link LoadOptions.onProgress} is called. */
+export const PROGRESS_EVERY_MS = 250;
 
 /** What a run measured. */
 export interface LoadReport {
   mode: 'open' | 'closed';
   method: string;
   sent: number;
+  /** Calls answered: with a result, or with an exception the IDL declares (the server did its work). */
   completed: number;
   /**
-   * Failed calls by kind: `TApplicationException 11`, a declared exception's name, `transport`,
-   * `unanswered` (after the drain time), `connection closed` (outstanding when the run stopped early).
+   * Answers that were a declared exception, by the exception's name; counted in `completed` and
+   * timed in `latencyMs`, as the server answered them. Empty when none came.
+   */
+  exceptions: Record<string, number>;
+  /**
+   * Failed calls by kind: `TApplicationException 11`, `transport`, `unanswered` (after the drain
+   * time), `connection closed` (outstanding when the run stopped early).
    */
   errors: Record<string, number>;
   /** Why the run stopped early, as one sentence: a connection closed or failed. Absent when it ran its course. */
@@ -64,7 +86,11 @@ export interface LoadReport {
   seconds: number;
   /** Completed calls per second. */
   throughput: number;
-  /** Latency percentiles in ms (open loop: from the scheduled send time). */
+  /**
+   * Latency of the answered calls in ms (open loop: from the scheduled send time). Each percentile
+   * is at most `max`: the histogram's buckets are read back as their highest value, which can lie
+   * above the largest latency recorded.
+   */
   latencyMs: { mean: number; p50: number; p90: number; p99: number; p999: number; max: number };
 }
 
@@ -122,9 +148,18 @@ function headerTransport(protocol: 'binary' | 'compact'): thrift.TTransportConst
   return THeaderClientTransport;
 }
 
+/**
+ * The name of a declared exception (one the IDL lists in `throws`: an answer), or undefined for a
+ * failure. Generated exceptions extend TException and set `name`; TApplicationException is the
+ * only other TException, and the npm library's protocol and transport errors are plain Errors.
+ */
+function declaredException(error: unknown): string | undefined {
+  if (!(error instanceof thrift.Thrift.TException) || error instanceof thrift.Thrift.TApplicationException) return undefined;
+  return error.name || 'declared exception';
+}
+
 function errorKind(error: unknown): string {
   if (error instanceof thrift.Thrift.TApplicationException) return `TApplicationException ${(error as unknown as { type: number }).type}`;
-  if (error instanceof thrift.Thrift.TException) return error.constructor.name || 'declared exception';
   return 'transport';
 }
 
@@ -194,13 +229,14 @@ async function openWire(service: unknown, options: LoadOptions, transport: LoadT
 /** One sentence on why a connection event stopped the run. */
 function stopReason(error: (Error & { code?: unknown; statusCode?: unknown }) | undefined, wire: string, answered: number): string {
   const after = `after ${answered} answered call${answered === 1 ? '' : 's'}`;
-  const hint = `it may not accept ${wire}; see its log`;
+  // Before any answer the likeliest cause is a wire the server does not take; after answers, it is not.
+  const hint = answered === 0 ? ` (it may not accept ${wire}; see its log)` : '';
   if (error === undefined || error.code === 'ECONNRESET' || error.code === 'EPIPE' || error.message === 'socket hang up') {
-    return `the server closed the connection ${after} (${hint})`;
+    return `the server closed the connection ${after}${hint}`;
   }
-  if (typeof error.statusCode === 'number') return `the server answered HTTP ${error.statusCode} ${after} (${hint})`;
+  if (typeof error.statusCode === 'number') return `the server answered HTTP ${error.statusCode} ${after}${hint}`;
   if (typeof error.code === 'string') return `the connection failed ${after}: ${error.message}`;
-  return `an answer could not be read as ${wire} ${after}: ${error.message} (${hint})`;
+  return `an answer could not be read as ${wire} ${after}: ${error.message}${hint}`;
 }
 
 /**
@@ -228,6 +264,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
 
   const histogram = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: 3 });
   const errors: Record<string, number> = {};
+  const exceptions: Record<string, number> = {};
   let sent = 0;
   let completed = 0;
   let lastAnswer = 0;
@@ -268,18 +305,32 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
   }
 
   const start = performance.now();
+  const failedSoFar = (): number => Object.values(errors).reduce((a, b) => a + b, 0);
+  const progressTimer =
+    options.onProgress === undefined
+      ? undefined
+      : setInterval(() => options.onProgress!({ elapsedMs: performance.now() - start, sent, completed, failed: failedSoFar() }), PROGRESS_EVERY_MS);
+  const answered = (scheduledAt: number): void => {
+    lastAnswer = performance.now();
+    completed++;
+    histogram.recordValue(Math.max(1, Math.round((lastAnswer - scheduledAt) * 1000)));
+  };
   const call = (scheduledAt: number): Promise<void> => {
     const wire = wires[sent % wires.length]!;
     sent++;
     const p = wire.call().then(
       () => {
         if (stopped !== undefined) return;
-        lastAnswer = performance.now();
-        completed++;
-        histogram.recordValue(Math.max(1, Math.round((lastAnswer - scheduledAt) * 1000)));
+        answered(scheduledAt);
       },
       (error: unknown) => {
         if (stopped !== undefined) return;
+        const declared = declaredException(error);
+        if (declared !== undefined) {
+          exceptions[declared] = (exceptions[declared] ?? 0) + 1;
+          answered(scheduledAt);
+          return;
+        }
         lastAnswer = performance.now();
         const kind = errorKind(error);
         errors[kind] = (errors[kind] ?? 0) + 1;
@@ -342,20 +393,23 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
   clearTimeout(drainTimer);
   if (!drained && stopped === undefined) errors.unanswered = outstanding.size;
   finished = true;
+  clearInterval(progressTimer);
   for (const w of wires) w.close(!drained);
 
   const seconds = Math.max(1e-9, ((lastAnswer || performance.now()) - start) / 1000);
-  const ms = (p: number): number => histogram.getValueAtPercentile(p) / 1000;
+  const max = histogram.maxValue / 1000;
+  const ms = (p: number): number => Math.min(histogram.getValueAtPercentile(p) / 1000, max);
   const report: LoadReport = {
     mode: 'rate' in options.mode ? 'open' : 'closed',
     method: options.method,
     sent,
     completed,
+    exceptions,
     errors,
     ...(stopped === undefined ? {} : { stopped }),
     seconds,
     throughput: completed / seconds,
-    latencyMs: { mean: histogram.mean / 1000, p50: ms(50), p90: ms(90), p99: ms(99), p999: ms(99.9), max: histogram.maxValue / 1000 },
+    latencyMs: { mean: Math.min(histogram.mean / 1000, max), p50: ms(50), p90: ms(90), p99: ms(99), p999: ms(99.9), max },
   };
   histogram.destroy();
   return report;

@@ -6,9 +6,18 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { ThreadedServer } from '../../src/server/threaded-server.js';
 import { runLoad, type LoadOptions, type LoadReport } from '../../src/load/load-generator.js';
 import { handlerPath, servicePath, startServer } from '../server/calculator.js';
+import { onTerminal } from './terminal.js';
 
 const run = promisify(execFile);
 const cli = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
+
+interface CliOutput {
+  code: number;
+  stdout: string;
+  stderr: string;
+  /** From start to exit. */
+  ms: number;
+}
 
 interface CliRun {
   code: number;
@@ -17,14 +26,20 @@ interface CliRun {
   ms: number;
 }
 
-/** Runs `load --json` against `port` with the example service; bounded by a 30 s kill. */
-async function loadCli(port: number, ...args: string[]): Promise<CliRun> {
+/** Runs `load` with the example service against `port` (stdout not a terminal); bounded by a 30 s kill. */
+async function runCli(port: number, ...args: string[]): Promise<CliOutput> {
   const started = performance.now();
-  const result = await run(process.execPath, [cli, 'load', '--service', servicePath, '--port', String(port), '--json', ...args], { timeout: 30_000 }).then(
+  const result = await run(process.execPath, [cli, 'load', '--service', servicePath, '--port', String(port), ...args], { timeout: 30_000 }).then(
     (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
     (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }),
   );
-  return { code: result.code, report: JSON.parse(result.stdout) as LoadReport, stderr: result.stderr, ms: performance.now() - started };
+  return { ...result, ms: performance.now() - started };
+}
+
+/** Runs `load --json` against `port` with the example service; bounded by a 30 s kill. */
+async function loadCli(port: number, ...args: string[]): Promise<CliRun> {
+  const { code, stdout, stderr, ms } = await runCli(port, '--json', ...args);
+  return { code, report: JSON.parse(stdout) as LoadReport, stderr, ms };
 }
 
 /** Runs `load` with the example service against `port` expecting it to fail: its exit code and stderr. */
@@ -49,6 +64,9 @@ function shortRun(port: number, options: Partial<LoadOptions> = {}): Promise<Loa
     ...options,
   });
 }
+
+/** ANSI "erase to the end of the line", which ends each rewrite of a live progress line. */
+const ERASE_TO_END = '\x1b[K';
 
 const failedCalls = (report: LoadReport): number => Object.values(report.errors).reduce((a, b) => a + b, 0);
 
@@ -86,6 +104,78 @@ describe('thrift-queue-limiter load against the example server', () => {
     // Admitted calls kept to about 100/s over the second, each waiting up to 200 ms.
     expect(report.completed).toBeLessThanOrEqual(5 + 100 * report.seconds + 1);
     expect(report.latencyMs.max).toBeGreaterThan(50);
+  });
+
+  test('a declared exception is an answer: every divide by zero completes, timed, counted by name apart from the errors, exit 0', async () => {
+    const { code, report } = await load('--method', 'divide', '--args', '[1, 0]', '--concurrency', '4', '--duration', '500ms');
+    expect(code).toBe(0);
+    expect(report.errors).toEqual({});
+    expect(report.sent).toBeGreaterThan(20);
+    expect(report.exceptions).toEqual({ DivideByZero: report.sent });
+    expect(report.completed).toBe(report.sent);
+    expect(report.throughput).toBeGreaterThan(0);
+    expect(report.latencyMs.p50).toBeGreaterThan(0);
+    expect(report.latencyMs.max).toBeGreaterThanOrEqual(report.latencyMs.p50);
+  });
+
+  test('the text report names the declared exceptions on their own line, apart from the errors', async () => {
+    const { code, stdout } = await runCli(port, '--method', 'divide', '--args', '[7, 0]', '--concurrency', '2', '--duration', '300ms');
+    expect(code).toBe(0);
+    const completed = Number(/^closed loop, divide: sent (\d+), completed \1 in /m.exec(stdout)?.[1]);
+    expect(completed).toBeGreaterThan(10);
+    expect(stdout).toContain(`\ndeclared exceptions: DivideByZero ${completed} (answers: in completed and in the latency)\n`);
+    expect(stdout).toMatch(/\nerrors: none\n$/);
+    const ok = await runCli(port, '--method', 'divide', '--args', '[7, 2]', '--concurrency', '2', '--duration', '200ms');
+    expect(ok.stdout).toContain('\ndeclared exceptions: none\n');
+  });
+
+  test('no percentile is above the max: calls of about 20 ms, whose HDR buckets are 16 µs wide and read back as their top', async () => {
+    const { code, report } = await load('--method', 'sleep', '--args', '[20]', '--concurrency', '1', '--duration', '300ms');
+    expect(code).toBe(0);
+    expect(report.completed).toBeGreaterThan(5);
+    const l = report.latencyMs;
+    expect(l.max).toBeGreaterThanOrEqual(20);
+    for (const v of [l.mean, l.p50, l.p90, l.p99, l.p999]) expect(v).toBeLessThanOrEqual(l.max);
+    // With a dozen calls the 99.9th percentile is the slowest call, which is the max exactly.
+    expect(l.p999).toBe(l.max);
+  });
+
+  test('off a terminal the progress is one plain line a second before the report, and none with --json', async () => {
+    const { code, stdout } = await runCli(port, '--method', 'echo', '--args', '["abc"]', '--concurrency', '2', '--duration', '2500ms');
+    expect(code).toBe(0);
+    expect(stdout).not.toContain('\r');
+    const lines = stdout.trimEnd().split('\n');
+    const progress = lines.filter((l) => l.startsWith('load: '));
+    expect(progress.length).toBeGreaterThanOrEqual(2);
+    expect(progress.length).toBeLessThanOrEqual(3);
+    for (const line of progress) expect(line).toMatch(/^load: \d+\.\d s of 2\.5 s {2}sent \d+ {2}completed \d+ \(\d+\/s\) {2}failed 0$/);
+    expect(lines.slice(0, progress.length)).toEqual(progress);
+    expect(lines[progress.length]).toMatch(/^closed loop, echo: sent \d+/);
+    const json = await runCli(port, '--json', '--method', 'echo', '--args', '["abc"]', '--concurrency', '2', '--duration', '1500ms');
+    expect(json.stdout.trimEnd().split('\n')).toHaveLength(1);
+    expect((JSON.parse(json.stdout) as LoadReport).completed).toBeGreaterThan(10);
+  });
+
+  test('on a terminal the progress is one line rewritten in place, cut to the terminal width, then the report', async () => {
+    const { code, output } = await onTerminal(
+      [cli, 'load', '--service', servicePath, '--port', String(port), '--method', 'echo', '--args', '["abc"]', '--concurrency', '2', '--duration', '1s'],
+      40,
+    );
+    expect(code).toBe(0);
+    const [live, ...report] = output.split('\r\n');
+    const frames = live!.split('\r').slice(1);
+    expect(frames.length).toBeGreaterThanOrEqual(3);
+    // Each rewrite: the text, at most 39 columns, then "erase to the end of the line".
+    const texts = frames.map((frame) => {
+      expect(frame.endsWith(ERASE_TO_END)).toBe(true);
+      return frame.slice(0, -ERASE_TO_END.length);
+    });
+    for (const text of texts) {
+      expect(text).toMatch(/^load: \d+\.\d s of 1 s {2}sent \d+/);
+      expect(text.length).toBeLessThanOrEqual(39);
+    }
+    expect(texts.some((t) => t.length === 39)).toBe(true);
+    expect(report[0]).toMatch(/^closed loop, echo: sent \d+, completed \d+ in /);
   });
 
   test('a bad flag or an unknown method exits non-zero with one line', async () => {
@@ -353,4 +443,22 @@ test('a port nobody listens on fails the CLI at once with one line, leaving noth
   expect(performance.now() - started).toBeLessThan(5_000);
   expect(failed.code).toBe(1);
   expect(failed.stderr.trim()).toMatch(/^thrift-queue-limiter: connect ECONNREFUSED 127\.0\.0\.1:\d+$/);
+});
+
+describe('load when the server goes away mid-run', () => {
+  test('a 10 s run stops within seconds of the server closing, with one line saying so, every call accounted for, exit 1', async () => {
+    const { server, port } = await startServer({ workers: 1 });
+    const running = loadCli(port, '--method', 'echo', '--args', '["abc"]', '--concurrency', '4', '--duration', '10s');
+    await expect.poll(() => server.stats().completed, { timeout: 10_000 }).toBeGreaterThan(100);
+    const closing = performance.now();
+    await server.close({ timeoutMs: 100 });
+    const { code, report, stderr } = await running;
+    expect(performance.now() - closing).toBeLessThan(5_000);
+    expect(code).toBe(1);
+    expect(report.completed).toBeGreaterThan(100);
+    const outstanding = report.errors['connection closed'] ?? 0;
+    // A call the closing server answered with a TApplicationException is an error of its own kind.
+    expect(report.completed + failedCalls(report)).toBe(report.sent);
+    expect(stderr).toBe(`load: the server closed the connection after ${report.sent - outstanding} answered calls\n`);
+  });
 });
