@@ -11,6 +11,7 @@ const UNIT = [
   'test/validate.test.ts',
   'test/cli/limit-spec.test.ts',
   'test/fair/arg-field.test.ts',
+  'test/report/svg-chart.test.ts',
   'test/keyed/keyed-token-bucket.test.ts',
   'test/limiters/concurrency-limit.test.ts',
   'test/limiters/fixed-window.test.ts',

@@ -13,14 +13,17 @@ import { lineChart } from '../report/svg-chart.js';
 import { createThreadedServer } from '../server/threaded-server.js';
 import { parseDuration, parseFlags, parsePositive } from './args.js';
 import { FAILED, REPLIED, SENT, type DemoLoadData, type DemoLoadReport } from './demo-protocol.js';
+import { progressLine } from './progress.js';
 
 const HELP = `usage: thrift-queue-limiter demo [--duration 8s] [--rate 500] [--burst 20] [--workers 2] [--out demo-report]
 
 Starts the example Calculator service on the threaded server (embedded in-process store, a free
 port on 127.0.0.1) with \`add\` limited to --rate calls/s, and offers twice that rate for
 --duration from a load generator thread. Calls over the limit wait in the queue instead of
-failing; the queue drains after the offered load stops. Writes a report (demo.md) and a chart of
-admitted calls/s and queue depth over time against the limit (demo.svg) to --out.`;
+failing; the queue drains after the offered load stops, so a run lasts about twice --duration.
+Shows a progress bar on a terminal (elsewhere, one plain line a second). Writes a report (demo.md)
+and a chart (demo.svg) to --out: admitted calls/s against the limit on the left axis, calls waiting
+in the queue on the right.`;
 
 function percentile(sorted: number[], p: number): number {
   return sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!;
@@ -68,6 +71,7 @@ export async function demo(argv: string[]): Promise<number> {
   });
   let last = { at: started, admitted: 0 };
   const timeline: { t: number; perSec: number; queued: number }[] = [];
+  const line = progressLine(process.stdout);
   const progress = setInterval(() => {
     const now = performance.now();
     const s = server.stats();
@@ -77,8 +81,9 @@ export async function demo(argv: string[]): Promise<number> {
     const t = (now - started) / 1000;
     const width = 30;
     const filled = Math.min(width, Math.round((Atomics.load(counters, REPLIED) / Math.max(1, (offered * durationMs) / 1000)) * width));
-    process.stdout.write(
-      `\r  [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] t=${t.toFixed(1).padStart(5)} s  sent ${String(Atomics.load(counters, SENT)).padStart(6)}  admitted ${perSec.toFixed(0).padStart(5)}/s  queued ${String(s.queued).padStart(5)}  replied ${String(Atomics.load(counters, REPLIED)).padStart(6)}  `,
+    const bar = line.live ? `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ` : '';
+    line.update(
+      `  ${bar}t=${t.toFixed(1).padStart(5)} s  sent ${String(Atomics.load(counters, SENT)).padStart(6)}  admitted ${perSec.toFixed(0).padStart(5)}/s  queued ${String(s.queued).padStart(5)}  replied ${String(Atomics.load(counters, REPLIED)).padStart(6)}`,
     );
   }, 250);
   let report: DemoLoadReport;
@@ -86,7 +91,7 @@ export async function demo(argv: string[]): Promise<number> {
     report = await finished;
   } finally {
     clearInterval(progress);
-    process.stdout.write('\n');
+    line.done();
   }
   const elapsed = (performance.now() - started) / 1000;
   const stats = server.stats();
@@ -124,12 +129,10 @@ export async function demo(argv: string[]): Promise<number> {
     lineChart(
       `Demo: add limited to ${rate}/s, offered ${offered}/s for ${durationMs / 1000} s`,
       'time (s)',
-      'calls/s · calls waiting',
-      [
-        { name: 'admitted/s (250 ms samples)', points: timeline.map((p) => [p.t, p.perSec]) },
-        { name: 'calls waiting in the queue', points: timeline.map((p) => [p.t, p.queued]) },
-      ],
+      'admitted calls/s',
+      [{ name: 'admitted/s (250 ms samples)', points: timeline.map((p) => [p.t, p.perSec]) }],
       [{ name: `limit ${rate}/s`, y: rate }],
+      { label: 'calls waiting', series: [{ name: 'calls waiting in the queue', points: timeline.map((p) => [p.t, p.queued]) }] },
     ),
   );
   writeFileSync(

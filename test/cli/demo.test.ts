@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, test } from 'vitest';
+import { onTerminal } from './terminal.js';
 
 const run = promisify(execFile);
 const cli = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
@@ -20,13 +21,46 @@ describe('thrift-queue-limiter demo (npm start)', () => {
     expect(Number(admitted)).toBeLessThanOrEqual(10 + 200 * Number(seconds));
     expect(stdout).toMatch(/refused\s+0\s+failed 0\n/);
     expect(stdout).toContain('demo: ok');
+    // Off a terminal the progress is plain lines, about one a second of the ~4 s run, without a bar.
+    expect(stdout).not.toContain('\r');
+    const progress = stdout.split('\n').filter((l) => /^ {2}t=/.test(l));
+    expect(progress.length).toBeGreaterThanOrEqual(2);
+    expect(progress.length).toBeLessThanOrEqual(6);
+    for (const line of progress) expect(line).toMatch(/^ {2}t=\s*[\d.]+ s {2}sent\s+\d+ {2}admitted\s+\d+\/s {2}queued\s+\d+ {2}replied\s+\d+$/);
     expect(stdout).toContain(`report: ${join(out, 'demo.md')}   chart: ${join(out, 'demo.svg')}`);
     const report = readFileSync(join(out, 'demo.md'), 'utf8');
     expect(report).toMatch(new RegExp(`\\| ${sent} \\| ${sent} \\| [\\d.]+/s \\(limit 200/s\\) \\| 0 \\| 0 \\|`));
     const svg = readFileSync(join(out, 'demo.svg'), 'utf8');
     expect(svg).toContain('limit 200/s');
     expect(svg.match(/<polyline/g)).toHaveLength(2);
+    // The admitted rate on the left axis, the queue depth on a right axis of its own.
+    expect(svg).toContain('admitted/s (250 ms samples) (left axis)');
+    expect(svg).toContain('calls waiting in the queue (right axis)');
+    expect(svg).toMatch(/rotate\(-90 [^)]*\)">admitted calls\/s</);
+    expect(svg).toMatch(/rotate\(90 [^)]*\)">calls waiting</);
+    const rightTicks = [...svg.matchAll(/text-anchor="start" font-size="11">([^<]+)</g)].map((m) => m[1]);
+    expect(rightTicks.length).toBeGreaterThanOrEqual(3);
+    expect(rightTicks[0]).toBe('0');
     rmSync(out, { recursive: true, force: true });
+  });
+
+  test('on a terminal the progress is a bar rewritten in place, cut to the terminal width', async () => {
+    const out = mkdtempSync(join(tmpdir(), 'tql-demo-'));
+    const { code, output } = await onTerminal([cli, 'demo', '--duration', '1s', '--rate', '100', '--burst', '5', '--out', out], 60);
+    rmSync(out, { recursive: true, force: true });
+    expect(code).toBe(0);
+    const live = output.split('\r\n').find((l) => l.startsWith('\r'));
+    const frames = live!.split('\r').slice(1);
+    expect(frames.length).toBeGreaterThanOrEqual(4);
+    // Each rewrite: the bar and figures, at most 59 columns, then ANSI "erase to the end of the line".
+    for (const frame of frames) {
+      expect(frame.endsWith('\x1b[K')).toBe(true);
+      expect(frame).toMatch(/^ {2}\[[#.]{30}\] t=/);
+      expect(frame.length - '\x1b[K'.length).toBeLessThanOrEqual(59);
+    }
+    expect(frames.at(-1)).toMatch(/^ {2}\[#{25,30}/);
+    expect(frames.some((f) => f.length - '\x1b[K'.length === 59)).toBe(true);
+    expect(output).toContain('demo: ok');
   });
 
   test('a bad flag exits with code 2 and one line naming it', async () => {
