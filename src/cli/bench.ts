@@ -4,6 +4,7 @@
  * and charts were written.
  */
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseFlags } from './args.js';
 
@@ -14,6 +15,16 @@ const HELP = `usage: thrift-queue-limiter bench [--quick] [--suite core|server] 
 Runs the benchmark suites with peers side by side in the same run and writes Markdown reports and
 SVG charts (default: bench/results/). --quick runs every suite for a few seconds: a check that
 they run and write their reports, not a measurement.`;
+
+/** Whether `specifier` resolves from here: the suites import their dev dependencies, which an installed package lacks. */
+function resolvable(specifier: string): boolean {
+  try {
+    import.meta.resolve(specifier);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 /** Runs `bench`; resolves with the exit code. */
 export async function bench(argv: string[]): Promise<number> {
@@ -31,8 +42,12 @@ export async function bench(argv: string[]): Promise<number> {
   for (const s of chosen) {
     if (!(SUITES as readonly string[]).includes(s)) throw new RangeError(`--suite must be one of ${SUITES.join(', ')}, got ${JSON.stringify(s)}`);
   }
-  for (const suite of chosen) {
-    const script = fileURLToPath(new URL(`../../bench/${suite}.js`, import.meta.url));
+  const scripts = chosen.map((suite) => fileURLToPath(new URL(`../../bench/${suite}.js`, import.meta.url)));
+  if (!scripts.every((script) => existsSync(script)) || !resolvable('tinybench')) {
+    throw new Error('bench needs a source checkout with its dev dependencies (npm ci, then npm run bench): the installed package has no benchmark suites');
+  }
+  for (const [i, suite] of chosen.entries()) {
+    const script = scripts[i]!;
     const args = [script, ...(f.quick ? ['--quick'] : []), ...(f.out ? ['--out', f.out as string] : [])];
     console.log(`bench: ${suite}${f.quick ? ' (quick)' : ''}`);
     const code = await new Promise<number>((resolve) => {

@@ -3,12 +3,14 @@
  * The `thrift-queue-limiter` command. Each subcommand lives in its own module; this file only
  * dispatches and turns a thrown usage error into one line on stderr and a non-zero exit.
  */
+import { readFileSync } from 'node:fs';
 import { bench } from './bench.js';
 import { demo } from './demo.js';
 import { load } from './load.js';
 import { serve } from './serve.js';
 
 const USAGE = `usage: thrift-queue-limiter <command> [options]
+       thrift-queue-limiter --version
 
 commands:
   demo [--duration 8s] [--rate 500] [--burst 20] [--workers 2]
@@ -19,9 +21,16 @@ commands:
   load --service FILE --method NAME --port N (--rate 2000/s | --concurrency 64) [--duration 10s] ...
       Thrift load generator: throughput, HDR latency percentiles, errors by kind (see load --help).
   bench [--quick] [--suite core|server] [--out DIR]
-      Benchmark suites with peers side by side; Markdown reports and SVG charts in bench/results/.
+      Benchmark suites with peers side by side; Markdown reports and SVG charts in bench/results/
+      (needs a source checkout: the suites and their peer libraries are not in the npm package).
 
 run 'thrift-queue-limiter <command> --help' for a command's options.`;
+
+/** The version in package.json at the package root, three folders up from `dist/src/cli/` (in a checkout as installed). */
+function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
 
 /** Thrown for bad command-line input: printed as one line, exit code 2. */
 export class UsageError extends Error {
@@ -40,6 +49,10 @@ async function main(argv: string[]): Promise<number> {
       return load(rest);
     case 'bench':
       return bench(rest);
+    case '--version':
+    case '-v':
+      console.log(packageVersion());
+      return 0;
     case undefined:
     case '--help':
     case '-h':

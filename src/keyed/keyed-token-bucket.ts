@@ -36,8 +36,8 @@ import {
 import { SignalWatch } from '../queue/signal-watch.js';
 import { NO_DEADLINE, type Waiter } from '../queue/wait-queue.js';
 import { KeyHasher } from './key-hash.js';
-import { KeyQueue, type KeyQueueOwner } from './key-queue.js';
-import { KeyWaiter, type KeyWaiterOwner } from './key-waiter.js';
+import { KeyQueue } from './key-queue.js';
+import { KeyWaiter } from './key-waiter.js';
 import { C, KeyedTable } from './keyed-table.js';
 
 /** What `share()` returns: plain data and the shared buffer, structured-cloneable. */
@@ -118,8 +118,14 @@ const unregister = new FinalizationRegistry<{ id: string; table: KeyedTable; row
   held.table.freeRow(held.row);
 });
 
-/** A token bucket per key in bounded shared memory, shared by every thread; calls over a key's limit queue. */
-export class KeyedTokenBucket implements KeyQueueOwner, KeyWaiterOwner {
+/**
+ * A token bucket per key in bounded shared memory, shared by every thread; calls over a key's limit queue.
+ *
+ * The owner of its key queues and waiters (`new KeyQueue(this)`, `new KeyWaiter(this)` check that)
+ * without saying `implements`: those members are internal, left out of the published types,
+ * where the clause would no longer hold.
+ */
+export class KeyedTokenBucket {
   /** Identity shared by every thread's instance. */
   readonly id: string;
   /** Tokens per period, per key. */

@@ -8,7 +8,7 @@ import { QueueFullError, QueueTimeoutError, StoreUnavailableError } from '../err
 import { checkCount, resolveAcquireOptions, type AcquireOptions, type ResolvedQueueOptions } from '../options.js';
 import { QueuedCall } from '../queue/queued-call.js';
 import { SignalWatch } from '../queue/signal-watch.js';
-import { NO_DEADLINE, WaitQueue, type Admission, type Waiter } from '../queue/wait-queue.js';
+import { NO_DEADLINE, WaitQueue, type Waiter } from '../queue/wait-queue.js';
 import { M, SharedState, WAIT_BUCKETS, type LimiterKind } from '../shared/shared-state.js';
 import type { RemoteDescriptor, RemoteLimit, RemoteSnapshot } from '../stores/remote-limit.js';
 import type { LimiterStore } from '../stores/store.js';
@@ -97,8 +97,14 @@ export interface AttachContext {
   remoteBuffer?: SharedArrayBuffer;
 }
 
-/** Base class of {@link TokenBucket}, {@link FixedWindow} and {@link ConcurrencyLimit}. */
-export abstract class Limiter implements Admission {
+/**
+ * Base class of {@link TokenBucket}, {@link FixedWindow} and {@link ConcurrencyLimit}.
+ *
+ * It is the `Admission` of its `WaitQueue` (`new WaitQueue(this)` checks that) without saying
+ * `implements`: those members are internal, left out of the published types, where the clause
+ * would no longer hold.
+ */
+export abstract class Limiter {
   /** @internal The shared memory. */
   protected readonly state: SharedState;
   /** @internal The time source. */

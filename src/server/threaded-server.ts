@@ -16,7 +16,7 @@ import type { AnyLimiter } from '../limiters/attach.js';
 import { applicationExceptionFrame, ExceptionType } from '../thrift/application-exception.js';
 import { readMessageHeader, type MessageHeader } from '../thrift/message-header.js';
 import { serviceMethods, type ServiceMethods, type ServiceModule } from '../thrift/service-methods.js';
-import { Connection, ConnectionClosedError, type ConnectionHost } from './connection.js';
+import { Connection, ConnectionClosedError } from './connection.js';
 import type { ThriftWorkerData } from './batch.js';
 import { Dispatcher, HandlerTimeoutError } from './dispatcher.js';
 import { ThrottledLog } from './throttled-log.js';
@@ -72,8 +72,14 @@ export class ModuleLoadError extends Error {
   }
 }
 
-/** A multi-threaded Thrift server with queueing admission control. */
-export class ThreadedServer implements ConnectionHost {
+/**
+ * A multi-threaded Thrift server with queueing admission control.
+ *
+ * The `ConnectionHost` of its connections (`new Connection(socket, this)` checks that) without
+ * saying `implements`: those members are internal, left out of the published types, where the
+ * clause would no longer hold.
+ */
+export class ThreadedServer {
   /** Validated options. */
   readonly options: ResolvedServerOptions;
   /** The limits, by method. */
