@@ -10,12 +10,12 @@ export type {
   FixedWindowOptions,
   QueueOptions,
   RateLimiterOptions,
-  RedisStoreOptions,
   StoreOptions,
   TokenBucketOptions,
 } from './options.js';
-export { createRedisStore, attachStore, RedisStore, StoreConnectionError } from './stores/redis-store.js';
-export type { LimiterStore, LeaseSettings, StoreDescriptor, StoreErrorPolicy } from './stores/store.js';
+export { createRedisStore, RedisStore, StoreConnectionError } from './stores/redis-store.js';
+export type { RedisStoreOptions } from './stores/redis-store-options.js';
+export { attachStore, type LimiterStore, type LeaseSettings, type StoreDescriptor, type StoreErrorPolicy } from './stores/store.js';
 export type { RemoteSnapshot } from './stores/remote-limit.js';
 export { attachLimiter, type AnyLimiter } from './limiters/attach.js';
 export { ConcurrencyLimit } from './limiters/concurrency-limit.js';
@@ -47,7 +47,7 @@ export type { HandlerContext } from './server/batch.js';
 export { limiterMetrics, type LimiterMetricsOptions } from './metrics/prometheus.js';
 export { metricsRequestListener, readiness, type MetricsEndpointSource, type Readiness } from './metrics/http-endpoint.js';
 export type { FairnessDescription, LimitDescription, LimitsDescription } from './limits/describe-limits.js';
-export type { KeyedTokenBucketOptions } from './options.js';
+export type { KeyedTokenBucketOptions } from './keyed/keyed-options.js';
 export {
   KeyedTokenBucket,
   type KeyedLimitedEvent,

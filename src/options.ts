@@ -1,14 +1,15 @@
 /**
- * Every option of every limiter: its type, its default and its validation (with the checks of
- * `validate.ts`, shared by every options object of the library).
+ * The options of the limiters (token bucket, fixed window, concurrency limit, the `RateLimiter`
+ * facade) and of their calls: types, defaults and validation, with the checks of `validate.ts`.
+ * The queue options and the period and token-interval checks here are shared by the keyed bucket
+ * (`keyed/keyed-options.ts`); the Redis store's own options are in `stores/redis-store-options.ts`.
  *
  * Invalid input throws at construction (or at the call, for per-call options): a `TypeError` for a
  * value of the wrong type or an unknown option, a `RangeError` for a number out of range or one
  * that makes the limit meaningless.
  */
-import type { RedisOptions } from 'ioredis';
 import { systemClock, type Clock } from './clock.js';
-import { isLimiterStore, type LeaseSettings, type LimiterStore, type StoreErrorPolicy } from './stores/store.js';
+import { isLimiterStore, type LimiterStore } from './stores/store.js';
 import { describe, func, object, oneOf, options as knownOptions, positive, string, waitBound, wholeNumber } from './validate.js';
 
 /** Options every limiter takes: how its waiting queue is bounded and what clock it runs on. */
@@ -105,7 +106,8 @@ const DEFAULT_MAX_THREADS = 64;
 /** Rows of a limiter's per-thread table in shared memory, at most. */
 const MAX_THREADS_LIMIT = 4096;
 
-const QUEUE_KEYS = ['maxQueued', 'maxWaitMs', 'clock', 'maxThreads'] as const;
+/** The keys of {@link QueueOptions}, for the known-options list of every limiter's options. */
+export const QUEUE_KEYS = ['maxQueued', 'maxWaitMs', 'clock', 'maxThreads'] as const;
 
 /** A clock: `now()` and `setTimer()`. */
 export function checkClock(value: unknown): Clock {
@@ -116,8 +118,8 @@ export function checkClock(value: unknown): Clock {
   return clock;
 }
 
-/** A period in ms: the limiters keep time in nanoseconds, so one shorter than 1 µs would be mostly rounding. */
-function period(value: unknown): number {
+/** `periodMs` (default 1000): the limiters keep time in nanoseconds, so a period shorter than 1 µs would be mostly rounding. */
+export function resolvePeriod(value: unknown): number {
   if (value === undefined) return DEFAULT_PERIOD_MS;
   const ms = positive('periodMs', value);
   if (ms < 1e-3) throw new RangeError(`periodMs must be at least 0.001 (1 µs), got ${describe(value)}`);
@@ -130,7 +132,7 @@ function period(value: unknown): number {
  * `burst + rate × t` holds exactly.
  * @throws RangeError when a token would come more often than once per unit: the limit could not be kept.
  */
-function tokenInterval(rateName: string, rate: number, periodMs: number, unitsPerMs: number, unit: string): number {
+export function tokenInterval(rateName: string, rate: number, periodMs: number, unitsPerMs: number, unit: string): number {
   const exact = (periodMs * unitsPerMs) / rate;
   if (exact < 1) throw new RangeError(`${rateName} ${rate} per periodMs ${periodMs} is more than one token per ${unit}, the finest interval the limiter keeps`);
   const interval = Math.ceil(exact);
@@ -140,7 +142,8 @@ function tokenInterval(rateName: string, rate: number, periodMs: number, unitsPe
   return interval;
 }
 
-function resolveQueue(o: Record<string, unknown>): ResolvedQueueOptions {
+/** The {@link QueueOptions} of `o` (an options object whose keys were checked), validated and completed. */
+export function resolveQueue(o: Record<string, unknown>): ResolvedQueueOptions {
   return {
     maxQueued: o.maxQueued === undefined ? Infinity : wholeNumber('maxQueued', o.maxQueued, 0, undefined, true),
     maxWaitMs: o.maxWaitMs === undefined ? Infinity : waitBound('maxWaitMs', o.maxWaitMs),
@@ -168,7 +171,7 @@ export function resolveTokenBucketOptions(options: unknown): ResolvedTokenBucket
   const o = knownOptions('TokenBucket options', options, TOKEN_BUCKET_KEYS);
   if (o.rate === undefined) throw new TypeError('rate is required (tokens per periodMs)');
   const rate = positive('rate', o.rate);
-  const periodMs = period(o.periodMs);
+  const periodMs = resolvePeriod(o.periodMs);
   const burst = o.burst === undefined ? Math.max(1, Math.ceil(rate)) : wholeNumber('burst', o.burst, 1);
   const interval = tokenInterval('rate', rate, periodMs, 1e6, 'nanosecond');
   return { ...resolveQueue(o), ...resolveStore(o), rate, periodMs, burst, intervalNs: BigInt(interval) };
@@ -188,7 +191,7 @@ export function resolveFixedWindowOptions(options: unknown): ResolvedFixedWindow
   const o = knownOptions('FixedWindow options', options, FIXED_WINDOW_KEYS);
   if (o.maxCalls === undefined) throw new TypeError('maxCalls is required');
   const maxCalls = wholeNumber('maxCalls', o.maxCalls, 1);
-  const periodMs = period(o.periodMs);
+  const periodMs = resolvePeriod(o.periodMs);
   const periodNs = Math.round(periodMs * 1e6);
   if (!Number.isSafeInteger(periodNs)) throw new RangeError(`periodMs must be at most 9e9, got ${periodMs}`);
   return { ...resolveQueue(o), ...resolveStore(o), maxCalls, periodMs, periodNs: BigInt(periodNs) };
@@ -260,193 +263,4 @@ export function resolveRateLimiterOptions(options: unknown): {
   }
   const { maxCalls: _m, ...queue } = rest;
   return { algorithm, limiter: { ...queue, rate: maxCalls, burst: burst ?? maxCalls }, onLimited };
-}
-
-/** Options of {@link createRedisStore}. */
-export interface RedisStoreOptions {
-  /** `redis://[[user]:password@]host[:port][/db]`, or `rediss://…` for TLS. Default: ioredis's default, 127.0.0.1:6379. */
-  url?: string;
-  /**
-   * Passed to ioredis as they are: `host`, `port`, `password`, `username`, `db`, `tls`,
-   * `sentinels` + `name` for Sentinel, and the rest. Function-valued options (e.g. `retryStrategy`)
-   * stay in the thread that created the store; a worker that attaches it reopens it without them.
-   */
-  redis?: RedisOptions;
-  /** Prefix of every key this store writes. Default `'tql:'`. */
-  prefix?: string;
-  /** Bound on every Redis round trip, ms; a slower answer counts as a store error. Default 500. */
-  timeoutMs?: number;
-  /**
-   * While Redis cannot be reached: `'fail-closed'` (default) refuses calls with
-   * `StoreUnavailableError` (the limit is never exceeded); `'fail-open'` admits every call;
-   * `'local-share'` has each process enforce rate / `expectedProcesses` by itself. Each incident is
-   * logged once and counted; the store is retried and the limit recovers by itself.
-   */
-  onStoreError?: StoreErrorPolicy;
-  /** Processes sharing each limit, for `'local-share'`. Default 1. */
-  expectedProcesses?: number;
-  /**
-   * Leasing: each process reserves a batch of tokens at a time and its threads draw them from
-   * shared memory, trading a documented slack on the bound for far fewer round trips. `true` for
-   * the defaults, an object to tune, `false` (default) for one round trip per admission batch.
-   */
-  lease?: boolean | Partial<LeaseSettings>;
-  /** Where incident lines go. Default `console.warn`. */
-  log?: (line: string) => void;
-}
-
-/** Redis store options after defaults and validation. */
-export interface ResolvedRedisStoreOptions {
-  url: string | undefined;
-  redis: RedisOptions;
-  prefix: string;
-  timeoutMs: number;
-  onStoreError: StoreErrorPolicy;
-  expectedProcesses: number;
-  lease: LeaseSettings;
-  log: (line: string) => void;
-  /** Where the store points, for messages (no password). */
-  address: string;
-  /** The options again, without functions: what a worker thread reopens the store from. */
-  cloneable: Record<string, unknown>;
-}
-
-/** Lease defaults: batches of 100 ms of demand, at most 1000 tokens, lapsing after 1 s. */
-const DEFAULT_LEASE: LeaseSettings = { horizonMs: 100, maxTokens: 1000, ttlMs: 1000 };
-const NO_LEASE: LeaseSettings = { horizonMs: 0, maxTokens: 0, ttlMs: 1000 };
-
-const REDIS_STORE_KEYS = ['url', 'redis', 'prefix', 'timeoutMs', 'onStoreError', 'expectedProcesses', 'lease', 'log'];
-const LEASE_KEYS = ['horizonMs', 'maxTokens', 'ttlMs'];
-
-/** Validates and completes {@link RedisStoreOptions}. */
-export function resolveRedisStoreOptions(options: unknown): ResolvedRedisStoreOptions {
-  const o = knownOptions('createRedisStore options', options, REDIS_STORE_KEYS);
-  if (o.url !== undefined && (typeof o.url !== 'string' || !/^rediss?:\/\//.test(o.url))) {
-    throw new TypeError(`url must be a redis:// or rediss:// URL, got ${describe(o.url)}`);
-  }
-  // ioredis's own options: ioredis knows them, and new versions add more.
-  const redis = o.redis === undefined ? {} : object('redis', o.redis);
-  if (o.prefix !== undefined) string('prefix', o.prefix);
-  const policy = oneOf('onStoreError', o.onStoreError ?? 'fail-closed', ['fail-open', 'fail-closed', 'local-share'] as const);
-  if (o.log !== undefined) func('log', o.log);
-  let lease = NO_LEASE;
-  if (o.lease === true) lease = DEFAULT_LEASE;
-  else if (o.lease !== undefined && o.lease !== false) {
-    const l = knownOptions('lease', o.lease, LEASE_KEYS);
-    lease = {
-      horizonMs: l.horizonMs === undefined ? DEFAULT_LEASE.horizonMs : positive('lease.horizonMs', l.horizonMs),
-      maxTokens: l.maxTokens === undefined ? DEFAULT_LEASE.maxTokens : wholeNumber('lease.maxTokens', l.maxTokens, 1),
-      ttlMs: l.ttlMs === undefined ? DEFAULT_LEASE.ttlMs : positive('lease.ttlMs', l.ttlMs),
-    };
-  }
-  const url = o.url;
-  const r = redis as RedisOptions;
-  const address = url !== undefined ? url.replace(/\/\/[^@/]*@/, '//') : `${r.host ?? '127.0.0.1'}:${r.port ?? 6379}`;
-  const cloneable = Object.fromEntries(
-    Object.entries({ ...o, redis: Object.fromEntries(Object.entries(redis).filter(([, v]) => typeof v !== 'function')) }).filter(
-      ([, v]) => typeof v !== 'function',
-    ),
-  );
-  return {
-    url,
-    redis: r,
-    prefix: (o.prefix as string | undefined) ?? 'tql:',
-    timeoutMs: o.timeoutMs === undefined ? 500 : positive('timeoutMs', o.timeoutMs),
-    onStoreError: policy,
-    expectedProcesses: o.expectedProcesses === undefined ? 1 : wholeNumber('expectedProcesses', o.expectedProcesses, 1),
-    lease,
-    log: (o.log as ((line: string) => void) | undefined) ?? ((line) => console.warn(line)),
-    address,
-    cloneable,
-  };
-}
-
-/**
- * Options of a {@link KeyedTokenBucket}: a token bucket per key (`rate` tokens every `periodMs`, up
- * to `burst`, the same for every key), kept in a fixed-size table in shared memory.
- */
-export interface KeyedTokenBucketOptions extends QueueOptions {
-  /** Tokens each key earns per period; may be fractional. */
-  rate: number;
-  /** Length of the period `rate` refers to, in milliseconds. Default 1000. */
-  periodMs?: number;
-  /** Most tokens one key can take at one instant. Default: `ceil(rate)`. */
-  burst?: number;
-  /**
-   * Slots in the shared table: the most keys that hold a bucket at once (16 bytes each). Default
-   * 4096, at most 16 777 216; any whole number, a power of two is not required.
-   */
-  capacity?: number;
-  /**
-   * Slots searched for a key, starting at its hash: a key lives in one of these or, when all of
-   * them hold active keys, is admitted by the overflow bucket. Default 16, at most 64; larger
-   * than `capacity` means `capacity`.
-   */
-  probeWindow?: number;
-  /** Tokens per period of the one bucket every key without a slot shares. Default `rate`. */
-  overflowRate?: number;
-  /** Size of the overflow bucket. Default `burst`. */
-  overflowBurst?: number;
-}
-
-/** Keyed token bucket options resolved. */
-export interface ResolvedKeyedTokenBucketOptions extends ResolvedQueueOptions {
-  rate: number;
-  periodMs: number;
-  burst: number;
-  capacity: number;
-  probeWindow: number;
-  overflowRate: number;
-  overflowBurst: number;
-  /**
-   * Microseconds between two tokens of one key, rounded up (the table keeps time in whole µs):
-   * rounding up can only admit fewer calls, never more.
-   */
-  intervalUs: number;
-  /** Nanoseconds between two tokens of the overflow bucket, rounded up. */
-  overflowIntervalNs: bigint;
-}
-
-const DEFAULT_KEYED_CAPACITY = 4096;
-const MAX_KEYED_CAPACITY = 1 << 24;
-const DEFAULT_PROBE_WINDOW = 16;
-const MAX_PROBE_WINDOW = 64;
-/** A key's bucket spans burst × interval; it must stay far inside the table's 48-bit µs clock. */
-const MAX_KEYED_SPAN_US = 2 ** 46;
-
-const KEYED_TOKEN_BUCKET_KEYS = ['rate', 'periodMs', 'burst', 'capacity', 'probeWindow', 'overflowRate', 'overflowBurst', ...QUEUE_KEYS];
-
-/** Validates and completes {@link KeyedTokenBucketOptions}. */
-export function resolveKeyedTokenBucketOptions(options: unknown): ResolvedKeyedTokenBucketOptions {
-  const o = knownOptions('KeyedTokenBucket options', options, KEYED_TOKEN_BUCKET_KEYS);
-  if (o.rate === undefined) throw new TypeError('rate is required (tokens per periodMs, per key)');
-  const rate = positive('rate', o.rate);
-  const periodMs = period(o.periodMs);
-  const burst = o.burst === undefined ? Math.max(1, Math.ceil(rate)) : wholeNumber('burst', o.burst, 1);
-  const capacity = o.capacity === undefined ? DEFAULT_KEYED_CAPACITY : wholeNumber('capacity', o.capacity, 1, MAX_KEYED_CAPACITY);
-  const window = o.probeWindow === undefined ? DEFAULT_PROBE_WINDOW : wholeNumber('probeWindow', o.probeWindow, 1, MAX_PROBE_WINDOW);
-  const overflowRate = o.overflowRate === undefined ? rate : positive('overflowRate', o.overflowRate);
-  const overflowBurst = o.overflowBurst === undefined ? burst : wholeNumber('overflowBurst', o.overflowBurst, 1);
-  const intervalUs = tokenInterval('rate', rate, periodMs, 1e3, 'microsecond');
-  if (intervalUs * burst > MAX_KEYED_SPAN_US) {
-    throw new RangeError(`burst ${burst} at rate ${rate} per periodMs ${periodMs} spans more than 2^46 µs (2.2 years): too long for the table's clock`);
-  }
-  const overflowInterval = tokenInterval('overflowRate', overflowRate, periodMs, 1e6, 'nanosecond');
-  return {
-    ...resolveQueue(o),
-    rate,
-    periodMs,
-    burst,
-    capacity,
-    probeWindow: Math.min(window, capacity),
-    overflowRate,
-    overflowBurst,
-    intervalUs,
-    overflowIntervalNs: BigInt(overflowInterval),
-  };
-}
-
-/** Validates the key of a keyed limiter's call. */
-export function checkKey(key: unknown): string {
-  return string('key', key);
 }

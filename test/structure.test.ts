@@ -1,6 +1,7 @@
 /**
- * The module structure of src/: no import cycles, and thrift/ is wire code only, so it imports
- * nothing from server/.
+ * The module structure of src/: no import cycles; thrift/ is wire code only, so it imports nothing
+ * from server/; the embedded limiters do not depend on the Redis store (they reach a store through
+ * the interface in stores/store.ts).
  *
  * Type-only imports count for cycles between folders (a cycle of types still ties two areas
  * together: neither can be understood, moved or changed apart). Inside one folder, classes that
@@ -8,7 +9,7 @@
  * name each other's types; a runtime import still may not cycle anywhere.
  */
 import { readdirSync, readFileSync } from 'node:fs';
-import { dirname, join, relative, resolve } from 'node:path';
+import { dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, test } from 'vitest';
 
@@ -72,6 +73,24 @@ describe('structure of src/', () => {
 
   test('src/ has no import cycles', () => {
     expect(cycles(binding(graph)).map((c) => c.join(' → '))).toEqual([]);
+  });
+
+  test('nothing under limiters/ reaches the Redis store or ioredis, directly or through other modules', () => {
+    const reached = new Set<string>();
+    const visit = (file: string): void => {
+      if (reached.has(file)) return;
+      reached.add(file);
+      for (const e of graph.get(file) ?? []) visit(e.target);
+    };
+    for (const file of graph.keys()) if (file.startsWith(`limiters${sep}`)) visit(file);
+    expect(reached.size).toBeGreaterThan(10);
+    expect(reached).toContain(join('stores', 'store.ts'));
+    const redis = [...reached].filter(
+      (f) => f.startsWith(join('stores', 'redis-')) || /from\s*['"]ioredis['"]|import\(\s*['"]ioredis['"]/.test(readFileSync(join(SRC, f), 'utf8')),
+    );
+    expect(redis).toEqual([]);
+    // The check sees a Redis dependency where there is one.
+    expect(/import\(\s*['"]ioredis['"]/.test(readFileSync(join(SRC, 'stores', 'redis-store.ts'), 'utf8'))).toBe(true);
   });
 
   test('thrift/ imports nothing from server/', () => {

@@ -18,6 +18,8 @@
  */
 import { parentPort, threadId, workerData } from 'node:worker_threads';
 import { MethodLimits } from '../src/limits/method-limits.js';
+// Registers the Redis store, so limits held in Redis attach in this thread (see stores/store.ts).
+import '../src/stores/redis-store.js';
 import { guardHandler, runProcessor, type LoadedService, type Processor, type RunOptions } from '../src/thrift/run-processor.js';
 import { processorClass, serviceMethods, type ServiceModule } from '../src/thrift/service-methods.js';
 import type { HandlerContext, ThriftWorkerData, WorkerBatch, WorkerEvent, WorkerReplies } from '../src/server/batch.js';

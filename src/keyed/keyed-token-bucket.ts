@@ -24,20 +24,13 @@ import { threadId } from 'node:worker_threads';
 import type { Clock, Nanos } from '../clock.js';
 import { QueueFullError, QueueTimeoutError } from '../errors.js';
 import { RATE_PERMIT, RATE_PERMIT_PROMISE, type Permit } from '../limiters/permit.js';
-import {
-  checkCount,
-  checkKey,
-  resolveAcquireOptions,
-  resolveKeyedTokenBucketOptions,
-  type AcquireOptions,
-  type KeyedTokenBucketOptions,
-  type ResolvedKeyedTokenBucketOptions,
-} from '../options.js';
+import { checkCount, resolveAcquireOptions, type AcquireOptions } from '../options.js';
 import { SignalWatch } from '../queue/signal-watch.js';
 import { NO_DEADLINE, type Waiter } from '../queue/wait-queue.js';
 import { KeyHasher } from './key-hash.js';
 import { KeyQueue } from './key-queue.js';
 import { KeyWaiter } from './key-waiter.js';
+import { checkKey, resolveKeyedTokenBucketOptions, type KeyedTokenBucketOptions, type ResolvedKeyedTokenBucketOptions } from './keyed-options.js';
 import { C, KeyedTable } from './keyed-table.js';
 
 /** What `share()` returns: plain data and the shared buffer, structured-cloneable. */

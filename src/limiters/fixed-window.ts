@@ -22,7 +22,7 @@ import { SharedState, W } from '../shared/shared-state.js';
 import type { AttachContext, LimiterDescriptor } from './limiter.js';
 import { Limiter, attachedInstance } from './limiter.js';
 import { RATE_PERMIT, RATE_PERMIT_PROMISE, type Permit } from './permit.js';
-import { attachStore } from '../stores/redis-store.js';
+import { attachStore } from '../stores/store.js';
 import { RemoteLimit } from '../stores/remote-limit.js';
 
 const COUNT_MASK = 0xffffffffn;

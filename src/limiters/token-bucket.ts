@@ -10,7 +10,7 @@ import { RATE_PERMIT, RATE_PERMIT_PROMISE, type Permit } from './permit.js';
 import { SharedState, W } from '../shared/shared-state.js';
 import { gcraReadyAt, gcraTake } from './gcra.js';
 import type { Clock } from '../clock.js';
-import { attachStore } from '../stores/redis-store.js';
+import { attachStore } from '../stores/store.js';
 import { RemoteLimit } from '../stores/remote-limit.js';
 
 /** A rate limit of `rate` calls per `periodMs` with bursts up to `burst`, shared by every thread. */

@@ -12,9 +12,17 @@
  * Redis never load it.
  */
 import type { Redis as RedisClient, RedisOptions } from 'ioredis';
-import { resolveRedisStoreOptions, type RedisStoreOptions, type ResolvedRedisStoreOptions } from '../options.js';
+import { resolveRedisStoreOptions, type RedisStoreOptions, type ResolvedRedisStoreOptions } from './redis-store-options.js';
 import { GIVE_BACK_FIXED_WINDOW, GIVE_BACK_TOKEN_BUCKET, LEASE_FIXED_WINDOW, LEASE_TOKEN_BUCKET } from './redis-scripts.js';
-import type { Grant, LeaseSettings, LimiterStore, RemoteLimitSpec, StoreDescriptor, StoreErrorPolicy } from './store.js';
+import {
+  registerStoreKind,
+  type Grant,
+  type LeaseSettings,
+  type LimiterStore,
+  type RemoteLimitSpec,
+  type StoreDescriptor,
+  type StoreErrorPolicy,
+} from './store.js';
 
 /** The scripted commands, as defineCommand adds them to the client. */
 interface ScriptedClient extends RedisClient {
@@ -196,14 +204,11 @@ export function createRedisStore(options: RedisStoreOptions = {}): RedisStore {
 const opened = new Map<string, RedisStore>();
 
 /**
- * The store `descriptor` (from `describe()`) describes, in this thread: the instance already open
- * here, or a new one with its own connection.
- * @throws TypeError for a descriptor of another kind.
+ * The Redis store `descriptor` (from `describe()`) describes, in this thread: the instance already
+ * open here, or a new one with its own connection. Limiters reach it through `attachStore` in
+ * `store.ts`, which this module registers it with when it loads.
  */
-export function attachStore(descriptor: StoreDescriptor): LimiterStore {
-  if (descriptor === null || typeof descriptor !== 'object' || descriptor.kind !== 'redis') {
-    throw new TypeError('store descriptor must come from a Redis store (describe())');
-  }
+function attachRedisStore(descriptor: StoreDescriptor): LimiterStore {
   let store = opened.get(descriptor.id);
   if (store === undefined) {
     store = new RedisStore(resolveRedisStoreOptions(descriptor.options), descriptor.id);
@@ -211,3 +216,5 @@ export function attachStore(descriptor: StoreDescriptor): LimiterStore {
   }
   return store;
 }
+
+registerStoreKind('redis', attachRedisStore);

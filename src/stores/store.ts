@@ -8,6 +8,10 @@
  *
  * The contract a distributed store fulfils is small on purpose: grant up to `want` tokens of a
  * limit, atomically and by the store's own clock, or say how long until `min` could be granted.
+ *
+ * A limiter attached in another thread gets its store back from the descriptor with
+ * {@link attachStore}: each store kind registers how to reopen itself when its module loads, so the
+ * limiters depend on this interface only, never on a store's implementation (or on ioredis).
  */
 
 /** Parameters of a token bucket as a store sees them: GCRA with emission interval and tolerance. */
@@ -117,4 +121,34 @@ export function isLimiterStore(value: unknown): value is LimiterStore {
   return (
     value !== null && typeof value === 'object' && typeof (value as LimiterStore).lease === 'function' && typeof (value as LimiterStore).describe === 'function'
   );
+}
+
+/** Reopens, in the calling thread, a store of one kind from its descriptor. */
+export type StoreAttacher = (descriptor: StoreDescriptor) => LimiterStore;
+
+/** How each store kind loaded in this thread reopens itself. */
+const attachers = new Map<string, StoreAttacher>();
+
+/** Registers how stores of `kind` are reopened from their descriptors (done by the store's module when it loads). */
+export function registerStoreKind(kind: StoreDescriptor['kind'], attach: StoreAttacher): void {
+  attachers.set(kind, attach);
+}
+
+/**
+ * The store `descriptor` (from a store's `describe()`) describes, in this thread: the instance
+ * already open here, or a new one with its own connection.
+ * @throws TypeError for something that is not a store descriptor, or of a kind whose module this
+ *   thread has not loaded.
+ */
+export function attachStore(descriptor: StoreDescriptor): LimiterStore {
+  if (descriptor === null || typeof descriptor !== 'object' || typeof descriptor.kind !== 'string') {
+    throw new TypeError('store descriptor must come from a store (describe())');
+  }
+  const attach = attachers.get(descriptor.kind);
+  if (attach === undefined) {
+    throw new TypeError(
+      `store descriptor of kind ${JSON.stringify(descriptor.kind)}: no such store is loaded in this thread (import thrift-queue-limiter here first)`,
+    );
+  }
+  return attach(descriptor);
 }

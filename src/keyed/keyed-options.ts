@@ -1,0 +1,97 @@
+/**
+ * The options of a {@link KeyedTokenBucket}: types, defaults and validation, with the checks of
+ * `validate.ts` and the queue, period and token-interval checks every limiter shares
+ * (`options.ts`).
+ */
+import { QUEUE_KEYS, resolvePeriod, resolveQueue, tokenInterval, type QueueOptions, type ResolvedQueueOptions } from '../options.js';
+import { options as knownOptions, positive, string, wholeNumber } from '../validate.js';
+
+/**
+ * Options of a {@link KeyedTokenBucket}: a token bucket per key (`rate` tokens every `periodMs`, up
+ * to `burst`, the same for every key), kept in a fixed-size table in shared memory.
+ */
+export interface KeyedTokenBucketOptions extends QueueOptions {
+  /** Tokens each key earns per period; may be fractional. */
+  rate: number;
+  /** Length of the period `rate` refers to, in milliseconds. Default 1000. */
+  periodMs?: number;
+  /** Most tokens one key can take at one instant. Default: `ceil(rate)`. */
+  burst?: number;
+  /**
+   * Slots in the shared table: the most keys that hold a bucket at once (16 bytes each). Default
+   * 4096, at most 16 777 216; any whole number, a power of two is not required.
+   */
+  capacity?: number;
+  /**
+   * Slots searched for a key, starting at its hash: a key lives in one of these or, when all of
+   * them hold active keys, is admitted by the overflow bucket. Default 16, at most 64; larger
+   * than `capacity` means `capacity`.
+   */
+  probeWindow?: number;
+  /** Tokens per period of the one bucket every key without a slot shares. Default `rate`. */
+  overflowRate?: number;
+  /** Size of the overflow bucket. Default `burst`. */
+  overflowBurst?: number;
+}
+
+/** Keyed token bucket options resolved. */
+export interface ResolvedKeyedTokenBucketOptions extends ResolvedQueueOptions {
+  rate: number;
+  periodMs: number;
+  burst: number;
+  capacity: number;
+  probeWindow: number;
+  overflowRate: number;
+  overflowBurst: number;
+  /**
+   * Microseconds between two tokens of one key, rounded up (the table keeps time in whole µs):
+   * rounding up can only admit fewer calls, never more.
+   */
+  intervalUs: number;
+  /** Nanoseconds between two tokens of the overflow bucket, rounded up. */
+  overflowIntervalNs: bigint;
+}
+
+const DEFAULT_KEYED_CAPACITY = 4096;
+const MAX_KEYED_CAPACITY = 1 << 24;
+const DEFAULT_PROBE_WINDOW = 16;
+const MAX_PROBE_WINDOW = 64;
+/** A key's bucket spans burst × interval; it must stay far inside the table's 48-bit µs clock. */
+const MAX_KEYED_SPAN_US = 2 ** 46;
+
+const KEYED_KEYS = ['rate', 'periodMs', 'burst', 'capacity', 'probeWindow', 'overflowRate', 'overflowBurst', ...QUEUE_KEYS];
+
+/** Validates and completes {@link KeyedTokenBucketOptions}. */
+export function resolveKeyedTokenBucketOptions(options: unknown): ResolvedKeyedTokenBucketOptions {
+  const o = knownOptions('KeyedTokenBucket options', options, KEYED_KEYS);
+  if (o.rate === undefined) throw new TypeError('rate is required (tokens per periodMs, per key)');
+  const rate = positive('rate', o.rate);
+  const periodMs = resolvePeriod(o.periodMs);
+  const burst = o.burst === undefined ? Math.max(1, Math.ceil(rate)) : wholeNumber('burst', o.burst, 1);
+  const capacity = o.capacity === undefined ? DEFAULT_KEYED_CAPACITY : wholeNumber('capacity', o.capacity, 1, MAX_KEYED_CAPACITY);
+  const window = o.probeWindow === undefined ? DEFAULT_PROBE_WINDOW : wholeNumber('probeWindow', o.probeWindow, 1, MAX_PROBE_WINDOW);
+  const overflowRate = o.overflowRate === undefined ? rate : positive('overflowRate', o.overflowRate);
+  const overflowBurst = o.overflowBurst === undefined ? burst : wholeNumber('overflowBurst', o.overflowBurst, 1);
+  const intervalUs = tokenInterval('rate', rate, periodMs, 1e3, 'microsecond');
+  if (intervalUs * burst > MAX_KEYED_SPAN_US) {
+    throw new RangeError(`burst ${burst} at rate ${rate} per periodMs ${periodMs} spans more than 2^46 µs (2.2 years): too long for the table's clock`);
+  }
+  const overflowInterval = tokenInterval('overflowRate', overflowRate, periodMs, 1e6, 'nanosecond');
+  return {
+    ...resolveQueue(o),
+    rate,
+    periodMs,
+    burst,
+    capacity,
+    probeWindow: Math.min(window, capacity),
+    overflowRate,
+    overflowBurst,
+    intervalUs,
+    overflowIntervalNs: BigInt(overflowInterval),
+  };
+}
+
+/** Validates the key of a keyed limiter's call. */
+export function checkKey(key: unknown): string {
+  return string('key', key);
+}
