@@ -20,12 +20,14 @@ export function describe(value: unknown): string {
 
 /**
  * `value` as an options object whose every key is in `known`.
- * @throws TypeError when it is not an object, or names an unknown option (with the closest known one).
+ * @param renamed options that were renamed, old name → new name: giving an old one says which to use instead.
+ * @throws TypeError when it is not an object, or names an unknown option (with the closest known one, or its new name).
  */
-export function options(name: string, value: unknown, known: readonly string[]): Record<string, unknown> {
+export function options(name: string, value: unknown, known: readonly string[], renamed: Readonly<Record<string, string>> = {}): Record<string, unknown> {
   const o = object(name, value);
   for (const key of Object.keys(o)) {
     if (known.includes(key)) continue;
+    if (Object.hasOwn(renamed, key)) throw new TypeError(`${name}: option ${JSON.stringify(key)} was renamed ${JSON.stringify(renamed[key])}`);
     const near = closest(key, known);
     throw new TypeError(
       `${name}: unknown option ${JSON.stringify(key)} (${near === undefined ? `known options: ${known.join(', ')}` : `did you mean ${JSON.stringify(near)}?`})`,

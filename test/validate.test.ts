@@ -39,11 +39,7 @@ const unknownKeys: Level[] = [
     () => new RateLimiter({ maxCalls: 1, algoritm: 'fixed-window' } as never),
     'RateLimiter options: unknown option "algoritm" (did you mean "algorithm"?)',
   ],
-  [
-    'KeyedTokenBucket',
-    () => new KeyedTokenBucket({ rate: 1, capacty: 8 } as never),
-    'KeyedTokenBucket options: unknown option "capacty" (did you mean "capacity"?)',
-  ],
+  ['KeyedTokenBucket', () => new KeyedTokenBucket({ rate: 1, slost: 8 } as never), 'KeyedTokenBucket options: unknown option "slost" (did you mean "slots"?)'],
   ['createRedisStore', () => createRedisStore({ prefx: 'a:' } as never), 'createRedisStore options: unknown option "prefx" (did you mean "prefix"?)'],
   [
     'createRedisStore lease',
@@ -80,8 +76,8 @@ const unknownKeys: Level[] = [
   ],
   [
     'server limits.<method> per key',
-    () => createThreadedServer({ ...base, limits: { add: { rate: 1, perKey: 'address', capasity: 8 } } } as never),
-    'limits.add: unknown option "capasity" (did you mean "capacity"?)',
+    () => createThreadedServer({ ...base, limits: { add: { rate: 1, perKey: 'address', slost: 8 } } } as never),
+    'limits.add: unknown option "slost" (did you mean "slots"?)',
   ],
   ['server queue', () => createThreadedServer({ ...base, queue: { maxWait: 5 } } as never), 'queue: unknown option "maxWait" (did you mean "maxWaitMs"?)'],
   [

@@ -17,7 +17,7 @@ import { nsPerCall, type MicroOptions, type Op } from './micro.js';
 import { fmt, machine, quick, table, writeResult } from './report.js';
 
 const MICRO: MicroOptions = quick ? { runs: 1, timeMs: 60, warmupMs: 20 } : { runs: 5, timeMs: 300, warmupMs: 100 };
-const CAPACITY = 4096;
+const SLOTS = 4096;
 
 function cycle(count: number, prefix: string): () => string {
   const keys = Array.from({ length: count }, (_, i) => `${prefix}-${i}`);
@@ -32,12 +32,12 @@ function cycle(count: number, prefix: string): () => string {
 async function main(): Promise<void> {
   const single = new TokenBucket({ rate: 1e9 });
   // 10⁶/s per key is the table's most; a burst of 10⁹ keeps a key from ever running dry here.
-  const plenty = { rate: 1e6, burst: 1e9, capacity: CAPACITY };
+  const plenty = { rate: 1e6, burst: 1e9, slots: SLOTS };
   const hit = new KeyedTokenBucket(plenty);
   const thousand = new KeyedTokenBucket(plenty);
-  const reclaim = new KeyedTokenBucket({ rate: 1e6, burst: 1, capacity: CAPACITY });
-  const full = new KeyedTokenBucket({ rate: 1, periodMs: 1e9, burst: 1, capacity: CAPACITY, overflowRate: 1e9, overflowBurst: 1 });
-  const hasher = new KeyHasher(0, 0, CAPACITY);
+  const reclaim = new KeyedTokenBucket({ rate: 1e6, burst: 1, slots: SLOTS });
+  const full = new KeyedTokenBucket({ rate: 1, periodMs: 1e9, burst: 1, slots: SLOTS, overflowRate: 1e9, overflowBurst: 1 });
+  const hasher = new KeyHasher(0, 0, SLOTS);
   const k1000 = cycle(1000, 'client');
   const kReclaim = cycle(100_000, 'flood');
   const kFull = cycle(100_000, 'flood');
@@ -57,7 +57,7 @@ async function main(): Promise<void> {
   const text = [
     '# Keyed token bucket: cost per tryAcquire',
     `- Machine: ${machine()}. Command: \`npx tsc -p tsconfig.json && node dist/bench/lib/keyed.js${quick ? ' --quick' : ''}\`.`,
-    `- Method: tinybench, ${MICRO.runs} run(s) of ${MICRO.timeMs} ms per task, each iteration as many calls as fit in ~2 ms; figure = median over runs of each run's mean; task order rotated between runs; all tasks in one process, same run. Table: ${CAPACITY} slots, probe window 16. Noisy shared cores: compare rows within one run.`,
+    `- Method: tinybench, ${MICRO.runs} run(s) of ${MICRO.timeMs} ms per task, each iteration as many calls as fit in ~2 ms; figure = median over runs of each run's mean; task order rotated between runs; all tasks in one process, same run. Table: ${SLOTS} slots, probe window 16. Noisy shared cores: compare rows within one run.`,
     '',
     table(
       ['call', 'ns per call', '× TokenBucket'],

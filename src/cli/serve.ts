@@ -31,7 +31,7 @@ const HELP = `usage: thrift-queue-limiter serve --service FILE --handler FILE [o
                           (default all: each connection is answered in the wire its first bytes show)
   --limit M=SPEC        limit for method M ('*' = default), repeatable:
                           work=100/s  'work=100/s,burst=10'  'report=600/min,window'  export=concurrency=4
-                          per key: 'add=10/s,per=address' (per=connection | method | field:N; capacity=N keys)
+                          per key: 'add=10/s,per=address' (per=connection | method | field:N; slots=N keys)
   --max-wait DURATION   longest a call may wait for its token, e.g. 5s (default: unbounded)
   --max-queued N        most calls waiting per limit (default: unbounded)
   --fair-flow KEY       fair admission: flows take turns for each limit instead of one FIFO;

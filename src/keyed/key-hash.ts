@@ -32,12 +32,12 @@ export class KeyHasher {
   /**
    * @param seedHi high 32 bits of the table's seed.
    * @param seedLo low 32 bits of the table's seed.
-   * @param capacity slots in the table.
+   * @param slots slots in the table.
    */
   constructor(
     private readonly seedHi: number,
     private readonly seedLo: number,
-    private readonly capacity: number,
+    private readonly slots: number,
   ) {}
 
   /** Hashes `key` into {@link hi}, {@link lo} and {@link home}. */
@@ -66,6 +66,6 @@ export class KeyHasher {
     h ^= h >>> 13;
     h = Math.imul(h, 0xc2b2ae35);
     h ^= h >>> 16;
-    this.home = (h >>> 0) % this.capacity;
+    this.home = (h >>> 0) % this.slots;
   }
 }

@@ -19,13 +19,14 @@ export interface KeyedTokenBucketOptions extends QueueOptions {
   burst?: number;
   /**
    * Slots in the shared table: the most keys that hold a bucket at once (16 bytes each). Default
-   * 4096, at most 16 777 216; any whole number, a power of two is not required.
+   * 4096, at most 16 777 216; any whole number, a power of two is not required. Formerly
+   * `capacity`, which on a limiter means the most one call may ask for.
    */
-  capacity?: number;
+  slots?: number;
   /**
    * Slots searched for a key, starting at its hash: a key lives in one of these or, when all of
    * them hold active keys, is admitted by the overflow bucket. Default 16, at most 64; larger
-   * than `capacity` means `capacity`.
+   * than `slots` means `slots`.
    */
   probeWindow?: number;
   /** Tokens per period of the one bucket every key without a slot shares. Default `rate`. */
@@ -39,7 +40,7 @@ export interface ResolvedKeyedTokenBucketOptions extends ResolvedQueueOptions {
   rate: number;
   periodMs: number;
   burst: number;
-  capacity: number;
+  slots: number;
   probeWindow: number;
   overflowRate: number;
   overflowBurst: number;
@@ -52,23 +53,26 @@ export interface ResolvedKeyedTokenBucketOptions extends ResolvedQueueOptions {
   overflowIntervalNs: bigint;
 }
 
-const DEFAULT_KEYED_CAPACITY = 4096;
-const MAX_KEYED_CAPACITY = 1 << 24;
+const DEFAULT_SLOTS = 4096;
+const MAX_SLOTS = 1 << 24;
 const DEFAULT_PROBE_WINDOW = 16;
 const MAX_PROBE_WINDOW = 64;
 /** A key's bucket spans burst × interval; it must stay far inside the table's 48-bit µs clock. */
 const MAX_KEYED_SPAN_US = 2 ** 46;
 
-const KEYED_KEYS = ['rate', 'periodMs', 'burst', 'capacity', 'probeWindow', 'overflowRate', 'overflowBurst', ...QUEUE_KEYS];
+const KEYED_KEYS = ['rate', 'periodMs', 'burst', 'slots', 'probeWindow', 'overflowRate', 'overflowBurst', ...QUEUE_KEYS];
+
+/** Options renamed since an earlier release: the old name is refused with the new one. */
+export const KEYED_RENAMED: Readonly<Record<string, string>> = { capacity: 'slots' };
 
 /** Validates and completes {@link KeyedTokenBucketOptions}. */
 export function resolveKeyedTokenBucketOptions(options: unknown): ResolvedKeyedTokenBucketOptions {
-  const o = knownOptions('KeyedTokenBucket options', options, KEYED_KEYS);
+  const o = knownOptions('KeyedTokenBucket options', options, KEYED_KEYS, KEYED_RENAMED);
   if (o.rate === undefined) throw new TypeError('rate is required (tokens per periodMs, per key)');
   const rate = positive('rate', o.rate);
   const periodMs = resolvePeriod(o.periodMs);
   const burst = o.burst === undefined ? Math.max(1, Math.ceil(rate)) : wholeNumber('burst', o.burst, 1);
-  const capacity = o.capacity === undefined ? DEFAULT_KEYED_CAPACITY : wholeNumber('capacity', o.capacity, 1, MAX_KEYED_CAPACITY);
+  const slots = o.slots === undefined ? DEFAULT_SLOTS : wholeNumber('slots', o.slots, 1, MAX_SLOTS);
   const window = o.probeWindow === undefined ? DEFAULT_PROBE_WINDOW : wholeNumber('probeWindow', o.probeWindow, 1, MAX_PROBE_WINDOW);
   const overflowRate = o.overflowRate === undefined ? rate : positive('overflowRate', o.overflowRate);
   const overflowBurst = o.overflowBurst === undefined ? burst : wholeNumber('overflowBurst', o.overflowBurst, 1);
@@ -82,8 +86,8 @@ export function resolveKeyedTokenBucketOptions(options: unknown): ResolvedKeyedT
     rate,
     periodMs,
     burst,
-    capacity,
-    probeWindow: Math.min(window, capacity),
+    slots,
+    probeWindow: Math.min(window, slots),
     overflowRate,
     overflowBurst,
     intervalUs,

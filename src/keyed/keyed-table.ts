@@ -7,7 +7,7 @@
  *
  * ```
  *   0  i32 MAGIC          'TQK1', to reject a foreign buffer passed to attach()
- *   4  i32 CAPACITY       slots in the table
+ *   4  i32 SLOTS          slots in the table
  *   8  i32 PROBE          probe window: slots searched for a key, from its home slot on
  *  12  i32 ROWS           rows in the thread table
  *  16  i32 QUEUED_CALLS   calls waiting, over all keys and threads
@@ -23,12 +23,12 @@
  *      +8 i64 ADMITTED  +16 OVERFLOW_ADMITTED  +24 INSERTED  +32 RECLAIMED  +40 TABLE_FULL
  *      (counted per thread on its own line, so admissions by different threads never contend
  *      on a counter; a snapshot sums the rows)
- * 320 + 64·ROWS  slots: CAPACITY × 16 bytes
+ * 320 + 64·ROWS  slots: SLOTS × 16 bytes
  *      +0 i32 HASH_LO, +4 i32 HASH_HI   the key's 64-bit hash; 0 until the slot is first claimed
  *      +8 i64 STATE     [16-bit version | 48-bit TAT in µs since EPOCH]
  * ```
  *
- * So a table of `capacity` keys takes 16·capacity + 64·maxThreads + 320 bytes, fixed at
+ * So a table of `slots` keys takes 16·slots + 64·maxThreads + 320 bytes, fixed at
  * construction (4096 keys, 64 threads: 69.9 KiB), however many distinct keys are ever seen.
  *
  * **Admission** is the token bucket's GCRA (gcra.ts has the proof) on the slot's TAT:
@@ -84,7 +84,7 @@ import { assertLayout } from '../shared/layout.js';
 const MAGIC = 0x314b5154; // 'TQK1'
 
 /** Header words, Int32 view. */
-const H = { MAGIC: 0, CAPACITY: 1, PROBE: 2, ROWS: 3, QUEUED_CALLS: 4, SEED_HI: 5, SEED_LO: 6 } as const;
+const H = { MAGIC: 0, SLOTS: 1, PROBE: 2, ROWS: 3, QUEUED_CALLS: 4, SEED_HI: 5, SEED_LO: 6 } as const;
 /** Header words, BigInt64 view. */
 const W = { EPOCH: 4, OVERFLOW_TAT: 8, WATERMARK: 16 } as const;
 
@@ -161,7 +161,7 @@ export class KeyedTable {
   /** The shared bytes. */
   readonly buffer: SharedArrayBuffer;
   /** Slots. */
-  readonly capacity: number;
+  readonly slots: number;
   /** Slots searched per key. */
   readonly probeWindow: number;
   /** Rows of the thread table. */
@@ -190,12 +190,12 @@ export class KeyedTable {
   private frac = 0;
 
   /** Allocates a zeroed table. */
-  static allocate(capacity: number, probeWindow: number, rows: number, epoch: Nanos): SharedArrayBuffer {
-    const buffer = new SharedArrayBuffer(HEADER_BYTES + rows * ROW_BYTES + capacity * SLOT_BYTES);
+  static allocate(slots: number, probeWindow: number, rows: number, epoch: Nanos): SharedArrayBuffer {
+    const buffer = new SharedArrayBuffer(HEADER_BYTES + rows * ROW_BYTES + slots * SLOT_BYTES);
     const i32 = new Int32Array(buffer);
     const seed = crypto.getRandomValues(new Int32Array(2));
     i32[H.MAGIC] = MAGIC;
-    i32[H.CAPACITY] = capacity;
+    i32[H.SLOTS] = slots;
     i32[H.PROBE] = probeWindow;
     i32[H.ROWS] = rows;
     i32[H.SEED_HI] = seed[0]!;
@@ -215,14 +215,14 @@ export class KeyedTable {
     this.buffer = buffer;
     this.i32 = new Int32Array(buffer);
     this.i64 = new BigInt64Array(buffer);
-    this.capacity = this.i32[H.CAPACITY]!;
+    this.slots = this.i32[H.SLOTS]!;
     this.probeWindow = this.i32[H.PROBE]!;
     this.rows = this.i32[H.ROWS]!;
     this.seedHi = this.i32[H.SEED_HI]!;
     this.seedLo = this.i32[H.SEED_LO]!;
     this.epoch = this.i64[W.EPOCH]!;
     const slotBytes = HEADER_BYTES + this.rows * ROW_BYTES;
-    if (buffer.byteLength !== slotBytes + this.capacity * SLOT_BYTES) throw new TypeError('descriptor.buffer has the wrong size for its table');
+    if (buffer.byteLength !== slotBytes + this.slots * SLOT_BYTES) throw new TypeError('descriptor.buffer has the wrong size for its table');
     this.slotI32 = slotBytes / 4;
     this.slotI64 = slotBytes / 8;
     this.interval = params.intervalUs;
@@ -277,7 +277,7 @@ export class KeyedTable {
         return readyUs <= this.us ? now : this.epoch + BigInt(readyUs) * 1000n;
       }
       if (tat === ABANDONED || tat <= this.us) free = true;
-      s = s + 1 === this.capacity ? 0 : s + 1;
+      s = s + 1 === this.slots ? 0 : s + 1;
     }
     if (free) return now;
     const ready = gcraReadyAt(Atomics.load(this.i64, W.OVERFLOW_TAT), ahead + n, this.overflowInterval, this.overflowTolerance);
@@ -289,7 +289,7 @@ export class KeyedTable {
     this.setNow(now);
     let inUse = 0;
     let active = 0;
-    for (let s = 0; s < this.capacity; s++) {
+    for (let s = 0; s < this.slots; s++) {
       const st = Atomics.load(this.i64, this.slotI64 + 2 * s + 1);
       const tat = Number(st & TAT_MASK);
       if (st === 0n || tat >= ABANDONED) continue;
@@ -327,7 +327,7 @@ export class KeyedTable {
       } else if (Atomics.load(i32, b) === 0 && Atomics.load(i32, b + 1) === 0 && Atomics.load(this.i64, this.slotI64 + 2 * s + 1) === 0n) {
         break;
       }
-      s = s + 1 === this.capacity ? 0 : s + 1;
+      s = s + 1 === this.slots ? 0 : s + 1;
     }
     return candidate < 0 ? FULL : this.claim(candidate, candidateState, hi, lo, home, cost);
   }
@@ -406,7 +406,7 @@ export class KeyedTable {
     const i64 = this.i64;
     const i32 = this.i32;
     let s = home;
-    for (let k = 0; k < this.probeWindow; k++, s = s + 1 === this.capacity ? 0 : s + 1) {
+    for (let k = 0; k < this.probeWindow; k++, s = s + 1 === this.slots ? 0 : s + 1) {
       if (s === mine) continue;
       const index = this.slotI64 + 2 * s + 1;
       const b = this.slotI32 + 4 * s;

@@ -94,7 +94,7 @@ export interface KeyedSnapshot {
   waited: number;
   waitMsTotal: number;
   /** Slots in the table. */
-  capacity: number;
+  slots: number;
   /** Slots holding a key now. */
   keysInUse: number;
   /** Of those, keys whose bucket is not full now: the ones that cannot be evicted. */
@@ -128,7 +128,7 @@ export class KeyedTokenBucket {
   /** Bucket size of each key. */
   readonly burst: number;
   /** Slots in the table: the most keys holding a bucket at once. */
-  readonly capacity: number;
+  readonly slots: number;
   /** Slots searched per key. */
   readonly probeWindow: number;
   /** Tokens per period of the overflow bucket. */
@@ -159,7 +159,7 @@ export class KeyedTokenBucket {
   });
 
   /**
-   * @param options rate, periodMs (default 1000), burst (default ceil(rate)), capacity (default
+   * @param options rate, periodMs (default 1000), burst (default ceil(rate)), slots (default
    *   4096), probeWindow (default 16), overflowRate and overflowBurst (default rate and burst),
    *   queue bounds, clock.
    * @throws TypeError | RangeError naming the invalid option.
@@ -172,13 +172,13 @@ export class KeyedTokenBucket {
     this.clock = o.clock;
     this.createdAt = this.clock.now();
     const params = { intervalUs: o.intervalUs, burst: o.burst, overflowIntervalNs: o.overflowIntervalNs, overflowBurst: o.overflowBurst };
-    const buffer = attach?.buffer ?? KeyedTable.allocate(o.capacity, o.probeWindow, o.maxThreads, this.createdAt);
+    const buffer = attach?.buffer ?? KeyedTable.allocate(o.slots, o.probeWindow, o.maxThreads, this.createdAt);
     this.table = new KeyedTable(buffer, params);
     this.id = attach?.id ?? crypto.randomUUID();
     this.rate = o.rate;
     this.periodMs = o.periodMs;
     this.burst = o.burst;
-    this.capacity = this.table.capacity;
+    this.slots = this.table.slots;
     this.probeWindow = this.table.probeWindow;
     this.maxThreads = this.table.rows;
     this.overflowRate = o.overflowRate;
@@ -187,7 +187,7 @@ export class KeyedTokenBucket {
     this.maxWaitMs = o.maxWaitMs;
     this.maxN = Math.min(o.burst, o.overflowBurst);
     this.maxNName = o.burst <= o.overflowBurst ? 'burst' : 'overflowBurst';
-    this.hasher = new KeyHasher(this.table.seedHi, this.table.seedLo, this.table.capacity);
+    this.hasher = new KeyHasher(this.table.seedHi, this.table.seedLo, this.table.slots);
     const row = this.table.claimRow(threadId);
     attached.set(this.id, new WeakRef(this));
     unregister.register(this, { id: this.id, table: this.table, row });
@@ -315,7 +315,7 @@ export class KeyedTokenBucket {
         rate: this.rate,
         periodMs: this.periodMs,
         burst: this.burst,
-        capacity: this.capacity,
+        slots: this.slots,
         probeWindow: this.probeWindow,
         overflowRate: this.overflowRate,
         overflowBurst: this.overflowBurst,
@@ -353,7 +353,7 @@ export class KeyedTokenBucket {
 
   /**
    * The counters over every thread, and the keys in the table now (a scan of every slot:
-   * O(capacity), meant for metrics, not for every call).
+   * O(slots), meant for metrics, not for every call).
    */
   snapshot(): KeyedSnapshot {
     const t = this.table;
@@ -365,11 +365,15 @@ export class KeyedTokenBucket {
       tableFull: t.total(C.TABLE_FULL),
       inserted: t.total(C.INSERTED),
       reclaimed: t.total(C.RECLAIMED),
-      refused: { queueFull: t.total(C.REFUSED_QUEUE_FULL), timeout: t.total(C.REFUSED_TIMEOUT), aborted: t.total(C.REFUSED_ABORTED) },
+      refused: {
+        queueFull: t.total(C.REFUSED_QUEUE_FULL),
+        timeout: t.total(C.REFUSED_TIMEOUT),
+        aborted: t.total(C.REFUSED_ABORTED),
+      },
       queued: t.queuedCalls(),
       waited: t.total(C.WAITED),
       waitMsTotal: t.total(C.WAIT_NS_TOTAL) / 1e6,
-      capacity: this.capacity,
+      slots: this.slots,
       keysInUse: keys.inUse,
       keysActive: keys.active,
     };

@@ -2,6 +2,7 @@
  * The limits of a server, by method: built from plain specs (or taken as ready limiter objects, so
  * handler code can share them), with '*' as the default for methods without their own.
  */
+import { KEYED_RENAMED } from '../keyed/keyed-options.js';
 import { KeyedTokenBucket, type KeyedTokenBucketDescriptor } from '../keyed/keyed-token-bucket.js';
 import { attachLimiter, type AnyLimiter } from '../limiters/attach.js';
 import { ConcurrencyLimit } from '../limiters/concurrency-limit.js';
@@ -35,7 +36,7 @@ export interface HandlerCall {
 
 /**
  * A token bucket per key ({@link KeyedTokenBucket}): every key gets its own bucket of `rate` per
- * `periodMs` (default 1000) and `burst` (default ceil(rate)), in a shared table of `capacity`
+ * `periodMs` (default 1000) and `burst` (default ceil(rate)), in a shared table of `slots`
  * slots (default 4096); keys that find no slot share the overflow bucket (`overflowRate`,
  * `overflowBurst`; default the same rate and burst). Calls over their key's limit queue per key
  * (the server's queue bounds apply: `maxQueued` over all keys). In-process only: a server's
@@ -47,7 +48,8 @@ export interface KeyedLimitSpec<K = PerKeySpec> {
   burst?: number;
   /** The key of a call (threaded server: {@link PerKeySpec}; `wrapHandler`: a function of `{ method, args }`). */
   perKey: K;
-  capacity?: number;
+  /** Slots of the key table: the most keys holding a bucket at once (default 4096). */
+  slots?: number;
   overflowRate?: number;
   overflowBurst?: number;
 }
@@ -112,14 +114,14 @@ function build(name: string, spec: Exclude<LimitSpec, KeyedLimitSpec>, queue: Qu
   }
 }
 
-const KEYED_OPTIONS = ['rate', 'periodMs', 'burst', 'perKey', 'capacity', 'overflowRate', 'overflowBurst'];
+const KEYED_OPTIONS = ['rate', 'periodMs', 'burst', 'perKey', 'slots', 'overflowRate', 'overflowBurst'];
 
 function buildKeyed(name: string, spec: Record<string, unknown>, queue: QueueBounds): KeyedMethodLimit {
   for (const option of Object.keys(spec)) {
     if (option === 'store' || option === 'key')
       throw new TypeError(`limits.${name}.${option}: a per-key limit lives in this process's shared memory, not in a distributed store`);
   }
-  knownOptions(`limits.${name}`, spec, KEYED_OPTIONS);
+  knownOptions(`limits.${name}`, spec, KEYED_OPTIONS, KEYED_RENAMED);
   const perKey = resolveCallKeySpec(`limits.${name}.perKey`, spec.perKey);
   const { perKey: _perKey, ...options } = spec;
   try {

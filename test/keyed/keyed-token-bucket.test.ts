@@ -50,7 +50,7 @@ describe('KeyedTokenBucket with an injected clock', () => {
     const rate = 5;
     const periodMs = 10; // T = 2000 µs
     const burst = 3;
-    const k = new KeyedTokenBucket({ rate, periodMs, burst, capacity: 128, probeWindow: 16, clock: new ManualClock(0) });
+    const k = new KeyedTokenBucket({ rate, periodMs, burst, slots: 128, probeWindow: 16, clock: new ManualClock(0) });
     const model = new GcraModel(2000, burst);
     let seed = 7;
     const random = (): number => {
@@ -88,7 +88,7 @@ describe('KeyedTokenBucket with an injected clock', () => {
   });
 
   test('a reclaimed slot behaves as a fresh key: it holds a full burst, then exactly its rate, and the old key loses nothing', () => {
-    const k = new KeyedTokenBucket({ rate: 1, periodMs: 100, burst: 3, capacity: 1, overflowRate: 1, overflowBurst: 1, clock: new ManualClock(0) });
+    const k = new KeyedTokenBucket({ rate: 1, periodMs: 100, burst: 3, slots: 1, overflowRate: 1, overflowBurst: 1, clock: new ManualClock(0) });
     const take = (key: string, t: number): number => {
       let n = 0;
       for (let i = 0; i < 10; i++) if (k.tryAcquireAt(key, ms(t))) n++;
@@ -108,7 +108,7 @@ describe('KeyedTokenBucket with an injected clock', () => {
 
   test('a full table sends new keys to the shared overflow bucket, admitted at its own rate at exact times, until a resident goes idle', async () => {
     const clock = new ManualClock(0);
-    const k = new KeyedTokenBucket({ rate: 1, periodMs: 1000, burst: 1, capacity: 4, probeWindow: 4, overflowRate: 4, overflowBurst: 2, clock });
+    const k = new KeyedTokenBucket({ rate: 1, periodMs: 1000, burst: 1, slots: 4, probeWindow: 4, overflowRate: 4, overflowBurst: 2, clock });
     for (let i = 0; i < 4; i++) expect(k.tryAcquire(`resident-${i}`)).toBe(true);
     // x and y find no slot: they share the overflow bucket (burst 2, then one per 250 ms), whichever asks.
     const starts: number[] = [];
@@ -123,11 +123,11 @@ describe('KeyedTokenBucket with an injected clock', () => {
     expect(k.snapshot()).toMatchObject({ overflowAdmitted: 5, reclaimed: 1 });
   });
 
-  test('a flood of 100 000 distinct keys against capacity 256 never evicts an active key, and the flood gets at most the free slots plus the overflow bucket', () => {
+  test('a flood of 100 000 distinct keys against 256 slots never evicts an active key, and the flood gets at most the free slots plus the overflow bucket', () => {
     const rate = 1; // per key: 1 per second, burst 5
     const overflowRate = 100;
     const overflowBurst = 10;
-    const k = new KeyedTokenBucket({ rate, burst: 5, capacity: 256, probeWindow: 16, overflowRate, overflowBurst, clock: new ManualClock(0) });
+    const k = new KeyedTokenBucket({ rate, burst: 5, slots: 256, probeWindow: 16, overflowRate, overflowBurst, clock: new ManualClock(0) });
     const active = Array.from({ length: 96 }, (_, i) => `tenant-${i}`);
     for (const key of active) for (let j = 0; j < 5; j++) expect(k.tryAcquireAt(key, 0n)).toBe(true);
     expect(k.snapshot()).toMatchObject({ tableFull: 0, keysActive: 96 });
@@ -208,7 +208,7 @@ describe('KeyedTokenBucket with an injected clock', () => {
     await clock.advance(100);
     await expect(first).resolves.toBeDefined();
     // Behind nothing, a 150 ms bound on a 100 ms wait is fine; a slot that never frees is not.
-    const full = new KeyedTokenBucket({ rate: 1, periodMs: 1000, burst: 1, capacity: 1, overflowRate: 1e-3, overflowBurst: 1, clock });
+    const full = new KeyedTokenBucket({ rate: 1, periodMs: 1000, burst: 1, slots: 1, overflowRate: 1e-3, overflowBurst: 1, clock });
     full.tryAcquire('resident');
     full.tryAcquire('spill'); // takes the overflow bucket's only token
     const late = full.acquire('spill');
@@ -221,7 +221,7 @@ describe('KeyedTokenBucket with an injected clock', () => {
   });
 
   test('share() is structured-cloneable, attach() in the same thread returns the same instance, and a foreign descriptor is refused', () => {
-    const k = new KeyedTokenBucket({ rate: 5, capacity: 100 });
+    const k = new KeyedTokenBucket({ rate: 5, slots: 100 });
     const d = structuredClone(k.share());
     expect(d.buffer).toBeInstanceOf(SharedArrayBuffer);
     expect(KeyedTokenBucket.attach(d)).toBe(k);
@@ -253,10 +253,16 @@ describe('KeyedTokenBucket options are validated, naming the option and the valu
   const cases: Case[] = [
     ['rate missing', () => new KeyedTokenBucket({} as never), TypeError, /rate is required/],
     ['rate negative', () => new KeyedTokenBucket({ rate: -2 }), RangeError, /rate must be greater than 0, got -2/],
-    ['capacity 0', () => new KeyedTokenBucket({ rate: 1, capacity: 0 }), RangeError, /capacity must be at least 1, got 0/],
-    ['capacity fractional', () => new KeyedTokenBucket({ rate: 1, capacity: 10.5 }), RangeError, /capacity must be a whole number, got 10.5/],
-    ['capacity too large', () => new KeyedTokenBucket({ rate: 1, capacity: 2 ** 25 }), RangeError, /capacity must be at most 16777216/],
-    ['capacity as string', () => new KeyedTokenBucket({ rate: 1, capacity: '64' as never }), TypeError, /capacity must be a number, got "64"/],
+    ['slots 0', () => new KeyedTokenBucket({ rate: 1, slots: 0 }), RangeError, /slots must be at least 1, got 0/],
+    ['slots fractional', () => new KeyedTokenBucket({ rate: 1, slots: 10.5 }), RangeError, /slots must be a whole number, got 10.5/],
+    ['slots too large', () => new KeyedTokenBucket({ rate: 1, slots: 2 ** 25 }), RangeError, /slots must be at most 16777216/],
+    ['slots as string', () => new KeyedTokenBucket({ rate: 1, slots: '64' as never }), TypeError, /slots must be a number, got "64"/],
+    [
+      'capacity, the old name of slots',
+      () => new KeyedTokenBucket({ rate: 1, capacity: 64 } as never),
+      TypeError,
+      /^KeyedTokenBucket options: option "capacity" was renamed "slots"$/,
+    ],
     ['probeWindow 0', () => new KeyedTokenBucket({ rate: 1, probeWindow: 0 }), RangeError, /probeWindow must be at least 1, got 0/],
     ['probeWindow 65', () => new KeyedTokenBucket({ rate: 1, probeWindow: 65 }), RangeError, /probeWindow must be at most 64, got 65/],
     ['overflowRate NaN', () => new KeyedTokenBucket({ rate: 1, overflowRate: NaN }), RangeError, /overflowRate must be a finite number, got NaN/],

@@ -10,7 +10,7 @@ describe('KeyedTokenBucket.reclaimThread', () => {
     // 10 per second per key: T = 100 ms, burst 2. Every thread reads a clock at 0 that only the
     // test moves, so the worker's calls wait for good.
     const clock = new ManualClock(0);
-    const bucket = new KeyedTokenBucket({ rate: 10, burst: 2, maxThreads: 2, capacity: 64, clock });
+    const bucket = new KeyedTokenBucket({ rate: 10, burst: 2, maxThreads: 2, slots: 64, clock });
     expect(bucket.tryAcquire('k')).toBe(true);
     expect(bucket.tryAcquire('k')).toBe(true);
     const admittedAt: bigint[] = [];
@@ -61,7 +61,7 @@ describe('KeyedTokenBucket.reclaimThread', () => {
 
   test('reclaimThread of a worker that held its row with nothing queued frees the row only: the queued count of the live threads is untouched', async () => {
     const clock = new ManualClock(0);
-    const bucket = new KeyedTokenBucket({ rate: 10, burst: 1, maxThreads: 2, capacity: 64, clock });
+    const bucket = new KeyedTokenBucket({ rate: 10, burst: 1, maxThreads: 2, slots: 64, clock });
     expect(bucket.tryAcquire('k')).toBe(true);
     const waiting = bucket.acquire('k');
     const idle = spawnTableWorker({ descriptor: bucket.share(), manualClockMs: 0 });

@@ -98,11 +98,11 @@ describe('per-key limits on the threaded server, npm thrift clients on 127.0.0.1
     c2.close();
   });
 
-  test('a tiny table (capacity 2) and 40 keys: keys without a slot share the overflow bucket, the server answers every call, none refused', async () => {
+  test('a tiny table (2 slots) and 40 keys: keys without a slot share the overflow bucket, the server answers every call, none refused', async () => {
     const KEYS = 40;
     const EACH = 3;
     const { server, port } = await start({
-      limits: { add: { rate: 10, burst: 5, perKey: { field: 1 }, capacity: 2, overflowRate: 1000, overflowBurst: 50 } },
+      limits: { add: { rate: 10, burst: 5, perKey: { field: 1 }, slots: 2, overflowRate: 1000, overflowBurst: 50 } },
       queue: { maxWaitMs: 5000 },
     });
     const { client, close } = await connect(port);
@@ -125,7 +125,12 @@ describe('per-key limits on the threaded server, npm thrift clients on 127.0.0.1
       /limits\.add\.perKey must be 'address', 'connection', 'method', \{ field: N \} or a function/,
     );
     expect(() => createThreadedServer({ ...base, limits: { add: { rate: 10, perKey: { field: 1.5 } } } })).toThrow(/limits\.add\.perKey\.field/);
-    expect(() => createThreadedServer({ ...base, limits: { add: { rate: 10, perKey: 'address', capacity: 0 } } })).toThrow(/limits\.add: capacity/);
+    expect(() => createThreadedServer({ ...base, limits: { add: { rate: 10, perKey: 'address', slots: 0 } } })).toThrow(
+      /limits\.add: slots must be at least 1/,
+    );
+    expect(() => createThreadedServer({ ...base, limits: { add: { rate: 10, perKey: 'address', capacity: 64 } as never } })).toThrow(
+      /^limits\.add: option "capacity" was renamed "slots"$/,
+    );
     expect(() => createThreadedServer({ ...base, limits: { add: { rate: 10, perKey: 'address', store: {} } as never } })).toThrow(
       /limits\.add\.store: a per-key limit/,
     );

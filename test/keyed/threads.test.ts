@@ -56,7 +56,7 @@ describe('KeyedTokenBucket across real worker threads', () => {
     const plan: PhasePlan = { phases: 60, keysPerPhase: 128, shift: 48, stepUs: 2500, workers: 4 };
     const rate = 1000; // per key per second: T = 1000 µs
     const burst = 4;
-    const k = new KeyedTokenBucket({ rate, burst, capacity: 1024, probeWindow: 32, clock: new ManualClock(0) });
+    const k = new KeyedTokenBucket({ rate, burst, slots: 1024, probeWindow: 32, clock: new ManualClock(0) });
     const counts = new SharedArrayBuffer(4 * plan.phases * plan.keysPerPhase);
     const barrier = new SharedArrayBuffer(4);
     await runWorkers(
@@ -91,7 +91,7 @@ describe('KeyedTokenBucket across real worker threads', () => {
   test('4 threads released together 3 000 times to insert the same new key, 3 tries each, into a 64-slot table: every key is admitted exactly its burst of 4 (never inserted twice)', async () => {
     const rounds = 3000;
     const burst = 4;
-    const k = new KeyedTokenBucket({ rate: 1000, burst, capacity: 64, probeWindow: 8, clock: new ManualClock(0) });
+    const k = new KeyedTokenBucket({ rate: 1000, burst, slots: 64, probeWindow: 8, clock: new ManualClock(0) });
     const counts = new SharedArrayBuffer(4 * rounds);
     const barrier = new SharedArrayBuffer(4);
     await runWorkers(
@@ -108,7 +108,7 @@ describe('KeyedTokenBucket across real worker threads', () => {
   test('4 threads calling tryAcquire on the real clock over a moving window of keys (400+ keys, 256 slots): no key is ever admitted more than burst + rate × length in any interval', async () => {
     const rate = 100;
     const burst = 3;
-    const k = new KeyedTokenBucket({ rate, burst, capacity: 256, probeWindow: 16, overflowRate: 1e-6, overflowBurst: 1 });
+    const k = new KeyedTokenBucket({ rate, burst, slots: 256, probeWindow: 16, overflowRate: 1e-6, overflowBurst: 1 });
     const perThread = 20_000;
     const keys = new SharedArrayBuffer(4 * 4 * perThread);
     const instants = new SharedArrayBuffer(8 * 4 * perThread);
@@ -150,7 +150,7 @@ describe('KeyedTokenBucket across real worker threads', () => {
   test('4 threads queueing run() calls for a moving window of keys: every call is admitted, no key more than burst + rate × length in any interval, and no queue is left behind', async () => {
     const rate = 100;
     const burst = 2;
-    const k = new KeyedTokenBucket({ rate, burst, capacity: 128, probeWindow: 16, overflowRate: 1e-6, overflowBurst: 1 });
+    const k = new KeyedTokenBucket({ rate, burst, slots: 128, probeWindow: 16, overflowRate: 1e-6, overflowBurst: 1 });
     const waves = 40;
     const windowKeys = 12;
     const perThread = waves * windowKeys;

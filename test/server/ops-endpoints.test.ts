@@ -186,7 +186,7 @@ describe('/limits', () => {
       limits: {
         add: { rate: 100, burst: 5 },
         divide: { maxCalls: 50, periodMs: 2000 },
-        echo: { rate: 10, perKey: { field: 1 }, capacity: 128 },
+        echo: { rate: 10, perKey: { field: 1 }, slots: 128 },
         '*': { maxCalls: 1000, periodMs: 1000 },
       },
       queue: { maxWaitMs: 2000, maxQueued: 100 },
@@ -212,7 +212,7 @@ describe('/limits', () => {
             periodMs: 1000,
             burst: 10,
             perKey: { field: 1 },
-            capacity: 128,
+            slots: 128,
             probeWindow: 16,
             overflowRate: 10,
             overflowBurst: 10,
