@@ -24,7 +24,7 @@ import { guardHandler, runProcessor, type LoadedService, type Processor, type Ru
 import { processorClass, serviceMethods, type ServiceModule } from '../src/thrift/service-methods.js';
 import type { HandlerContext, ThriftWorkerData, WorkerBatch, WorkerEvent, WorkerReplies } from '../src/server/batch.js';
 import type { ServiceModules } from '../src/server/server-options.js';
-import { packFrames, PROTOCOLS } from '../src/server/batch.js';
+import { HeartbeatLayout, packFrames, PROTOCOLS } from '../src/server/batch.js';
 
 const data = workerData as ThriftWorkerData;
 
@@ -62,9 +62,9 @@ let loaded: RunOptions | undefined;
 let startError: Error | undefined;
 try {
   loaded = await load();
-  const heartbeat = new BigInt64Array(new SharedArrayBuffer(8));
+  const heartbeat = new BigInt64Array(new SharedArrayBuffer(HeartbeatLayout.BYTES));
   const beat = (): void => {
-    Atomics.store(heartbeat, 0, process.hrtime.bigint());
+    Atomics.store(heartbeat, HeartbeatLayout.I64.BEAT, process.hrtime.bigint());
   };
   beat();
   setInterval(beat, data.heartbeatMs).unref();

@@ -7,7 +7,7 @@
 import { createRequire } from 'node:module';
 import { parentPort, workerData } from 'node:worker_threads';
 import thrift from 'thrift';
-import { FAILED, REPLIED, SENT, type DemoLoadData, type DemoLoadReport } from './demo-protocol.js';
+import { DemoCountersLayout, type DemoLoadData, type DemoLoadReport } from './demo-protocol.js';
 
 const data = workerData as DemoLoadData;
 const require = createRequire(import.meta.url);
@@ -40,16 +40,16 @@ async function main(): Promise<void> {
       while (sent < due) {
         const k = sent++;
         const sentAt = performance.now();
-        Atomics.add(counters, SENT, 1);
+        Atomics.add(counters, DemoCountersLayout.I32.SENT, 1);
         calls.push(
           clients[k % clients.length]!.client.add(k, 1)
             .then((sum) => {
               if (sum !== k + 1) throw new Error(`add(${k}, 1) returned ${sum}`);
               report.latenciesMs.push(performance.now() - sentAt);
-              Atomics.add(counters, REPLIED, 1);
+              Atomics.add(counters, DemoCountersLayout.I32.REPLIED, 1);
             })
             .catch((error: unknown) => {
-              Atomics.add(counters, FAILED, 1);
+              Atomics.add(counters, DemoCountersLayout.I32.FAILED, 1);
               if (report.errors.length < 10) report.errors.push((error as Error)?.message ?? String(error));
             }),
         );

@@ -1,11 +1,10 @@
 /**
- * What the demo and its load thread share: the slots of the live counters and the messages.
+ * What the demo and its load thread share: the live counters in shared memory and the messages.
  */
+import { defineLayout } from '../shared/layout.js';
 
-/** Counter slots in the shared Int32Array. */
-export const SENT = 0;
-export const REPLIED = 1;
-export const FAILED = 2;
+/** The live counters the load thread bumps and the demo displays: calls sent, replied, failed. */
+export const DemoCountersLayout = defineLayout('demo counters', { BYTES: 16, I32: { SENT: 0, REPLIED: 1, FAILED: 2 }, I64: {} });
 
 /** What the load thread is given. */
 export interface DemoLoadData {

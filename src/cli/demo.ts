@@ -12,7 +12,7 @@ import { Worker } from 'node:worker_threads';
 import { lineChart } from '../report/svg-chart.js';
 import { createThreadedServer } from '../server/threaded-server.js';
 import { parseDuration, parseFlags, parsePositive } from './args.js';
-import { FAILED, REPLIED, SENT, type DemoLoadData, type DemoLoadReport } from './demo-protocol.js';
+import { DemoCountersLayout, type DemoLoadData, type DemoLoadReport } from './demo-protocol.js';
 import { progressLine } from './progress.js';
 
 const HELP = `usage: thrift-queue-limiter demo [--duration 8s] [--rate 500] [--burst 20] [--workers 2] [--out demo-report]
@@ -59,7 +59,7 @@ export async function demo(argv: string[]): Promise<number> {
   console.log(`demo: Calculator on the threaded server (127.0.0.1:${port}, ${workers} workers), add limited to ${rate}/s (burst ${burst});`);
   console.log(`      a load thread offers ${offered} add calls/s for ${durationMs / 1000} s, then waits for every reply`);
 
-  const counterBuffer = new SharedArrayBuffer(12);
+  const counterBuffer = new SharedArrayBuffer(DemoCountersLayout.BYTES);
   const counters = new Int32Array(counterBuffer);
   const load = new Worker(new URL('./demo-load.js', import.meta.url), {
     workerData: { port, ratePerSec: offered, durationMs, connections: 8, servicePath, counters: counterBuffer } satisfies DemoLoadData,
@@ -80,10 +80,10 @@ export async function demo(argv: string[]): Promise<number> {
     timeline.push({ t: (now - started) / 1000, perSec, queued: s.queued });
     const t = (now - started) / 1000;
     const width = 30;
-    const filled = Math.min(width, Math.round((Atomics.load(counters, REPLIED) / Math.max(1, (offered * durationMs) / 1000)) * width));
+    const filled = Math.min(width, Math.round((Atomics.load(counters, DemoCountersLayout.I32.REPLIED) / Math.max(1, (offered * durationMs) / 1000)) * width));
     const bar = line.live ? `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ` : '';
     line.update(
-      `  ${bar}t=${t.toFixed(1).padStart(5)} s  sent ${String(Atomics.load(counters, SENT)).padStart(6)}  admitted ${perSec.toFixed(0).padStart(5)}/s  queued ${String(s.queued).padStart(5)}  replied ${String(Atomics.load(counters, REPLIED)).padStart(6)}`,
+      `  ${bar}t=${t.toFixed(1).padStart(5)} s  sent ${String(Atomics.load(counters, DemoCountersLayout.I32.SENT)).padStart(6)}  admitted ${perSec.toFixed(0).padStart(5)}/s  queued ${String(s.queued).padStart(5)}  replied ${String(Atomics.load(counters, DemoCountersLayout.I32.REPLIED)).padStart(6)}`,
     );
   }, 250);
   let report: DemoLoadReport;
@@ -99,8 +99,8 @@ export async function demo(argv: string[]): Promise<number> {
   await load.terminate();
   await server.close({ timeoutMs: 1000 });
 
-  const sent = Atomics.load(counters, SENT);
-  const failed = Atomics.load(counters, FAILED);
+  const sent = Atomics.load(counters, DemoCountersLayout.I32.SENT);
+  const failed = Atomics.load(counters, DemoCountersLayout.I32.FAILED);
   const refused = Object.values(stats.refused).reduce((a, b) => a + b, 0);
   const latencies = report.latenciesMs.sort((a, b) => a - b);
   const bound = burst + rate * elapsed;

@@ -3,7 +3,8 @@
  * table of GCRA buckets, one per key, plus one overflow bucket for keys that find no slot.
  *
  * Layout (byte offsets; words little-endian as the platform's typed arrays, which is what lets
- * the 32-bit view read the halves of a 64-bit word):
+ * the 32-bit view read the halves of a 64-bit word), as {@link KeyedTableLayout},
+ * {@link KeyedRowLayout} and {@link KeyedSlotLayout} name it (conventions in `layout.ts`):
  *
  * ```
  *   0  i32 MAGIC          'TQK1', to reject a foreign buffer passed to attach()
@@ -16,7 +17,7 @@
  *  64  i64 OVERFLOW_TAT   the overflow bucket's GCRA word, ns on the clock (own cache line: under
  *                         a key flood every call touches it)
  * 128  i64 WATERMARK      µs since EPOCH, ≥ the TAT of every key whose slot was reclaimed (own line)
- * 192  i64 counters (see C): admitted, overflow admissions, inserts, reclaims and table-full events
+ * 192  i64 counters: admitted, overflow admissions, inserts, reclaims and table-full events
  *      of freed thread rows; refusals by reason; calls that waited and their total wait
  * 320  thread table: ROWS rows of 64 bytes (one cache line each)
  *      +0 i32 OWNER threadId + 1 (0: free)   +4 i32 QUEUED_CALLS this row's share
@@ -79,46 +80,61 @@
  */
 import type { Nanos } from '../clock.js';
 import { gcraReadyAt, gcraTake } from '../limiters/gcra.js';
-import { assertLayout } from '../shared/layout.js';
+import { defineLayout } from '../shared/layout.js';
 
 const MAGIC = 0x314b5154; // 'TQK1'
 
-/** Header words, Int32 view. */
-const H = { MAGIC: 0, SLOTS: 1, PROBE: 2, ROWS: 3, QUEUED_CALLS: 4, SEED_HI: 5, SEED_LO: 6 } as const;
-/** Header words, BigInt64 view. */
-const W = { EPOCH: 4, OVERFLOW_TAT: 8, WATERMARK: 16 } as const;
+/** The table's header: its shape, the overflow bucket, the watermark and the counters. */
+export const KeyedTableLayout = defineLayout('keyed table header', {
+  BYTES: 320,
+  I32: { MAGIC: 0, SLOTS: 1, PROBE: 2, ROWS: 3, QUEUED_CALLS: 4, SEED_HI: 5, SEED_LO: 6 },
+  I64: {
+    EPOCH: 4,
+    OVERFLOW_TAT: 8,
+    WATERMARK: 16,
+    ADMITTED: 24,
+    OVERFLOW_ADMITTED: 25,
+    INSERTED: 26,
+    RECLAIMED: 27,
+    TABLE_FULL: 28,
+    REFUSED_QUEUE_FULL: 29,
+    REFUSED_TIMEOUT: 30,
+    REFUSED_ABORTED: 31,
+    WAITED: 32,
+    WAIT_NS_TOTAL: 33,
+  },
+});
 
-/** Counter words in the header, BigInt64 view. */
-export const C = {
-  ADMITTED: 24,
-  OVERFLOW_ADMITTED: 25,
-  INSERTED: 26,
-  RECLAIMED: 27,
-  TABLE_FULL: 28,
-  REFUSED_QUEUE_FULL: 29,
-  REFUSED_TIMEOUT: 30,
-  REFUSED_ABORTED: 31,
-  WAITED: 32,
-  WAIT_NS_TOTAL: 33,
-} as const;
+/** One row of the thread table: its owner, its queued calls and its own counters. */
+export const KeyedRowLayout = defineLayout('keyed table row', {
+  BYTES: 64,
+  I32: { OWNER: 0, QUEUED_CALLS: 1 },
+  I64: { ADMITTED: 1, OVERFLOW_ADMITTED: 2, INSERTED: 3, RECLAIMED: 4, TABLE_FULL: 5 },
+});
 
-const HEADER_BYTES = 320;
-const ROW_BYTES = 64;
-/** Row fields: OWNER and QUEUED_CALLS in the Int32 view, counters in the BigInt64 view. */
-const R32 = { OWNER: 0, QUEUED_CALLS: 1 } as const;
-const R64 = { ADMITTED: 1, OVERFLOW_ADMITTED: 2, INSERTED: 3, RECLAIMED: 4, TABLE_FULL: 5 } as const;
+/** One slot: a key's hash and its bucket. */
+export const KeyedSlotLayout = defineLayout('keyed table slot', {
+  BYTES: 16,
+  I32: { HASH_LO: 0, HASH_HI: 1 },
+  I64: { STATE: 1 },
+});
+
+/** Where the thread table starts, and the strides of rows and slots, in each view's words. */
+const TABLE_I32 = KeyedTableLayout.BYTES / 4;
+const TABLE_I64 = KeyedTableLayout.BYTES / 8;
+const ROW_I32 = KeyedRowLayout.BYTES / 4;
+const ROW_I64 = KeyedRowLayout.BYTES / 8;
+const SLOT_I32 = KeyedSlotLayout.BYTES / 4;
+const SLOT_I64 = KeyedSlotLayout.BYTES / 8;
+
 /** The row counters folded into the header when a row is freed: [row field, header word]. */
 const FOLD: readonly (readonly [number, number])[] = [
-  [R64.ADMITTED, C.ADMITTED],
-  [R64.OVERFLOW_ADMITTED, C.OVERFLOW_ADMITTED],
-  [R64.INSERTED, C.INSERTED],
-  [R64.RECLAIMED, C.RECLAIMED],
-  [R64.TABLE_FULL, C.TABLE_FULL],
+  [KeyedRowLayout.I64.ADMITTED, KeyedTableLayout.I64.ADMITTED],
+  [KeyedRowLayout.I64.OVERFLOW_ADMITTED, KeyedTableLayout.I64.OVERFLOW_ADMITTED],
+  [KeyedRowLayout.I64.INSERTED, KeyedTableLayout.I64.INSERTED],
+  [KeyedRowLayout.I64.RECLAIMED, KeyedTableLayout.I64.RECLAIMED],
+  [KeyedRowLayout.I64.TABLE_FULL, KeyedTableLayout.I64.TABLE_FULL],
 ];
-const SLOT_BYTES = 16;
-
-assertLayout('keyed table header', { i32: Object.values(H), i64: [...Object.values(W), ...Object.values(C)], bytes: HEADER_BYTES });
-assertLayout('keyed table row', { i32: Object.values(R32), i64: Object.values(R64), bytes: ROW_BYTES });
 
 const TAT_MASK = (1n << 48n) - 1n;
 const VERSION_ONE = 1n << 48n;
@@ -191,16 +207,16 @@ export class KeyedTable {
 
   /** Allocates a zeroed table. */
   static allocate(slots: number, probeWindow: number, rows: number, epoch: Nanos): SharedArrayBuffer {
-    const buffer = new SharedArrayBuffer(HEADER_BYTES + rows * ROW_BYTES + slots * SLOT_BYTES);
+    const buffer = new SharedArrayBuffer(KeyedTableLayout.BYTES + rows * KeyedRowLayout.BYTES + slots * KeyedSlotLayout.BYTES);
     const i32 = new Int32Array(buffer);
     const seed = crypto.getRandomValues(new Int32Array(2));
-    i32[H.MAGIC] = MAGIC;
-    i32[H.SLOTS] = slots;
-    i32[H.PROBE] = probeWindow;
-    i32[H.ROWS] = rows;
-    i32[H.SEED_HI] = seed[0]!;
-    i32[H.SEED_LO] = seed[1]!;
-    new BigInt64Array(buffer)[W.EPOCH] = epoch;
+    i32[KeyedTableLayout.I32.MAGIC] = MAGIC;
+    i32[KeyedTableLayout.I32.SLOTS] = slots;
+    i32[KeyedTableLayout.I32.PROBE] = probeWindow;
+    i32[KeyedTableLayout.I32.ROWS] = rows;
+    i32[KeyedTableLayout.I32.SEED_HI] = seed[0]!;
+    i32[KeyedTableLayout.I32.SEED_LO] = seed[1]!;
+    new BigInt64Array(buffer)[KeyedTableLayout.I64.EPOCH] = epoch;
     return buffer;
   }
 
@@ -209,20 +225,24 @@ export class KeyedTable {
    * @throws TypeError when it is not a keyed table.
    */
   constructor(buffer: unknown, params: TableParams) {
-    if (!(buffer instanceof SharedArrayBuffer) || buffer.byteLength < HEADER_BYTES || new Int32Array(buffer, 0, 1)[0] !== MAGIC) {
+    if (
+      !(buffer instanceof SharedArrayBuffer) ||
+      buffer.byteLength < KeyedTableLayout.BYTES ||
+      new Int32Array(buffer, 0, 1)[KeyedTableLayout.I32.MAGIC] !== MAGIC
+    ) {
       throw new TypeError('descriptor.buffer must be the SharedArrayBuffer of a KeyedTokenBucket (from share())');
     }
     this.buffer = buffer;
     this.i32 = new Int32Array(buffer);
     this.i64 = new BigInt64Array(buffer);
-    this.slots = this.i32[H.SLOTS]!;
-    this.probeWindow = this.i32[H.PROBE]!;
-    this.rows = this.i32[H.ROWS]!;
-    this.seedHi = this.i32[H.SEED_HI]!;
-    this.seedLo = this.i32[H.SEED_LO]!;
-    this.epoch = this.i64[W.EPOCH]!;
-    const slotBytes = HEADER_BYTES + this.rows * ROW_BYTES;
-    if (buffer.byteLength !== slotBytes + this.slots * SLOT_BYTES) throw new TypeError('descriptor.buffer has the wrong size for its table');
+    this.slots = this.i32[KeyedTableLayout.I32.SLOTS]!;
+    this.probeWindow = this.i32[KeyedTableLayout.I32.PROBE]!;
+    this.rows = this.i32[KeyedTableLayout.I32.ROWS]!;
+    this.seedHi = this.i32[KeyedTableLayout.I32.SEED_HI]!;
+    this.seedLo = this.i32[KeyedTableLayout.I32.SEED_LO]!;
+    this.epoch = this.i64[KeyedTableLayout.I64.EPOCH]!;
+    const slotBytes = KeyedTableLayout.BYTES + this.rows * KeyedRowLayout.BYTES;
+    if (buffer.byteLength !== slotBytes + this.slots * KeyedSlotLayout.BYTES) throw new TypeError('descriptor.buffer has the wrong size for its table');
     this.slotI32 = slotBytes / 4;
     this.slotI64 = slotBytes / 8;
     this.interval = params.intervalUs;
@@ -243,12 +263,12 @@ export class KeyedTable {
     for (;;) {
       const r = this.attempt(hi, lo, home, cost);
       if (r === ADMIT) {
-        Atomics.add(this.i64, this.rowI64 + R64.ADMITTED, 1n);
+        Atomics.add(this.i64, this.rowI64 + KeyedRowLayout.I64.ADMITTED, 1n);
         return true;
       }
       if (r === REFUSE) return false;
       if (r === FULL) {
-        Atomics.add(this.i64, this.rowI64 + R64.TABLE_FULL, 1n);
+        Atomics.add(this.i64, this.rowI64 + KeyedRowLayout.I64.TABLE_FULL, 1n);
         return this.takeOverflow(now, n);
       }
     }
@@ -265,14 +285,14 @@ export class KeyedTable {
     let free = false;
     let s = home;
     for (let k = 0; k < this.probeWindow; k++) {
-      const st = Atomics.load(this.i64, this.slotI64 + 2 * s + 1);
+      const st = Atomics.load(this.i64, this.stateIndex(s));
       if (st === 0n) {
         free = true;
         break;
       }
       const tat = Number(st & TAT_MASK);
-      const b = this.slotI32 + 4 * s;
-      if (tat < ABANDONED && Atomics.load(i32, b) === lo && Atomics.load(i32, b + 1) === hi) {
+      const b = this.hashIndex(s);
+      if (tat < ABANDONED && Atomics.load(i32, b + KeyedSlotLayout.I32.HASH_LO) === lo && Atomics.load(i32, b + KeyedSlotLayout.I32.HASH_HI) === hi) {
         const readyUs = tat + (ahead + n) * this.interval - this.tolerance;
         return readyUs <= this.us ? now : this.epoch + BigInt(readyUs) * 1000n;
       }
@@ -280,7 +300,7 @@ export class KeyedTable {
       s = s + 1 === this.slots ? 0 : s + 1;
     }
     if (free) return now;
-    const ready = gcraReadyAt(Atomics.load(this.i64, W.OVERFLOW_TAT), ahead + n, this.overflowInterval, this.overflowTolerance);
+    const ready = gcraReadyAt(Atomics.load(this.i64, KeyedTableLayout.I64.OVERFLOW_TAT), ahead + n, this.overflowInterval, this.overflowTolerance);
     return ready > now ? ready : now;
   }
 
@@ -290,7 +310,7 @@ export class KeyedTable {
     let inUse = 0;
     let active = 0;
     for (let s = 0; s < this.slots; s++) {
-      const st = Atomics.load(this.i64, this.slotI64 + 2 * s + 1);
+      const st = Atomics.load(this.i64, this.stateIndex(s));
       const tat = Number(st & TAT_MASK);
       if (st === 0n || tat >= ABANDONED) continue;
       inUse++;
@@ -306,13 +326,13 @@ export class KeyedTable {
     let candidateState = 0n;
     let s = home;
     for (let k = 0; k < this.probeWindow; k++) {
-      const b = this.slotI32 + 4 * s;
-      if (Atomics.load(i32, b) === lo && Atomics.load(i32, b + 1) === hi) {
+      const b = this.hashIndex(s);
+      if (Atomics.load(i32, b + KeyedSlotLayout.I32.HASH_LO) === lo && Atomics.load(i32, b + KeyedSlotLayout.I32.HASH_HI) === hi) {
         const r = this.admitInSlot(s, hi, lo, cost);
         if (r !== MOVED) return r;
       }
       if (candidate < 0) {
-        const st = Atomics.load(this.i64, this.slotI64 + 2 * s + 1);
+        const st = Atomics.load(this.i64, this.stateIndex(s));
         if (st === 0n) {
           // Never claimed: no key was ever placed after it in this window (keys go to the first
           // usable slot, and a claimed slot is never empty again), so the search ends here.
@@ -324,7 +344,11 @@ export class KeyedTable {
           candidate = s;
           candidateState = st;
         }
-      } else if (Atomics.load(i32, b) === 0 && Atomics.load(i32, b + 1) === 0 && Atomics.load(this.i64, this.slotI64 + 2 * s + 1) === 0n) {
+      } else if (
+        Atomics.load(i32, b + KeyedSlotLayout.I32.HASH_LO) === 0 &&
+        Atomics.load(i32, b + KeyedSlotLayout.I32.HASH_HI) === 0 &&
+        Atomics.load(this.i64, this.stateIndex(s)) === 0n
+      ) {
         break;
       }
       s = s + 1 === this.slots ? 0 : s + 1;
@@ -335,12 +359,13 @@ export class KeyedTable {
   /** GCRA on slot `s` if it holds the key: ADMIT, REFUSE, or MOVED when it does not (any more). */
   private admitInSlot(s: number, hi: number, lo: number, cost: number): number {
     const i64 = this.i64;
-    const index = this.slotI64 + 2 * s + 1;
-    const b = this.slotI32 + 4 * s;
+    const index = this.stateIndex(s);
+    const b = this.hashIndex(s);
     let st = Atomics.load(i64, index);
     for (;;) {
       const tat = Number(st & TAT_MASK);
-      if (tat >= ABANDONED || Atomics.load(this.i32, b) !== lo || Atomics.load(this.i32, b + 1) !== hi) return MOVED;
+      if (tat >= ABANDONED || Atomics.load(this.i32, b + KeyedSlotLayout.I32.HASH_LO) !== lo || Atomics.load(this.i32, b + KeyedSlotLayout.I32.HASH_HI) !== hi)
+        return MOVED;
       let next: number;
       if (tat > this.us) {
         // TAT in the future: admit iff TAT·1000 + cost·1000 − (us·1000 + frac) ≤ tolerance·1000,
@@ -368,20 +393,20 @@ export class KeyedTable {
    */
   private claim(s: number, state: bigint, hi: number, lo: number, home: number, cost: number): number {
     const i64 = this.i64;
-    const index = this.slotI64 + 2 * s + 1;
+    const index = this.stateIndex(s);
     const oldTat = Number(state & TAT_MASK);
     const reclaiming = state !== 0n && oldTat !== ABANDONED;
     if (reclaiming) this.raiseWatermark(oldTat);
     const claimed = BigInt.asIntN(64, (state & ~TAT_MASK) + VERSION_ONE) + CLAIMING_BIG;
     if (Atomics.compareExchange(i64, index, state, claimed) !== state) return RETRY;
-    const b = this.slotI32 + 4 * s;
-    Atomics.store(this.i32, b, lo);
-    Atomics.store(this.i32, b + 1, hi);
+    const b = this.hashIndex(s);
+    Atomics.store(this.i32, b + KeyedSlotLayout.I32.HASH_LO, lo);
+    Atomics.store(this.i32, b + KeyedSlotLayout.I32.HASH_HI, hi);
     if (!this.soleClaim(s, hi, lo, home)) {
       Atomics.compareExchange(i64, index, claimed, claimed - CLAIMING_BIG + ABANDONED_BIG);
       return RETRY;
     }
-    const fresh = Number(Atomics.load(i64, W.WATERMARK));
+    const fresh = Number(Atomics.load(i64, KeyedTableLayout.I64.WATERMARK));
     let next: number;
     let admitted = true;
     if (fresh > this.us) {
@@ -392,8 +417,8 @@ export class KeyedTable {
     }
     // Fails only if a competing inserter of the same key abandoned this claim: retry, and find its slot.
     if (Atomics.compareExchange(i64, index, claimed, claimed - CLAIMING_BIG + BigInt(next)) !== claimed) return RETRY;
-    Atomics.add(i64, this.rowI64 + R64.INSERTED, 1n);
-    if (reclaiming) Atomics.add(i64, this.rowI64 + R64.RECLAIMED, 1n);
+    Atomics.add(i64, this.rowI64 + KeyedRowLayout.I64.INSERTED, 1n);
+    if (reclaiming) Atomics.add(i64, this.rowI64 + KeyedRowLayout.I64.RECLAIMED, 1n);
     return admitted ? ADMIT : REFUSE;
   }
 
@@ -408,12 +433,18 @@ export class KeyedTable {
     let s = home;
     for (let k = 0; k < this.probeWindow; k++, s = s + 1 === this.slots ? 0 : s + 1) {
       if (s === mine) continue;
-      const index = this.slotI64 + 2 * s + 1;
-      const b = this.slotI32 + 4 * s;
+      const index = this.stateIndex(s);
+      const b = this.hashIndex(s);
       for (;;) {
         const st = Atomics.load(i64, index);
         const tat = Number(st & TAT_MASK);
-        if (st === 0n || tat === ABANDONED || Atomics.load(i32, b) !== lo || Atomics.load(i32, b + 1) !== hi) break;
+        if (
+          st === 0n ||
+          tat === ABANDONED ||
+          Atomics.load(i32, b + KeyedSlotLayout.I32.HASH_LO) !== lo ||
+          Atomics.load(i32, b + KeyedSlotLayout.I32.HASH_HI) !== hi
+        )
+          break;
         if (tat !== CLAIMING || s < mine) return false;
         if (Atomics.compareExchange(i64, index, st, st - CLAIMING_BIG + ABANDONED_BIG) === st) break;
       }
@@ -424,8 +455,8 @@ export class KeyedTable {
   /** WATERMARK ← max(WATERMARK, tat). */
   private raiseWatermark(tat: number): void {
     const target = BigInt(tat);
-    for (let w = Atomics.load(this.i64, W.WATERMARK); w < target;) {
-      const seen = Atomics.compareExchange(this.i64, W.WATERMARK, w, target);
+    for (let w = Atomics.load(this.i64, KeyedTableLayout.I64.WATERMARK); w < target;) {
+      const seen = Atomics.compareExchange(this.i64, KeyedTableLayout.I64.WATERMARK, w, target);
       if (seen === w) return;
       w = seen;
     }
@@ -435,9 +466,9 @@ export class KeyedTable {
   private takeOverflow(now: Nanos, n: number): boolean {
     const i64 = this.i64;
     const cost = n === 1 ? this.overflowInterval : this.overflowInterval * BigInt(n);
-    if (!gcraTake(i64, W.OVERFLOW_TAT, now, cost, this.overflowTolerance)) return false;
-    Atomics.add(i64, this.rowI64 + R64.ADMITTED, 1n);
-    Atomics.add(i64, this.rowI64 + R64.OVERFLOW_ADMITTED, 1n);
+    if (!gcraTake(i64, KeyedTableLayout.I64.OVERFLOW_TAT, now, cost, this.overflowTolerance)) return false;
+    Atomics.add(i64, this.rowI64 + KeyedRowLayout.I64.ADMITTED, 1n);
+    Atomics.add(i64, this.rowI64 + KeyedRowLayout.I64.OVERFLOW_ADMITTED, 1n);
     return true;
   }
 
@@ -473,9 +504,9 @@ export class KeyedTable {
    */
   claimRow(threadId: number): number {
     for (let r = 0; r < this.rows; r++) {
-      if (Atomics.compareExchange(this.i32, this.rowI32(r) + R32.OWNER, 0, threadId + 1) === 0) {
+      if (Atomics.compareExchange(this.i32, this.rowI32(r) + KeyedRowLayout.I32.OWNER, 0, threadId + 1) === 0) {
         this.row = r;
-        this.rowI64 = (HEADER_BYTES + r * ROW_BYTES) / 8;
+        this.rowI64 = TABLE_I64 + r * ROW_I64;
         return r;
       }
     }
@@ -484,14 +515,14 @@ export class KeyedTable {
 
   /** Frees row `r`: its counters move to the header, its queued calls leave the total. */
   freeRow(r: number): number {
-    const base64 = (HEADER_BYTES + r * ROW_BYTES) / 8;
+    const base64 = TABLE_I64 + r * ROW_I64;
     for (const [field, word] of FOLD) {
       const v = Atomics.exchange(this.i64, base64 + field, 0n);
       if (v) Atomics.add(this.i64, word, v);
     }
-    const queued = Atomics.exchange(this.i32, this.rowI32(r) + R32.QUEUED_CALLS, 0);
-    if (queued) Atomics.sub(this.i32, H.QUEUED_CALLS, queued);
-    Atomics.store(this.i32, this.rowI32(r) + R32.OWNER, 0);
+    const queued = Atomics.exchange(this.i32, this.rowI32(r) + KeyedRowLayout.I32.QUEUED_CALLS, 0);
+    if (queued) Atomics.sub(this.i32, KeyedTableLayout.I32.QUEUED_CALLS, queued);
+    Atomics.store(this.i32, this.rowI32(r) + KeyedRowLayout.I32.OWNER, 0);
     return queued;
   }
 
@@ -499,29 +530,29 @@ export class KeyedTable {
   reclaimThread(deadThreadId: number): number {
     let queued = 0;
     for (let r = 0; r < this.rows; r++) {
-      if (Atomics.load(this.i32, this.rowI32(r) + R32.OWNER) === deadThreadId + 1) queued += this.freeRow(r);
+      if (Atomics.load(this.i32, this.rowI32(r) + KeyedRowLayout.I32.OWNER) === deadThreadId + 1) queued += this.freeRow(r);
     }
     return queued;
   }
 
   /** A call of this thread starts waiting. */
   addQueued(): void {
-    Atomics.add(this.i32, H.QUEUED_CALLS, 1);
-    Atomics.add(this.i32, this.rowI32(this.row) + R32.QUEUED_CALLS, 1);
+    Atomics.add(this.i32, KeyedTableLayout.I32.QUEUED_CALLS, 1);
+    Atomics.add(this.i32, this.rowI32(this.row) + KeyedRowLayout.I32.QUEUED_CALLS, 1);
   }
 
   /** A call of this thread stops waiting. */
   removeQueued(): void {
-    Atomics.sub(this.i32, this.rowI32(this.row) + R32.QUEUED_CALLS, 1);
-    Atomics.sub(this.i32, H.QUEUED_CALLS, 1);
+    Atomics.sub(this.i32, this.rowI32(this.row) + KeyedRowLayout.I32.QUEUED_CALLS, 1);
+    Atomics.sub(this.i32, KeyedTableLayout.I32.QUEUED_CALLS, 1);
   }
 
   /** Calls waiting over all threads. */
   queuedCalls(): number {
-    return Atomics.load(this.i32, H.QUEUED_CALLS);
+    return Atomics.load(this.i32, KeyedTableLayout.I32.QUEUED_CALLS);
   }
 
-  /** Adds `v` to header counter `word` (see C). */
+  /** Adds `v` to header counter `word` (one of {@link KeyedTableLayout}'s I64 counters). */
   count(word: number, v: bigint): void {
     Atomics.add(this.i64, word, v);
   }
@@ -531,12 +562,22 @@ export class KeyedTable {
     let sum = Atomics.load(this.i64, word);
     const fold = FOLD.find(([, w]) => w === word);
     if (fold !== undefined) {
-      for (let r = 0; r < this.rows; r++) sum += Atomics.load(this.i64, (HEADER_BYTES + r * ROW_BYTES) / 8 + fold[0]);
+      for (let r = 0; r < this.rows; r++) sum += Atomics.load(this.i64, TABLE_I64 + r * ROW_I64 + fold[0]);
     }
     return Number(sum);
   }
 
   private rowI32(r: number): number {
-    return (HEADER_BYTES + r * ROW_BYTES) / 4;
+    return TABLE_I32 + r * ROW_I32;
+  }
+
+  /** Int32 index of slot `s`'s first word (its hash: {@link KeyedSlotLayout}'s I32 fields follow). */
+  private hashIndex(s: number): number {
+    return this.slotI32 + SLOT_I32 * s;
+  }
+
+  /** BigInt64 index of slot `s`'s STATE word. */
+  private stateIndex(s: number): number {
+    return this.slotI64 + SLOT_I64 * s + KeyedSlotLayout.I64.STATE;
   }
 }

@@ -31,7 +31,7 @@ import { KeyHasher } from './key-hash.js';
 import { KeyQueue } from './key-queue.js';
 import { KeyWaiter } from './key-waiter.js';
 import { checkKey, resolveKeyedTokenBucketOptions, type KeyedTokenBucketOptions, type ResolvedKeyedTokenBucketOptions } from './keyed-options.js';
-import { C, KeyedTable } from './keyed-table.js';
+import { KeyedTable, KeyedTableLayout } from './keyed-table.js';
 
 /** What `share()` returns: plain data and the shared buffer, structured-cloneable. */
 export interface KeyedTokenBucketDescriptor {
@@ -360,19 +360,19 @@ export class KeyedTokenBucket {
     const keys = t.countKeys(this.clock.now());
     return {
       kind: 'keyed-token-bucket',
-      admitted: t.total(C.ADMITTED),
-      overflowAdmitted: t.total(C.OVERFLOW_ADMITTED),
-      tableFull: t.total(C.TABLE_FULL),
-      inserted: t.total(C.INSERTED),
-      reclaimed: t.total(C.RECLAIMED),
+      admitted: t.total(KeyedTableLayout.I64.ADMITTED),
+      overflowAdmitted: t.total(KeyedTableLayout.I64.OVERFLOW_ADMITTED),
+      tableFull: t.total(KeyedTableLayout.I64.TABLE_FULL),
+      inserted: t.total(KeyedTableLayout.I64.INSERTED),
+      reclaimed: t.total(KeyedTableLayout.I64.RECLAIMED),
       refused: {
-        queueFull: t.total(C.REFUSED_QUEUE_FULL),
-        timeout: t.total(C.REFUSED_TIMEOUT),
-        aborted: t.total(C.REFUSED_ABORTED),
+        queueFull: t.total(KeyedTableLayout.I64.REFUSED_QUEUE_FULL),
+        timeout: t.total(KeyedTableLayout.I64.REFUSED_TIMEOUT),
+        aborted: t.total(KeyedTableLayout.I64.REFUSED_ABORTED),
       },
       queued: t.queuedCalls(),
-      waited: t.total(C.WAITED),
-      waitMsTotal: t.total(C.WAIT_NS_TOTAL) / 1e6,
+      waited: t.total(KeyedTableLayout.I64.WAITED),
+      waitMsTotal: t.total(KeyedTableLayout.I64.WAIT_NS_TOTAL) / 1e6,
       slots: this.slots,
       keysInUse: keys.inUse,
       keysActive: keys.active,
@@ -403,8 +403,8 @@ export class KeyedTokenBucket {
     if (waiter.task === undefined) waiter.resolve(RATE_PERMIT);
     else waiter.resolve(runAdmitted(waiter.task));
     const waitNs = Math.max(0, (this.msSinceCreated(this.clock.now()) - waiter.enqueuedAtMs) * 1e6);
-    this.table.count(C.WAITED, 1n);
-    this.table.count(C.WAIT_NS_TOTAL, BigInt(waitNs));
+    this.table.count(KeyedTableLayout.I64.WAITED, 1n);
+    this.table.count(KeyedTableLayout.I64.WAIT_NS_TOTAL, BigInt(waitNs));
   }
 
   /** @internal */
@@ -465,7 +465,14 @@ export class KeyedTokenBucket {
   }
 
   private emitRefused(reason: KeyedRefusedEvent['reason'], key: string, n: number): void {
-    this.table.count(reason === 'queue-full' ? C.REFUSED_QUEUE_FULL : reason === 'timeout' ? C.REFUSED_TIMEOUT : C.REFUSED_ABORTED, 1n);
+    this.table.count(
+      reason === 'queue-full'
+        ? KeyedTableLayout.I64.REFUSED_QUEUE_FULL
+        : reason === 'timeout'
+          ? KeyedTableLayout.I64.REFUSED_TIMEOUT
+          : KeyedTableLayout.I64.REFUSED_ABORTED,
+      1n,
+    );
     if (this.refusedListeners?.length) {
       const event: KeyedRefusedEvent = { key, reason, n };
       for (const l of this.refusedListeners) l(event);

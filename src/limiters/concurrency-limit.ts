@@ -24,7 +24,7 @@
 import type { Clock, Nanos } from '../clock.js';
 import { checkCount, resolveConcurrencyLimitOptions, type ConcurrencyLimitOptions, type ResolvedConcurrencyLimitOptions } from '../options.js';
 import type { Waiter } from '../queue/wait-queue.js';
-import { H, S, SharedState } from '../shared/shared-state.js';
+import { LimiterLayout, LimiterRowLayout, SharedState } from '../shared/shared-state.js';
 import { waitForSignal, type SignalWait } from '../shared/wait-signal.js';
 import type { AttachContext, LimiterDescriptor } from './limiter.js';
 import { Limiter, attachedInstance } from './limiter.js';
@@ -103,7 +103,7 @@ export class ConcurrencyLimit extends Limiter {
 
   /** Permits held now, over all threads. */
   get inFlight(): number {
-    return Atomics.load(this.i32, H.IN_FLIGHT);
+    return Atomics.load(this.i32, LimiterLayout.I32.IN_FLIGHT);
   }
 
   /**
@@ -113,10 +113,10 @@ export class ConcurrencyLimit extends Limiter {
   tryAcquireAt(_now: Nanos, n = 1): boolean {
     const i32 = this.i32;
     for (;;) {
-      const held = Atomics.load(i32, H.IN_FLIGHT);
+      const held = Atomics.load(i32, LimiterLayout.I32.IN_FLIGHT);
       if (held + n > this.max) return false;
-      if (Atomics.compareExchange(i32, H.IN_FLIGHT, held, held + n) === held) {
-        Atomics.add(i32, this.row + S.HELD, n);
+      if (Atomics.compareExchange(i32, LimiterLayout.I32.IN_FLIGHT, held, held + n) === held) {
+        Atomics.add(i32, this.row + LimiterRowLayout.I32.HELD, n);
         this.heldByCalls += n;
         return true;
       }
@@ -130,12 +130,12 @@ export class ConcurrencyLimit extends Limiter {
 
   /** A new call may take a permit directly only while no call waits anywhere (no barging). */
   protected override fastTake(n: number): boolean {
-    return Atomics.load(this.i32, H.QUEUED_CALLS) === 0 && this.tryAcquireAt(0n, n);
+    return Atomics.load(this.i32, LimiterLayout.I32.QUEUED_CALLS) === 0 && this.tryAcquireAt(0n, n);
   }
 
   /** @internal Hands granted permits to the head of this thread's queue. */
   take(_now: Nanos, n: number): boolean {
-    this.pool += Atomics.exchange(this.i32, this.row + S.GRANTS, 0);
+    this.pool += Atomics.exchange(this.i32, this.row + LimiterRowLayout.I32.GRANTS, 0);
     if (this.pool < n) return false;
     this.pool -= n;
     this.heldByCalls += n;
@@ -158,12 +158,12 @@ export class ConcurrencyLimit extends Limiter {
       return;
     }
     const i32 = this.i32;
-    const seen = Atomics.load(i32, this.row + S.SIGNAL);
-    if (Atomics.load(i32, this.row + S.GRANTS) > 0) {
+    const seen = Atomics.load(i32, this.row + LimiterRowLayout.I32.SIGNAL);
+    if (Atomics.load(i32, this.row + LimiterRowLayout.I32.GRANTS) > 0) {
       queueMicrotask(wake);
       return;
     }
-    this.wait = waitForSignal(i32, this.row + S.SIGNAL, seen, Infinity, () => {
+    this.wait = waitForSignal(i32, this.row + LimiterRowLayout.I32.SIGNAL, seen, Infinity, () => {
       this.wait = undefined;
       wake();
     });
@@ -175,10 +175,10 @@ export class ConcurrencyLimit extends Limiter {
     if (this.published !== 0) {
       // Withdraw the old head. If the CAS loses, another thread claimed it and its permits are in
       // GRANTS already; they join the pool below.
-      Atomics.compareExchange(i32, this.row + S.HEAD_TICKET, this.published, 0);
+      Atomics.compareExchange(i32, this.row + LimiterRowLayout.I32.HEAD_TICKET, this.published, 0);
       this.published = 0;
     }
-    this.pool += Atomics.exchange(i32, this.row + S.GRANTS, 0);
+    this.pool += Atomics.exchange(i32, this.row + LimiterRowLayout.I32.GRANTS, 0);
     if (head === undefined || this.pool < head.n) {
       // A partial pool is given back rather than kept: two threads each holding part of what
       // their heads need could otherwise wait on each other forever.
@@ -198,8 +198,8 @@ export class ConcurrencyLimit extends Limiter {
       return;
     }
     if (head.ticket === 0) head.ticket = nextTicket(i32);
-    Atomics.store(i32, this.row + S.HEAD_NEED, head.n);
-    Atomics.store(i32, this.row + S.HEAD_TICKET, head.ticket);
+    Atomics.store(i32, this.row + LimiterRowLayout.I32.HEAD_NEED, head.n);
+    Atomics.store(i32, this.row + LimiterRowLayout.I32.HEAD_TICKET, head.ticket);
     this.published = head.ticket;
     this.dispatch();
   }
@@ -218,9 +218,9 @@ export class ConcurrencyLimit extends Limiter {
 
   /** Gives `n` permits back and hands the freed capacity to the oldest waiters. */
   private releasePermits(n: number): void {
-    Atomics.sub(this.i32, this.row + S.HELD, n);
-    Atomics.sub(this.i32, H.IN_FLIGHT, n);
-    if (Atomics.load(this.i32, H.QUEUED_CALLS) > 0) this.dispatch();
+    Atomics.sub(this.i32, this.row + LimiterRowLayout.I32.HELD, n);
+    Atomics.sub(this.i32, LimiterLayout.I32.IN_FLIGHT, n);
+    if (Atomics.load(this.i32, LimiterLayout.I32.QUEUED_CALLS) > 0) this.dispatch();
   }
 
   /**
@@ -235,7 +235,7 @@ export class ConcurrencyLimit extends Limiter {
       let best = -1;
       let bestTicket = 0;
       for (let slot = 0; slot < state.slotCount; slot++) {
-        const t = Atomics.load(i32, state.row(slot, S.HEAD_TICKET));
+        const t = Atomics.load(i32, state.row(slot, LimiterRowLayout.I32.HEAD_TICKET));
         // Tickets wrap: compare by signed difference.
         if (t !== 0 && (best < 0 || ((t - bestTicket) | 0) < 0)) {
           best = slot;
@@ -243,22 +243,22 @@ export class ConcurrencyLimit extends Limiter {
         }
       }
       if (best < 0) return;
-      const need = Atomics.load(i32, state.row(best, S.HEAD_NEED));
-      const held = Atomics.load(i32, H.IN_FLIGHT);
+      const need = Atomics.load(i32, state.row(best, LimiterRowLayout.I32.HEAD_NEED));
+      const held = Atomics.load(i32, LimiterLayout.I32.IN_FLIGHT);
       if (held + need > this.max) return;
-      if (Atomics.compareExchange(i32, H.IN_FLIGHT, held, held + need) !== held) continue;
-      if (Atomics.compareExchange(i32, state.row(best, S.HEAD_TICKET), bestTicket, 0) !== bestTicket) {
-        Atomics.sub(i32, H.IN_FLIGHT, need);
+      if (Atomics.compareExchange(i32, LimiterLayout.I32.IN_FLIGHT, held, held + need) !== held) continue;
+      if (Atomics.compareExchange(i32, state.row(best, LimiterRowLayout.I32.HEAD_TICKET), bestTicket, 0) !== bestTicket) {
+        Atomics.sub(i32, LimiterLayout.I32.IN_FLIGHT, need);
         continue;
       }
-      Atomics.add(i32, state.row(best, S.HELD), need);
-      Atomics.add(i32, state.row(best, S.GRANTS), need);
+      Atomics.add(i32, state.row(best, LimiterRowLayout.I32.HELD), need);
+      Atomics.add(i32, state.row(best, LimiterRowLayout.I32.GRANTS), need);
       if (state.row(best, 0) === this.row) {
         this.published = 0;
         queueMicrotask(() => this.pumpQueue());
       } else {
-        Atomics.add(i32, state.row(best, S.SIGNAL), 1);
-        Atomics.notify(i32, state.row(best, S.SIGNAL));
+        Atomics.add(i32, state.row(best, LimiterRowLayout.I32.SIGNAL), 1);
+        Atomics.notify(i32, state.row(best, LimiterRowLayout.I32.SIGNAL));
       }
     }
   }
@@ -267,7 +267,7 @@ export class ConcurrencyLimit extends Limiter {
 /** The next waiting ticket; never 0, which marks "no head published". */
 function nextTicket(i32: Int32Array): number {
   for (;;) {
-    const t = Atomics.add(i32, H.TICKET, 1) + 1;
+    const t = Atomics.add(i32, LimiterLayout.I32.TICKET, 1) + 1;
     if (t !== 0) return t;
   }
 }

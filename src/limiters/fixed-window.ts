@@ -18,7 +18,7 @@
  */
 import type { Clock, Nanos } from '../clock.js';
 import { resolveFixedWindowOptions, type FixedWindowOptions, type ResolvedFixedWindowOptions } from '../options.js';
-import { SharedState, W } from '../shared/shared-state.js';
+import { LimiterLayout, SharedState } from '../shared/shared-state.js';
 import type { AttachContext, LimiterDescriptor } from './limiter.js';
 import { Limiter, attachedInstance } from './limiter.js';
 import { RATE_PERMIT, RATE_PERMIT_PROMISE, type Permit } from './permit.js';
@@ -81,11 +81,11 @@ export class FixedWindow extends Limiter {
     this.period = o.periodNs;
     this.i64 = this.state.i64;
     if (attach === undefined) {
-      Atomics.store(this.i64, W.EPOCH, this.clock.now());
+      Atomics.store(this.i64, LimiterLayout.I64.EPOCH, this.clock.now());
       // Window 0 starts at EPOCH; the state starts in window −1, with nothing counted.
-      Atomics.store(this.i64, W.STATE, pack(-1n, 0));
+      Atomics.store(this.i64, LimiterLayout.I64.STATE, pack(-1n, 0));
     }
-    this.epoch = Atomics.load(this.i64, W.EPOCH);
+    this.epoch = Atomics.load(this.i64, LimiterLayout.I64.EPOCH);
     if (o.store !== undefined) {
       const spec = { kind: 'fixed-window' as const, periodMs: o.periodMs, maxCalls: o.maxCalls };
       this.remote = new RemoteLimit(o.store, o.key, spec, this.clock, () => this.state.queuedTokens(), o.maxCalls, attach?.remoteBuffer);
@@ -128,27 +128,27 @@ export class FixedWindow extends Limiter {
       const first = this.cachedFirst;
       const full = this.cachedFull;
       for (;;) {
-        const s = Atomics.load(i64, W.STATE);
+        const s = Atomics.load(i64, LimiterLayout.I64.STATE);
         if (s < first || s > full) break; // another window: the general path decides
         if (s === full) return false;
-        if (Atomics.compareExchange(i64, W.STATE, s, s + 1n) === s) return true;
+        if (Atomics.compareExchange(i64, LimiterLayout.I64.STATE, s, s + 1n) === s) return true;
       }
     }
     for (;;) {
-      const s = Atomics.load(i64, W.STATE);
+      const s = Atomics.load(i64, LimiterLayout.I64.STATE);
       const age = ageOf(w, s);
       let count: number;
       if (age === 0n) count = Number(s & COUNT_MASK) + n;
       else if (age > 0n) count = n;
       else return false; // a reading older than the state's window (explicit-time calls only)
       if (count > this.maxCalls) return false;
-      if (Atomics.compareExchange(i64, W.STATE, s, pack(w, count)) === s) return true;
+      if (Atomics.compareExchange(i64, LimiterLayout.I64.STATE, s, pack(w, count)) === s) return true;
     }
   }
 
   /** Calls counted in window `w` so far. */
   private countIn(w: bigint): number {
-    const s = Atomics.load(this.i64, W.STATE);
+    const s = Atomics.load(this.i64, LimiterLayout.I64.STATE);
     return ageOf(w, s) === 0n ? Number(s & COUNT_MASK) : 0;
   }
 
@@ -175,7 +175,7 @@ export class FixedWindow extends Limiter {
     const w = this.windowOf(now);
     // A state ahead of this reading admits nothing before its own window: waking earlier would
     // find the same refusal and re-arm at once, a busy loop.
-    const age = ageOf(w, Atomics.load(this.i64, W.STATE));
+    const age = ageOf(w, Atomics.load(this.i64, LimiterLayout.I64.STATE));
     if (age < 0n) return this.epoch + (w - age) * this.period;
     return this.countIn(w) + n > this.maxCalls ? this.epoch + (w + 1n) * this.period : now;
   }

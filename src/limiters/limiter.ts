@@ -9,7 +9,7 @@ import { checkCount, resolveAcquireOptions, type AcquireOptions, type ResolvedQu
 import { QueuedCall } from '../queue/queued-call.js';
 import { SignalWatch } from '../queue/signal-watch.js';
 import { NO_DEADLINE, WaitQueue, type Waiter } from '../queue/wait-queue.js';
-import { M, SharedState, WAIT_BUCKETS, type LimiterKind } from '../shared/shared-state.js';
+import { LimiterLayout, SharedState, WAIT_BUCKETS, type LimiterKind } from '../shared/shared-state.js';
 import type { RemoteDescriptor, RemoteLimit, RemoteSnapshot } from '../stores/remote-limit.js';
 import type { LimiterStore } from '../stores/store.js';
 import { RATE_PERMIT, type Permit } from './permit.js';
@@ -406,7 +406,15 @@ export abstract class Limiter {
   emitRefused(reason: RefusedEvent['reason'], n: number): void {
     // Store refusals are counted with the store's counters (snapshot().store.refused).
     if (reason !== 'store-unavailable') {
-      Atomics.add(this.metrics, reason === 'queue-full' ? M.REFUSED_QUEUE_FULL : reason === 'timeout' ? M.REFUSED_TIMEOUT : M.REFUSED_ABORTED, 1n);
+      Atomics.add(
+        this.metrics,
+        reason === 'queue-full'
+          ? LimiterLayout.I64.REFUSED_QUEUE_FULL
+          : reason === 'timeout'
+            ? LimiterLayout.I64.REFUSED_TIMEOUT
+            : LimiterLayout.I64.REFUSED_ABORTED,
+        1n,
+      );
     }
     if (this.refusedListeners?.length) {
       const event: RefusedEvent = { reason, n };
@@ -444,11 +452,11 @@ export abstract class Limiter {
   private recordWait(waitNs: number): void {
     const m = this.metrics;
     Atomics.add(m, this.admittedWord, 1n);
-    Atomics.add(m, M.WAITED, 1n);
-    Atomics.add(m, M.WAIT_NS_TOTAL, BigInt(Math.max(0, Math.round(waitNs))));
+    Atomics.add(m, LimiterLayout.I64.WAITED, 1n);
+    Atomics.add(m, LimiterLayout.I64.WAIT_NS_TOTAL, BigInt(Math.max(0, Math.round(waitNs))));
     const ms = waitNs / 1e6;
     const bucket = ms <= 1 ? 0 : Math.min(WAIT_BUCKETS - 1, Math.ceil(Math.log2(ms)));
-    Atomics.add(m, M.WAIT_HISTOGRAM + bucket, 1n);
+    Atomics.add(m, LimiterLayout.I64.WAIT_HISTOGRAM + bucket, 1n);
   }
 
   /**
@@ -459,19 +467,19 @@ export abstract class Limiter {
     const m = this.metrics;
     const histogram: { leMs: number; count: number }[] = [];
     for (let k = 0; k < WAIT_BUCKETS; k++) {
-      histogram.push({ leMs: k === WAIT_BUCKETS - 1 ? Infinity : 2 ** k, count: Number(Atomics.load(m, M.WAIT_HISTOGRAM + k)) });
+      histogram.push({ leMs: k === WAIT_BUCKETS - 1 ? Infinity : 2 ** k, count: Number(Atomics.load(m, LimiterLayout.I64.WAIT_HISTOGRAM + k)) });
     }
     return {
       kind: this.kind,
       admitted: Number(this.state.admitted()),
       refused: {
-        queueFull: Number(Atomics.load(m, M.REFUSED_QUEUE_FULL)),
-        timeout: Number(Atomics.load(m, M.REFUSED_TIMEOUT)),
-        aborted: Number(Atomics.load(m, M.REFUSED_ABORTED)),
+        queueFull: Number(Atomics.load(m, LimiterLayout.I64.REFUSED_QUEUE_FULL)),
+        timeout: Number(Atomics.load(m, LimiterLayout.I64.REFUSED_TIMEOUT)),
+        aborted: Number(Atomics.load(m, LimiterLayout.I64.REFUSED_ABORTED)),
       },
       queued: this.state.queuedCalls(),
-      waited: Number(Atomics.load(m, M.WAITED)),
-      waitMsTotal: Number(Atomics.load(m, M.WAIT_NS_TOTAL)) / 1e6,
+      waited: Number(Atomics.load(m, LimiterLayout.I64.WAITED)),
+      waitMsTotal: Number(Atomics.load(m, LimiterLayout.I64.WAIT_NS_TOTAL)) / 1e6,
       waitHistogram: histogram,
       ...(this.remote === undefined ? {} : { store: this.remote.snapshot() }),
     };

@@ -7,7 +7,7 @@ import { resolveTokenBucketOptions, type ResolvedTokenBucketOptions, type TokenB
 import type { AttachContext, LimiterDescriptor } from './limiter.js';
 import { Limiter, attachedInstance } from './limiter.js';
 import { RATE_PERMIT, RATE_PERMIT_PROMISE, type Permit } from './permit.js';
-import { SharedState, W } from '../shared/shared-state.js';
+import { LimiterLayout, SharedState } from '../shared/shared-state.js';
 import { gcraReadyAt, gcraTake } from './gcra.js';
 import type { Clock } from '../clock.js';
 import { attachStore } from '../stores/store.js';
@@ -70,13 +70,13 @@ export class TokenBucket extends Limiter {
   /** {@inheritDoc Limiter.tryAcquireAt} */
   tryAcquireAt(now: Nanos, n = 1): boolean {
     if (this.remote !== undefined) return this.remote.take(now, n);
-    return gcraTake(this.i64, W.STATE, now, n === 1 ? this.interval : this.interval * BigInt(n), this.tolerance);
+    return gcraTake(this.i64, LimiterLayout.I64.STATE, now, n === 1 ? this.interval : this.interval * BigInt(n), this.tolerance);
   }
 
   /** {@inheritDoc Limiter.estimateWaitAt} */
   estimateWaitAt(now: Nanos, n: number, queuedTokens: number): Nanos {
     if (this.remote !== undefined) return this.remote.estimateWaitAt(n, queuedTokens);
-    const ready = gcraReadyAt(Atomics.load(this.i64, W.STATE), queuedTokens + n, this.interval, this.tolerance);
+    const ready = gcraReadyAt(Atomics.load(this.i64, LimiterLayout.I64.STATE), queuedTokens + n, this.interval, this.tolerance);
     return ready > now ? ready - now : 0n;
   }
 
@@ -88,7 +88,7 @@ export class TokenBucket extends Limiter {
   /** @internal */
   wakeAt(now: Nanos, n: number): Nanos | undefined {
     if (this.remote !== undefined) return this.remote.wakeAt(now, n);
-    const ready = gcraReadyAt(Atomics.load(this.i64, W.STATE), n, this.interval, this.tolerance);
+    const ready = gcraReadyAt(Atomics.load(this.i64, LimiterLayout.I64.STATE), n, this.interval, this.tolerance);
     return ready > now ? ready : now;
   }
 

@@ -10,8 +10,15 @@
 import type { KeyedTokenBucket, KeyedTokenBucketDescriptor } from '../keyed/keyed-token-bucket.js';
 import type { AnyLimiter } from '../limiters/attach.js';
 import type { LimiterDescriptor } from '../limiters/limiter.js';
+import { defineLayout } from '../shared/layout.js';
 import type { Protocol } from '../thrift/message-header.js';
 import type { ServiceModules } from './server-options.js';
+
+/**
+ * A worker's heartbeat, a SharedArrayBuffer of its own posted once at start: BEAT holds
+ * `process.hrtime.bigint()` of the thread's latest timer turn, which the dispatcher's watchdog reads.
+ */
+export const HeartbeatLayout = defineLayout('worker heartbeat', { BYTES: 8, I32: {}, I64: { BEAT: 0 } });
 
 /** What the I/O thread passes to every worker (piscina `workerData`). */
 export interface ThriftWorkerData {
@@ -68,7 +75,7 @@ export interface WorkerReplies {
 /** What a worker posts on its parentPort: replies, or how its start went. */
 export type WorkerEvent =
   | WorkerReplies
-  /** The handler is loaded; `heartbeat[0]` holds `process.hrtime.bigint()` of the thread's latest timer turn. */
+  /** The handler is loaded; `heartbeat` is its {@link HeartbeatLayout} word. */
   | { ready: true; threadId: number; heartbeat: BigInt64Array }
   /** The handler could not be loaded: one line saying why. */
   | { startFailed: string; threadId: number };

@@ -25,7 +25,7 @@
  */
 import { Piscina } from 'piscina';
 import type { Protocol } from '../thrift/message-header.js';
-import { packFrames, protocolCode, type WorkerBatch, type WorkerEvent, type WorkerReplies } from './batch.js';
+import { HeartbeatLayout, packFrames, protocolCode, type WorkerBatch, type WorkerEvent, type WorkerReplies } from './batch.js';
 
 /** One dispatched call, as the dispatcher sees it. */
 export interface DispatchedCall {
@@ -308,7 +308,7 @@ export class Dispatcher {
   private checkHeartbeats(): void {
     const now = process.hrtime.bigint();
     for (const [threadId, heartbeat] of this.heartbeats) {
-      const silentMs = Number(now - Atomics.load(heartbeat, 0)) / 1e6;
+      const silentMs = Number(now - Atomics.load(heartbeat, HeartbeatLayout.I64.BEAT)) / 1e6;
       if (silentMs <= this.timeoutMs || this.replacing.has(threadId)) continue;
       this.replacing.add(threadId);
       this.options.onWorkerReplaced(threadId, Math.round(silentMs));

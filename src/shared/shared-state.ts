@@ -8,7 +8,8 @@
  * (calls it had queued, concurrency permits it held); that sits in its row of the thread table and
  * {@link SharedState.reclaimThread} gives it back.
  *
- * Layout (byte offsets; all words little-endian as the platform's typed arrays):
+ * Layout (byte offsets; all words little-endian as the platform's typed arrays), as
+ * {@link LimiterLayout} and {@link LimiterRowLayout} name it (conventions in `layout.ts`):
  *
  * ```
  *  0  i32 MAGIC          'TQL1', to reject a foreign buffer passed to attach()
@@ -22,31 +23,31 @@
  * 32  i64 STATE          the algorithm's word: token bucket TAT, fixed window (window << 32 | count)
  * 40  i64 EPOCH          clock reading the fixed windows are counted from
  * 48  16 bytes unused
- * 64  i64 metrics, counted by every thread (see M): admitted, refused by reason, calls that
- *     waited, total wait, and a wait histogram of WAIT_BUCKETS log2 buckets of milliseconds
+ * 64  i64 metrics, counted by every thread: ADMITTED, REFUSED_* by reason, WAITED (calls that
+ *     waited), WAIT_NS_TOTAL, and WAIT_HISTOGRAM, WAIT_BUCKETS log2 buckets of milliseconds
  * 256 thread table: SLOT_COUNT rows of 64 bytes (one cache line each), fields below
  * ```
  *
  * Thread table row (one per limiter instance that waits on or holds permits of the limiter, and
- * there is at most one instance per thread, see `attach`):
+ * there is at most one instance per thread, see `attach`), byte offsets in the row:
  *
  * ```
- * +0 OWNER         threadId + 1 of the owning thread, 0 when the row is free
- * +1 QUEUED_CALLS  this row's share of the header's QUEUED_CALLS
- * +2 QUEUED_TOKENS this row's share of the header's QUEUED_TOKENS
- * +3 HELD          concurrency permits attributed to this row (handed to calls, or granted and not yet used)
- * +4 GRANTS        permits granted to this row by another thread, not yet taken by the owner
- * +5 HEAD_TICKET   ticket of the owner's oldest waiting call (0: none published)
- * +6 HEAD_NEED     permits that call needs
- * +7 SIGNAL        bumped and notified whenever GRANTS grows; the owner waits on it with waitAsync
- * +8 ADMITTED      (i64, words +8..+9) calls this thread admitted: a counter per thread, on the
- *                  thread's own cache line, so counting costs no cross-core traffic; snapshot()
- *                  sums the rows plus the header's ADMITTED (what freed rows had counted)
- * +10..+15         padding to 64 bytes
+ *  0 i32 OWNER         threadId + 1 of the owning thread, 0 when the row is free
+ *  4 i32 QUEUED_CALLS  this row's share of the header's QUEUED_CALLS
+ *  8 i32 QUEUED_TOKENS this row's share of the header's QUEUED_TOKENS
+ * 12 i32 HELD          concurrency permits attributed to this row (handed to calls, or granted and not yet used)
+ * 16 i32 GRANTS        permits granted to this row by another thread, not yet taken by the owner
+ * 20 i32 HEAD_TICKET   ticket of the owner's oldest waiting call (0: none published)
+ * 24 i32 HEAD_NEED     permits that call needs
+ * 28 i32 SIGNAL        bumped and notified whenever GRANTS grows; the owner waits on it with waitAsync
+ * 32 i64 ADMITTED      calls this thread admitted: a counter per thread, on the thread's own cache
+ *                      line, so counting costs no cross-core traffic; snapshot() sums the rows
+ *                      plus the header's ADMITTED (what freed rows had counted)
+ * 40 padding to 64 bytes
  * ```
  */
 import { threadId } from 'node:worker_threads';
-import { assertLayout } from './layout.js';
+import { defineLayout } from './layout.js';
 
 /** Which algorithm a buffer holds. */
 export type LimiterKind = 'token-bucket' | 'fixed-window' | 'concurrency';
@@ -54,64 +55,43 @@ export type LimiterKind = 'token-bucket' | 'fixed-window' | 'concurrency';
 const KIND_CODES: Record<LimiterKind, number> = { 'token-bucket': 1, 'fixed-window': 2, concurrency: 3 };
 const MAGIC = 0x314c5154; // 'TQL1'
 
-/** Header word indices, in the Int32 view. */
-export const H = {
-  MAGIC: 0,
-  KIND: 1,
-  SLOT_COUNT: 2,
-  QUEUED_CALLS: 3,
-  QUEUED_TOKENS: 4,
-  IN_FLIGHT: 5,
-  TICKET: 6,
-} as const;
-
-/** Word indices in the BigInt64 view. */
-export const W = {
-  STATE: 4,
-  EPOCH: 5,
-} as const;
-
-/**
- * Metric word indices in the BigInt64 view. 64-bit counters: at millions of calls per second a
- * 32-bit one would wrap within the hour.
- */
-export const M = {
-  ADMITTED: 8,
-  REFUSED_QUEUE_FULL: 9,
-  REFUSED_TIMEOUT: 10,
-  REFUSED_ABORTED: 11,
-  WAITED: 12,
-  WAIT_NS_TOTAL: 13,
-  /** First of WAIT_BUCKETS: bucket k counts waits ≤ 2^k ms (k = 0..WAIT_BUCKETS − 2), the last all longer. */
-  WAIT_HISTOGRAM: 14,
-} as const;
-
 /** Buckets of the wait histogram: ≤ 1, 2, 4, … 32 768 ms, then longer. */
 export const WAIT_BUCKETS = 17;
 
-/** Field offsets inside a thread table row, in Int32 words. */
-export const S = {
-  OWNER: 0,
-  QUEUED_CALLS: 1,
-  QUEUED_TOKENS: 2,
-  HELD: 3,
-  GRANTS: 4,
-  HEAD_TICKET: 5,
-  HEAD_NEED: 6,
-  SIGNAL: 7,
-  ADMITTED: 8,
-} as const;
-
-const HEADER_BYTES = 8 * (M.WAIT_HISTOGRAM + WAIT_BUCKETS) + 8; // 256
-const ROW_WORDS = 16;
-const TABLE_START = HEADER_BYTES / 4;
-
-assertLayout('limiter header', {
-  i32: Object.values(H),
-  i64: [...Object.values(W), ...Object.values(M), ...Array.from({ length: WAIT_BUCKETS }, (_, k) => M.WAIT_HISTOGRAM + k)],
-  bytes: HEADER_BYTES,
+/**
+ * The header of a limiter's buffer. The metrics are 64-bit counters: at millions of calls per
+ * second a 32-bit one would wrap within the hour. WAIT_HISTOGRAM is WAIT_BUCKETS words: bucket k
+ * counts waits ≤ 2^k ms (k = 0..WAIT_BUCKETS − 2), the last all longer.
+ */
+export const LimiterLayout = defineLayout('limiter header', {
+  BYTES: 256,
+  I32: { MAGIC: 0, KIND: 1, SLOT_COUNT: 2, QUEUED_CALLS: 3, QUEUED_TOKENS: 4, IN_FLIGHT: 5, TICKET: 6 },
+  I64: {
+    STATE: 4,
+    EPOCH: 5,
+    ADMITTED: 8,
+    REFUSED_QUEUE_FULL: 9,
+    REFUSED_TIMEOUT: 10,
+    REFUSED_ABORTED: 11,
+    WAITED: 12,
+    WAIT_NS_TOTAL: 13,
+    WAIT_HISTOGRAM: 14,
+  },
+  SPANS: { WAIT_HISTOGRAM: WAIT_BUCKETS },
 });
-assertLayout('thread table row', { i32: Object.values(S).filter((f) => f !== S.ADMITTED), i64: [S.ADMITTED / 2], bytes: ROW_WORDS * 4 });
+
+/** One row of a limiter's thread table (fields described at the top of this module). */
+export const LimiterRowLayout = defineLayout('limiter thread-table row', {
+  BYTES: 64,
+  I32: { OWNER: 0, QUEUED_CALLS: 1, QUEUED_TOKENS: 2, HELD: 3, GRANTS: 4, HEAD_TICKET: 5, HEAD_NEED: 6, SIGNAL: 7 },
+  I64: { ADMITTED: 4 },
+});
+
+/** Where the thread table starts and a row's stride, in each view's words. */
+const TABLE_I32 = LimiterLayout.BYTES / 4;
+const TABLE_I64 = LimiterLayout.BYTES / 8;
+const ROW_I32 = LimiterRowLayout.BYTES / 4;
+const ROW_I64 = LimiterRowLayout.BYTES / 8;
 
 /** What a thread's row held when it was reclaimed. */
 export interface Reclaimed {
@@ -138,26 +118,26 @@ export class SharedState {
     this.buffer = buffer;
     this.i32 = new Int32Array(buffer);
     this.i64 = new BigInt64Array(buffer);
-    this.slotCount = this.i32[H.SLOT_COUNT]!;
+    this.slotCount = this.i32[LimiterLayout.I32.SLOT_COUNT]!;
   }
 
   /** Allocates zeroed state for a new limiter. */
   static create(kind: LimiterKind, slotCount: number): SharedState {
-    const buffer = new SharedArrayBuffer(HEADER_BYTES + slotCount * ROW_WORDS * 4);
+    const buffer = new SharedArrayBuffer(LimiterLayout.BYTES + slotCount * LimiterRowLayout.BYTES);
     const i32 = new Int32Array(buffer);
-    i32[H.MAGIC] = MAGIC;
-    i32[H.KIND] = KIND_CODES[kind];
-    i32[H.SLOT_COUNT] = slotCount;
+    i32[LimiterLayout.I32.MAGIC] = MAGIC;
+    i32[LimiterLayout.I32.KIND] = KIND_CODES[kind];
+    i32[LimiterLayout.I32.SLOT_COUNT] = slotCount;
     return new SharedState(buffer);
   }
 
   /** Wraps a buffer received from another thread, checking it holds a limiter of `kind`. */
   static from(buffer: unknown, kind: LimiterKind): SharedState {
-    if (!(buffer instanceof SharedArrayBuffer) || buffer.byteLength < HEADER_BYTES) {
+    if (!(buffer instanceof SharedArrayBuffer) || buffer.byteLength < LimiterLayout.BYTES) {
       throw new TypeError('descriptor.buffer must be the SharedArrayBuffer of a limiter (from share())');
     }
     const i32 = new Int32Array(buffer);
-    if (i32[H.MAGIC] !== MAGIC || i32[H.KIND] !== KIND_CODES[kind]) {
+    if (i32[LimiterLayout.I32.MAGIC] !== MAGIC || i32[LimiterLayout.I32.KIND] !== KIND_CODES[kind]) {
       throw new TypeError(`descriptor.buffer does not hold a ${kind} limiter`);
     }
     return new SharedState(buffer);
@@ -165,19 +145,19 @@ export class SharedState {
 
   /** BigInt64 index of the row's admitted counter. */
   admittedIndex(slot: number): number {
-    return this.row(slot, S.ADMITTED) / 2;
+    return TABLE_I64 + slot * ROW_I64 + LimiterRowLayout.I64.ADMITTED;
   }
 
   /** Calls admitted over all threads, now and in rows since freed. */
   admitted(): bigint {
-    let total = Atomics.load(this.i64, M.ADMITTED);
+    let total = Atomics.load(this.i64, LimiterLayout.I64.ADMITTED);
     for (let slot = 0; slot < this.slotCount; slot++) total += Atomics.load(this.i64, this.admittedIndex(slot));
     return total;
   }
 
-  /** Int32 index of field `field` in row `slot`. */
+  /** Int32 index of field `field` (one of {@link LimiterRowLayout}'s I32) in row `slot`. */
   row(slot: number, field: number): number {
-    return TABLE_START + slot * ROW_WORDS + field;
+    return TABLE_I32 + slot * ROW_I32 + field;
   }
 
   /**
@@ -187,7 +167,7 @@ export class SharedState {
    */
   claimSlot(): number {
     for (let slot = 0; slot < this.slotCount; slot++) {
-      if (Atomics.compareExchange(this.i32, this.row(slot, S.OWNER), 0, threadId + 1) === 0) return slot;
+      if (Atomics.compareExchange(this.i32, this.row(slot, LimiterRowLayout.I32.OWNER), 0, threadId + 1) === 0) return slot;
     }
     throw new RangeError(`maxThreads (${this.slotCount}) exhausted: more threads use this limiter than its thread table holds`);
   }
@@ -195,7 +175,7 @@ export class SharedState {
   /** Frees a row whose owner holds and queues nothing (the owner's limiter instance was collected). */
   freeSlot(slot: number): void {
     this.drainRow(slot);
-    Atomics.store(this.i32, this.row(slot, S.OWNER), 0);
+    Atomics.store(this.i32, this.row(slot, LimiterRowLayout.I32.OWNER), 0);
   }
 
   /**
@@ -206,12 +186,12 @@ export class SharedState {
   reclaimThread(deadThreadId: number): Reclaimed {
     const result: Reclaimed = { rows: 0, permits: 0, queuedCalls: 0 };
     for (let slot = 0; slot < this.slotCount; slot++) {
-      if (Atomics.load(this.i32, this.row(slot, S.OWNER)) !== deadThreadId + 1) continue;
+      if (Atomics.load(this.i32, this.row(slot, LimiterRowLayout.I32.OWNER)) !== deadThreadId + 1) continue;
       const drained = this.drainRow(slot);
       result.rows++;
       result.permits += drained.permits;
       result.queuedCalls += drained.queuedCalls;
-      Atomics.store(this.i32, this.row(slot, S.OWNER), 0);
+      Atomics.store(this.i32, this.row(slot, LimiterRowLayout.I32.OWNER), 0);
     }
     return result;
   }
@@ -220,42 +200,42 @@ export class SharedState {
   private drainRow(slot: number): { permits: number; queuedCalls: number } {
     const i32 = this.i32;
     // Withdraw the published head first, so no other thread starts granting to this row.
-    Atomics.store(i32, this.row(slot, S.HEAD_TICKET), 0);
-    const permits = Atomics.exchange(i32, this.row(slot, S.HELD), 0);
-    Atomics.store(i32, this.row(slot, S.GRANTS), 0);
-    const queuedCalls = Atomics.exchange(i32, this.row(slot, S.QUEUED_CALLS), 0);
-    const queuedTokens = Atomics.exchange(i32, this.row(slot, S.QUEUED_TOKENS), 0);
+    Atomics.store(i32, this.row(slot, LimiterRowLayout.I32.HEAD_TICKET), 0);
+    const permits = Atomics.exchange(i32, this.row(slot, LimiterRowLayout.I32.HELD), 0);
+    Atomics.store(i32, this.row(slot, LimiterRowLayout.I32.GRANTS), 0);
+    const queuedCalls = Atomics.exchange(i32, this.row(slot, LimiterRowLayout.I32.QUEUED_CALLS), 0);
+    const queuedTokens = Atomics.exchange(i32, this.row(slot, LimiterRowLayout.I32.QUEUED_TOKENS), 0);
     const admitted = Atomics.exchange(this.i64, this.admittedIndex(slot), 0n);
-    if (admitted) Atomics.add(this.i64, M.ADMITTED, admitted);
-    if (permits) Atomics.sub(i32, H.IN_FLIGHT, permits);
-    if (queuedCalls) Atomics.sub(i32, H.QUEUED_CALLS, queuedCalls);
-    if (queuedTokens) Atomics.sub(i32, H.QUEUED_TOKENS, queuedTokens);
+    if (admitted) Atomics.add(this.i64, LimiterLayout.I64.ADMITTED, admitted);
+    if (permits) Atomics.sub(i32, LimiterLayout.I32.IN_FLIGHT, permits);
+    if (queuedCalls) Atomics.sub(i32, LimiterLayout.I32.QUEUED_CALLS, queuedCalls);
+    if (queuedTokens) Atomics.sub(i32, LimiterLayout.I32.QUEUED_TOKENS, queuedTokens);
     return { permits, queuedCalls };
   }
 
   /** Adds a waiting call of `tokens` to the shared and the row's counts. */
   addQueued(slot: number, tokens: number): void {
-    Atomics.add(this.i32, H.QUEUED_CALLS, 1);
-    Atomics.add(this.i32, H.QUEUED_TOKENS, tokens);
-    Atomics.add(this.i32, this.row(slot, S.QUEUED_CALLS), 1);
-    Atomics.add(this.i32, this.row(slot, S.QUEUED_TOKENS), tokens);
+    Atomics.add(this.i32, LimiterLayout.I32.QUEUED_CALLS, 1);
+    Atomics.add(this.i32, LimiterLayout.I32.QUEUED_TOKENS, tokens);
+    Atomics.add(this.i32, this.row(slot, LimiterRowLayout.I32.QUEUED_CALLS), 1);
+    Atomics.add(this.i32, this.row(slot, LimiterRowLayout.I32.QUEUED_TOKENS), tokens);
   }
 
   /** Removes a waiting call of `tokens` from the shared and the row's counts. */
   removeQueued(slot: number, tokens: number): void {
-    Atomics.sub(this.i32, this.row(slot, S.QUEUED_CALLS), 1);
-    Atomics.sub(this.i32, this.row(slot, S.QUEUED_TOKENS), tokens);
-    Atomics.sub(this.i32, H.QUEUED_CALLS, 1);
-    Atomics.sub(this.i32, H.QUEUED_TOKENS, tokens);
+    Atomics.sub(this.i32, this.row(slot, LimiterRowLayout.I32.QUEUED_CALLS), 1);
+    Atomics.sub(this.i32, this.row(slot, LimiterRowLayout.I32.QUEUED_TOKENS), tokens);
+    Atomics.sub(this.i32, LimiterLayout.I32.QUEUED_CALLS, 1);
+    Atomics.sub(this.i32, LimiterLayout.I32.QUEUED_TOKENS, tokens);
   }
 
   /** Calls waiting over all threads. */
   queuedCalls(): number {
-    return Atomics.load(this.i32, H.QUEUED_CALLS);
+    return Atomics.load(this.i32, LimiterLayout.I32.QUEUED_CALLS);
   }
 
   /** Tokens asked for by the calls waiting over all threads. */
   queuedTokens(): number {
-    return Atomics.load(this.i32, H.QUEUED_TOKENS);
+    return Atomics.load(this.i32, LimiterLayout.I32.QUEUED_TOKENS);
   }
 }

@@ -35,27 +35,28 @@
  * the fetch is older than twice the store timeout.
  *
  * ## Layout of the shared memory (one SharedArrayBuffer per limit per process)
+ * Byte offsets, as {@link RemotePoolLayout} names the words (conventions in `layout.ts`):
  * ```
- * i32[0] MAGIC          'TQR1'
- * i32[1] POOL           tokens granted to this process and not yet taken
- * i32[2] FETCHING       threadId + 1 of the thread with a fetch in flight, 0 when none
- * i32[3] SIGNAL         bumped and notified after every fetch, granted or not
- * i32[4] DOWN           1 while the store is failing
- * i32[5] PENDING        tokens booked ahead by the store, usable from PENDING_AT (one booking at a time)
- * i64[3] EXPIRY         clock ns after which POOL's tokens lapse
- * i64[4] NEXT_FETCH_AT  no fetch before this (the store said when, or the retry after an error)
- * i64[5] FETCH_STARTED  when the fetch in flight was sent
- * i64[6] FALLBACK_TAT   local-share: this process's own GCRA word while the store is down
- * i64[7] LAST_FETCH_AT  when the last granted fetch was sent (lease sizing)
- * i64[8]               (unused)
- * i64[9] CONSUMED_AT    tokens consumed by the last granted fetch (lease sizing; see consumed())
- * i64[10..19]           counters: round trips, errors, incidents, leased, lapsed, given back,
- *                       admitted fail-open, admitted local-share, refused, DOWN since (ns)
- * i64[20] WINDOW        fixed window: the store's window number POOL's tokens belong to
- * i64[21] POOL_SINCE    when the fetch that brought POOL's oldest tokens was sent
- * i64[22] MAX_HOLD      the longest ns from a fetch's sending to the taking of one of its tokens
- * i64[23] PENDING_AT    when PENDING's tokens may be used: the answer's arrival + the store's notBefore
- * i64[24] PENDING_SINCE the fetch's sending + notBefore: no later than the booking's admission time
+ *   0 i32 MAGIC          'TQR1'
+ *   4 i32 POOL           tokens granted to this process and not yet taken
+ *   8 i32 FETCHING       threadId + 1 of the thread with a fetch in flight, 0 when none
+ *  12 i32 SIGNAL         bumped and notified after every fetch, granted or not
+ *  16 i32 DOWN           1 while the store is failing
+ *  20 i32 PENDING        tokens booked ahead by the store, usable from PENDING_AT (one booking at a time)
+ *  24 i64 EXPIRY         clock ns after which POOL's tokens lapse
+ *  32 i64 NEXT_FETCH_AT  no fetch before this (the store said when, or the retry after an error)
+ *  40 i64 FETCH_STARTED  when the fetch in flight was sent
+ *  48 i64 FALLBACK_TAT   local-share: this process's own GCRA word while the store is down
+ *  56 i64 LAST_FETCH_AT  when the last granted fetch was sent (lease sizing)
+ *  64     (unused)
+ *  72 i64 CONSUMED_AT    tokens consumed by the last granted fetch (lease sizing; see consumed())
+ *  80 i64 × 10           counters: round trips, errors, incidents, leased, lapsed, given back,
+ *                        admitted fail-open, admitted local-share, refused, DOWN since (ns)
+ * 160 i64 WINDOW         fixed window: the store's window number POOL's tokens belong to
+ * 168 i64 POOL_SINCE     when the fetch that brought POOL's oldest tokens was sent
+ * 176 i64 MAX_HOLD       the longest ns from a fetch's sending to the taking of one of its tokens
+ * 184 i64 PENDING_AT     when PENDING's tokens may be used: the answer's arrival + the store's notBefore
+ * 192 i64 PENDING_SINCE  the fetch's sending + notBefore: no later than the booking's admission time
  * ```
  *
  * MAX_HOLD measures the d of the bound above (an upper estimate: the store granted after the fetch
@@ -66,36 +67,38 @@ import type { Clock, Nanos } from '../clock.js';
 import { gcraReadyAt, gcraTake } from '../limiters/gcra.js';
 import { waitForSignal, type SignalWait } from '../shared/wait-signal.js';
 import type { LimiterStore, RemoteLimitSpec, StoreDescriptor } from './store.js';
-import { assertLayout } from '../shared/layout.js';
+import { defineLayout } from '../shared/layout.js';
 
 const MAGIC = 0x31525154; // 'TQR1'
-const I = { MAGIC: 0, POOL: 1, FETCHING: 2, SIGNAL: 3, DOWN: 4, PENDING: 5 } as const;
-const L = {
-  EXPIRY: 3,
-  NEXT_FETCH_AT: 4,
-  FETCH_STARTED: 5,
-  FALLBACK_TAT: 6,
-  LAST_FETCH_AT: 7,
-  CONSUMED_AT: 9,
-  ROUND_TRIPS: 10,
-  ERRORS: 11,
-  INCIDENTS: 12,
-  LEASED: 13,
-  LAPSED: 14,
-  GIVEN_BACK: 15,
-  FAIL_OPEN: 16,
-  LOCAL_SHARE: 17,
-  REFUSED: 18,
-  DOWN_SINCE: 19,
-  WINDOW: 20,
-  POOL_SINCE: 21,
-  MAX_HOLD: 22,
-  PENDING_AT: 23,
-  PENDING_SINCE: 24,
-} as const;
-const BYTES = 8 * 25;
 
-assertLayout('remote limit pool', { i32: Object.values(I), i64: Object.values(L), bytes: BYTES });
+/** A process's pool of one limit held in a store (fields described at the top of this module). */
+export const RemotePoolLayout = defineLayout('remote limit pool', {
+  BYTES: 200,
+  I32: { MAGIC: 0, POOL: 1, FETCHING: 2, SIGNAL: 3, DOWN: 4, PENDING: 5 },
+  I64: {
+    EXPIRY: 3,
+    NEXT_FETCH_AT: 4,
+    FETCH_STARTED: 5,
+    FALLBACK_TAT: 6,
+    LAST_FETCH_AT: 7,
+    CONSUMED_AT: 9,
+    ROUND_TRIPS: 10,
+    ERRORS: 11,
+    INCIDENTS: 12,
+    LEASED: 13,
+    LAPSED: 14,
+    GIVEN_BACK: 15,
+    FAIL_OPEN: 16,
+    LOCAL_SHARE: 17,
+    REFUSED: 18,
+    DOWN_SINCE: 19,
+    WINDOW: 20,
+    POOL_SINCE: 21,
+    MAX_HOLD: 22,
+    PENDING_AT: 23,
+    PENDING_SINCE: 24,
+  },
+});
 
 /** Everything to rebuild a {@link RemoteLimit} in another thread of the same process. */
 export interface RemoteDescriptor {
@@ -173,9 +176,13 @@ export class RemoteLimit {
     this.key = key;
     this.spec = spec;
     if (buffer === undefined) {
-      buffer = new SharedArrayBuffer(BYTES);
-      new Int32Array(buffer)[I.MAGIC] = MAGIC;
-    } else if (!(buffer instanceof SharedArrayBuffer) || buffer.byteLength < BYTES || new Int32Array(buffer)[I.MAGIC] !== MAGIC) {
+      buffer = new SharedArrayBuffer(RemotePoolLayout.BYTES);
+      new Int32Array(buffer)[RemotePoolLayout.I32.MAGIC] = MAGIC;
+    } else if (
+      !(buffer instanceof SharedArrayBuffer) ||
+      buffer.byteLength < RemotePoolLayout.BYTES ||
+      new Int32Array(buffer)[RemotePoolLayout.I32.MAGIC] !== MAGIC
+    ) {
       throw new TypeError('descriptor.remote.buffer must come from share() of a limiter with a store');
     }
     this.buffer = buffer;
@@ -198,25 +205,25 @@ export class RemoteLimit {
   take(now: Nanos, n: number): boolean {
     const i32 = this.i32;
     for (;;) {
-      const pool = Atomics.load(i32, I.POOL);
+      const pool = Atomics.load(i32, RemotePoolLayout.I32.POOL);
       if (pool < n) {
         if (this.promote(now)) continue;
         break;
       }
-      if (Atomics.load(this.i64, L.EXPIRY) < now) {
+      if (Atomics.load(this.i64, RemotePoolLayout.I64.EXPIRY) < now) {
         this.lapse(pool);
         break;
       }
-      if (Atomics.compareExchange(i32, I.POOL, pool, pool - n) === pool) {
+      if (Atomics.compareExchange(i32, RemotePoolLayout.I32.POOL, pool, pool - n) === pool) {
         this.recordHold(now);
         return true;
       }
     }
-    if (Atomics.load(i32, I.DOWN) === 0) return false;
+    if (Atomics.load(i32, RemotePoolLayout.I32.DOWN) === 0) return false;
     this.startFetch(now);
     switch (this.store.onStoreError) {
       case 'fail-open':
-        Atomics.add(this.i64, L.FAIL_OPEN, 1n);
+        Atomics.add(this.i64, RemotePoolLayout.I64.FAIL_OPEN, 1n);
         return true;
       case 'local-share':
         return this.takeLocalShare(now, n);
@@ -227,39 +234,44 @@ export class RemoteLimit {
 
   /** When `n` tokens could be taken, or undefined when only a fetch's answer can tell. */
   wakeAt(now: Nanos, n: number): Nanos | undefined {
-    if (Atomics.load(this.i32, I.POOL) >= n && Atomics.load(this.i64, L.EXPIRY) >= now) return now;
-    if (Atomics.load(this.i32, I.PENDING) > 0) {
-      const at = Atomics.load(this.i64, L.PENDING_AT);
+    if (Atomics.load(this.i32, RemotePoolLayout.I32.POOL) >= n && Atomics.load(this.i64, RemotePoolLayout.I64.EXPIRY) >= now) return now;
+    if (Atomics.load(this.i32, RemotePoolLayout.I32.PENDING) > 0) {
+      const at = Atomics.load(this.i64, RemotePoolLayout.I64.PENDING_AT);
       return at > now ? at : now;
     }
-    if (Atomics.load(this.i32, I.DOWN) !== 0) {
+    if (Atomics.load(this.i32, RemotePoolLayout.I32.DOWN) !== 0) {
       if (this.store.onStoreError === 'fail-open') return now;
       if (this.store.onStoreError === 'local-share') {
-        const ready = gcraReadyAt(Atomics.load(this.i64, L.FALLBACK_TAT), n, this.fallbackInterval, this.fallbackInterval * BigInt(this.fallbackBurst));
-        const probe = Atomics.load(this.i64, L.NEXT_FETCH_AT);
+        const ready = gcraReadyAt(
+          Atomics.load(this.i64, RemotePoolLayout.I64.FALLBACK_TAT),
+          n,
+          this.fallbackInterval,
+          this.fallbackInterval * BigInt(this.fallbackBurst),
+        );
+        const probe = Atomics.load(this.i64, RemotePoolLayout.I64.NEXT_FETCH_AT);
         const at = ready < probe ? ready : probe;
         return at > now ? at : now;
       }
     }
-    const next = Atomics.load(this.i64, L.NEXT_FETCH_AT);
+    const next = Atomics.load(this.i64, RemotePoolLayout.I64.NEXT_FETCH_AT);
     return next > now ? next : undefined;
   }
 
   /** Estimated ns until a call of `n` behind `queued` tokens is admitted, if this process got the whole rate. */
   estimateWaitAt(n: number, queued: number): Nanos {
     if (this.spec.kind !== 'token-bucket') return 0n;
-    const short = queued + n - Atomics.load(this.i32, I.POOL);
+    const short = queued + n - Atomics.load(this.i32, RemotePoolLayout.I32.POOL);
     return short > 0 ? BigInt(Math.ceil(short * this.spec.intervalUs * 1000)) : 0n;
   }
 
   /** True while the store fails and the policy is to refuse. */
   refusing(): boolean {
-    return this.store.onStoreError === 'fail-closed' && Atomics.load(this.i32, I.DOWN) !== 0;
+    return this.store.onStoreError === 'fail-closed' && Atomics.load(this.i32, RemotePoolLayout.I32.DOWN) !== 0;
   }
 
   /** Counts a call refused because the store is down; asks for a probe if one is due. */
   refused(): void {
-    Atomics.add(this.i64, L.REFUSED, 1n);
+    Atomics.add(this.i64, RemotePoolLayout.I64.REFUSED, 1n);
     this.startFetch(this.clock.now());
   }
 
@@ -269,7 +281,7 @@ export class RemoteLimit {
    */
   waitForRelease(wake: () => void): void {
     const i32 = this.i32;
-    const seen = Atomics.load(i32, I.SIGNAL);
+    const seen = Atomics.load(i32, RemotePoolLayout.I32.SIGNAL);
     // Asked even when this thread already waits: the fetch it waits for may have come back with
     // nothing and a time to ask again that has now passed.
     this.startFetch(this.clock.now());
@@ -285,7 +297,7 @@ export class RemoteLimit {
       return;
     }
     this.waiting = true;
-    this.signalWait = waitForSignal(i32, I.SIGNAL, seen, Number(this.staleNs) / 1e6, () => {
+    this.signalWait = waitForSignal(i32, RemotePoolLayout.I32.SIGNAL, seen, Number(this.staleNs) / 1e6, () => {
       this.waiting = false;
       this.signalWait = undefined;
       wake();
@@ -304,31 +316,31 @@ export class RemoteLimit {
   /** Gives the tokens this process holds back to the store where it still can (see the scripts). */
   async giveBack(): Promise<void> {
     const last = this.lastGrant;
-    const held = Atomics.exchange(this.i32, I.POOL, 0) + Atomics.exchange(this.i32, I.PENDING, 0);
+    const held = Atomics.exchange(this.i32, RemotePoolLayout.I32.POOL, 0) + Atomics.exchange(this.i32, RemotePoolLayout.I32.PENDING, 0);
     if (held === 0) return;
     const n = last === undefined ? 0 : Math.min(held, last.n);
     let back = 0;
     if (n > 0) back = (await this.store.giveBack(this.key, this.spec, n, last!.tag).catch(() => false)) ? n : 0;
-    Atomics.add(this.i64, L.GIVEN_BACK, BigInt(back));
-    Atomics.add(this.i64, L.LAPSED, BigInt(held - back));
+    Atomics.add(this.i64, RemotePoolLayout.I64.GIVEN_BACK, BigInt(back));
+    Atomics.add(this.i64, RemotePoolLayout.I64.LAPSED, BigInt(held - back));
   }
 
   /** The counters. */
   snapshot(): RemoteSnapshot {
     const c = (i: number): number => Number(Atomics.load(this.i64, i));
     return {
-      roundTrips: c(L.ROUND_TRIPS),
-      errors: c(L.ERRORS),
-      incidents: c(L.INCIDENTS),
-      down: Atomics.load(this.i32, I.DOWN) !== 0,
-      leased: c(L.LEASED),
-      lapsed: c(L.LAPSED),
-      givenBack: c(L.GIVEN_BACK),
-      held: Atomics.load(this.i32, I.POOL),
-      admittedFailOpen: c(L.FAIL_OPEN),
-      admittedLocalShare: c(L.LOCAL_SHARE),
-      refused: c(L.REFUSED),
-      maxHoldMs: c(L.MAX_HOLD) / 1e6,
+      roundTrips: c(RemotePoolLayout.I64.ROUND_TRIPS),
+      errors: c(RemotePoolLayout.I64.ERRORS),
+      incidents: c(RemotePoolLayout.I64.INCIDENTS),
+      down: Atomics.load(this.i32, RemotePoolLayout.I32.DOWN) !== 0,
+      leased: c(RemotePoolLayout.I64.LEASED),
+      lapsed: c(RemotePoolLayout.I64.LAPSED),
+      givenBack: c(RemotePoolLayout.I64.GIVEN_BACK),
+      held: Atomics.load(this.i32, RemotePoolLayout.I32.POOL),
+      admittedFailOpen: c(RemotePoolLayout.I64.FAIL_OPEN),
+      admittedLocalShare: c(RemotePoolLayout.I64.LOCAL_SHARE),
+      refused: c(RemotePoolLayout.I64.REFUSED),
+      maxHoldMs: c(RemotePoolLayout.I64.MAX_HOLD) / 1e6,
     };
   }
 
@@ -339,43 +351,50 @@ export class RemoteLimit {
    */
   private consumed(): bigint {
     const i64 = this.i64;
-    const held = Atomics.load(this.i32, I.POOL) + Atomics.load(this.i32, I.PENDING);
-    return Atomics.load(i64, L.LEASED) - Atomics.load(i64, L.LAPSED) - Atomics.load(i64, L.GIVEN_BACK) - BigInt(held);
+    const held = Atomics.load(this.i32, RemotePoolLayout.I32.POOL) + Atomics.load(this.i32, RemotePoolLayout.I32.PENDING);
+    return (
+      Atomics.load(i64, RemotePoolLayout.I64.LEASED) -
+      Atomics.load(i64, RemotePoolLayout.I64.LAPSED) -
+      Atomics.load(i64, RemotePoolLayout.I64.GIVEN_BACK) -
+      BigInt(held)
+    );
   }
 
   /** Moves a booking whose time has come into the pool; true if it did. */
   private promote(now: Nanos): boolean {
     const i32 = this.i32;
     const i64 = this.i64;
-    if (Atomics.load(i32, I.PENDING) === 0 || now < Atomics.load(i64, L.PENDING_AT)) return false;
-    const booked = Atomics.exchange(i32, I.PENDING, 0);
+    if (Atomics.load(i32, RemotePoolLayout.I32.PENDING) === 0 || now < Atomics.load(i64, RemotePoolLayout.I64.PENDING_AT)) return false;
+    const booked = Atomics.exchange(i32, RemotePoolLayout.I32.PENDING, 0);
     if (booked === 0) return false;
-    const at = Atomics.load(i64, L.PENDING_AT);
-    Atomics.store(i64, L.EXPIRY, at + BigInt(Math.floor(this.store.leaseSettings.ttlMs * 1e6)));
-    if (Atomics.load(i32, I.POOL) === 0) Atomics.store(i64, L.POOL_SINCE, Atomics.load(i64, L.PENDING_SINCE));
-    Atomics.add(i32, I.POOL, booked);
+    const at = Atomics.load(i64, RemotePoolLayout.I64.PENDING_AT);
+    Atomics.store(i64, RemotePoolLayout.I64.EXPIRY, at + BigInt(Math.floor(this.store.leaseSettings.ttlMs * 1e6)));
+    if (Atomics.load(i32, RemotePoolLayout.I32.POOL) === 0)
+      Atomics.store(i64, RemotePoolLayout.I64.POOL_SINCE, Atomics.load(i64, RemotePoolLayout.I64.PENDING_SINCE));
+    Atomics.add(i32, RemotePoolLayout.I32.POOL, booked);
     return true;
   }
 
   private recordHold(now: Nanos): void {
     const i64 = this.i64;
-    const hold = now - Atomics.load(i64, L.POOL_SINCE);
-    for (let max = Atomics.load(i64, L.MAX_HOLD); hold > max; max = Atomics.load(i64, L.MAX_HOLD)) {
-      if (Atomics.compareExchange(i64, L.MAX_HOLD, max, hold) === max) return;
+    const hold = now - Atomics.load(i64, RemotePoolLayout.I64.POOL_SINCE);
+    for (let max = Atomics.load(i64, RemotePoolLayout.I64.MAX_HOLD); hold > max; max = Atomics.load(i64, RemotePoolLayout.I64.MAX_HOLD)) {
+      if (Atomics.compareExchange(i64, RemotePoolLayout.I64.MAX_HOLD, max, hold) === max) return;
     }
   }
 
   /** Drops `pool` lapsed tokens (`taken`: already removed from POOL by the caller). */
   private lapse(pool: number, taken = false): void {
-    if (taken || Atomics.compareExchange(this.i32, I.POOL, pool, 0) === pool) Atomics.add(this.i64, L.LAPSED, BigInt(pool));
+    if (taken || Atomics.compareExchange(this.i32, RemotePoolLayout.I32.POOL, pool, 0) === pool)
+      Atomics.add(this.i64, RemotePoolLayout.I64.LAPSED, BigInt(pool));
   }
 
   /** GCRA on this process's own word: rate / expectedProcesses, burst / expectedProcesses. */
   private takeLocalShare(now: Nanos, n: number): boolean {
     const cost = this.fallbackInterval * BigInt(n);
     const tolerance = this.fallbackInterval * BigInt(Math.max(this.fallbackBurst, n));
-    if (!gcraTake(this.i64, L.FALLBACK_TAT, now, cost, tolerance)) return false;
-    Atomics.add(this.i64, L.LOCAL_SHARE, 1n);
+    if (!gcraTake(this.i64, RemotePoolLayout.I64.FALLBACK_TAT, now, cost, tolerance)) return false;
+    Atomics.add(this.i64, RemotePoolLayout.I64.LOCAL_SHARE, 1n);
     return true;
   }
 
@@ -383,14 +402,14 @@ export class RemoteLimit {
   private startFetch(now: Nanos): void {
     const i32 = this.i32;
     const i64 = this.i64;
-    if (now < Atomics.load(i64, L.NEXT_FETCH_AT) || Atomics.load(i32, I.PENDING) !== 0) return;
+    if (now < Atomics.load(i64, RemotePoolLayout.I64.NEXT_FETCH_AT) || Atomics.load(i32, RemotePoolLayout.I32.PENDING) !== 0) return;
     const me = threadId + 1;
-    const owner = Atomics.compareExchange(i32, I.FETCHING, 0, me);
+    const owner = Atomics.compareExchange(i32, RemotePoolLayout.I32.FETCHING, 0, me);
     if (owner !== 0) {
-      if (now - Atomics.load(i64, L.FETCH_STARTED) < this.staleNs) return;
-      if (Atomics.compareExchange(i32, I.FETCHING, owner, me) !== owner) return;
+      if (now - Atomics.load(i64, RemotePoolLayout.I64.FETCH_STARTED) < this.staleNs) return;
+      if (Atomics.compareExchange(i32, RemotePoolLayout.I32.FETCHING, owner, me) !== owner) return;
     }
-    Atomics.store(i64, L.FETCH_STARTED, now);
+    Atomics.store(i64, RemotePoolLayout.I64.FETCH_STARTED, now);
     this.fetchingHere = true;
     if (this.store.connected) this.fetch(now);
     // Time to connect is not time a token is held: the fetch is timed from the sending.
@@ -409,36 +428,36 @@ export class RemoteLimit {
     this.store.lease(this.key, this.spec, want, min).then(
       (grant) => {
         const at = this.clock.now();
-        Atomics.add(i64, L.ROUND_TRIPS, 1n);
+        Atomics.add(i64, RemotePoolLayout.I64.ROUND_TRIPS, 1n);
         this.recovered(at);
         if (grant.granted > 0) {
           // A fixed window's leftover tokens die with their window, before the next one's arrive.
           if (this.spec.kind === 'fixed-window') {
             const window = BigInt(grant.tag);
-            if (Atomics.exchange(i64, L.WINDOW, window) !== window) this.lapse(Atomics.exchange(i32, I.POOL, 0), true);
+            if (Atomics.exchange(i64, RemotePoolLayout.I64.WINDOW, window) !== window) this.lapse(Atomics.exchange(i32, RemotePoolLayout.I32.POOL, 0), true);
           }
-          Atomics.store(i64, L.LAST_FETCH_AT, now);
-          Atomics.store(i64, L.CONSUMED_AT, this.consumed());
-          Atomics.add(i64, L.LEASED, BigInt(grant.granted));
+          Atomics.store(i64, RemotePoolLayout.I64.LAST_FETCH_AT, now);
+          Atomics.store(i64, RemotePoolLayout.I64.CONSUMED_AT, this.consumed());
+          Atomics.add(i64, RemotePoolLayout.I64.LEASED, BigInt(grant.granted));
           if (grant.notBeforeUs > 0) {
             // Booked ahead. Usable from the answer's arrival + notBefore, which is no earlier
             // than the store's admission time; held (for the bound) from sending + notBefore,
             // which is no later.
             const ahead = BigInt(Math.ceil(grant.notBeforeUs * 1000));
-            Atomics.store(i64, L.PENDING_AT, at + ahead);
-            Atomics.store(i64, L.PENDING_SINCE, now + ahead);
-            Atomics.add(i32, I.PENDING, grant.granted);
+            Atomics.store(i64, RemotePoolLayout.I64.PENDING_AT, at + ahead);
+            Atomics.store(i64, RemotePoolLayout.I64.PENDING_SINCE, now + ahead);
+            Atomics.add(i32, RemotePoolLayout.I32.PENDING, grant.granted);
           } else {
             const ttlNs = Math.min(this.store.leaseSettings.ttlMs * 1e6, grant.validUs * 1e3);
-            Atomics.store(i64, L.EXPIRY, now + BigInt(Math.floor(ttlNs)));
+            Atomics.store(i64, RemotePoolLayout.I64.EXPIRY, now + BigInt(Math.floor(ttlNs)));
             // If the pool is not empty its older tokens keep POOL_SINCE; if takers empty it
             // before the add, the estimate stays on the older side.
-            if (Atomics.load(i32, I.POOL) === 0) Atomics.store(i64, L.POOL_SINCE, now);
-            Atomics.add(i32, I.POOL, grant.granted);
+            if (Atomics.load(i32, RemotePoolLayout.I32.POOL) === 0) Atomics.store(i64, RemotePoolLayout.I64.POOL_SINCE, now);
+            Atomics.add(i32, RemotePoolLayout.I32.POOL, grant.granted);
           }
           this.lastGrant = { tag: grant.tag, n: grant.granted };
         }
-        if (grant.retryAfterUs > 0) Atomics.store(i64, L.NEXT_FETCH_AT, at + BigInt(Math.ceil(grant.retryAfterUs * 1000)));
+        if (grant.retryAfterUs > 0) Atomics.store(i64, RemotePoolLayout.I64.NEXT_FETCH_AT, at + BigInt(Math.ceil(grant.retryAfterUs * 1000)));
         this.fetchDone();
       },
       (error: unknown) => this.failed(error),
@@ -453,11 +472,11 @@ export class RemoteLimit {
    * answer every fetch with the one token another process left.
    */
   private batch(now: Nanos): { want: number; min: number } {
-    const need = Math.max(1, this.demand() - Atomics.load(this.i32, I.POOL) - Atomics.load(this.i32, I.PENDING));
+    const need = Math.max(1, this.demand() - Atomics.load(this.i32, RemotePoolLayout.I32.POOL) - Atomics.load(this.i32, RemotePoolLayout.I32.PENDING));
     const lease = this.store.leaseSettings;
     if (lease.horizonMs === 0) return { want: Math.min(need, this.capacity), min: 1 };
-    const since = Number(now - Atomics.load(this.i64, L.LAST_FETCH_AT));
-    const consumed = Number(this.consumed() - Atomics.load(this.i64, L.CONSUMED_AT));
+    const since = Number(now - Atomics.load(this.i64, RemotePoolLayout.I64.LAST_FETCH_AT));
+    const consumed = Number(this.consumed() - Atomics.load(this.i64, RemotePoolLayout.I64.CONSUMED_AT));
     const recent = since > 0 ? Math.ceil((consumed / since) * lease.horizonMs * 1e6) : 0;
     const want = Math.min(Math.max(need, recent), lease.maxTokens, this.capacity);
     return { want, min: Math.max(1, Math.floor(want / 2)) };
@@ -465,9 +484,9 @@ export class RemoteLimit {
 
   private fetchDone(): void {
     this.fetchingHere = false;
-    Atomics.store(this.i32, I.FETCHING, 0);
-    Atomics.add(this.i32, I.SIGNAL, 1);
-    Atomics.notify(this.i32, I.SIGNAL);
+    Atomics.store(this.i32, RemotePoolLayout.I32.FETCHING, 0);
+    Atomics.add(this.i32, RemotePoolLayout.I32.SIGNAL, 1);
+    Atomics.notify(this.i32, RemotePoolLayout.I32.SIGNAL);
     const wake = this.localWake;
     if (wake !== undefined) {
       this.localWake = undefined;
@@ -479,11 +498,11 @@ export class RemoteLimit {
   private failed(error: unknown): void {
     const i64 = this.i64;
     const now = this.clock.now();
-    Atomics.add(i64, L.ERRORS, 1n);
-    Atomics.store(i64, L.NEXT_FETCH_AT, now + this.retryNs);
-    if (Atomics.compareExchange(this.i32, I.DOWN, 0, 1) === 0) {
-      Atomics.add(i64, L.INCIDENTS, 1n);
-      Atomics.store(i64, L.DOWN_SINCE, now);
+    Atomics.add(i64, RemotePoolLayout.I64.ERRORS, 1n);
+    Atomics.store(i64, RemotePoolLayout.I64.NEXT_FETCH_AT, now + this.retryNs);
+    if (Atomics.compareExchange(this.i32, RemotePoolLayout.I32.DOWN, 0, 1) === 0) {
+      Atomics.add(i64, RemotePoolLayout.I64.INCIDENTS, 1n);
+      Atomics.store(i64, RemotePoolLayout.I64.DOWN_SINCE, now);
       const message = error instanceof Error ? error.message : String(error);
       this.store.log(`thrift-queue-limiter: limit store unavailable for "${this.key}" (${message}); ${POLICY_TEXT[this.store.onStoreError]} until it answers`);
     }
@@ -494,8 +513,8 @@ export class RemoteLimit {
   }
 
   private recovered(now: Nanos): void {
-    if (Atomics.load(this.i32, I.DOWN) === 0 || Atomics.compareExchange(this.i32, I.DOWN, 1, 0) !== 1) return;
-    const ms = Number(now - Atomics.load(this.i64, L.DOWN_SINCE)) / 1e6;
+    if (Atomics.load(this.i32, RemotePoolLayout.I32.DOWN) === 0 || Atomics.compareExchange(this.i32, RemotePoolLayout.I32.DOWN, 1, 0) !== 1) return;
+    const ms = Number(now - Atomics.load(this.i64, RemotePoolLayout.I64.DOWN_SINCE)) / 1e6;
     this.store.log(`thrift-queue-limiter: limit store answers again for "${this.key}" after ${Math.round(ms)} ms`);
   }
 }

@@ -1,7 +1,7 @@
 import { threadId } from 'node:worker_threads';
 import { afterEach, describe, expect, test } from 'vitest';
 import { ConcurrencyLimit } from '../../src/limiters/concurrency-limit.js';
-import { H, S, SharedState } from '../../src/shared/shared-state.js';
+import { LimiterLayout, LimiterRowLayout, SharedState } from '../../src/shared/shared-state.js';
 import { killAll, spawnTableWorker } from '../table-workers.js';
 
 afterEach(killAll);
@@ -9,7 +9,7 @@ afterEach(killAll);
 /** The row of the thread table `owner` (a threadId) holds. */
 function rowOf(state: SharedState, owner: number): number {
   for (let slot = 0; slot < state.slotCount; slot++) {
-    if (Atomics.load(state.i32, state.row(slot, S.OWNER)) === owner + 1) return slot;
+    if (Atomics.load(state.i32, state.row(slot, LimiterRowLayout.I32.OWNER)) === owner + 1) return slot;
   }
   throw new Error(`thread ${owner} holds no row`);
 }
@@ -25,13 +25,13 @@ async function acrossTheWrap(start: number): Promise<{ order: number[]; workerHe
   const log = new SharedArrayBuffer(4 * 16);
   const logged = new Int32Array(log);
   expect(limit.tryAcquire()).toBe(true);
-  Atomics.store(state.i32, H.TICKET, start);
+  Atomics.store(state.i32, LimiterLayout.I32.TICKET, start);
 
   const worker = spawnTableWorker({ descriptor: limit.share(), log });
   await worker.next('attached');
   worker.send({ op: 'acquire', count: 2, labels: [1, 2] });
   expect((await worker.next('submitted')).size).toBe(2);
-  const workerHead = Atomics.load(state.i32, state.row(rowOf(state, worker.threadId), S.HEAD_TICKET));
+  const workerHead = Atomics.load(state.i32, state.row(rowOf(state, worker.threadId), LimiterRowLayout.I32.HEAD_TICKET));
 
   // Every ticket published from here on, sampled at each admission of the main thread and by
   // the worker's log order; a published 0 would read as "no head" and strand the call.
@@ -39,7 +39,7 @@ async function acrossTheWrap(start: number): Promise<{ order: number[]; workerHe
   const mainRow = rowOf(state, threadId);
   const sample = (): void => {
     for (let slot = 0; slot < state.slotCount; slot++) {
-      const t = Atomics.load(state.i32, state.row(slot, S.HEAD_TICKET));
+      const t = Atomics.load(state.i32, state.row(slot, LimiterRowLayout.I32.HEAD_TICKET));
       if (t !== 0) published.push(t);
     }
   };
@@ -50,7 +50,7 @@ async function acrossTheWrap(start: number): Promise<{ order: number[]; workerHe
       p.release();
     }),
   );
-  const mainHead = Atomics.load(state.i32, state.row(mainRow, S.HEAD_TICKET));
+  const mainHead = Atomics.load(state.i32, state.row(mainRow, LimiterRowLayout.I32.HEAD_TICKET));
   sample();
   const workerDone = worker.next('admitted');
   limit.release(); // the main thread's own permit, taken with tryAcquire
@@ -80,10 +80,10 @@ describe('ConcurrencyLimit tickets across the 32-bit wrap', () => {
     const limit = new ConcurrencyLimit({ max: 1 });
     const state = SharedState.from(limit.share().buffer, 'concurrency');
     expect(limit.tryAcquire()).toBe(true);
-    Atomics.store(state.i32, H.TICKET, -1);
+    Atomics.store(state.i32, LimiterLayout.I32.TICKET, -1);
     const waiting = limit.acquire();
-    expect(Atomics.load(state.i32, state.row(rowOf(state, threadId), S.HEAD_TICKET))).toBe(1);
-    expect(Atomics.load(state.i32, H.TICKET)).toBe(1);
+    expect(Atomics.load(state.i32, state.row(rowOf(state, threadId), LimiterRowLayout.I32.HEAD_TICKET))).toBe(1);
+    expect(Atomics.load(state.i32, LimiterLayout.I32.TICKET)).toBe(1);
     limit.release();
     (await waiting).release();
     expect(limit.inFlight).toBe(0);

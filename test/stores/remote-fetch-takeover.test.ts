@@ -2,13 +2,14 @@ import { threadId } from 'node:worker_threads';
 import { describe, expect, test } from 'vitest';
 import { ManualClock } from '../../src/clock.js';
 import { TokenBucket } from '../../src/limiters/token-bucket.js';
-import { RemoteLimit } from '../../src/stores/remote-limit.js';
+import { RemoteLimit, RemotePoolLayout } from '../../src/stores/remote-limit.js';
 import type { Grant, LimiterStore, RemoteLimitSpec } from '../../src/stores/store.js';
 
-// White-box: the shared layout documented at the top of src/stores/remote-limit.ts.
-const FETCHING = 2; // i32: threadId + 1 of the thread with a fetch in flight
-const SIGNAL = 3; // i32: bumped and notified after every fetch
-const FETCH_STARTED = 5; // i64: when that fetch was sent
+// White-box: the pool's shared words (layout at the top of src/stores/remote-limit.ts). FETCHING
+// holds threadId + 1 of the thread with a fetch in flight, FETCH_STARTED when that fetch was
+// sent; SIGNAL is bumped and notified after every fetch.
+const { FETCHING, SIGNAL } = RemotePoolLayout.I32;
+const { FETCH_STARTED } = RemotePoolLayout.I64;
 /** A thread id no thread of this process has: the thread that won FETCHING and died. */
 const DEAD = 987_654;
 const TIMEOUT_MS = 25;
