@@ -5,9 +5,12 @@ import { defineConfig } from 'vitest/config';
  * sleeps: they run first, in parallel, in seconds. Integration tests use real worker threads,
  * sockets, Redis, Python clients and the bench smoke run; they measure real time, so their files
  * run one at a time, keeping the two cores of a CI machine from being shared by several load tests.
+ * Their wall-clock tolerances add the event-loop stalls measured during the run (`watchStalls` in
+ * test/helpers.ts); counts of admissions stay exact.
  */
 const UNIT = [
   'test/structure.test.ts',
+  'test/helpers.test.ts',
   'test/validate.test.ts',
   'test/cli/limit-spec.test.ts',
   'test/fair/arg-field.test.ts',

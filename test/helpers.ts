@@ -71,3 +71,85 @@ export function nextMessage<T>(worker: Worker): Promise<T> {
     worker.on('exit', onExit);
   });
 }
+
+/** A time during which a thread's event loop could not run: ns on `process.hrtime.bigint()`, which every thread of a process shares. */
+export interface Stall {
+  from: bigint;
+  to: bigint;
+}
+
+/** How often the stall watch's timer is due, and how late it may fire (libuv's timer granularity) without counting as a stall. */
+const TICK_MS = 2;
+const GRANULARITY_NS = 1_000_000n;
+
+/**
+ * Watches this thread's event loop until `stop()`, for wall-clock tolerances derived from what
+ * happened instead of guessed. A timer is due every 2 ms; when it fires more than 1 ms late, the
+ * thread was held up (descheduled on a loaded machine, paused by GC, or busy in synchronous code)
+ * from when it was due until it ran, and that span is a stall. A stalled thread delays whatever
+ * it should have done by as long, so a test adds the stalls to the time it allows (or takes them
+ * out of the time it expects work in); counts of admissions stay exact, since they are judged on
+ * the instants calls were admitted, whatever the delays.
+ *
+ * In a worker thread the stalls are that thread's (post them to the test). Code running in
+ * another process (a CLI under test, Redis) is not watched: the test's own stalls stand for the
+ * machine's load there, and the test says so.
+ */
+export function watchStalls(): { stop(): Stall[] } {
+  const stalls: Stall[] = [];
+  const tick = BigInt(TICK_MS) * 1_000_000n;
+  let due = process.hrtime.bigint() + tick;
+  const timer = setInterval(() => {
+    const now = process.hrtime.bigint();
+    if (now - due > GRANULARITY_NS) stalls.push({ from: due, to: now });
+    due = now + tick;
+  }, TICK_MS);
+  return {
+    stop: () => {
+      clearInterval(timer);
+      const now = process.hrtime.bigint();
+      if (now - due > GRANULARITY_NS) stalls.push({ from: due, to: now });
+      return stalls;
+    },
+  };
+}
+
+/**
+ * Milliseconds within [from, to] (ns) that `stalls` cover; given one list per thread, the
+ * milliseconds during which every one of those threads was stalled at once (while any thread of
+ * several that share the work can run, the work goes on).
+ */
+export function stalledMs(stalls: Stall[] | Stall[][], from = 0n, to = 2n ** 63n): number {
+  const lists = stalls.length > 0 && Array.isArray(stalls[0]) ? (stalls as Stall[][]) : [stalls as Stall[]];
+  // Sweep over every boundary, counting how many threads are stalled in each stretch.
+  const edges: [bigint, number][] = [];
+  for (const list of lists) {
+    for (const s of merged(list)) {
+      const a = s.from > from ? s.from : from;
+      const b = s.to < to ? s.to : to;
+      if (a < b) edges.push([a, 1], [b, -1]);
+    }
+  }
+  edges.sort((x, y) => (x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : x[1] - y[1]));
+  let depth = 0;
+  let since = 0n;
+  let total = 0n;
+  for (const [at, step] of edges) {
+    if (depth === lists.length) total += at - since;
+    depth += step;
+    since = at;
+  }
+  return Number(total) / 1e6;
+}
+
+/** `list`'s stalls with overlapping ones joined, so a thread is never counted twice. */
+function merged(list: Stall[]): Stall[] {
+  const sorted = [...list].sort((x, y) => (x.from < y.from ? -1 : 1));
+  const out: Stall[] = [];
+  for (const s of sorted) {
+    const last = out.at(-1);
+    if (last !== undefined && s.from <= last.to) last.to = s.to > last.to ? s.to : last.to;
+    else out.push({ ...s });
+  }
+  return out;
+}
