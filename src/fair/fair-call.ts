@@ -1,27 +1,24 @@
 /**
  * One call waiting in a {@link FairQueue}: its task, its promise, its deadline and its place in
- * the deadline heap. It implements the queue package's `Waiter` so the shared `DeadlineHeap`
- * keeps the earliest deadline for the fair queue's one timer.
+ * the deadline heap, so the shared `DeadlineHeap` keeps the earliest deadline for the fair queue's
+ * one timer.
  */
 import type { Nanos } from '../clock.js';
 import { QueueTimeoutError } from '../errors.js';
-import type { Waiter } from '../queue/wait-queue.js';
-import type { Flow } from './flow.js';
+import type { Deadlined } from '../queue/deadline-heap.js';
+import type { Flow, FlowMember } from './flow.js';
 import type { PriorityLevel } from './priority-level.js';
 
 /** A call waiting for its turn; settled exactly once (started, refused, expired or aborted). */
-export class FairCall<T = unknown> implements Waiter {
-  /** Always one token: fairness is counted in calls. */
-  readonly n = 1;
+export class FairCall<T = unknown> implements Deadlined, FlowMember {
   settled = false;
   heapIndex = -1;
-  ticket = 0;
 
   constructor(
     /** The level the call waits in. */
-    readonly level: PriorityLevel,
+    readonly level: PriorityLevel<FairCall>,
     /** The flow the call waits in. */
-    readonly flow: Flow,
+    readonly flow: Flow<FairCall>,
     private readonly task: () => T | PromiseLike<T>,
     private readonly resolve: (value: T | PromiseLike<T>) => void,
     private readonly reject: (error: unknown) => void,

@@ -66,17 +66,17 @@ export class FairQueue {
   /** Default wait bound, ms. */
   readonly maxWaitMs: number;
   private readonly clock: Clock;
-  private readonly levels: PriorityLevel[];
-  private readonly byName = new Map<string, PriorityLevel>();
-  private readonly byMethod = new Map<string, PriorityLevel>();
-  private readonly defaultLevel: PriorityLevel;
+  private readonly levels: PriorityLevel<FairCall>[];
+  private readonly byName = new Map<string, PriorityLevel<FairCall>>();
+  private readonly byMethod = new Map<string, PriorityLevel<FairCall>>();
+  private readonly defaultLevel: PriorityLevel<FairCall>;
   /** Concurrency permits are held until the started call's promise settles. */
   private readonly holdsPermits: boolean;
   private live = 0;
   /** Pass of the level served last: where a level that wakes up starts (no banked credit). */
   private virtualTime = 0;
   private request: TokenRequest | undefined;
-  private readonly deadlines = new DeadlineHeap();
+  private readonly deadlines = new DeadlineHeap<FairCall>();
   private readonly timer: OneTimer;
   private readonly guard = new PumpGuard(
     () => this.pass(),
@@ -114,7 +114,7 @@ export class FairQueue {
     this.holdsPermits = limiter instanceof ConcurrencyLimit;
     const totalShare = o.levels.reduce((sum, l) => sum + l.share, 0);
     this.levels = o.levels.map(
-      (l) => new PriorityLevel(l.name, l.share, o.quantum, l.borrow ? undefined : capBucket(limiter, l, l.share / totalShare, o.clock)),
+      (l) => new PriorityLevel<FairCall>(l.name, l.share, o.quantum, l.borrow ? undefined : capBucket(limiter, l, l.share / totalShare, o.clock)),
     );
     for (const level of this.levels) this.byName.set(level.name, level);
     for (const l of o.levels) for (const m of l.methods) this.byMethod.set(m, this.byName.get(l.name)!);
@@ -163,12 +163,12 @@ export class FairQueue {
     return new Promise<T>((resolve, reject) => {
       if (level.live === 0 && level.pass < this.virtualTime) level.pass = this.virtualTime;
       flow ??= level.addFlow(o.flow);
-      const call = new FairCall<T>(level, flow, task, resolve, reject, deadline, maxWaitMs, o.signal);
-      flow.push(call as FairCall);
+      const call = new FairCall<T>(level, flow, task, resolve, reject, deadline, maxWaitMs, o.signal) as FairCall;
+      flow.push(call);
       level.live++;
       this.live++;
       if (deadline !== NO_DEADLINE) this.deadlines.push(call);
-      if (o.signal !== undefined) this.signals.watch(o.signal, call as FairCall);
+      if (o.signal !== undefined) this.signals.watch(o.signal, call);
       this.pump();
     });
   }
@@ -207,8 +207,7 @@ export class FairQueue {
     // starts that call synchronously inside `requestToken` and the loop asks again.
     while (this.request === undefined && this.nextLevel() !== undefined) this.requestToken();
     const now = this.clock.now();
-    for (let w = this.deadlines.peek(); w !== undefined && w.deadline <= now; w = this.deadlines.peek()) {
-      const call = w as FairCall;
+    for (let call = this.deadlines.peek(); call !== undefined && call.deadline <= now; call = this.deadlines.peek()) {
       this.drop(call);
       call.level.refused.timeout++;
       call.expire(now);
@@ -271,7 +270,7 @@ export class FairQueue {
   }
 
   /** Takes the next call of `level` (deficit round robin) and advances the level's pass. */
-  private serve(level: PriorityLevel): FairCall {
+  private serve(level: PriorityLevel<FairCall>): FairCall {
     level.cap?.tryAcquire();
     this.virtualTime = level.pass;
     level.pass += level.stride;
@@ -281,8 +280,8 @@ export class FairQueue {
   }
 
   /** The backlogged level with a call it may start and the smallest pass (declaration order breaks ties). */
-  private nextLevel(): PriorityLevel | undefined {
-    let best: PriorityLevel | undefined;
+  private nextLevel(): PriorityLevel<FairCall> | undefined {
+    let best: PriorityLevel<FairCall> | undefined;
     for (const level of this.levels) {
       if ((best === undefined || level.pass < best.pass) && level.ready()) best = level;
     }

@@ -5,16 +5,23 @@
  * A flow exists only while it has waiting calls: the level deletes it when the last one leaves,
  * so memory follows the waiting calls, not the number of clients ever seen.
  */
-import type { FairCall } from './fair-call.js';
+/** What a flow reads of the calls it holds (the fair queue's calls). */
+export interface FlowMember {
+  /** True once the call left the queue: started, refused, expired or aborted. */
+  readonly settled: boolean;
+}
 
-/** The FIFO of one flow. Calls that left early (aborted, expired) are skipped lazily. */
-export class Flow {
+/**
+ * The FIFO of one flow. Calls that left early (aborted, expired) are skipped lazily. Generic in its
+ * calls so that the call, which names its flow, is the only one of the two to import the other.
+ */
+export class Flow<C extends FlowMember> {
   /** Calls still waiting (not settled). */
   live = 0;
   /** Next and previous flow in the level's ring of backlogged flows. */
-  next: Flow = this;
-  prev: Flow = this;
-  private items: (FairCall | undefined)[] = [];
+  next: Flow<C> = this;
+  prev: Flow<C> = this;
+  private items: (C | undefined)[] = [];
   private first = 0;
 
   constructor(
@@ -23,13 +30,13 @@ export class Flow {
   ) {}
 
   /** Appends a waiting call. */
-  push(call: FairCall): void {
+  push(call: C): void {
     this.items.push(call);
     this.live++;
   }
 
   /** Removes and returns the oldest waiting call; the flow must have one (`live > 0`). */
-  shift(): FairCall {
+  shift(): C {
     const items = this.items;
     for (;;) {
       const call = items[this.first]!;

@@ -10,8 +10,7 @@
  * admissions of its level before its own.
  */
 import type { TokenBucket } from '../limiters/token-bucket.js';
-import type { FairCall } from './fair-call.js';
-import { Flow } from './flow.js';
+import { Flow, type FlowMember } from './flow.js';
 
 /** Counters of one level since the queue was created. */
 export interface LevelStats {
@@ -27,8 +26,8 @@ export interface LevelStats {
   flows: number;
 }
 
-/** One level: flows by key, the ring of backlogged flows, and the level's virtual time. */
-export class PriorityLevel {
+/** One level: flows by key, the ring of backlogged flows, and the level's virtual time (generic in its calls, as {@link Flow}). */
+export class PriorityLevel<C extends FlowMember> {
   /** Calls waiting over all flows of the level. */
   live = 0;
   /**
@@ -40,8 +39,8 @@ export class PriorityLevel {
   readonly stride: number;
   admitted = 0;
   readonly refused = { queueFull: 0, timeout: 0, aborted: 0 };
-  private readonly flows = new Map<string, Flow>();
-  private cursor: Flow | undefined;
+  private readonly flows = new Map<string, Flow<C>>();
+  private cursor: Flow<C> | undefined;
   private turnLeft: number;
 
   constructor(
@@ -58,13 +57,13 @@ export class PriorityLevel {
   }
 
   /** The waiting calls of `key`, if any. */
-  flow(key: string): Flow | undefined {
+  flow(key: string): Flow<C> | undefined {
     return this.flows.get(key);
   }
 
   /** Creates the flow of `key` and puts it at the end of the current round. */
-  addFlow(key: string): Flow {
-    const flow = new Flow(key);
+  addFlow(key: string): Flow<C> {
+    const flow = new Flow<C>(key);
     this.flows.set(key, flow);
     const cursor = this.cursor;
     if (cursor === undefined) {
@@ -85,7 +84,7 @@ export class PriorityLevel {
   }
 
   /** Takes the next call by deficit round robin; the level must be backlogged. */
-  take(): FairCall {
+  take(): C {
     const flow = this.cursor!;
     const call = flow.shift();
     this.live--;
@@ -99,7 +98,7 @@ export class PriorityLevel {
   }
 
   /** A waiting call of `flow` left without being served (aborted, expired, cleared). */
-  dropped(flow: Flow): void {
+  dropped(flow: Flow<C>): void {
     flow.dropped();
     this.live--;
     if (flow.live === 0) this.removeFlow(flow);
@@ -110,7 +109,7 @@ export class PriorityLevel {
     return { share: this.share, admitted: this.admitted, refused: { ...this.refused }, queued: this.live, flows: this.flows.size };
   }
 
-  private removeFlow(flow: Flow): void {
+  private removeFlow(flow: Flow<C>): void {
     this.flows.delete(flow.key);
     if (flow.next === flow) {
       this.cursor = undefined;

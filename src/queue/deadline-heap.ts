@@ -2,33 +2,41 @@
  * A binary min-heap of waiters ordered by deadline, so the one timer of a queue can be armed for
  * the earliest deadline in O(1) and a refused or admitted waiter leaves in O(log n).
  */
-import type { Waiter } from './wait-queue.js';
+import type { Nanos } from '../clock.js';
+
+/** What the heap reads and keeps in each of its entries (a waiting call of any queue). */
+export interface Deadlined {
+  /** When the entry is due. */
+  readonly deadline: Nanos;
+  /** Position in the heap (maintained by the heap); -1 when absent. */
+  heapIndex: number;
+}
 
 /** Min-heap of waiters by `deadline`; each waiter's `heapIndex` tracks its position (-1: absent). */
-export class DeadlineHeap {
-  private readonly heap: Waiter[] = [];
+export class DeadlineHeap<W extends Deadlined> {
+  private readonly heap: W[] = [];
 
   /** The waiter with the earliest deadline. */
-  peek(): Waiter | undefined {
+  peek(): W | undefined {
     return this.heap[0];
   }
 
   /** Inserts a waiter. */
-  push(w: Waiter): void {
+  push(w: W): void {
     w.heapIndex = this.heap.length;
     this.heap.push(w);
     this.up(w.heapIndex);
   }
 
   /** Removes and returns the earliest. */
-  pop(): Waiter | undefined {
+  pop(): W | undefined {
     const top = this.heap[0];
     if (top !== undefined) this.delete(top);
     return top;
   }
 
   /** Removes a waiter wherever it is. */
-  delete(w: Waiter): void {
+  delete(w: W): void {
     const i = w.heapIndex;
     if (i < 0) return;
     w.heapIndex = -1;

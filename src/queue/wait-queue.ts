@@ -13,7 +13,7 @@
  * wait for a notification instead of a time.
  */
 import type { Clock, Nanos } from '../clock.js';
-import { DeadlineHeap } from './deadline-heap.js';
+import { DeadlineHeap, type Deadlined } from './deadline-heap.js';
 import { NEVER, OneTimer } from './one-timer.js';
 import { PumpGuard } from './pump-guard.js';
 
@@ -21,7 +21,7 @@ import { PumpGuard } from './pump-guard.js';
 export const NO_DEADLINE = NEVER;
 
 /** One waiting call. Kept small: with 100 000 waiters every field counts. */
-export interface Waiter {
+export interface Waiter extends Deadlined {
   /** Tokens (or permits) the call needs. */
   readonly n: number;
   /** When the call is refused if still waiting, or {@link NO_DEADLINE}. */
@@ -34,8 +34,6 @@ export interface Waiter {
   expire(now: Nanos): void;
   /** True once admitted, refused or aborted. */
   settled: boolean;
-  /** Position in the deadline heap (maintained by the heap). */
-  heapIndex: number;
   /** Order of arrival across threads (concurrency limit); 0 elsewhere. */
   ticket: number;
 }
@@ -62,7 +60,7 @@ export class WaitQueue {
   private items: (Waiter | undefined)[] = [];
   private first = 0;
   private live = 0;
-  private readonly deadlines = new DeadlineHeap();
+  private readonly deadlines = new DeadlineHeap<Waiter>();
   private readonly timer: OneTimer;
   private head: Waiter | undefined;
   private readonly guard = new PumpGuard(
