@@ -21,6 +21,7 @@ const UNIT = [
   'test/limiters/fixed-window-wrap.test.ts',
   'test/limiters/token-bucket.test.ts',
   'test/limiters/validation.test.ts',
+  'test/queue/admission-front.test.ts',
   'test/shared/layout.test.ts',
   'test/stores/remote-limit.test.ts',
   'test/thrift/wire.test.ts',

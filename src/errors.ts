@@ -1,13 +1,45 @@
 /**
- * Errors a waiting call can be refused with. Both carry a stable `code` so callers (and the Thrift
- * server, which turns them into TApplicationException replies) can tell the reasons apart without
- * parsing messages. A refused call has consumed nothing from the limit.
+ * Why a call is refused, and the errors it is refused with. A refusal reason has one spelling
+ * everywhere: the `reason` of `'refused'` events, the keys of `snapshot().refused` and of the
+ * server's `stats().refused`, the `reason` label of the Prometheus refusal counters, and the
+ * `reason` of the errors below, whose `code` is that reason upper-cased (`queue_full` →
+ * `QUEUE_FULL`). A refused call has consumed nothing from the limit.
  */
+
+/**
+ * Every refusal reason: over `maxQueued`, over `maxWaitMs`, the limit's store down (fail-closed),
+ * the call's abort signal fired, its client went away, the server shut down before it ran.
+ */
+export const REFUSAL_REASONS = ['queue_full', 'queue_timeout', 'store_unavailable', 'aborted', 'disconnected', 'shutdown'] as const;
+
+/** Why a call was refused (see {@link REFUSAL_REASONS}). */
+export type RefusalReason = (typeof REFUSAL_REASONS)[number];
+
+/** The reasons a limiter's own queue refuses a call for, the ones its `snapshot().refused` counts. */
+export const QUEUE_REFUSAL_REASONS = ['queue_full', 'queue_timeout', 'aborted'] as const;
+
+/** A reason a limiter's own queue refuses a call for (see {@link QUEUE_REFUSAL_REASONS}). */
+export type QueueRefusalReason = (typeof QUEUE_REFUSAL_REASONS)[number];
+
+/** Refusal counts by reason. */
+export type RefusalCounts<R extends RefusalReason = QueueRefusalReason> = Record<R, number>;
+
+/** Zeroed counts of `reasons`. */
+export function refusalCounts<R extends RefusalReason>(reasons: readonly R[]): RefusalCounts<R> {
+  return Object.fromEntries(reasons.map((r) => [r, 0])) as RefusalCounts<R>;
+}
+
+/** The `code` of the error refusing a call for `reason`: the reason upper-cased. */
+export function refusalCode<R extends RefusalReason>(reason: R): Uppercase<R> {
+  return reason.toUpperCase() as Uppercase<R>;
+}
 
 /** Thrown when a call would wait longer than `maxWaitMs`, or was still waiting at its deadline. */
 export class QueueTimeoutError extends Error {
-  /** Stable machine-readable reason. */
-  readonly code = 'QUEUE_TIMEOUT' as const;
+  /** The refusal reason. */
+  readonly reason = 'queue_timeout' as const;
+  /** Stable machine-readable code: the reason upper-cased, `QUEUE_TIMEOUT`. */
+  readonly code = refusalCode(this.reason);
   /**
    * @param maxWaitMs the bound that was exceeded.
    * @param estimatedWaitMs the wait the call would have had (refused up front), or the time it had
@@ -27,8 +59,10 @@ export class QueueTimeoutError extends Error {
 
 /** Thrown when `maxQueued` calls are already waiting on the limiter (counted over all threads). */
 export class QueueFullError extends Error {
-  /** Stable machine-readable reason. */
-  readonly code = 'QUEUE_FULL' as const;
+  /** The refusal reason. */
+  readonly reason = 'queue_full' as const;
+  /** Stable machine-readable code: the reason upper-cased, `QUEUE_FULL`. */
+  readonly code = refusalCode(this.reason);
   /** @param maxQueued the bound that was reached. */
   constructor(readonly maxQueued: number) {
     super(`queue full: ${maxQueued} calls already waiting`);
@@ -41,8 +75,10 @@ export class QueueFullError extends Error {
  * the call is refused rather than admitted without the store's say. Nothing was consumed.
  */
 export class StoreUnavailableError extends Error {
-  /** Stable machine-readable reason. */
-  readonly code = 'STORE_UNAVAILABLE' as const;
+  /** The refusal reason. */
+  readonly reason = 'store_unavailable' as const;
+  /** Stable machine-readable code: the reason upper-cased, `STORE_UNAVAILABLE`. */
+  readonly code = refusalCode(this.reason);
   /** @param key the limit whose store is down. */
   constructor(readonly key: string) {
     super(`limit store unavailable for "${key}" (onStoreError fail-closed)`);
@@ -52,6 +88,11 @@ export class StoreUnavailableError extends Error {
 
 /** A refusal of a call for overload: its queue was full, its wait too long, or its store down. */
 export type OverloadError = QueueFullError | QueueTimeoutError | StoreUnavailableError;
+
+/** True for the errors a limit refuses a call with for overload. */
+export function isOverloadError(error: unknown): error is OverloadError {
+  return error instanceof QueueFullError || error instanceof QueueTimeoutError || error instanceof StoreUnavailableError;
+}
 
 /**
  * The message a server answers a refused call of `method` with, the same whether the threaded

@@ -3,7 +3,16 @@
  * kept in lock-free shared memory so every worker thread enforces one limit.
  */
 export { ManualClock, systemClock, type Clock, type Nanos, type TimerHandle } from './clock.js';
-export { QueueFullError, QueueTimeoutError, StoreUnavailableError } from './errors.js';
+export {
+  QUEUE_REFUSAL_REASONS,
+  QueueFullError,
+  QueueTimeoutError,
+  REFUSAL_REASONS,
+  StoreUnavailableError,
+  type QueueRefusalReason,
+  type RefusalCounts,
+  type RefusalReason,
+} from './errors.js';
 export type {
   AcquireOptions,
   ConcurrencyLimitOptions,
@@ -36,7 +45,7 @@ export {
 export type { ThreadedServerOptions } from './server/server-options.js';
 export type { HandlerCall, HandlerLimitsConfig, KeyedLimitSpec, LimitSpec, LimitsConfig, QueueBounds } from './limits/method-limits.js';
 export type { FlowCall, FlowKeySpec, PerKeySpec } from './limits/call-key.js';
-export type { ServerStatsSnapshot, RefusalReason } from './server/stats.js';
+export type { ServerStatsSnapshot, ServerRefusalReason } from './server/stats.js';
 export { wrapHandler, ServerOverloadedError } from './handler/wrap-handler.js';
 export { FairQueue } from './fair/fair-queue.js';
 export type { FairnessOptions, FairQueueOptions, FairRunOptions, HandlerFairnessOptions, LevelOptions } from './fair/fair-options.js';

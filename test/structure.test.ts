@@ -1,7 +1,8 @@
 /**
  * The module structure of src/: no import cycles; thrift/ is wire code only, so it imports nothing
  * from server/; the embedded limiters do not depend on the Redis store (they reach a store through
- * the interface in stores/store.ts).
+ * the interface in stores/store.ts). Then its vocabulary: every error has a code, and a refusal
+ * reason has one spelling.
  *
  * Type-only imports count for cycles like any other (a cycle of types still ties two modules
  * together: neither can be understood, moved or changed apart). Where a container and its element
@@ -13,6 +14,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, test } from 'vitest';
+import { QUEUE_REFUSAL_REASONS, QueueFullError, QueueTimeoutError, REFUSAL_REASONS, StoreUnavailableError } from '../src/errors.js';
 
 const SRC = resolve(dirname(fileURLToPath(import.meta.url)), '../src');
 
@@ -120,10 +122,24 @@ describe('the vocabulary of src/', () => {
       const text = readFileSync(join(SRC, file), 'utf8');
       for (const m of text.matchAll(/^export class (\w+) extends Error \{([\s\S]*?)^\}/gm)) {
         classes++;
-        if (!/readonly code = '[A-Z_]+' as const;/.test(m[2]!)) missing.push(`${file}: ${m[1]}`);
+        if (!/readonly code = (?:'[A-Z_]+' as const|refusalCode\(this\.reason\));/.test(m[2]!)) missing.push(`${file}: ${m[1]}`);
       }
     }
     expect(classes).toBeGreaterThanOrEqual(12);
     expect(missing).toEqual([]);
+  });
+
+  test("a refusal error's code is its reason upper-cased, and its reason is one of REFUSAL_REASONS", () => {
+    for (const error of [new QueueFullError(1), new QueueTimeoutError(1, 2, false), new StoreUnavailableError('k')]) {
+      expect(REFUSAL_REASONS).toContain(error.reason);
+      expect(error.code).toBe(error.reason.toUpperCase());
+    }
+    expect(QUEUE_REFUSAL_REASONS.every((r) => (REFUSAL_REASONS as readonly string[]).includes(r))).toBe(true);
+  });
+
+  test('no former spelling of a refusal reason is left in src/', () => {
+    const former = /queueFull|waitLimit|storeUnavailable|wait_limit|wait-limit|queue-full|store-unavailable|'timeout' \| 'aborted'/;
+    const files = readdirSync(SRC, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.ts'));
+    expect(files.filter((f) => former.test(readFileSync(join(SRC, f), 'utf8')))).toEqual([]);
   });
 });

@@ -201,7 +201,7 @@ export async function serve(argv: string[]): Promise<number> {
     last = { at: now, admitted: s.admitted };
     console.log(
       `admitted ${perSec.toFixed(0)}/s  queued ${s.queued}  running ${s.running}  wait p50 ${w.p50.toFixed(1)} ms p99 ${w.p99.toFixed(1)} ms  ` +
-        `refused queue-full ${s.refused.queueFull} wait-limit ${s.refused.waitLimit}${store ? ` store-down ${s.refused.storeUnavailable}` : ''} disconnected ${s.refused.disconnected}  connections ${s.connections}` +
+        `refused queue_full ${s.refused.queue_full} queue_timeout ${s.refused.queue_timeout}${store ? ` store_unavailable ${s.refused.store_unavailable}` : ''} disconnected ${s.refused.disconnected}  connections ${s.connections}` +
         (s.handlerTimeouts > 0 ? `  timeouts ${s.handlerTimeouts}` : ''),
     );
   }, statsEvery);

@@ -155,7 +155,7 @@ export class FairQueue {
     }
     let flow = level.flow(o.flow);
     if (this.live >= this.maxQueued || (flow?.live ?? 0) >= this.maxQueuedPerFlow) {
-      level.refused.queueFull++;
+      level.refused.queue_full++;
       return Promise.reject(new QueueFullError(this.live >= this.maxQueued ? this.maxQueued : this.maxQueuedPerFlow));
     }
     const maxWaitMs = o.maxWaitMs ?? this.maxWaitMs;
@@ -209,7 +209,7 @@ export class FairQueue {
     const now = this.clock.now();
     for (let call = this.deadlines.peek(); call !== undefined && call.deadline <= now; call = this.deadlines.peek()) {
       this.drop(call);
-      call.level.refused.timeout++;
+      call.level.refused.queue_timeout++;
       call.expire(now);
     }
     if (this.request !== undefined && this.nextLevel() === undefined) this.withdraw();
@@ -255,7 +255,7 @@ export class FairQueue {
     const level = this.nextLevel();
     if (level !== undefined) {
       const call = this.serve(level);
-      if (error instanceof QueueFullError) level.refused.queueFull++;
+      if (error instanceof QueueFullError) level.refused.queue_full++;
       else level.refused.aborted++;
       call.refuse(error);
     }

@@ -9,6 +9,7 @@
  * `quantum`; a call arriving at an empty flow waits for at most `(flows − 1) × quantum`
  * admissions of its level before its own.
  */
+import { QUEUE_REFUSAL_REASONS, refusalCounts, type RefusalCounts } from '../errors.js';
 import type { TokenBucket } from '../limiters/token-bucket.js';
 import { Flow, type FlowMember } from './flow.js';
 
@@ -19,7 +20,7 @@ export interface LevelStats {
   /** Calls started. */
   admitted: number;
   /** Calls refused, by reason. */
-  refused: { queueFull: number; timeout: number; aborted: number };
+  refused: RefusalCounts;
   /** Calls waiting now. */
   queued: number;
   /** Flows with waiting calls now. */
@@ -38,7 +39,7 @@ export class PriorityLevel<C extends FlowMember> {
   /** 1 / share. */
   readonly stride: number;
   admitted = 0;
-  readonly refused = { queueFull: 0, timeout: 0, aborted: 0 };
+  readonly refused = refusalCounts(QUEUE_REFUSAL_REASONS);
   private readonly flows = new Map<string, Flow<C>>();
   private cursor: Flow<C> | undefined;
   private turnLeft: number;

@@ -4,7 +4,7 @@
  * works on the main thread and inside worker threads (give it limiters attached from `share()`
  * descriptors and every thread enforces one limit).
  */
-import { overloadMessage, QueueFullError, QueueTimeoutError, StoreUnavailableError } from '../errors.js';
+import { isOverloadError, overloadMessage, type OverloadError } from '../errors.js';
 import { resolveHandlerFairnessOptions, type HandlerFairnessOptions } from '../fair/fair-options.js';
 import { FairQueue } from '../fair/fair-queue.js';
 import type { AnyLimiter } from '../limiters/attach.js';
@@ -14,13 +14,13 @@ import { MethodLimits, type HandlerCall, type HandlerLimitsConfig, type QueueBou
 export class ServerOverloadedError extends Error {
   /** Stable machine-readable reason. */
   readonly code = 'SERVER_OVERLOADED' as const;
-  /** `'queue-full'`, `'wait-limit'`, or `'store-unavailable'` (a distributed store down, fail-closed). */
-  readonly reason: 'queue-full' | 'wait-limit' | 'store-unavailable';
+  /** The refusal reason of `cause`: `'queue_full'`, `'queue_timeout'`, or `'store_unavailable'` (a distributed store down, fail-closed). */
+  readonly reason: OverloadError['reason'];
 
-  constructor(method: string, cause: QueueFullError | QueueTimeoutError | StoreUnavailableError) {
+  constructor(method: string, cause: OverloadError) {
     super(overloadMessage(method, cause), { cause });
     this.name = 'ServerOverloadedError';
-    this.reason = cause instanceof QueueFullError ? 'queue-full' : cause instanceof StoreUnavailableError ? 'store-unavailable' : 'wait-limit';
+    this.reason = cause.reason;
   }
 }
 
@@ -105,8 +105,7 @@ export function wrapHandler<H extends object>(
       };
     }
     const refused = (error: unknown): never => {
-      if (error instanceof QueueFullError || error instanceof QueueTimeoutError || error instanceof StoreUnavailableError)
-        throw new ServerOverloadedError(name, error);
+      if (isOverloadError(error)) throw new ServerOverloadedError(name, error);
       throw error;
     };
     const fn = function (...args: unknown[]): unknown {

@@ -1,64 +1,65 @@
 /**
- * The calls of one thread waiting for one key: a {@link WaitQueue} (FIFO, one timer) over that
+ * The calls of one thread waiting for one key: a {@link WaitLine} (FIFO, one timer) over that
  * key's bucket in the shared table. A {@link KeyedTokenBucket} keeps one only while calls of its
  * key wait in the thread and drops it when it empties, so a thread's memory follows its waiting
  * calls, not the keys it has seen.
  */
-import type { Clock, Nanos } from '../clock.js';
-import { WaitQueue, type Admission, type Waiter } from '../queue/wait-queue.js';
-
-/** @internal What a key's queue asks of the keyed bucket that owns it. */
-export interface KeyQueueOwner {
-  /** Takes `n` tokens of the queue's key at `now`. */
-  takeFor(queue: KeyQueue, now: Nanos, n: number): boolean;
-  /** Earliest time `n` tokens of the queue's key could be taken. */
-  readyFor(queue: KeyQueue, now: Nanos, n: number): Nanos;
-  /** A waiter left the queue, however it left. */
-  dequeuedFrom(queue: KeyQueue, waiter: Waiter): void;
-}
+import type { Nanos } from '../clock.js';
+import { WaitLine, type CallReports } from '../queue/admission-front.js';
+import type { KeyedTable } from './keyed-table.js';
 
 /** @internal One key's waiting calls in one thread, with the key's hash computed once. */
-export class KeyQueue implements Admission {
-  /** The FIFO and its timer. */
-  readonly waiters: WaitQueue;
+export class KeyQueue extends WaitLine {
   /** Tokens the calls in this queue ask for. */
   tokens = 0;
 
   constructor(
-    private readonly owner: KeyQueueOwner,
+    front: CallReports,
+    private readonly table: KeyedTable,
+    /** The queue of every key with calls waiting in this thread, and nothing else. */
+    private readonly queues: Map<string, KeyQueue>,
     /** The key. */
-    readonly key: string,
+    override readonly key: string,
     /** The key's hash, high half. */
-    readonly hi: number,
+    private readonly hi: number,
     /** The key's hash, low half. */
-    readonly lo: number,
+    private readonly lo: number,
     /** The key's home slot. */
-    readonly home: number,
-    clock: Clock,
+    private readonly home: number,
   ) {
-    this.waiters = new WaitQueue(this, clock);
+    super(front, key);
   }
 
-  /** @internal */
   take(now: Nanos, n: number): boolean {
-    return this.owner.takeFor(this, now, n);
+    return this.table.take(this.hi, this.lo, this.home, now, n);
   }
 
-  /** @internal */
   wakeAt(now: Nanos, n: number): Nanos {
-    return this.owner.readyFor(this, now, n);
+    return this.table.readyAt(this.hi, this.lo, this.home, now, n, 0);
   }
 
-  /** @internal Never called: wakeAt always names a time. */
+  /** Never called: wakeAt always names a time. */
   waitForRelease(): void {
     throw new Error('a keyed token bucket refills with time, never by releases');
   }
 
-  /** @internal */
   headChanged(): void {}
 
-  /** @internal */
-  dequeued(waiter: Waiter): void {
-    this.owner.dequeuedFrom(this, waiter);
+  /** From the key's bucket and the calls of this key waiting in this thread (other threads' are not counted). */
+  estimateWait(now: Nanos, n: number): Nanos {
+    return this.table.readyAt(this.hi, this.lo, this.home, now, n, this.tokens) - now;
+  }
+
+  joined(n: number): void {
+    this.table.addQueued();
+    // A queue is in the map exactly while calls wait in it.
+    if (this.tokens === 0) this.queues.set(this.key, this);
+    this.tokens += n;
+  }
+
+  protected left(n: number, empty: boolean): void {
+    this.table.removeQueued();
+    this.tokens -= n;
+    if (empty && this.queues.get(this.key) === this) this.queues.delete(this.key);
   }
 }

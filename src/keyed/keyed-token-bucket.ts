@@ -22,14 +22,14 @@
  */
 import { threadId } from 'node:worker_threads';
 import type { Clock, Nanos } from '../clock.js';
-import { QueueFullError, QueueTimeoutError } from '../errors.js';
+import type { QueueRefusalReason, RefusalCounts } from '../errors.js';
 import { RATE_PERMIT, RATE_PERMIT_PROMISE, type Permit } from '../limiters/permit.js';
 import { checkCount, resolveAcquireOptions, type AcquireOptions } from '../options.js';
-import { SignalWatch } from '../queue/signal-watch.js';
-import { NO_DEADLINE, type Waiter } from '../queue/wait-queue.js';
+import { AdmissionFront, FRONT_EVENTS, runAdmitted } from '../queue/admission-front.js';
+import { EventSource } from '../queue/listeners.js';
+import { ThreadInstances } from '../shared/thread-instances.js';
 import { KeyHasher } from './key-hash.js';
 import { KeyQueue } from './key-queue.js';
-import { KeyWaiter } from './key-waiter.js';
 import { checkKey, resolveKeyedTokenBucketOptions, type KeyedTokenBucketOptions, type ResolvedKeyedTokenBucketOptions } from './keyed-options.js';
 import { KeyedTable, KeyedTableLayout } from './keyed-table.js';
 
@@ -62,7 +62,7 @@ export interface KeyedRefusedEvent {
   /** The call's key. */
   key: string;
   /** Over `maxQueued`, over `maxWaitMs`, or its signal aborted. */
-  reason: 'queue-full' | 'timeout' | 'aborted';
+  reason: QueueRefusalReason;
   /** Tokens asked for. */
   n: number;
 }
@@ -87,7 +87,7 @@ export interface KeyedSnapshot {
   /** Of those, slots taken over from an idle key. */
   reclaimed: number;
   /** Calls refused, by reason. */
-  refused: { queueFull: number; timeout: number; aborted: number };
+  refused: RefusalCounts;
   /** Calls waiting now, over all keys and threads. */
   queued: number;
   /** Admitted calls that had to wait, and their total wait in ms. */
@@ -101,24 +101,18 @@ export interface KeyedSnapshot {
   keysActive: number;
 }
 
-type Listener<E extends keyof KeyedTokenBucketEvents> = (event: KeyedTokenBucketEvents[E]) => void;
+/** The shared counter of each refusal reason. */
+const REFUSED_COUNTER: Record<QueueRefusalReason, number> = {
+  queue_full: KeyedTableLayout.I64.REFUSED_QUEUE_FULL,
+  queue_timeout: KeyedTableLayout.I64.REFUSED_TIMEOUT,
+  aborted: KeyedTableLayout.I64.REFUSED_ABORTED,
+};
 
-/** Per-thread registry: one instance per table per thread (one set of queues and timers). */
-const attached = new Map<string, WeakRef<KeyedTokenBucket>>();
-const unregister = new FinalizationRegistry<{ id: string; table: KeyedTable; row: number }>((held) => {
-  const ref = attached.get(held.id);
-  if (ref !== undefined && ref.deref() === undefined) attached.delete(held.id);
-  held.table.freeRow(held.row);
-});
+/** This thread's instances: one per table per thread (one set of queues and timers). */
+const attached = new ThreadInstances<KeyedTokenBucket, { table: KeyedTable; row: number }>((held) => held.table.freeRow(held.row));
 
-/**
- * A token bucket per key in bounded shared memory, shared by every thread; calls over a key's limit queue.
- *
- * The owner of its key queues and waiters (`new KeyQueue(this)`, `new KeyWaiter(this)` check that)
- * without saying `implements`: those members are internal, left out of the published types,
- * where the clause would no longer hold.
- */
-export class KeyedTokenBucket {
+/** A token bucket per key in bounded shared memory, shared by every thread; calls over a key's limit queue. */
+export class KeyedTokenBucket extends EventSource<KeyedTokenBucketEvents> {
   /** Identity shared by every thread's instance. */
   readonly id: string;
   /** Tokens per period, per key. */
@@ -149,14 +143,7 @@ export class KeyedTokenBucket {
   private readonly maxNName: string;
   /** The queue of every key with calls waiting in this thread, and nothing else. */
   private readonly queues = new Map<string, KeyQueue>();
-  private waiting = 0;
-  private readonly createdAt: Nanos;
-  private limitedListeners: Listener<'limited'>[] | undefined;
-  private refusedListeners: Listener<'refused'>[] | undefined;
-  /** The abort signals waiting calls listen to (one listener per signal). */
-  private readonly signals = new SignalWatch<KeyWaiter<unknown>>((calls, reason) => {
-    for (const c of calls) c.aborted(reason);
-  });
+  private readonly front: AdmissionFront<KeyedTokenBucketEvents>;
 
   /**
    * @param options rate, periodMs (default 1000), burst (default ceil(rate)), slots (default
@@ -168,11 +155,29 @@ export class KeyedTokenBucket {
   /** @internal */
   constructor(options: KeyedTokenBucketOptions, attach: { buffer: unknown; id: string });
   constructor(options: KeyedTokenBucketOptions, attach?: { buffer: unknown; id: string }) {
+    super(FRONT_EVENTS);
     const o: ResolvedKeyedTokenBucketOptions = resolveKeyedTokenBucketOptions(options);
     this.clock = o.clock;
-    this.createdAt = this.clock.now();
+    // A private object, so the front end's hooks are not public methods.
+    this.front = new AdmissionFront<KeyedTokenBucketEvents>(
+      {
+        queuedCalls: () => this.table.queuedCalls(),
+        // The fast path found no queue of the key and has just hashed it into the hasher.
+        line: (key) => new KeyQueue(this.front, this.table, this.queues, key!, this.hasher.hi, this.hasher.lo, this.hasher.home),
+        storeRefusal: () => undefined,
+        countRefused: (reason) => this.table.count(REFUSED_COUNTER[reason], 1n),
+        permit: () => RATE_PERMIT,
+        recordWait: (waitNs) => {
+          this.table.count(KeyedTableLayout.I64.WAITED, 1n);
+          this.table.count(KeyedTableLayout.I64.WAIT_NS_TOTAL, BigInt(Math.max(0, waitNs)));
+        },
+      },
+      this.clock,
+      o.maxQueued,
+      this.events,
+    );
     const params = { intervalUs: o.intervalUs, burst: o.burst, overflowIntervalNs: o.overflowIntervalNs, overflowBurst: o.overflowBurst };
-    const buffer = attach?.buffer ?? KeyedTable.allocate(o.slots, o.probeWindow, o.maxThreads, this.createdAt);
+    const buffer = attach?.buffer ?? KeyedTable.allocate(o.slots, o.probeWindow, o.maxThreads, this.front.createdAt);
     this.table = new KeyedTable(buffer, params);
     this.id = attach?.id ?? crypto.randomUUID();
     this.rate = o.rate;
@@ -189,8 +194,7 @@ export class KeyedTokenBucket {
     this.maxNName = o.burst <= o.overflowBurst ? 'burst' : 'overflowBurst';
     this.hasher = new KeyHasher(this.table.seedHi, this.table.seedLo, this.table.slots);
     const row = this.table.claimRow(threadId);
-    attached.set(this.id, new WeakRef(this));
-    unregister.register(this, { id: this.id, table: this.table, row });
+    attached.add(this.id, this, { table: this.table, row });
   }
 
   /**
@@ -202,7 +206,7 @@ export class KeyedTokenBucket {
     if (descriptor === null || typeof descriptor !== 'object' || descriptor.kind !== 'keyed-token-bucket') {
       throw new TypeError('descriptor must come from KeyedTokenBucket.share()');
     }
-    const existing = attached.get(descriptor.id)?.deref();
+    const existing = attached.get(descriptor.id);
     if (existing !== undefined) return existing;
     return new KeyedTokenBucket(
       { ...(descriptor.options as unknown as KeyedTokenBucketOptions), ...options },
@@ -252,7 +256,7 @@ export class KeyedTokenBucket {
       h.hash(key);
       if (this.table.take(h.hi, h.lo, h.home, this.clock.now(), n)) return RATE_PERMIT_PROMISE;
     }
-    return this.enqueue<Permit>(key, queue, n, maxWaitMs, options?.signal, undefined);
+    return this.front.enqueue<Permit>(key, queue, n, maxWaitMs, options?.signal, undefined);
   }
 
   /**
@@ -268,9 +272,9 @@ export class KeyedTokenBucket {
     if (queue === undefined) {
       const h = this.hasher;
       h.hash(key);
-      if (this.table.take(h.hi, h.lo, h.home, this.clock.now(), n)) return runAdmitted(task);
+      if (this.table.take(h.hi, h.lo, h.home, this.clock.now(), n)) return runAdmitted(task, RATE_PERMIT);
     }
-    return this.enqueue<T>(key, queue, n, maxWaitMs, options?.signal, task);
+    return this.front.enqueue<T>(key, queue, n, maxWaitMs, options?.signal, task);
   }
 
   /**
@@ -293,7 +297,7 @@ export class KeyedTokenBucket {
 
   /** Calls waiting in this thread, all keys. */
   get size(): number {
-    return this.waiting;
+    return this.front.waiting;
   }
 
   /** Keys with calls waiting in this thread: the per-key queues this thread holds. */
@@ -335,22 +339,6 @@ export class KeyedTokenBucket {
     return { queuedCalls: this.table.reclaimThread(deadThreadId) };
   }
 
-  /** Subscribes to `'limited'` (a call has to wait) or `'refused'` events. */
-  on<E extends keyof KeyedTokenBucketEvents>(event: E, listener: Listener<E>): this {
-    if (event === 'limited') (this.limitedListeners ??= []).push(listener as Listener<'limited'>);
-    else if (event === 'refused') (this.refusedListeners ??= []).push(listener as Listener<'refused'>);
-    else throw new TypeError(`unknown event ${String(event)}`);
-    return this;
-  }
-
-  /** Removes a listener added with {@link on}. */
-  off<E extends keyof KeyedTokenBucketEvents>(event: E, listener: Listener<E>): this {
-    const list = event === 'limited' ? this.limitedListeners : this.refusedListeners;
-    const i = list?.indexOf(listener as never) ?? -1;
-    if (i >= 0) list!.splice(i, 1);
-    return this;
-  }
-
   /**
    * The counters over every thread, and the keys in the table now (a scan of every slot:
    * O(slots), meant for metrics, not for every call).
@@ -366,9 +354,9 @@ export class KeyedTokenBucket {
       inserted: t.total(KeyedTableLayout.I64.INSERTED),
       reclaimed: t.total(KeyedTableLayout.I64.RECLAIMED),
       refused: {
-        queueFull: t.total(KeyedTableLayout.I64.REFUSED_QUEUE_FULL),
-        timeout: t.total(KeyedTableLayout.I64.REFUSED_TIMEOUT),
-        aborted: t.total(KeyedTableLayout.I64.REFUSED_ABORTED),
+        queue_full: t.total(REFUSED_COUNTER.queue_full),
+        queue_timeout: t.total(REFUSED_COUNTER.queue_timeout),
+        aborted: t.total(REFUSED_COUNTER.aborted),
       },
       queued: t.queuedCalls(),
       waited: t.total(KeyedTableLayout.I64.WAITED),
@@ -377,119 +365,5 @@ export class KeyedTokenBucket {
       keysInUse: keys.inUse,
       keysActive: keys.active,
     };
-  }
-
-  /** @internal */
-  takeFor(queue: KeyQueue, now: Nanos, n: number): boolean {
-    return this.table.take(queue.hi, queue.lo, queue.home, now, n);
-  }
-
-  /** @internal */
-  readyFor(queue: KeyQueue, now: Nanos, n: number): Nanos {
-    return this.table.readyAt(queue.hi, queue.lo, queue.home, now, n, 0);
-  }
-
-  /** @internal */
-  dequeuedFrom(queue: KeyQueue, waiter: Waiter): void {
-    this.table.removeQueued();
-    this.waiting--;
-    queue.tokens -= waiter.n;
-    (waiter as KeyWaiter<unknown>).detachSignal();
-    if (queue.waiters.size === 0 && this.queues.get(queue.key) === queue) this.queues.delete(queue.key);
-  }
-
-  /** @internal */
-  completeAdmitted(waiter: KeyWaiter<unknown>): void {
-    if (waiter.task === undefined) waiter.resolve(RATE_PERMIT);
-    else waiter.resolve(runAdmitted(waiter.task));
-    const waitNs = Math.max(0, (this.msSinceCreated(this.clock.now()) - waiter.enqueuedAtMs) * 1e6);
-    this.table.count(KeyedTableLayout.I64.WAITED, 1n);
-    this.table.count(KeyedTableLayout.I64.WAIT_NS_TOTAL, BigInt(waitNs));
-  }
-
-  /** @internal */
-  refused(waiter: KeyWaiter<unknown>, reason: 'timeout' | 'aborted'): void {
-    this.emitRefused(reason, waiter.queue.key, waiter.n);
-  }
-
-  /** @internal */
-  unwatch(signal: AbortSignal, waiter: KeyWaiter<unknown>): void {
-    this.signals.unwatch(signal, waiter);
-  }
-
-  private enqueue<T>(
-    key: string,
-    existing: KeyQueue | undefined,
-    n: number,
-    maxWaitMs: number,
-    signal: AbortSignal | undefined,
-    task: (() => T | PromiseLike<T>) | undefined,
-  ): Promise<T> {
-    if (signal?.aborted) return this.refuse(signal.reason, 'aborted', key, n);
-    const queued = this.table.queuedCalls();
-    if (queued >= this.maxQueued) return this.refuse(new QueueFullError(this.maxQueued), 'queue-full', key, n);
-    // Without a queue of its key the fast path has just hashed the key into the hasher.
-    const h = this.hasher;
-    const queue = existing ?? new KeyQueue(this, key, h.hi, h.lo, h.home, this.clock);
-    const now = this.clock.now();
-    let estimate = -1n;
-    if (maxWaitMs !== Infinity || this.limitedListeners?.length) {
-      estimate = this.table.readyAt(queue.hi, queue.lo, queue.home, now, n, queue.tokens) - now;
-      if (Number(estimate) > maxWaitMs * 1e6) {
-        return this.refuse(new QueueTimeoutError(maxWaitMs, Number(estimate) / 1e6, false), 'timeout', key, n);
-      }
-    }
-    if (this.limitedListeners?.length) {
-      const event: KeyedLimitedEvent = { key, n, waitMs: Number(estimate) / 1e6, queued: queued + 1 };
-      for (const l of this.limitedListeners) l(event);
-    }
-    const deadline = maxWaitMs === Infinity ? NO_DEADLINE : now + BigInt(Math.ceil(maxWaitMs * 1e6));
-    return new Promise<T>((resolve, reject) => {
-      const waiter = new KeyWaiter<T>(this, queue, n, this.msSinceCreated(now), deadline, resolve, reject, task);
-      if (deadline !== NO_DEADLINE) waiter.setMaxWait(maxWaitMs);
-      this.table.addQueued();
-      this.waiting++;
-      queue.tokens += n;
-      if (existing === undefined) this.queues.set(key, queue);
-      if (signal !== undefined) {
-        waiter.attachSignal(signal);
-        this.signals.watch(signal, waiter as KeyWaiter<unknown>);
-      }
-      queue.waiters.push(waiter);
-    });
-  }
-
-  private refuse<T>(error: unknown, reason: KeyedRefusedEvent['reason'], key: string, n: number): Promise<T> {
-    this.emitRefused(reason, key, n);
-    return Promise.reject(error);
-  }
-
-  private emitRefused(reason: KeyedRefusedEvent['reason'], key: string, n: number): void {
-    this.table.count(
-      reason === 'queue-full'
-        ? KeyedTableLayout.I64.REFUSED_QUEUE_FULL
-        : reason === 'timeout'
-          ? KeyedTableLayout.I64.REFUSED_TIMEOUT
-          : KeyedTableLayout.I64.REFUSED_ABORTED,
-      1n,
-    );
-    if (this.refusedListeners?.length) {
-      const event: KeyedRefusedEvent = { key, reason, n };
-      for (const l of this.refusedListeners) l(event);
-    }
-  }
-
-  /** Whole ms since this instance was created: a small integer kept in each waiter (see Limiter). */
-  private msSinceCreated(now: Nanos): number {
-    return Math.round(Number(now - this.createdAt) / 1e6);
-  }
-}
-
-/** Runs an admitted task at once; a synchronous throw becomes a rejection. */
-function runAdmitted<T>(task: () => T | PromiseLike<T>): Promise<T> {
-  try {
-    return Promise.resolve(task());
-  } catch (error) {
-    return Promise.reject(error);
   }
 }

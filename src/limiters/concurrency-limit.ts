@@ -133,8 +133,8 @@ export class ConcurrencyLimit extends Limiter {
     return Atomics.load(this.i32, LimiterLayout.I32.QUEUED_CALLS) === 0 && this.tryAcquireAt(0n, n);
   }
 
-  /** @internal Hands granted permits to the head of this thread's queue. */
-  take(_now: Nanos, n: number): boolean {
+  /** Hands granted permits to the head of this thread's queue. */
+  protected take(_now: Nanos, n: number): boolean {
     this.pool += Atomics.exchange(this.i32, this.row + LimiterRowLayout.I32.GRANTS, 0);
     if (this.pool < n) return false;
     this.pool -= n;
@@ -142,17 +142,17 @@ export class ConcurrencyLimit extends Limiter {
     return true;
   }
 
-  /** @internal Only a release can make room. */
-  wakeAt(): undefined {
+  /** Only a release can make room. */
+  protected wakeAt(): undefined {
     return undefined;
   }
 
   /**
-   * @internal Waits for SIGNAL to move (a grant to this row) with no timer. A wait already pending
+   * Waits for SIGNAL to move (a grant to this row) with no timer. A wait already pending
    * is kept (and holds the event loop again): grants from this thread's own releases reach the
    * queue without a notify, so a wait can outlive the call it was armed for.
    */
-  override waitForRelease(wake: () => void): void {
+  protected override waitForRelease(wake: () => void): void {
     if (this.wait !== undefined) {
       this.wait.ref();
       return;
@@ -169,8 +169,8 @@ export class ConcurrencyLimit extends Limiter {
     });
   }
 
-  /** @internal Publishes the new head of this thread's queue (or withdraws it), then dispatches. */
-  override headChanged(head: Waiter | undefined): void {
+  /** Publishes the new head of this thread's queue (or withdraws it), then dispatches. */
+  protected override headChanged(head: Waiter | undefined): void {
     const i32 = this.i32;
     if (this.published !== 0) {
       // Withdraw the old head. If the CAS loses, another thread claimed it and its permits are in

@@ -164,13 +164,11 @@ export class FixedWindow extends Limiter {
     return this.epoch + (w + BigInt(k)) * this.period - now;
   }
 
-  /** @internal */
-  take(now: Nanos, n: number): boolean {
+  protected take(now: Nanos, n: number): boolean {
     return this.tryAcquireAt(now, n);
   }
 
-  /** @internal */
-  wakeAt(now: Nanos, n: number): Nanos | undefined {
+  protected wakeAt(now: Nanos, n: number): Nanos | undefined {
     if (this.remote !== undefined) return this.remote.wakeAt(now, n);
     const w = this.windowOf(now);
     // A state ahead of this reading admits nothing before its own window: waking earlier would

@@ -1,18 +1,35 @@
 /**
  * What every limiter shares: the public calls (`acquire`, `run`, `tryAcquire`, `share`), the
- * per-thread wait queue, the queue bounds and the events. An algorithm subclass supplies the
- * atomic step that admits a call and the arithmetic of when it could be admitted.
+ * shared counters and `snapshot()`. A call its fast path does not admit goes to the admission
+ * front end (`src/queue/admission-front.ts`: the checks, the events, the per-thread wait queue),
+ * which the keyed bucket uses too.
+ *
+ * The subclass contract (TokenBucket, FixedWindow and ConcurrencyLimit are the examples):
+ * - pass the resolved queue options and `AttachContext` to the constructor; set `remote` there for
+ *   a limit held in a distributed store;
+ * - `kind`, `capacity` (the most one call may ask for), `describe()` (the options of `share()`)
+ *   and `makePermit(n)`;
+ * - the algorithm: `tryAcquireAt(now, n)` (the one atomic step; also the fast path's, through
+ *   `fastTake`), `estimateWaitAt(now, n, queuedTokens)` (0 when unpredictable);
+ * - the wait queue's steps, protected: `take(now, n)` admits the head of this thread's queue
+ *   (usually `tryAcquireAt`), `wakeAt(now, n)` says when it could be admitted, or undefined when
+ *   only a release can make room, and then `waitForRelease(wake)` must arrange the wake-up
+ *   (the default serves a distributed store); `headChanged(head)` hears of each new head.
+ * Optional overrides: `admittedNow(n)` (the fast path's resolved promise), `fastTake(n)` (e.g. no
+ * barging past calls waiting in other threads) and `afterReclaim()`; `pumpQueue()` re-runs the
+ * queue when capacity arrives by another path.
  */
 import type { Clock, Nanos } from '../clock.js';
-import { QueueFullError, QueueTimeoutError, StoreUnavailableError } from '../errors.js';
+import { StoreUnavailableError, type QueueRefusalReason, type RefusalCounts } from '../errors.js';
 import { checkCount, resolveAcquireOptions, type AcquireOptions, type ResolvedQueueOptions } from '../options.js';
-import { QueuedCall } from '../queue/queued-call.js';
-import { SignalWatch } from '../queue/signal-watch.js';
-import { NO_DEADLINE, WaitQueue, type Waiter } from '../queue/wait-queue.js';
+import { AdmissionFront, FRONT_EVENTS, LineOfSteps, runAdmitted, type FrontRefusalReason } from '../queue/admission-front.js';
+import { EventSource } from '../queue/listeners.js';
+import type { Waiter } from '../queue/wait-queue.js';
 import { LimiterLayout, SharedState, WAIT_BUCKETS, type LimiterKind } from '../shared/shared-state.js';
+import { ThreadInstances } from '../shared/thread-instances.js';
 import type { RemoteDescriptor, RemoteLimit, RemoteSnapshot } from '../stores/remote-limit.js';
 import type { LimiterStore } from '../stores/store.js';
-import { RATE_PERMIT, type Permit } from './permit.js';
+import type { Permit } from './permit.js';
 
 /**
  * Everything needed to rebuild a limiter in another thread: plain data plus the SharedArrayBuffer,
@@ -44,7 +61,7 @@ export interface LimitedEvent {
 /** Passed to `'refused'` listeners when a call is refused or aborted. */
 export interface RefusedEvent {
   /** Why: over `maxQueued`, over `maxWaitMs`, its signal aborted, or the limit's store is down (fail-closed). */
-  reason: 'queue-full' | 'timeout' | 'aborted' | 'store-unavailable';
+  reason: FrontRefusalReason;
   /** Tokens or permits the call asked for. */
   n: number;
 }
@@ -54,8 +71,8 @@ export interface LimiterSnapshot {
   kind: LimiterKind;
   /** Calls admitted (at once or after waiting). */
   admitted: number;
-  /** Calls refused, by reason. */
-  refused: { queueFull: number; timeout: number; aborted: number };
+  /** Calls refused, by reason (store refusals are counted in `store.refused`). */
+  refused: RefusalCounts;
   /** Calls waiting now. */
   queued: number;
   /** Admitted calls that had to wait. */
@@ -74,19 +91,21 @@ export interface LimiterEvents {
   refused: RefusedEvent;
 }
 
-type Listener<E extends keyof LimiterEvents> = (event: LimiterEvents[E]) => void;
+/** The shared counter of each refusal reason. */
+const REFUSED_WORD: Record<QueueRefusalReason, number> = {
+  queue_full: LimiterLayout.I64.REFUSED_QUEUE_FULL,
+  queue_timeout: LimiterLayout.I64.REFUSED_TIMEOUT,
+  aborted: LimiterLayout.I64.REFUSED_ABORTED,
+};
 
-/** Per-thread registry so `attach` of one limiter in one thread yields one instance (one queue, one timer). */
-const attached = new Map<string, WeakRef<Limiter>>();
-const unregister = new FinalizationRegistry<{ id: string; state: SharedState; slot: number }>((held) => {
-  const ref = attached.get(held.id);
-  if (ref !== undefined && ref.deref() === undefined) attached.delete(held.id);
+/** This thread's limiter instances, so `attach` of one limiter in one thread yields one instance. */
+const attached = new ThreadInstances<Limiter, { state: SharedState; slot: number }>((held) => {
   if (held.slot >= 0) held.state.freeSlot(held.slot);
 });
 
 /** @internal Returns the live instance of a limiter in this thread, if any. */
 export function attachedInstance(id: string): Limiter | undefined {
-  return attached.get(id)?.deref();
+  return attached.get(id);
 }
 
 /** @internal How a subclass constructor is told to map existing shared state. */
@@ -97,14 +116,8 @@ export interface AttachContext {
   remoteBuffer?: SharedArrayBuffer;
 }
 
-/**
- * Base class of {@link TokenBucket}, {@link FixedWindow} and {@link ConcurrencyLimit}.
- *
- * It is the `Admission` of its `WaitQueue` (`new WaitQueue(this)` checks that) without saying
- * `implements`: those members are internal, left out of the published types, where the clause
- * would no longer hold.
- */
-export abstract class Limiter {
+/** Base class of {@link TokenBucket}, {@link FixedWindow} and {@link ConcurrencyLimit}. */
+export abstract class Limiter extends EventSource<LimiterEvents> {
   /** @internal The shared memory. */
   protected readonly state: SharedState;
   /** @internal The time source. */
@@ -118,29 +131,49 @@ export abstract class Limiter {
   /** @internal Set by a subclass whose limit is held in a distributed store. */
   protected remote: RemoteLimit | undefined = undefined;
 
-  private readonly queue: WaitQueue;
+  private readonly front: AdmissionFront<LimiterEvents>;
+  /** This thread's one line of waiting calls. */
+  private readonly line: LineOfSteps;
   private readonly metrics: BigInt64Array;
-  private readonly createdAt: Nanos;
   /** This thread's admitted counter (its own row, its own cache line). */
   private readonly admittedWord: number;
-  private readonly slotHolder: { id: string; state: SharedState; slot: number };
-  private limitedListeners: Listener<'limited'>[] | undefined;
-  private refusedListeners: Listener<'refused'>[] | undefined;
+  private readonly slotHolder: { state: SharedState; slot: number };
 
   /** @internal */
   protected constructor(kind: LimiterKind, options: ResolvedQueueOptions, attach: AttachContext | undefined) {
+    super(FRONT_EVENTS);
     this.state = attach?.state ?? SharedState.create(kind, options.maxThreads);
     this.id = attach?.id ?? crypto.randomUUID();
     this.clock = options.clock;
     this.maxQueued = options.maxQueued;
     this.maxWaitMs = options.maxWaitMs;
-    this.queue = new WaitQueue(this, this.clock);
     this.metrics = this.state.i64;
-    this.createdAt = this.clock.now();
-    this.slotHolder = { id: this.id, state: this.state, slot: this.state.claimSlot() };
+    this.slotHolder = { state: this.state, slot: this.state.claimSlot() };
     this.admittedWord = this.state.admittedIndex(this.slotHolder.slot);
-    attached.set(this.id, new WeakRef(this));
-    unregister.register(this, this.slotHolder);
+    // Private objects, so the queue's steps and the front end's hooks are not public methods.
+    this.front = new AdmissionFront<LimiterEvents>(
+      {
+        queuedCalls: () => this.state.queuedCalls(),
+        line: () => this.line,
+        storeRefusal: () => this.storeRefusal(),
+        countRefused: (reason) => Atomics.add(this.metrics, REFUSED_WORD[reason], 1n),
+        permit: (n) => this.makePermit(n),
+        recordWait: (waitNs) => this.recordWait(waitNs),
+      },
+      this.clock,
+      this.maxQueued,
+      this.events,
+    );
+    this.line = new LineOfSteps(this.front, {
+      take: (now, n) => this.take(now, n),
+      wakeAt: (now, n) => this.wakeAt(now, n),
+      waitForRelease: (wake) => this.waitForRelease(wake),
+      headChanged: (head) => this.headChanged(head),
+      estimateWait: (now, n) => this.estimateWaitAt(now, n, this.state.queuedTokens()),
+      joined: (n) => this.state.addQueued(this.slotHolder.slot, n),
+      left: (n) => this.state.removeQueued(this.slotHolder.slot, n),
+    });
+    attached.add(this.id, this, this.slotHolder);
   }
 
   /** Largest `n` one call may ask for. */
@@ -172,15 +205,21 @@ export abstract class Limiter {
    */
   abstract estimateWaitAt(now: Nanos, n: number, queuedTokens: number): Nanos;
 
-  /** @internal Admission: see WaitQueue. */
-  abstract take(now: Nanos, n: number): boolean;
-  /** @internal */
-  abstract wakeAt(now: Nanos, n: number): Nanos | undefined;
+  /** Takes `n` for the head of this thread's queue at `now`: the one atomic step that admits a waiting call. */
+  protected abstract take(now: Nanos, n: number): boolean;
+
   /**
-   * @internal A limit in a distributed store waits for this process's next fetch; under
-   * fail-closed, a store that is down refuses the waiting calls instead.
+   * Earliest time `n` could be taken judging by the shared state now, or `undefined` when only a
+   * release can make room (then {@link waitForRelease} arranges the wake-up).
    */
-  waitForRelease(wake: () => void): void {
+  protected abstract wakeAt(now: Nanos, n: number): Nanos | undefined;
+
+  /**
+   * Arms a one-shot wake-up for when capacity arrives. A limit in a distributed store waits for
+   * this process's next fetch; under fail-closed, a store that is down refuses the waiting calls
+   * instead.
+   */
+  protected waitForRelease(wake: () => void): void {
     const remote = this.remote;
     if (remote === undefined) throw new Error(`${this.kind} limiter does not wait for releases`);
     if (remote.refusing()) {
@@ -189,20 +228,16 @@ export abstract class Limiter {
     }
     remote.waitForRelease(() => (remote.refusing() ? this.refuseForStore(remote) : wake()));
   }
-  /** @internal Once no call of this thread waits, a pending wait for the store must not hold the process. */
-  headChanged(head: Waiter | undefined): void {
+
+  /** Hears of each new head of this thread's queue: once none waits, a pending wait for the store must not hold the process. */
+  protected headChanged(head: Waiter | undefined): void {
     if (head === undefined) this.remote?.idle();
-  }
-  /** @internal */
-  dequeued(waiter: Waiter): void {
-    this.state.removeQueued(this.slotHolder.slot, waiter.n);
-    (waiter as PendingCall<unknown>).detachSignal();
   }
 
   /** Admits at once if the limit allows, without waiting and without queueing. */
   tryAcquire(n = 1): boolean {
     if (n !== 1) checkCount(n, this.capacity, this.capacityName());
-    if (this.queue.size !== 0 || !this.fastTake(n)) return false;
+    if (this.front.waiting !== 0 || !this.fastTake(n)) return false;
     Atomics.add(this.metrics, this.admittedWord, 1n);
     return true;
   }
@@ -218,11 +253,11 @@ export abstract class Limiter {
   acquire(n = 1, options?: AcquireOptions): Promise<Permit> {
     const maxWaitMs = resolveAcquireOptions(options, this.maxWaitMs);
     if (n !== 1) checkCount(n, this.capacity, this.capacityName());
-    if (this.queue.size === 0 && this.fastTake(n)) {
+    if (this.front.waiting === 0 && this.fastTake(n)) {
       Atomics.add(this.metrics, this.admittedWord, 1n);
       return this.admittedNow(n);
     }
-    return this.enqueue<Permit>(n, maxWaitMs, options?.signal, undefined);
+    return this.front.enqueue<Permit>(undefined, this.line, n, maxWaitMs, options?.signal, undefined);
   }
 
   /**
@@ -233,11 +268,11 @@ export abstract class Limiter {
   run<T>(task: () => T | PromiseLike<T>, n = 1, options?: AcquireOptions): Promise<T> {
     const maxWaitMs = resolveAcquireOptions(options, this.maxWaitMs);
     if (n !== 1) checkCount(n, this.capacity, this.capacityName());
-    if (this.queue.size === 0 && this.fastTake(n)) {
+    if (this.front.waiting === 0 && this.fastTake(n)) {
       Atomics.add(this.metrics, this.admittedWord, 1n);
-      return this.runAdmitted(task, n);
+      return runAdmitted(task, this.makePermit(n));
     }
-    return this.enqueue<T>(n, maxWaitMs, options?.signal, task);
+    return this.front.enqueue<T>(undefined, this.line, n, maxWaitMs, options?.signal, task);
   }
 
   /**
@@ -254,7 +289,7 @@ export abstract class Limiter {
    * waiting in other threads are untouched.
    */
   clear(reason: unknown = new Error('limiter cleared: the call was waiting')): void {
-    this.queue.clear(reason);
+    this.line.waiters.clear(reason);
   }
 
   /** The distributed store holding this limit, or undefined for the embedded in-process store. */
@@ -264,7 +299,7 @@ export abstract class Limiter {
 
   /** Calls waiting in this thread. */
   get size(): number {
-    return this.queue.size;
+    return this.front.waiting;
   }
 
   /** Calls waiting over all threads sharing this limiter. */
@@ -300,22 +335,6 @@ export abstract class Limiter {
     return { permits: r.permits, queuedCalls: r.queuedCalls };
   }
 
-  /** Subscribes to `'limited'` (a call has to wait) or `'refused'` events. */
-  on<E extends keyof LimiterEvents>(event: E, listener: Listener<E>): this {
-    if (event === 'limited') (this.limitedListeners ??= []).push(listener as Listener<'limited'>);
-    else if (event === 'refused') (this.refusedListeners ??= []).push(listener as Listener<'refused'>);
-    else throw new TypeError(`unknown event ${String(event)}`);
-    return this;
-  }
-
-  /** Removes a listener added with {@link on}. */
-  off<E extends keyof LimiterEvents>(event: E, listener: Listener<E>): this {
-    const list = event === 'limited' ? this.limitedListeners : this.refusedListeners;
-    const i = list?.indexOf(listener as never) ?? -1;
-    if (i >= 0) list!.splice(i, 1);
-    return this;
-  }
-
   /** @internal Hook for the concurrency limit after a reclaim. */
   protected afterReclaim(): void {}
 
@@ -326,7 +345,7 @@ export abstract class Limiter {
 
   /** @internal Re-runs the queue (after a grant arrives from another path). */
   protected pumpQueue(): void {
-    this.queue.pump();
+    this.line.waiters.pump();
   }
 
   /** @internal The immediate path: admit without queueing if possible. */
@@ -338,114 +357,18 @@ export abstract class Limiter {
     return this.kind === 'token-bucket' ? 'burst' : this.kind === 'fixed-window' ? 'maxCalls' : 'max';
   }
 
-  /** Runs an admitted task, holding its permit until its result settles. */
-  private runAdmitted<T>(task: () => T | PromiseLike<T>, n: number): Promise<T> {
-    const permit = this.makePermit(n);
-    let result: T | PromiseLike<T>;
-    try {
-      result = task();
-    } catch (error) {
-      permit.release();
-      return Promise.reject(error);
-    }
-    const p = Promise.resolve(result);
-    // Rate permits need no release: skip the extra promise reaction on the hot path.
-    if (permit !== RATE_PERMIT) {
-      const release = (): void => permit.release();
-      p.then(release, release);
-    }
-    return p;
-  }
-
-  private enqueue<T>(n: number, maxWaitMs: number, signal: AbortSignal | undefined, task: (() => T | PromiseLike<T>) | undefined): Promise<T> {
-    if (signal?.aborted) return this.refuse(Promise.reject(signal.reason as unknown), 'aborted', n);
-    if (this.remote?.refusing()) {
-      this.remote.refused();
-      return this.refuse(Promise.reject(new StoreUnavailableError(this.remote.key)), 'store-unavailable', n);
-    }
-    const queued = this.state.queuedCalls();
-    if (queued >= this.maxQueued) return this.refuse(Promise.reject(new QueueFullError(this.maxQueued)), 'queue-full', n);
-    const now = this.clock.now();
-    let estimate = -1n;
-    if (maxWaitMs !== Infinity) {
-      estimate = this.estimateWaitAt(now, n, this.state.queuedTokens());
-      if (Number(estimate) > maxWaitMs * 1e6) {
-        return this.refuse(Promise.reject(new QueueTimeoutError(maxWaitMs, Number(estimate) / 1e6, false)), 'timeout', n);
-      }
-    }
-    if (this.limitedListeners?.length) {
-      if (estimate < 0n) estimate = this.estimateWaitAt(now, n, this.state.queuedTokens());
-      const event: LimitedEvent = { n, waitMs: Number(estimate) / 1e6, queued: queued + 1 };
-      for (const l of this.limitedListeners) l(event);
-    }
-    const deadline = maxWaitMs === Infinity ? NO_DEADLINE : now + BigInt(Math.ceil(maxWaitMs * 1e6));
-    return new Promise<T>((resolve, reject) => {
-      const call = new PendingCall<T>(this, n, this.msSinceCreated(now), deadline, resolve, reject, task);
-      if (deadline !== NO_DEADLINE) call.setMaxWait(maxWaitMs);
-      this.state.addQueued(this.slot(), n);
-      if (signal !== undefined) {
-        call.attachSignal(signal);
-        this.signals.watch(signal, call);
-      }
-      this.queue.push(call);
-    });
-  }
-
-  private refuse<T>(p: Promise<T>, reason: RefusedEvent['reason'], n: number): Promise<T> {
-    this.emitRefused(reason, n);
-    return p;
+  /** The refusal of a call that would wait while the store is down under fail-closed (counted by the store), if so. */
+  private storeRefusal(): StoreUnavailableError | undefined {
+    const remote = this.remote;
+    if (remote === undefined || !remote.refusing()) return undefined;
+    remote.refused();
+    return new StoreUnavailableError(remote.key);
   }
 
   /** Refuses every call waiting in this thread: the store is down and the policy is fail-closed. */
   private refuseForStore(remote: RemoteLimit): void {
-    for (let i = this.queue.size; i > 0; i--) remote.refused();
-    this.queue.clear(new StoreUnavailableError(remote.key));
-  }
-
-  /** @internal */
-  emitRefused(reason: RefusedEvent['reason'], n: number): void {
-    // Store refusals are counted with the store's counters (snapshot().store.refused).
-    if (reason !== 'store-unavailable') {
-      Atomics.add(
-        this.metrics,
-        reason === 'queue-full'
-          ? LimiterLayout.I64.REFUSED_QUEUE_FULL
-          : reason === 'timeout'
-            ? LimiterLayout.I64.REFUSED_TIMEOUT
-            : LimiterLayout.I64.REFUSED_ABORTED,
-        1n,
-      );
-    }
-    if (this.refusedListeners?.length) {
-      const event: RefusedEvent = { reason, n };
-      for (const l of this.refusedListeners) l(event);
-    }
-  }
-
-  /** The abort signals this thread's waiting calls listen to (one listener per signal). */
-  private readonly signals = new SignalWatch<Abortable>((calls, reason) => {
-    for (const c of calls) c.aborted(this.queue, reason);
-  });
-
-  /** @internal A call stopped waiting on `signal`. */
-  unwatch(signal: AbortSignal, call: Abortable): void {
-    this.signals.unwatch(signal, call);
-  }
-
-  /** @internal Completes an admitted waiter: hands over the permit or runs the task. */
-  completeAdmitted<T>(call: PendingCall<T>): void {
-    if (call.task === undefined) call.resolve(this.makePermit(call.n) as T);
-    else call.resolve(this.runAdmitted(call.task, call.n));
-    this.recordWait((this.msSinceCreated(this.clock.now()) - call.enqueuedAtMs) * 1e6);
-  }
-
-  /**
-   * Whole milliseconds since this instance was created: a small integer (a Smi, stored in the
-   * waiter itself) for the first 24 days, where a double or a BigInt would be one more heap object
-   * per waiting call. Wait metrics are kept to the millisecond.
-   */
-  private msSinceCreated(now: Nanos): number {
-    return Math.round(Number(now - this.createdAt) / 1e6);
+    for (let i = this.line.waiters.size; i > 0; i--) remote.refused();
+    this.line.waiters.clear(new StoreUnavailableError(remote.key));
   }
 
   /** Counts an admission that waited `waitNs` (after the call started: the bookkeeping can wait). */
@@ -473,9 +396,9 @@ export abstract class Limiter {
       kind: this.kind,
       admitted: Number(this.state.admitted()),
       refused: {
-        queueFull: Number(Atomics.load(m, LimiterLayout.I64.REFUSED_QUEUE_FULL)),
-        timeout: Number(Atomics.load(m, LimiterLayout.I64.REFUSED_TIMEOUT)),
-        aborted: Number(Atomics.load(m, LimiterLayout.I64.REFUSED_ABORTED)),
+        queue_full: Number(Atomics.load(m, REFUSED_WORD.queue_full)),
+        queue_timeout: Number(Atomics.load(m, REFUSED_WORD.queue_timeout)),
+        aborted: Number(Atomics.load(m, REFUSED_WORD.aborted)),
       },
       queued: this.state.queuedCalls(),
       waited: Number(Atomics.load(m, LimiterLayout.I64.WAITED)),
@@ -483,43 +406,5 @@ export abstract class Limiter {
       waitHistogram: histogram,
       ...(this.remote === undefined ? {} : { store: this.remote.snapshot() }),
     };
-  }
-}
-
-/** A waiting call as its abort signal sees it. */
-interface Abortable {
-  aborted(queue: WaitQueue, reason: unknown): void;
-}
-
-/** A call waiting in a limiter's {@link WaitQueue}. */
-class PendingCall<T> extends QueuedCall<T> {
-  constructor(
-    private readonly owner: Limiter,
-    n: number,
-    enqueuedAtMs: number,
-    deadline: Nanos,
-    resolve: (value: T | PromiseLike<T>) => void,
-    reject: (error: unknown) => void,
-    task: (() => T | PromiseLike<T>) | undefined,
-  ) {
-    super(n, enqueuedAtMs, deadline, resolve, reject, task);
-  }
-
-  admit(): void {
-    this.owner.completeAdmitted(this);
-  }
-
-  protected refused(reason: 'timeout' | 'aborted'): void {
-    this.owner.emitRefused(reason, this.n);
-  }
-
-  protected unwatch(signal: AbortSignal): void {
-    this.owner.unwatch(signal, this);
-  }
-
-  /** The call's signal fired: leave the queue, rejected with its reason. */
-  aborted(queue: WaitQueue, reason: unknown): void {
-    this.refused('aborted');
-    queue.remove(this, reason);
   }
 }

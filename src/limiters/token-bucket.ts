@@ -80,13 +80,11 @@ export class TokenBucket extends Limiter {
     return ready > now ? ready - now : 0n;
   }
 
-  /** @internal */
-  take(now: Nanos, n: number): boolean {
+  protected take(now: Nanos, n: number): boolean {
     return this.tryAcquireAt(now, n);
   }
 
-  /** @internal */
-  wakeAt(now: Nanos, n: number): Nanos | undefined {
+  protected wakeAt(now: Nanos, n: number): Nanos | undefined {
     if (this.remote !== undefined) return this.remote.wakeAt(now, n);
     const ready = gcraReadyAt(Atomics.load(this.i64, LimiterLayout.I64.STATE), n, this.interval, this.tolerance);
     return ready > now ? ready : now;

@@ -7,6 +7,7 @@
  * with metric objects of our own whose `get()` reads `Limiter.snapshot()`.
  */
 import { Registry, type Metric, type MetricObjectWithValues, type MetricValue } from 'prom-client';
+import { QUEUE_REFUSAL_REASONS, type RefusalCounts, type RefusalReason } from '../errors.js';
 import type { AnyLimiter } from '../limiters/attach.js';
 
 /** What prom-client's registry reads from a metric (its own type also asks for a collect()). */
@@ -56,15 +57,11 @@ export function histogramValues(
 }
 
 /**
- * The `refused_total` values of one limit's queue refusals, labelled by limit and reason, so every
- * refusal metric names its reasons alike.
+ * The `refused_total` values of one limit's queue refusals, labelled by limit and reason (the
+ * reason as spelled everywhere: {@link RefusalReason}).
  */
-export function refusalValues(limit: string, refused: { queueFull: number; timeout: number; aborted: number }): MetricValue<string>[] {
-  return [
-    { labels: { limit, reason: 'queue_full' }, value: refused.queueFull },
-    { labels: { limit, reason: 'wait_limit' }, value: refused.timeout },
-    { labels: { limit, reason: 'aborted' }, value: refused.aborted },
-  ];
+export function refusalValues(limit: string, refused: RefusalCounts): MetricValue<string>[] {
+  return QUEUE_REFUSAL_REASONS.map((reason) => ({ labels: { limit, reason }, value: refused[reason] }));
 }
 
 /**
@@ -94,7 +91,9 @@ export function limiterMetrics(limiters: Record<string, AnyLimiter> | (() => Rec
     new CollectedMetric(`${prefix}refused_total`, 'Calls refused by the limit, by reason, all threads.', 'counter', () =>
       each((limit, l) => {
         const queue = refusalValues(limit, l.snapshot().refused);
-        return l.snapshot().store === undefined ? queue : [...queue, { labels: { limit, reason: 'store_unavailable' }, value: l.snapshot().store!.refused }];
+        return l.snapshot().store === undefined
+          ? queue
+          : [...queue, { labels: { limit, reason: 'store_unavailable' satisfies RefusalReason }, value: l.snapshot().store!.refused }];
       }),
     ),
   );

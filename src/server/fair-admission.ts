@@ -3,6 +3,7 @@
  * distinct limiter of the server, and the flow key of each call (its connection's address, the
  * connection, the method, an argument field, or a function: limits/call-key.ts).
  */
+import { QUEUE_REFUSAL_REASONS, refusalCounts } from '../errors.js';
 import { FairQueue } from '../fair/fair-queue.js';
 import type { ResolvedFairnessOptions } from '../fair/fair-options.js';
 import type { LevelStats } from '../fair/priority-level.js';
@@ -75,11 +76,9 @@ export class FairAdmission {
     const sum: Record<string, LevelStats> = {};
     for (const q of this.queues.values()) {
       for (const [name, s] of Object.entries(q.stats())) {
-        const t = (sum[name] ??= { share: s.share, admitted: 0, refused: { queueFull: 0, timeout: 0, aborted: 0 }, queued: 0, flows: 0 });
+        const t = (sum[name] ??= { share: s.share, admitted: 0, refused: refusalCounts(QUEUE_REFUSAL_REASONS), queued: 0, flows: 0 });
         t.admitted += s.admitted;
-        t.refused.queueFull += s.refused.queueFull;
-        t.refused.timeout += s.refused.timeout;
-        t.refused.aborted += s.refused.aborted;
+        for (const reason of QUEUE_REFUSAL_REASONS) t.refused[reason] += s.refused[reason];
         t.queued += s.queued;
         t.flows += s.flows;
       }

@@ -3,10 +3,13 @@
  * the handler durations by method, and the queue-wait distribution since the last read (for the
  * CLI's periodic stats line).
  */
+import { REFUSAL_REASONS, refusalCounts, type RefusalCounts, type RefusalReason } from '../errors.js';
 import { DurationHistogram } from '../metrics/duration-histogram.js';
 
-/** Why a call was not run. */
-export type RefusalReason = 'queueFull' | 'waitLimit' | 'storeUnavailable' | 'disconnected' | 'shutdown';
+/** The server counts every refusal reason but a signal's abort (a server call has no signal of its caller's). */
+export type ServerRefusalReason = Exclude<RefusalReason, 'aborted'>;
+
+const SERVER_REFUSAL_REASONS = REFUSAL_REASONS.filter((r): r is ServerRefusalReason => r !== 'aborted');
 
 /** A snapshot of {@link ServerStats}. */
 export interface ServerStatsSnapshot {
@@ -15,7 +18,7 @@ export interface ServerStatsSnapshot {
   /** Calls answered since start (replies written, or oneway calls completed). */
   completed: number;
   /** Calls not run, by reason. */
-  refused: Record<RefusalReason, number>;
+  refused: RefusalCounts<ServerRefusalReason>;
   /** Oneway calls dropped because a bound was exceeded (counted in `refused` too). */
   onewayDropped: number;
   /** Calls a worker failed on (answered with INTERNAL_ERROR by the I/O thread). */
@@ -44,7 +47,7 @@ export interface ServerStatsSnapshot {
 /** Counters of one method. */
 export interface MethodCounters {
   admitted: number;
-  refused: Record<RefusalReason, number>;
+  refused: RefusalCounts<ServerRefusalReason>;
   /** From the hand-off to a worker to its answer, for the calls a worker ran (replied, failed or timed out). */
   readonly handlerDuration: DurationHistogram;
 }
@@ -65,7 +68,7 @@ export class ServerStats {
   connections = 0;
   firstAdmittedAt = 0;
   lastAdmittedAt = 0;
-  readonly refused: Record<RefusalReason, number> = { queueFull: 0, waitLimit: 0, storeUnavailable: 0, disconnected: 0, shutdown: 0 };
+  readonly refused = refusalCounts(SERVER_REFUSAL_REASONS);
   /** Per method: admission decisions are all made on the I/O thread, so plain numbers are exact. */
   readonly methods = new Map<string, MethodCounters>();
 
@@ -73,14 +76,14 @@ export class ServerStats {
   method(method: string): MethodCounters {
     let m = this.methods.get(method);
     if (m === undefined) {
-      m = { admitted: 0, refused: { queueFull: 0, waitLimit: 0, storeUnavailable: 0, disconnected: 0, shutdown: 0 }, handlerDuration: new DurationHistogram() };
+      m = { admitted: 0, refused: refusalCounts(SERVER_REFUSAL_REASONS), handlerDuration: new DurationHistogram() };
       this.methods.set(method, m);
     }
     return m;
   }
 
   /** Counts a refusal of a call to `method`. */
-  refuse(method: string, reason: RefusalReason): void {
+  refuse(method: string, reason: ServerRefusalReason): void {
     this.refused[reason]++;
     this.method(method).refused[reason]++;
   }

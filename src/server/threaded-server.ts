@@ -11,7 +11,7 @@ import { once, setMaxListeners } from 'node:events';
 import net, { type AddressInfo } from 'node:net';
 import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
-import { overloadMessage, QueueFullError, QueueTimeoutError, StoreUnavailableError } from '../errors.js';
+import { isOverloadError, overloadMessage } from '../errors.js';
 import type { AnyLimiter } from '../limiters/attach.js';
 import { applicationExceptionFrame, ExceptionType } from '../thrift/application-exception.js';
 import { readMessageHeader, type MessageHeader } from '../thrift/message-header.js';
@@ -463,12 +463,8 @@ export class ThreadedServer {
   private refuse(connection: Connection, header: MessageHeader, bytes: number, error: unknown): void {
     const oneway = header.type === ONEWAY;
     const message = overloadMessage(header.name, error);
-    if (error instanceof QueueFullError) {
-      this.stats_.refuse(header.name, 'queueFull');
-    } else if (error instanceof QueueTimeoutError) {
-      this.stats_.refuse(header.name, 'waitLimit');
-    } else if (error instanceof StoreUnavailableError) {
-      this.stats_.refuse(header.name, 'storeUnavailable');
+    if (isOverloadError(error)) {
+      this.stats_.refuse(header.name, error.reason);
     } else if (this.shutdown.signal.aborted) {
       this.stats_.refuse(header.name, 'shutdown');
       if (!oneway) this.answerError(connection, header, ExceptionType.INTERNAL_ERROR, 'server shutting down');

@@ -148,7 +148,7 @@ describe('FairQueue bounds', () => {
     expect(fair.size).toBe(4);
     await clock.advance(400);
     expect(admitted.default).toBe(5);
-    expect(fair.stats().default).toEqual({ share: 1, admitted: 5, refused: { queueFull: 1, timeout: 0, aborted: 0 }, queued: 0, flows: 0 });
+    expect(fair.stats().default).toEqual({ share: 1, admitted: 5, refused: { queue_full: 1, queue_timeout: 0, aborted: 0 }, queued: 0, flows: 0 });
   });
 
   test('maxWaitMs refuses a call still waiting at its deadline with QueueTimeoutError; it took nothing, and the queue left the limiter', async () => {
@@ -199,7 +199,7 @@ describe('FairQueue bounds', () => {
     await all;
     // a's first call took the bucket's one token at once, before b and c had calls; then flows alternate.
     expect(order).toEqual(['a', 'a', 'b', 'c', 'b', 'c']);
-    expect(bucket.snapshot().refused.queueFull).toBe(0);
+    expect(bucket.snapshot().refused.queue_full).toBe(0);
   });
 
   test('on a concurrency limit, a started call holds its permit until its promise settles', async () => {

@@ -186,10 +186,10 @@ describe('KeyedTokenBucket with an injected clock', () => {
     const waiting = [k.acquire('a'), k.acquire('b')];
     await expect(k.acquire('c')).resolves.toBeDefined(); // c is admissible at once: not queued
     await expect(k.acquire('a')).rejects.toBeInstanceOf(QueueFullError);
-    expect(refused).toEqual(['a:queue-full']);
+    expect(refused).toEqual(['a:queue_full']);
     await clock.advance(100);
     await Promise.all(waiting);
-    expect(k.snapshot().refused.queueFull).toBe(1);
+    expect(k.snapshot().refused.queue_full).toBe(1);
   });
 
   test("maxWaitMs refuses up front when the key's wait is over the bound, and at the deadline; abort rejects with the signal's reason", async () => {
@@ -217,7 +217,7 @@ describe('KeyedTokenBucket with an injected clock', () => {
     full.clear(new Error('shutting down'));
     await expect(late).rejects.toThrow('shutting down');
     expect(full.waitingKeys).toBe(0);
-    expect(k.snapshot().refused).toEqual({ queueFull: 0, timeout: 1, aborted: 1 });
+    expect(k.snapshot().refused).toEqual({ queue_full: 0, queue_timeout: 1, aborted: 1 });
   });
 
   test('share() is structured-cloneable, attach() in the same thread returns the same instance, and a foreign descriptor is refused', () => {

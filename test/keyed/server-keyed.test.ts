@@ -70,7 +70,7 @@ describe('per-key limits on the threaded server, npm thrift clients on 127.0.0.1
     expect(server.limits.keyedEntries().map(([name]) => name)).toEqual(['add']);
     expect(server.limits.keyedFor('add')!.limiter.snapshot()).toMatchObject({ admitted: 2 * CALLS, inserted: 2, overflowAdmitted: 0 });
     const s = server.stats();
-    expect(s.refused).toMatchObject({ queueFull: 0, waitLimit: 0 });
+    expect(s.refused).toMatchObject({ queue_full: 0, queue_timeout: 0 });
     expect(s.queued).toBe(0);
     const metrics = await server.metricsRegistry().metrics();
     expect(metrics).toContain(`tql_keyed_admitted_total{limit="add"} ${2 * CALLS}`);
@@ -116,7 +116,7 @@ describe('per-key limits on the threaded server, npm thrift clients on 127.0.0.1
     const calls = Array.from({ length: KEYS * EACH }, (_, i) => [i % KEYS, Math.floor(i / KEYS)] as const);
     const results = await Promise.all(calls.map(([a, b]) => client.add(a, b)));
     expect(results).toEqual(calls.map(([a, b]) => a + b));
-    expect(server.stats().refused).toMatchObject({ queueFull: 0, waitLimit: 0 });
+    expect(server.stats().refused).toMatchObject({ queue_full: 0, queue_timeout: 0 });
     const snapshot = server.limits.keyedFor('add')!.limiter.snapshot();
     expect(snapshot.admitted).toBe(KEYS * EACH);
     expect(snapshot.overflowAdmitted).toBeGreaterThan(0);

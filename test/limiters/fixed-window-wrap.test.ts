@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { ManualClock } from '../../src/clock.js';
+import { ManualClock, type Clock } from '../../src/clock.js';
 import { FixedWindow } from '../../src/limiters/fixed-window.js';
 
 // 1 ms windows from a clock starting at 0: window w spans [w, w + 1) ms, and 2^32 windows are
@@ -101,12 +101,18 @@ describe('FixedWindow across the 32-bit wrap of the window number', () => {
     expect(await queued).toBe(BigInt(2 ** 31 + 1) * NS);
   });
 
-  test("a reading up to 2^16 windows behind the state is refused (explicit-time calls), and the queue wakes at the state's window, not at once", () => {
-    const clock = new ManualClock(0);
+  test("a reading up to 2^16 windows behind the state is refused (explicit-time calls), and the queue wakes at the state's window, not at once", async () => {
+    const manual = new ManualClock(0);
+    // The times the queue arms its timer for.
+    const armed: bigint[] = [];
+    const clock: Clock = { now: () => manual.now(), setTimer: (at, callback) => (armed.push(at), manual.setTimer(at, callback)) };
     const fw = new FixedWindow({ maxCalls: MAX, periodMs: PERIOD_MS, clock });
     expect(fw.tryAcquireAt(BigInt(2 ** 16) * NS)).toBe(true);
     expect(fw.tryAcquireAt(0n)).toBe(false);
     expect(fw.tryAcquireAt(NS)).toBe(false);
-    expect(fw.wakeAt(0n, 1)).toBe(BigInt(2 ** 16) * NS);
+    const queued = fw.acquire();
+    expect(armed).toEqual([BigInt(2 ** 16) * NS]);
+    fw.clear(new Error('done'));
+    await expect(queued).rejects.toThrow('done');
   });
 });

@@ -164,7 +164,7 @@ describe('TokenBucket with an injected clock', () => {
     await clock.advance(100);
     await waiting;
     expect(limited).toEqual([100]);
-    expect(refused).toEqual(['queue-full']);
+    expect(refused).toEqual(['queue_full']);
   });
 
   test('a thread that was busy does not release a backlog: after a stall at most burst calls start at once', async () => {

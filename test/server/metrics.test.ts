@@ -28,7 +28,7 @@ describe('metrics in shared memory', () => {
     await Promise.all(done);
     await Promise.all(workers.map((w) => w.terminate()));
     // The workers' warm-up uses private limiters, so exactly these calls are counted.
-    expect(tb.snapshot()).toMatchObject({ kind: 'token-bucket', admitted: 700, queued: 0, refused: { queueFull: 0, timeout: 0, aborted: 0 } });
+    expect(tb.snapshot()).toMatchObject({ kind: 'token-bucket', admitted: 700, queued: 0, refused: { queue_full: 0, queue_timeout: 0, aborted: 0 } });
   });
 
   test('the Prometheus text parses with a real parser and its counters match what the test sent', async () => {
@@ -55,7 +55,7 @@ describe('metrics in shared memory', () => {
         Number(family(name).metrics.find((m) => Object.entries(labels).every(([k, v]) => m.labels?.[k] === v))!.value);
       expect(family('tql_admitted_total').type).toBe('COUNTER');
       expect(value('tql_admitted_total', { limit: 'add' })).toBe(ok);
-      expect(value('tql_refused_total', { limit: 'add', reason: 'wait_limit' })).toBe(refused);
+      expect(value('tql_refused_total', { limit: 'add', reason: 'queue_timeout' })).toBe(refused);
       expect(value('tql_refused_total', { limit: 'add', reason: 'queue_full' })).toBe(0);
       expect(value('tql_queued', { limit: 'add' })).toBe(0);
       const wait = family('tql_wait_seconds');
@@ -75,7 +75,7 @@ describe('metrics in shared memory', () => {
       expect(sum).toBeGreaterThan(0);
       expect(value('tql_server_completed_total', {})).toBe(ok);
       expect(value('tql_method_admitted_total', { method: 'add' })).toBe(ok);
-      expect(value('tql_method_refused_total', { method: 'add', reason: 'waitLimit' })).toBe(refused);
+      expect(value('tql_method_refused_total', { method: 'add', reason: 'queue_timeout' })).toBe(refused);
     } finally {
       await server.close({ timeoutMs: 100 });
     }

@@ -113,7 +113,7 @@ describe('threaded server admission', () => {
     const elapsed = done.at(-1)! / 1000;
     const stalled = stalledMs(watch.stop()) / 1000;
     expect((5 * rate - burst) / (elapsed - stalled), `${5 * rate} calls took ${elapsed} s, ${stalled} s of it stalled`).toBeGreaterThanOrEqual(rate * 0.9);
-    expect(server.stats().refused).toEqual({ queueFull: 0, waitLimit: 0, storeUnavailable: 0, disconnected: 0, shutdown: 0 });
+    expect(server.stats().refused).toEqual({ queue_full: 0, queue_timeout: 0, store_unavailable: 0, disconnected: 0, shutdown: 0 });
     clients.forEach((c) => c.close());
   });
 
@@ -128,7 +128,7 @@ describe('threaded server admission', () => {
       expect(e.type).toBe(OVERLOADED);
       expect(e.message).toBe('server overloaded: method add queue full (2 calls waiting)');
     }
-    expect(server.stats().refused.queueFull).toBe(2);
+    expect(server.stats().refused.queue_full).toBe(2);
     close();
   });
 
@@ -141,7 +141,7 @@ describe('threaded server admission', () => {
       expect(e.type).toBe(OVERLOADED);
       expect(e.message).toMatch(/^server overloaded: method add would wait \d+ ms, over limit 150 ms$/);
     }
-    expect(server.stats().refused.waitLimit).toBe(2);
+    expect(server.stats().refused.queue_timeout).toBe(2);
     close();
   });
 

@@ -215,9 +215,9 @@ describe('multiplexed services', () => {
 
   test('limits, stats and metrics name methods Service:method, with Service:* as the service default', async () => {
     expect(await python(port, 'framed', 'binary', 'Calc', '--overload', '3')).toEqual({ answered: 1, exceptions: { '11': 2 } });
-    expect(server.stats().refused.waitLimit).toBe(2);
+    expect(server.stats().refused.queue_timeout).toBe(2);
     const text = await server.metricsRegistry().metrics();
-    expect(text).toMatch(/tql_method_refused_total\{method="Calc:sleep",reason="waitLimit"\} 2/);
+    expect(text).toMatch(/tql_method_refused_total\{method="Calc:sleep",reason="queue_timeout"\} 2/);
     expect(text).toMatch(/tql_method_admitted_total\{method="Calc:add"\} [1-9]/);
     expect(server.limits.limitFor('Other:add')).toBe(server.limits.limitFor('Other:echo'));
     expect(server.limits.limitFor('Calc:add')).toBeUndefined();

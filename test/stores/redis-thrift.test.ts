@@ -73,7 +73,7 @@ describe('threaded server on the Redis store', () => {
       expect(error.type).toBe(11);
       expect(error.message).toMatch(/method add limit store unavailable/);
       expect(await client.ping().then(() => 'pong')).toBe('pong'); // unlimited methods still served
-      expect(server.stats().refused.storeUnavailable).toBe(1);
+      expect(server.stats().refused.store_unavailable).toBe(1);
       close();
     } finally {
       await server.close({ timeoutMs: 100 });
