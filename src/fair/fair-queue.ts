@@ -34,7 +34,7 @@
 import type { Clock } from '../clock.js';
 import { QueueFullError } from '../errors.js';
 import type { AnyLimiter } from '../limiters/attach.js';
-import { ConcurrencyLimit } from '../limiters/concurrency-limit.js';
+import { PermitLimit } from '../limiters/concurrency-limit.js';
 import { FixedWindow } from '../limiters/fixed-window.js';
 import { TokenBucket } from '../limiters/token-bucket.js';
 import { DeadlineHeap } from '../queue/deadline-heap.js';
@@ -101,8 +101,8 @@ export class FairQueue {
    *   concurrency limit (a cap needs a rate).
    */
   constructor(limiter: AnyLimiter, options: FairQueueOptions = {}) {
-    if (!(limiter instanceof TokenBucket) && !(limiter instanceof ConcurrencyLimit) && !(limiter instanceof FixedWindow)) {
-      throw new TypeError('FairQueue needs a limiter (TokenBucket, FixedWindow or ConcurrencyLimit)');
+    if (!(limiter instanceof TokenBucket) && !(limiter instanceof PermitLimit) && !(limiter instanceof FixedWindow)) {
+      throw new TypeError('FairQueue needs a limiter (TokenBucket, FixedWindow, ConcurrencyLimit or AdaptiveConcurrencyLimit)');
     }
     const o = resolveFairQueueOptions(options);
     this.limiter = limiter;
@@ -111,7 +111,7 @@ export class FairQueue {
     this.maxQueuedPerFlow = o.maxQueuedPerFlow;
     this.maxQueued = o.maxQueued;
     this.maxWaitMs = o.maxWaitMs;
-    this.holdsPermits = limiter instanceof ConcurrencyLimit;
+    this.holdsPermits = limiter instanceof PermitLimit;
     const totalShare = o.levels.reduce((sum, l) => sum + l.share, 0);
     this.levels = o.levels.map(
       (l) => new PriorityLevel<FairCall>(l.name, l.share, o.quantum, l.borrow ? undefined : capBucket(limiter, l, l.share / totalShare, o.clock)),
@@ -322,7 +322,7 @@ export class FairQueue {
  * fraction of its burst (at least 1). Private to this queue and this thread.
  */
 function capBucket(limiter: AnyLimiter, level: ResolvedLevel, fraction: number, clock: Clock): TokenBucket {
-  if (limiter instanceof ConcurrencyLimit) {
+  if (limiter instanceof PermitLimit) {
     throw new RangeError(`levels.${level.name}.borrow: false needs a rate limit to take a share of; this limit is a concurrency limit`);
   }
   const rate = limiter instanceof TokenBucket ? limiter.rate : limiter.maxCalls;

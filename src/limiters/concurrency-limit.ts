@@ -1,7 +1,14 @@
 /**
- * At most `max` permits held at once, over every thread.
+ * At most a limit of permits held at once, over every thread: the fixed {@link ConcurrencyLimit},
+ * and the machinery it shares with the adaptive limit (`adaptive-concurrency-limit.ts`), whose
+ * limit moves.
  *
- * The count of held permits is one shared word (IN_FLIGHT), changed by CAS. Waiting is where
+ * The permits still free are one shared word (AVAILABLE: the limit minus the permits held),
+ * changed by CAS; an admission of `n` needs AVAILABLE ≥ n. A change of the limit is one atomic add
+ * of the difference to the same word ({@link PermitLimit.changeLimit}), so every admission is
+ * judged, in one atomic step, against the limit in force at that instant: in-flight after an
+ * admission never exceeds the limit at that instant. A lowered limit takes nothing back: AVAILABLE
+ * goes negative and nobody is admitted until enough permits are released. Waiting is where
  * threads must cooperate: if every thread simply retried when it saw a release, the releasing
  * thread (already awake) would win every race and starve the others. So waiters are ordered
  * across threads by ticket, and capacity is handed to the oldest waiter wherever it waits:
@@ -10,11 +17,12 @@
  *   HEAD_TICKET (taken from the shared TICKET counter when the call became its thread's head, so
  *   threads take turns: a thread's next call queues behind the heads other threads published
  *   meanwhile) and HEAD_NEED.
- * - Whoever frees capacity or publishes a head runs {@link ConcurrencyLimit.dispatch}: it finds the
- *   oldest published ticket, reserves its permits in IN_FLIGHT by CAS, and claims the head by CAS of
- *   HEAD_TICKET to 0 (undoing the reservation if the claim loses). The permits are added to that
- *   row's GRANTS and its SIGNAL word is notified; the owning thread, waiting on SIGNAL with
- *   `Atomics.waitAsync` (no polling, no timer), takes them and admits its head.
+ * - Whoever frees capacity (a release, a raised limit) or publishes a head runs
+ *   {@link PermitLimit.dispatch}: it finds the oldest published ticket, reserves its permits in
+ *   AVAILABLE by CAS, and claims the head by CAS of HEAD_TICKET to 0 (undoing the reservation if
+ *   the claim loses). The permits are added to that row's GRANTS and its SIGNAL word is notified;
+ *   the owning thread, waiting on SIGNAL with `Atomics.waitAsync` (no polling, no timer), takes
+ *   them and admits its head.
  * - A call that arrives while nobody waits anywhere takes a permit directly (the fast path).
  *
  * No thread ever blocks another: every step is an atomic add or a CAS retry. Permits are counted
@@ -22,22 +30,28 @@
  * `reclaimThread(threadId)`; until then a dead thread's permits stay taken.
  */
 import type { Clock, Nanos } from '../clock.js';
-import { checkCount, resolveConcurrencyLimitOptions, type ConcurrencyLimitOptions, type ResolvedConcurrencyLimitOptions } from '../options.js';
+import {
+  checkCount,
+  resolveConcurrencyLimitOptions,
+  type ConcurrencyLimitOptions,
+  type ResolvedConcurrencyLimitOptions,
+  type ResolvedQueueOptions,
+} from '../options.js';
 import type { Waiter } from '../queue/wait-queue.js';
-import { LimiterLayout, LimiterRowLayout, SharedState } from '../shared/shared-state.js';
+import { LimiterLayout, LimiterRowLayout, SharedState, type LimiterKind } from '../shared/shared-state.js';
 import { waitForSignal, type SignalWait } from '../shared/wait-signal.js';
 import type { AttachContext, LimiterDescriptor } from './limiter.js';
 import { Limiter, attachedInstance } from './limiter.js';
 import { ReleasablePermit, type Permit } from './permit.js';
 
-/** A limit on calls in flight at once, shared by every thread. */
-export class ConcurrencyLimit extends Limiter {
-  /** Most permits held at once. */
-  readonly max: number;
-  /** Same as {@link max}: the most one call may ask for. */
-  readonly capacity: number;
-  protected readonly kind = 'concurrency' as const;
-  private readonly i32: Int32Array;
+/**
+ * A limit on permits held at once, shared by every thread, kept in shared memory: the admission,
+ * queueing and hand-off of {@link ConcurrencyLimit} and {@link AdaptiveConcurrencyLimit}. A
+ * subclass says what the limit is and when it changes.
+ */
+export abstract class PermitLimit extends Limiter {
+  /** @internal */
+  protected readonly i32: Int32Array;
   private readonly row: number;
   /** Permits granted to this thread and not yet handed to a call. */
   private pool = 0;
@@ -46,7 +60,8 @@ export class ConcurrencyLimit extends Limiter {
   private published = 0;
   /** The pending wait for a grant to this thread's row, if any. */
   private wait: SignalWait | undefined = undefined;
-  private readonly releaseFn = (n: number): void => {
+  /** @internal Gives back up to `n` permits of this thread's calls (a permit's release). */
+  protected readonly releaseFn = (n: number): void => {
     // A permit whose slots `release(n)` already gave back has nothing left to give.
     const k = n < this.heldByCalls ? n : this.heldByCalls;
     this.heldByCalls -= k;
@@ -54,27 +69,18 @@ export class ConcurrencyLimit extends Limiter {
   };
 
   /**
-   * @param options max, queue bounds.
-   * @throws TypeError | RangeError naming the invalid option.
+   * @internal
+   * @param initialLimit the limit a new limiter starts with (ignored when attaching: the shared
+   *   memory already holds it).
    */
-  constructor(options: ConcurrencyLimitOptions);
-  /** @internal */
-  constructor(options: ConcurrencyLimitOptions, attach: AttachContext);
-  constructor(options: ConcurrencyLimitOptions, attach?: AttachContext) {
-    const o: ResolvedConcurrencyLimitOptions = resolveConcurrencyLimitOptions(options);
-    super('concurrency', o, attach);
-    this.max = o.max;
-    this.capacity = o.max;
+  protected constructor(kind: LimiterKind, options: ResolvedQueueOptions, initialLimit: number, attach: AttachContext | undefined) {
+    super(kind, options, attach);
     this.i32 = this.state.i32;
     this.row = this.state.row(this.slot(), 0);
-  }
-
-  /** Rebuilds, in this thread, the concurrency limit `descriptor` came from; see `TokenBucket.attach`. */
-  static attach(descriptor: LimiterDescriptor, options: { clock?: Clock } = {}): ConcurrencyLimit {
-    const existing = attachedInstance(descriptor.id);
-    if (existing instanceof ConcurrencyLimit) return existing;
-    const state = SharedState.from(descriptor.buffer, 'concurrency');
-    return new ConcurrencyLimit({ ...(descriptor.options as unknown as ConcurrencyLimitOptions), ...options }, { state, id: descriptor.id });
+    if (attach === undefined) {
+      Atomics.store(this.i32, LimiterLayout.I32.LIMIT, initialLimit);
+      Atomics.store(this.i32, LimiterLayout.I32.AVAILABLE, initialLimit);
+    }
   }
 
   /**
@@ -101,9 +107,17 @@ export class ConcurrencyLimit extends Limiter {
     this.releasePermits(n);
   }
 
-  /** Permits held now, over all threads. */
+  /** The limit in force now, over all threads (an adaptive limit's is minLimit while it measures its no-load latency). */
+  get limit(): number {
+    return Atomics.load(this.i32, LimiterLayout.I32.LIMIT);
+  }
+
+  /**
+   * Permits held now, over all threads (exact while the limit stays put; a reading taken while the
+   * limit changes may be off by the change).
+   */
   get inFlight(): number {
-    return Atomics.load(this.i32, LimiterLayout.I32.IN_FLIGHT);
+    return Atomics.load(this.i32, LimiterLayout.I32.LIMIT) - Atomics.load(this.i32, LimiterLayout.I32.AVAILABLE);
   }
 
   /**
@@ -113,9 +127,9 @@ export class ConcurrencyLimit extends Limiter {
   tryAcquireAt(_now: Nanos, n = 1): boolean {
     const i32 = this.i32;
     for (;;) {
-      const held = Atomics.load(i32, LimiterLayout.I32.IN_FLIGHT);
-      if (held + n > this.max) return false;
-      if (Atomics.compareExchange(i32, LimiterLayout.I32.IN_FLIGHT, held, held + n) === held) {
+      const free = Atomics.load(i32, LimiterLayout.I32.AVAILABLE);
+      if (free < n) return false;
+      if (Atomics.compareExchange(i32, LimiterLayout.I32.AVAILABLE, free, free - n) === free) {
         Atomics.add(i32, this.row + LimiterRowLayout.I32.HELD, n);
         this.heldByCalls += n;
         return true;
@@ -212,20 +226,41 @@ export class ConcurrencyLimit extends Limiter {
     this.dispatch();
   }
 
-  protected describe(): Record<string, unknown> {
-    return { max: this.max, maxQueued: this.maxQueued, maxWaitMs: this.maxWaitMs, maxThreads: this.state.slotCount };
+  /**
+   * @internal Moves the limit from `from` to `to` if it is still `from` (false, and nothing changed,
+   * if another thread moved it first); a raised limit is handed to waiters at once.
+   *
+   * The LIMIT word is what readers see; AVAILABLE is what admissions obey. The order of the two
+   * steps keeps the limit admissions obey at or below LIMIT at every instant: a raise publishes
+   * LIMIT first, a cut takes the permits out of AVAILABLE first (and puts them back if the CAS on
+   * LIMIT loses).
+   */
+  protected changeLimit(from: number, to: number): boolean {
+    const i32 = this.i32;
+    if (to > from) {
+      if (Atomics.compareExchange(i32, LimiterLayout.I32.LIMIT, from, to) !== from) return false;
+      Atomics.add(i32, LimiterLayout.I32.AVAILABLE, to - from);
+      this.dispatch();
+      return true;
+    }
+    if (to === from) return Atomics.load(i32, LimiterLayout.I32.LIMIT) === from;
+    Atomics.sub(i32, LimiterLayout.I32.AVAILABLE, from - to);
+    if (Atomics.compareExchange(i32, LimiterLayout.I32.LIMIT, from, to) === from) return true;
+    Atomics.add(i32, LimiterLayout.I32.AVAILABLE, from - to);
+    this.dispatch();
+    return false;
   }
 
   /** Gives `n` permits back and hands the freed capacity to the oldest waiters. */
   private releasePermits(n: number): void {
     Atomics.sub(this.i32, this.row + LimiterRowLayout.I32.HELD, n);
-    Atomics.sub(this.i32, LimiterLayout.I32.IN_FLIGHT, n);
+    Atomics.add(this.i32, LimiterLayout.I32.AVAILABLE, n);
     if (Atomics.load(this.i32, LimiterLayout.I32.QUEUED_CALLS) > 0) this.dispatch();
   }
 
   /**
    * Grants free capacity to published heads, oldest ticket first, while it lasts. Any thread may
-   * run it at any time; the CAS on IN_FLIGHT makes sure no permit is granted twice, the CAS on
+   * run it at any time; the CAS on AVAILABLE makes sure no permit is granted twice, the CAS on
    * HEAD_TICKET that no head is granted twice.
    */
   private dispatch(): void {
@@ -244,11 +279,11 @@ export class ConcurrencyLimit extends Limiter {
       }
       if (best < 0) return;
       const need = Atomics.load(i32, state.row(best, LimiterRowLayout.I32.HEAD_NEED));
-      const held = Atomics.load(i32, LimiterLayout.I32.IN_FLIGHT);
-      if (held + need > this.max) return;
-      if (Atomics.compareExchange(i32, LimiterLayout.I32.IN_FLIGHT, held, held + need) !== held) continue;
+      const free = Atomics.load(i32, LimiterLayout.I32.AVAILABLE);
+      if (free < need) return;
+      if (Atomics.compareExchange(i32, LimiterLayout.I32.AVAILABLE, free, free - need) !== free) continue;
       if (Atomics.compareExchange(i32, state.row(best, LimiterRowLayout.I32.HEAD_TICKET), bestTicket, 0) !== bestTicket) {
-        Atomics.sub(i32, LimiterLayout.I32.IN_FLIGHT, need);
+        Atomics.add(i32, LimiterLayout.I32.AVAILABLE, need);
         continue;
       }
       Atomics.add(i32, state.row(best, LimiterRowLayout.I32.HELD), need);
@@ -261,6 +296,41 @@ export class ConcurrencyLimit extends Limiter {
         Atomics.notify(i32, state.row(best, LimiterRowLayout.I32.SIGNAL));
       }
     }
+  }
+}
+
+/** A limit on calls in flight at once, shared by every thread. */
+export class ConcurrencyLimit extends PermitLimit {
+  /** Most permits held at once. */
+  readonly max: number;
+  /** Same as {@link max}: the most one call may ask for. */
+  readonly capacity: number;
+  protected readonly kind = 'concurrency' as const;
+
+  /**
+   * @param options max, queue bounds.
+   * @throws TypeError | RangeError naming the invalid option.
+   */
+  constructor(options: ConcurrencyLimitOptions);
+  /** @internal */
+  constructor(options: ConcurrencyLimitOptions, attach: AttachContext);
+  constructor(options: ConcurrencyLimitOptions, attach?: AttachContext) {
+    const o: ResolvedConcurrencyLimitOptions = resolveConcurrencyLimitOptions(options);
+    super('concurrency', o, o.max, attach);
+    this.max = o.max;
+    this.capacity = o.max;
+  }
+
+  /** Rebuilds, in this thread, the concurrency limit `descriptor` came from; see `TokenBucket.attach`. */
+  static attach(descriptor: LimiterDescriptor, options: { clock?: Clock } = {}): ConcurrencyLimit {
+    const existing = attachedInstance(descriptor.id);
+    if (existing instanceof ConcurrencyLimit) return existing;
+    const state = SharedState.from(descriptor.buffer, 'concurrency');
+    return new ConcurrencyLimit({ ...(descriptor.options as unknown as ConcurrencyLimitOptions), ...options }, { state, id: descriptor.id });
+  }
+
+  protected describe(): Record<string, unknown> {
+    return { max: this.max, maxQueued: this.maxQueued, maxWaitMs: this.maxWaitMs, maxThreads: this.state.slotCount };
   }
 }
 

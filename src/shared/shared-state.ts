@@ -13,19 +13,22 @@
  *
  * ```
  *  0  i32 MAGIC          'TQL1', to reject a foreign buffer passed to attach()
- *  4  i32 KIND           1 token bucket, 2 fixed window, 3 concurrency
+ *  4  i32 KIND           1 token bucket, 2 fixed window, 3 concurrency, 4 adaptive concurrency
  *  8  i32 SLOT_COUNT     rows in the thread table
  * 12  i32 QUEUED_CALLS   calls waiting, summed over all threads
  * 16  i32 QUEUED_TOKENS  tokens those calls ask for, summed over all threads
- * 20  i32 IN_FLIGHT      concurrency permits held (concurrency limit only)
- * 24  i32 TICKET         last waiting ticket handed out (concurrency limit only; wraps)
- * 28  i32 (unused)
+ * 20  i32 AVAILABLE      concurrency permits free: LIMIT minus those held, negative while a lowered
+ *                        limit is still exceeded by permits taken before (concurrency limits only)
+ * 24  i32 TICKET         last waiting ticket handed out (concurrency limits only; wraps)
+ * 28  i32 LIMIT          the concurrency limit now (concurrency limits only)
  * 32  i64 STATE          the algorithm's word: token bucket TAT, fixed window (window << 32 | count)
  * 40  i64 EPOCH          clock reading the fixed windows are counted from
  * 48  16 bytes unused
  * 64  i64 metrics, counted by every thread: ADMITTED, REFUSED_* by reason, WAITED (calls that
  *     waited), WAIT_NS_TOTAL, and WAIT_HISTOGRAM, WAIT_BUCKETS log2 buckets of milliseconds
  * 256 thread table: SLOT_COUNT rows of 64 bytes (one cache line each), fields below
+ * then, for kinds that have one, the algorithm's own region of ALGORITHM_REGION_BYTES (the adaptive
+ *     concurrency limit's words: AdaptiveLayout, documented in adaptive-concurrency-limit.ts)
  * ```
  *
  * Thread table row (one per limiter instance that waits on or holds permits of the limiter, and
@@ -50,9 +53,14 @@ import { threadId } from 'node:worker_threads';
 import { defineLayout } from './layout.js';
 
 /** Which algorithm a buffer holds. */
-export type LimiterKind = 'token-bucket' | 'fixed-window' | 'concurrency';
+export type LimiterKind = 'token-bucket' | 'fixed-window' | 'concurrency' | 'adaptive-concurrency';
 
-const KIND_CODES: Record<LimiterKind, number> = { 'token-bucket': 1, 'fixed-window': 2, concurrency: 3 };
+const KIND_CODES: Record<LimiterKind, number> = { 'token-bucket': 1, 'fixed-window': 2, concurrency: 3, 'adaptive-concurrency': 4 };
+
+/** Bytes of the algorithm's own region after the thread table (one cache line per 64 bytes). */
+export const ALGORITHM_REGION_BYTES = 256;
+/** The kinds that have an algorithm region. */
+const HAS_REGION: ReadonlySet<LimiterKind> = new Set(['adaptive-concurrency']);
 const MAGIC = 0x314c5154; // 'TQL1'
 
 /** Buckets of the wait histogram: ≤ 1, 2, 4, … 32 768 ms, then longer. */
@@ -65,7 +73,7 @@ export const WAIT_BUCKETS = 17;
  */
 export const LimiterLayout = defineLayout('limiter header', {
   BYTES: 256,
-  I32: { MAGIC: 0, KIND: 1, SLOT_COUNT: 2, QUEUED_CALLS: 3, QUEUED_TOKENS: 4, IN_FLIGHT: 5, TICKET: 6 },
+  I32: { MAGIC: 0, KIND: 1, SLOT_COUNT: 2, QUEUED_CALLS: 3, QUEUED_TOKENS: 4, AVAILABLE: 5, TICKET: 6, LIMIT: 7 },
   I64: {
     STATE: 4,
     EPOCH: 5,
@@ -93,6 +101,11 @@ const TABLE_I64 = LimiterLayout.BYTES / 8;
 const ROW_I32 = LimiterRowLayout.BYTES / 4;
 const ROW_I64 = LimiterRowLayout.BYTES / 8;
 
+/** Bytes of a limiter's buffer: the header, the thread table, and the algorithm's region if it has one. */
+function bufferBytes(kind: LimiterKind, slotCount: number): number {
+  return LimiterLayout.BYTES + slotCount * LimiterRowLayout.BYTES + (HAS_REGION.has(kind) ? ALGORITHM_REGION_BYTES : 0);
+}
+
 /** What a thread's row held when it was reclaimed. */
 export interface Reclaimed {
   /** Rows that belonged to the thread. */
@@ -113,17 +126,20 @@ export class SharedState {
   readonly i64: BigInt64Array;
   /** Rows in the thread table. */
   readonly slotCount: number;
+  /** Byte offset of the algorithm's own region (after the thread table; 64-byte aligned). */
+  readonly regionByte: number;
 
   private constructor(buffer: SharedArrayBuffer) {
     this.buffer = buffer;
     this.i32 = new Int32Array(buffer);
     this.i64 = new BigInt64Array(buffer);
     this.slotCount = this.i32[LimiterLayout.I32.SLOT_COUNT]!;
+    this.regionByte = LimiterLayout.BYTES + this.slotCount * LimiterRowLayout.BYTES;
   }
 
   /** Allocates zeroed state for a new limiter. */
   static create(kind: LimiterKind, slotCount: number): SharedState {
-    const buffer = new SharedArrayBuffer(LimiterLayout.BYTES + slotCount * LimiterRowLayout.BYTES);
+    const buffer = new SharedArrayBuffer(bufferBytes(kind, slotCount));
     const i32 = new Int32Array(buffer);
     i32[LimiterLayout.I32.MAGIC] = MAGIC;
     i32[LimiterLayout.I32.KIND] = KIND_CODES[kind];
@@ -140,6 +156,9 @@ export class SharedState {
     if (i32[LimiterLayout.I32.MAGIC] !== MAGIC || i32[LimiterLayout.I32.KIND] !== KIND_CODES[kind]) {
       throw new TypeError(`descriptor.buffer does not hold a ${kind} limiter`);
     }
+    const expected = bufferBytes(kind, i32[LimiterLayout.I32.SLOT_COUNT]!);
+    if (buffer.byteLength !== expected)
+      throw new TypeError(`descriptor.buffer does not hold a ${kind} limiter (${buffer.byteLength} bytes, expected ${expected})`);
     return new SharedState(buffer);
   }
 
@@ -207,7 +226,7 @@ export class SharedState {
     const queuedTokens = Atomics.exchange(i32, this.row(slot, LimiterRowLayout.I32.QUEUED_TOKENS), 0);
     const admitted = Atomics.exchange(this.i64, this.admittedIndex(slot), 0n);
     if (admitted) Atomics.add(this.i64, LimiterLayout.I64.ADMITTED, admitted);
-    if (permits) Atomics.sub(i32, LimiterLayout.I32.IN_FLIGHT, permits);
+    if (permits) Atomics.add(i32, LimiterLayout.I32.AVAILABLE, permits);
     if (queuedCalls) Atomics.sub(i32, LimiterLayout.I32.QUEUED_CALLS, queuedCalls);
     if (queuedTokens) Atomics.sub(i32, LimiterLayout.I32.QUEUED_TOKENS, queuedTokens);
     return { permits, queuedCalls };
