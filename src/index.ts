@@ -15,6 +15,7 @@ export {
 } from './errors.js';
 export type {
   AcquireOptions,
+  AdaptiveConcurrencyLimitOptions,
   ConcurrencyLimitOptions,
   FixedWindowOptions,
   QueueOptions,
@@ -27,6 +28,7 @@ export type { RedisStoreOptions } from './stores/redis-store-options.js';
 export { attachStore, type LimiterStore, type LeaseSettings, type StoreDescriptor, type StoreErrorPolicy } from './stores/store.js';
 export type { RemoteSnapshot } from './stores/remote-limit.js';
 export { attachLimiter, type AnyLimiter } from './limiters/attach.js';
+export { AdaptiveConcurrencyLimit } from './limiters/adaptive-concurrency-limit.js';
 export { ConcurrencyLimit } from './limiters/concurrency-limit.js';
 export { FixedWindow } from './limiters/fixed-window.js';
 export { Limiter, type LimitedEvent, type LimiterDescriptor, type LimiterEvents, type LimiterSnapshot, type RefusedEvent } from './limiters/limiter.js';

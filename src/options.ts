@@ -1,6 +1,6 @@
 /**
- * The options of the limiters (token bucket, fixed window, concurrency limit, the `RateLimiter`
- * facade) and of their calls: types, defaults and validation, with the checks of `validate.ts`.
+ * The options of the limiters (token bucket, fixed window, concurrency limit, adaptive concurrency
+ * limit, the `RateLimiter` facade) and of their calls: types, defaults and validation, with the checks of `validate.ts`.
  * The queue options and the period and token-interval checks here are shared by the keyed bucket
  * (`keyed/keyed-options.ts`); the Redis store's own options are in `stores/redis-store-options.ts`.
  *
@@ -10,7 +10,7 @@
  */
 import { systemClock, type Clock } from './clock.js';
 import { isLimiterStore, type LimiterStore } from './stores/store.js';
-import { describe, func, object, oneOf, options as knownOptions, positive, string, waitBound, wholeNumber } from './validate.js';
+import { describe, finite, func, object, oneOf, options as knownOptions, positive, string, waitBound, wholeNumber } from './validate.js';
 
 /** Options every limiter takes: how its waiting queue is bounded and what clock it runs on. */
 export interface QueueOptions {
@@ -209,6 +209,86 @@ export function resolveConcurrencyLimitOptions(options: unknown): ResolvedConcur
   const o = knownOptions('ConcurrencyLimit options', options, CONCURRENCY_LIMIT_KEYS);
   if (o.max === undefined) throw new TypeError('max is required');
   return { ...resolveQueue(o), max: wholeNumber('max', o.max, 1) };
+}
+
+/**
+ * Options of an {@link AdaptiveConcurrencyLimit}: a concurrency limit that moves between `minLimit`
+ * and `maxLimit` by the latency of its permits (see `adaptive-gradient.ts` for the algorithm and
+ * why its defaults are what they are).
+ */
+export interface AdaptiveConcurrencyLimitOptions extends QueueOptions {
+  /** Lowest the limit goes, and the concurrency the no-load latency is measured at. Default 1. */
+  minLimit?: number;
+  /** Highest the limit goes. Default 1000, at most 1 000 000. */
+  maxLimit?: number;
+  /** The limit after the first no-load measurement. Default 20 (within [minLimit, maxLimit]). */
+  initialLimit?: number;
+  /** Shortest window of samples the limit is recomputed from, ms. Default 100. */
+  windowMs?: number;
+  /** Fewest samples (released permits) a window, or a no-load measurement, needs. Default 10. */
+  minSamples?: number;
+  /** Weight of each window's new estimate against the current limit, in (0, 1]. Default 0.2. */
+  smoothing?: number;
+  /**
+   * Latency above the no-load latency still taken for "no queueing", as a fraction (0.1: up to
+   * 10 % more). Raise it for noisy latencies. Default 0.1.
+   */
+  tolerance?: number;
+  /**
+   * Time between two re-measurements of the no-load latency, ms (plus up to 15 % of random
+   * jitter; at least 20 times the previous measurement's own duration). Default 30 000.
+   */
+  probeIntervalMs?: number;
+}
+
+/** Adaptive concurrency limit options resolved. */
+export interface ResolvedAdaptiveConcurrencyLimitOptions extends ResolvedQueueOptions {
+  minLimit: number;
+  maxLimit: number;
+  initialLimit: number;
+  windowMs: number;
+  minSamples: number;
+  smoothing: number;
+  tolerance: number;
+  probeIntervalMs: number;
+}
+
+/** A duration of the adaptive limit, ms: greater than 0 and at most 2^31 ms (24.8 days), so its ns fit the 64-bit times. */
+function duration(name: string, value: unknown): number {
+  const ms = positive(name, value);
+  if (ms > 2 ** 31) throw new RangeError(`${name} must be at most ${2 ** 31} (24.8 days), got ${describe(value)}`);
+  return ms;
+}
+
+/** The adaptive limit keeps its estimate in thousandths in a 32-bit word. */
+const MAX_ADAPTIVE_LIMIT = 1_000_000;
+const ADAPTIVE_KEYS = ['minLimit', 'maxLimit', 'initialLimit', 'windowMs', 'minSamples', 'smoothing', 'tolerance', 'probeIntervalMs', ...QUEUE_KEYS];
+
+/** Validates and completes {@link AdaptiveConcurrencyLimitOptions}. */
+export function resolveAdaptiveConcurrencyLimitOptions(options: unknown = {}): ResolvedAdaptiveConcurrencyLimitOptions {
+  const o = knownOptions('AdaptiveConcurrencyLimit options', options, ADAPTIVE_KEYS);
+  const minLimit = o.minLimit === undefined ? 1 : wholeNumber('minLimit', o.minLimit, 1, MAX_ADAPTIVE_LIMIT);
+  const maxLimit = o.maxLimit === undefined ? Math.max(minLimit, 1000) : wholeNumber('maxLimit', o.maxLimit, 1, MAX_ADAPTIVE_LIMIT);
+  if (maxLimit < minLimit) throw new RangeError(`maxLimit (${maxLimit}) must be at least minLimit (${minLimit})`);
+  const initialLimit = o.initialLimit === undefined ? Math.min(maxLimit, Math.max(minLimit, 20)) : wholeNumber('initialLimit', o.initialLimit, 1);
+  if (initialLimit < minLimit || initialLimit > maxLimit) {
+    throw new RangeError(`initialLimit (${initialLimit}) must be within minLimit (${minLimit}) and maxLimit (${maxLimit})`);
+  }
+  const smoothing = o.smoothing === undefined ? 0.2 : positive('smoothing', o.smoothing);
+  if (smoothing > 1) throw new RangeError(`smoothing must be at most 1, got ${describe(o.smoothing)}`);
+  const tolerance = o.tolerance === undefined ? 0.1 : finite('tolerance', o.tolerance);
+  if (tolerance < 0) throw new RangeError(`tolerance must be 0 or more, got ${describe(o.tolerance)}`);
+  return {
+    ...resolveQueue(o),
+    minLimit,
+    maxLimit,
+    initialLimit,
+    windowMs: o.windowMs === undefined ? 100 : duration('windowMs', o.windowMs),
+    minSamples: o.minSamples === undefined ? 10 : wholeNumber('minSamples', o.minSamples, 1, 1 << 20),
+    smoothing,
+    tolerance,
+    probeIntervalMs: o.probeIntervalMs === undefined ? 30_000 : duration('probeIntervalMs', o.probeIntervalMs),
+  };
 }
 
 /** Validates the token count of one call against the most the limiter can ever grant at once. */

@@ -354,7 +354,7 @@ export abstract class Limiter extends EventSource<LimiterEvents> {
   }
 
   private capacityName(): string {
-    return this.kind === 'token-bucket' ? 'burst' : this.kind === 'fixed-window' ? 'maxCalls' : 'max';
+    return { 'token-bucket': 'burst', 'fixed-window': 'maxCalls', concurrency: 'max', 'adaptive-concurrency': 'minLimit' }[this.kind];
   }
 
   /** The refusal of a call that would wait while the store is down under fail-closed (counted by the store), if so. */
