@@ -45,7 +45,7 @@ export {
   type ServerState,
 } from './server/threaded-server.js';
 export type { ThreadedServerOptions } from './server/server-options.js';
-export type { HandlerCall, HandlerLimitsConfig, KeyedLimitSpec, LimitSpec, LimitsConfig, QueueBounds } from './limits/method-limits.js';
+export type { AdaptiveLimitSettings, HandlerCall, HandlerLimitsConfig, KeyedLimitSpec, LimitSpec, LimitsConfig, QueueBounds } from './limits/method-limits.js';
 export type { FlowCall, FlowKeySpec, PerKeySpec } from './limits/call-key.js';
 export type { ServerStatsSnapshot, ServerRefusalReason } from './server/stats.js';
 export { wrapHandler, ServerOverloadedError } from './handler/wrap-handler.js';

@@ -1,6 +1,7 @@
 import { describe, expect, test } from 'vitest';
 import { FairQueue } from '../src/fair/fair-queue.js';
 import { KeyedTokenBucket } from '../src/keyed/keyed-token-bucket.js';
+import { AdaptiveConcurrencyLimit } from '../src/limiters/adaptive-concurrency-limit.js';
 import { ConcurrencyLimit } from '../src/limiters/concurrency-limit.js';
 import { FixedWindow } from '../src/limiters/fixed-window.js';
 import { TokenBucket } from '../src/limiters/token-bucket.js';
@@ -33,6 +34,11 @@ const unknownKeys: Level[] = [
     'ConcurrencyLimit',
     () => new ConcurrencyLimit({ max: 1, maxQueue: 3 } as never),
     'ConcurrencyLimit options: unknown option "maxQueue" (did you mean "maxQueued"?)',
+  ],
+  [
+    'AdaptiveConcurrencyLimit',
+    () => new AdaptiveConcurrencyLimit({ maxLimt: 10 } as never),
+    'AdaptiveConcurrencyLimit options: unknown option "maxLimt" (did you mean "maxLimit"?)',
   ],
   [
     'RateLimiter',
@@ -68,6 +74,16 @@ const unknownKeys: Level[] = [
     'server limits.<method> concurrency',
     () => createThreadedServer({ ...base, limits: { add: { concurrency: 1, maxQueued: 2 } } }),
     'limits.add: unknown option "maxQueued" (known options: concurrency)',
+  ],
+  [
+    'server limits.<method> adaptive',
+    () => createThreadedServer({ ...base, limits: { add: { adaptive: { minLimt: 2 } } } } as never),
+    'limits.add.adaptive: unknown option "minLimt" (did you mean "minLimit"?)',
+  ],
+  [
+    'server limits.<method> adaptive, a queue option',
+    () => createThreadedServer({ ...base, limits: { add: { adaptive: { maxQueued: 2 } } } } as never),
+    'limits.add.adaptive: unknown option "maxQueued" (known options: minLimit, maxLimit, initialLimit, windowMs, minSamples, smoothing, tolerance, probeIntervalMs)',
   ],
   [
     'server limits.<method> kind misspelt',
@@ -135,6 +151,9 @@ describe('an unknown option is a TypeError naming it and the closest known one, 
     expect(TokenBucket.attach(new TokenBucket({ rate: 1, maxThreads: 2 }).share())).toBeInstanceOf(TokenBucket);
     expect(RateLimiter.attach(new RateLimiter({ maxCalls: 1 }).share(), { onLimited: () => {} })).toBeInstanceOf(RateLimiter);
     expect(KeyedTokenBucket.attach(new KeyedTokenBucket({ rate: 1 }).share())).toBeInstanceOf(KeyedTokenBucket);
+    const adaptive = new AdaptiveConcurrencyLimit({ minLimit: 2, maxLimit: 50, windowMs: 50, tolerance: 0.2 });
+    // What attach in another thread validates again: the descriptor's options.
+    expect(new AdaptiveConcurrencyLimit(adaptive.share().options).maxLimit).toBe(50);
   });
 });
 
@@ -160,6 +179,14 @@ describe('the same invalid value gives the same message wherever it is given', (
     expect(messageOf(() => new TokenBucket({ rate: 1, maxWaitMs: -1 }))).toBe('maxWaitMs must be 0 or more, got -1');
     expect(messageOf(() => createThreadedServer({ ...base, queue: { maxWaitMs: -1 } }))).toBe('queue.maxWaitMs must be 0 or more, got -1');
     expect(() => createThreadedServer({ ...base, queue: { maxWaitMs: NaN } })).toThrow(RangeError);
+  });
+
+  test("an adaptive limit's bounds read alike in a limiter, a server and wrapHandler", () => {
+    const message = 'maxLimit (2) must be at least minLimit (5)';
+    expect(messageOf(() => new AdaptiveConcurrencyLimit({ minLimit: 5, maxLimit: 2 }))).toBe(message);
+    expect(messageOf(() => createThreadedServer({ ...base, limits: { add: { adaptive: { minLimit: 5, maxLimit: 2 } } } }))).toBe(`limits.add: ${message}`);
+    expect(messageOf(() => wrapHandler({}, { add: { adaptive: { minLimit: 5, maxLimit: 2 } } }))).toBe(`limits.add: ${message}`);
+    expect(() => createThreadedServer({ ...base, limits: { add: { adaptive: true } } })).not.toThrow();
   });
 
   test("server whole numbers read like a limiter's", () => {

@@ -6,6 +6,8 @@
  * --limit 'work=100/s,burst=10'    token bucket with an explicit burst
  * --limit 'report=600/min,window'  fixed window: 600 per minute window
  * --limit 'export=concurrency=4'   at most 4 in flight
+ * --limit work=adaptive            an adaptive concurrency limit (defaults: min 1, max 1000, initial 20)
+ * --limit 'work=adaptive,min=2,max=200,initial=10'   with its bounds
  * --limit '*=1000/s,burst=50'      '*' is the default for methods without their own
  * --limit 'add=10/s,per=address'   a token bucket per client address (also per=connection,
  *                                  per=method, per=field:N for argument N of the call, e.g. a tenant id)
@@ -37,13 +39,14 @@ export function parseLimit(text: string): [string, LimitSpec] {
     .slice(eq + 1)
     .split(',')
     .map((s) => s.trim());
+  if (head === 'adaptive') return [name, parseAdaptive(flag, extras)];
   const concurrency = /^concurrency=(\d+)$/.exec(head ?? '');
   if (concurrency) {
     if (extras.length > 0) throw new RangeError(`${flag}: a concurrency limit takes no other settings`);
     return [name, { concurrency: Number(concurrency[1]) }];
   }
   const rate = /^(\d+(?:\.\d+)?)\/(.+)$/.exec(head ?? '');
-  if (!rate) throw new RangeError(`${flag}: expected RATE/PERIOD (e.g. 100/s) or concurrency=N`);
+  if (!rate) throw new RangeError(`${flag}: expected RATE/PERIOD (e.g. 100/s), concurrency=N or adaptive`);
   const count = Number(rate[1]);
   const period = periodMs(rate[2]!, flag);
   let burst: number | undefined;
@@ -71,4 +74,18 @@ export function parseLimit(text: string): [string, LimitSpec] {
     return [name, { rate: count, periodMs: period, perKey, ...(burst !== undefined ? { burst } : {}), ...(slots !== undefined ? { slots } : {}) }];
   }
   return [name, burst === undefined ? { rate: count, periodMs: period } : { rate: count, periodMs: period, burst }];
+}
+
+const ADAPTIVE_SETTINGS: Record<string, 'minLimit' | 'maxLimit' | 'initialLimit'> = { min: 'minLimit', max: 'maxLimit', initial: 'initialLimit' };
+
+/** The settings of `adaptive`: `min=N`, `max=N`, `initial=N` (checked by the limit itself). */
+function parseAdaptive(flag: string, extras: string[]): LimitSpec {
+  const settings: Partial<Record<'minLimit' | 'maxLimit' | 'initialLimit', number>> = {};
+  for (const extra of extras) {
+    const m = /^(\w+)=(\d+)$/.exec(extra);
+    const key = m ? ADAPTIVE_SETTINGS[m[1]!] : undefined;
+    if (key === undefined) throw new RangeError(`${flag}: unknown setting '${extra}' of an adaptive limit (min=N, max=N or initial=N)`);
+    settings[key] = Number(m![2]);
+  }
+  return { adaptive: settings };
 }

@@ -31,6 +31,7 @@ const HELP = `usage: thrift-queue-limiter serve --service FILE --handler FILE [o
                           (default all: each connection is answered in the wire its first bytes show)
   --limit M=SPEC        limit for method M ('*' = default), repeatable:
                           work=100/s  'work=100/s,burst=10'  'report=600/min,window'  export=concurrency=4
+                          adaptive concurrency: work=adaptive  'work=adaptive,min=2,max=200' (initial=N)
                           per key: 'add=10/s,per=address' (per=connection | method | field:N; slots=N keys)
   --max-wait DURATION   longest a call may wait for its token, e.g. 5s (default: unbounded)
   --max-queued N        most calls waiting per limit (default: unbounded)
@@ -192,6 +193,8 @@ export async function serve(argv: string[]): Promise<number> {
     `serving ${served} on ${address.address}:${address.port} (${server.options.workers} workers, ${wires}); limits: ${Object.keys(limits).length ? (flags.limit as string[]).join(' ') : 'none'}${store ? ` in Redis at ${store.address} (${store.onStoreError}${store.leaseSettings.horizonMs > 0 ? ', leasing' : ''})` : ''}${fairness ? `; fair admission, flows by ${describeFlow(fairness.flow)}` : ''}`,
   );
 
+  // The limits that move by themselves: their value now is part of the stats line.
+  const adaptive = Object.entries(limits).flatMap(([name, spec]) => ('adaptive' in spec ? [name] : []));
   let last = { at: performance.now(), admitted: 0 };
   const timer = setInterval(() => {
     const s = server.stats();
@@ -202,7 +205,8 @@ export async function serve(argv: string[]): Promise<number> {
     console.log(
       `admitted ${perSec.toFixed(0)}/s  queued ${s.queued}  running ${s.running}  wait p50 ${w.p50.toFixed(1)} ms p99 ${w.p99.toFixed(1)} ms  ` +
         `refused queue_full ${s.refused.queue_full} queue_timeout ${s.refused.queue_timeout}${store ? ` store_unavailable ${s.refused.store_unavailable}` : ''} disconnected ${s.refused.disconnected}  connections ${s.connections}` +
-        (s.handlerTimeouts > 0 ? `  timeouts ${s.handlerTimeouts}` : ''),
+        (s.handlerTimeouts > 0 ? `  timeouts ${s.handlerTimeouts}` : '') +
+        (adaptive.length > 0 ? `  limit ${adaptive.map((n) => `${n}=${s.concurrencyLimits[n]}`).join(' ')}` : ''),
     );
   }, statsEvery);
 

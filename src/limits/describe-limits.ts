@@ -3,15 +3,17 @@
  * asked for: what the metrics endpoint's `/limits` shows. Unbounded values (Infinity) are `null`.
  */
 import { resolveFairQueueOptions, type ResolvedFairnessOptions } from '../fair/fair-options.js';
+import { AdaptiveConcurrencyLimit } from '../limiters/adaptive-concurrency-limit.js';
 import type { AnyLimiter } from '../limiters/attach.js';
 import type { CallKeySpec } from './call-key.js';
 import type { KeyedMethodLimit, MethodLimits } from './method-limits.js';
 
 /**
  * One configured limit: its kind (`'token-bucket'`, `'fixed-window'`, `'concurrency'`,
- * `'keyed-token-bucket'`, …) and its validated options as the limiter holds them now (`rate`,
- * `periodMs`, `burst`; `maxCalls`; `max`; the queue bounds `maxQueued`, `maxWaitMs`; …), named as
- * in the options.
+ * `'adaptive-concurrency'`, `'keyed-token-bucket'`, …) and its validated options as the limiter
+ * holds them now (`rate`, `periodMs`, `burst`; `maxCalls`; `max`; `minLimit`, `maxLimit`, …; the
+ * queue bounds `maxQueued`, `maxWaitMs`; …), named as in the options; an adaptive limit adds the
+ * `limit` it has set itself and its `noLoadLatencyMs` (null until measured).
  */
 export interface LimitDescription {
   kind: string;
@@ -58,7 +60,9 @@ function keySpec(spec: CallKeySpec | ((call: never) => string)): string | { fiel
 function describeLimiter(l: AnyLimiter): LimitDescription {
   const d = l.share();
   const store = l.store === undefined || d.remote === undefined ? {} : { store: { kind: l.store.kind, key: d.remote.key, onStoreError: l.store.onStoreError } };
-  return { kind: d.kind, ...plain(d.options), ...store };
+  // An adaptive limit's options are its bounds; the limit it has set itself is read too.
+  const now = l instanceof AdaptiveConcurrencyLimit ? { limit: l.limit, noLoadLatencyMs: l.noLoadLatencyMs ?? null } : {};
+  return { kind: d.kind, ...plain(d.options), ...now, ...store };
 }
 
 function describeKeyed({ limiter, perKey }: KeyedMethodLimit): LimitDescription {

@@ -4,29 +4,37 @@
  */
 import { KEYED_RENAMED } from '../keyed/keyed-options.js';
 import { KeyedTokenBucket, type KeyedTokenBucketDescriptor } from '../keyed/keyed-token-bucket.js';
+import { AdaptiveConcurrencyLimit } from '../limiters/adaptive-concurrency-limit.js';
 import { attachLimiter, type AnyLimiter } from '../limiters/attach.js';
 import { ConcurrencyLimit } from '../limiters/concurrency-limit.js';
 import { FixedWindow } from '../limiters/fixed-window.js';
 import type { LimiterDescriptor } from '../limiters/limiter.js';
 import { TokenBucket } from '../limiters/token-bucket.js';
-import type { StoreOptions } from '../options.js';
+import type { AdaptiveConcurrencyLimitOptions, QueueOptions, StoreOptions } from '../options.js';
 import type { LimiterStore } from '../stores/store.js';
 import { options as knownOptions, waitBound, wholeNumber } from '../validate.js';
 import { resolveCallKeySpec, type PerKeySpec } from './call-key.js';
 
 /**
  * One method's limit: a token bucket (`rate` per `periodMs`, optional `burst`), a fixed window
- * (`maxCalls` per `periodMs`), a concurrency limit (`concurrency`), or a limiter object. A rate
- * limit may name a distributed `store` and its `key` there; without them it uses the limits'
- * default store (if any), keyed by the method name. A rate limit with `perKey` is a limit per
- * key ({@link KeyedLimitSpec}).
+ * (`maxCalls` per `periodMs`), a concurrency limit (`concurrency`), an adaptive concurrency limit
+ * (`adaptive`: `true` for the defaults, or its settings), or a limiter object. A rate limit may
+ * name a distributed `store` and its `key` there; without them it uses the limits' default store
+ * (if any), keyed by the method name. A rate limit with `perKey` is a limit per key
+ * ({@link KeyedLimitSpec}).
  */
 export type LimitSpec<K = PerKeySpec> =
   | ({ rate: number; periodMs?: number; burst?: number } & StoreOptions)
   | ({ maxCalls: number; periodMs?: number } & StoreOptions)
   | { concurrency: number }
+  | { adaptive: true | AdaptiveLimitSettings }
   | KeyedLimitSpec<K>
   | AnyLimiter;
+
+/** An adaptive limit's settings in a limit spec: its options but the queue's, which the server sets. */
+export type AdaptiveLimitSettings = Omit<AdaptiveConcurrencyLimitOptions, keyof QueueOptions>;
+
+const ADAPTIVE_SETTINGS = ['minLimit', 'maxLimit', 'initialLimit', 'windowMs', 'minSamples', 'smoothing', 'tolerance', 'probeIntervalMs'];
 
 /** What a per-key function of `wrapHandler` receives: a handler sees no address or connection. */
 export interface HandlerCall {
@@ -88,25 +96,46 @@ export function resolveQueueBounds(value: unknown = {}): QueueBounds {
 }
 
 /** The options of each kind of spec: a limiter's other options (queue bounds, clock) come from the server. */
-const SPEC_KEYS = { rate: ['rate', 'periodMs', 'burst', 'store', 'key'], maxCalls: ['maxCalls', 'periodMs', 'store', 'key'], concurrency: ['concurrency'] };
+const SPEC_KEYS = {
+  rate: ['rate', 'periodMs', 'burst', 'store', 'key'],
+  maxCalls: ['maxCalls', 'periodMs', 'store', 'key'],
+  concurrency: ['concurrency'],
+  adaptive: ['adaptive'],
+};
 
 function build(name: string, spec: Exclude<LimitSpec, KeyedLimitSpec>, queue: QueueBounds, store: LimiterStore | undefined): AnyLimiter {
-  if (spec instanceof TokenBucket || spec instanceof FixedWindow || spec instanceof ConcurrencyLimit) return spec;
+  if (isLimiter(spec)) return spec;
   if (spec === null || typeof spec !== 'object') throw new TypeError(`limits.${name} must be a limit spec object or a limiter, got ${String(spec)}`);
-  const kinds = (['rate', 'maxCalls', 'concurrency'] as const).filter((k) => k in spec);
+  const kinds = (['rate', 'maxCalls', 'concurrency', 'adaptive'] as const).filter((k) => k in spec);
   // Without a kind, a misspelt one is the likeliest cause: suggest it from every kind's options.
   if (kinds.length === 0) knownOptions(`limits.${name}`, spec, [...new Set(Object.values(SPEC_KEYS).flat())]);
-  if (kinds.length !== 1) throw new TypeError(`limits.${name} must have exactly one of rate, maxCalls or concurrency`);
+  if (kinds.length !== 1) throw new TypeError(`limits.${name} must have exactly one of rate, maxCalls, concurrency or adaptive`);
   knownOptions(`limits.${name}`, spec, SPEC_KEYS[kinds[0]!]);
   const bounds = {
     ...(queue.maxQueued !== undefined ? { maxQueued: queue.maxQueued } : {}),
     ...(queue.maxWaitMs !== undefined ? { maxWaitMs: queue.maxWaitMs } : {}),
   };
+  if ('adaptive' in spec) {
+    const settings = spec.adaptive === true ? {} : knownOptions(`limits.${name}.adaptive`, spec.adaptive, ADAPTIVE_SETTINGS);
+    return named(name, () => new AdaptiveConcurrencyLimit({ ...settings, ...bounds }));
+  }
   const where = 'concurrency' in spec || (spec.store ?? store) === undefined ? {} : { store: spec.store ?? store, key: spec.key ?? name };
-  try {
+  return named(name, () => {
     if ('rate' in spec) return new TokenBucket({ ...spec, ...bounds, ...where });
     if ('maxCalls' in spec) return new FixedWindow({ ...spec, ...bounds, ...where });
     return new ConcurrencyLimit({ max: spec.concurrency, ...bounds });
+  });
+}
+
+/** True for a limiter object given as a spec. */
+function isLimiter(spec: unknown): spec is AnyLimiter {
+  return spec instanceof TokenBucket || spec instanceof FixedWindow || spec instanceof ConcurrencyLimit || spec instanceof AdaptiveConcurrencyLimit;
+}
+
+/** Builds a limit, with its errors naming `limits.<name>`. */
+function named<L>(name: string, build: () => L): L {
+  try {
+    return build();
   } catch (error) {
     if (error instanceof RangeError) throw new RangeError(`limits.${name}: ${error.message}`, { cause: error });
     if (error instanceof TypeError) throw new TypeError(`limits.${name}: ${error.message}`, { cause: error });
@@ -124,27 +153,20 @@ function buildKeyed(name: string, spec: Record<string, unknown>, queue: QueueBou
   knownOptions(`limits.${name}`, spec, KEYED_OPTIONS, KEYED_RENAMED);
   const perKey = resolveCallKeySpec(`limits.${name}.perKey`, spec.perKey);
   const { perKey: _perKey, ...options } = spec;
-  try {
-    const limiter = new KeyedTokenBucket({
-      ...(options as { rate: number }),
-      ...(queue.maxQueued !== undefined ? { maxQueued: queue.maxQueued } : {}),
-      ...(queue.maxWaitMs !== undefined ? { maxWaitMs: queue.maxWaitMs } : {}),
-    });
-    return { limiter, perKey };
-  } catch (error) {
-    if (error instanceof RangeError) throw new RangeError(`limits.${name}: ${error.message}`, { cause: error });
-    if (error instanceof TypeError) throw new TypeError(`limits.${name}: ${error.message}`, { cause: error });
-    throw error;
-  }
+  const limiter = named(
+    name,
+    () =>
+      new KeyedTokenBucket({
+        ...(options as { rate: number }),
+        ...(queue.maxQueued !== undefined ? { maxQueued: queue.maxQueued } : {}),
+        ...(queue.maxWaitMs !== undefined ? { maxWaitMs: queue.maxWaitMs } : {}),
+      }),
+  );
+  return { limiter, perKey };
 }
 
 function isKeyedSpec(spec: unknown): spec is Record<string, unknown> {
-  return (
-    spec !== null &&
-    typeof spec === 'object' &&
-    !(spec instanceof TokenBucket || spec instanceof FixedWindow || spec instanceof ConcurrencyLimit) &&
-    'perKey' in spec
-  );
+  return spec !== null && typeof spec === 'object' && !isLimiter(spec) && 'perKey' in spec;
 }
 
 /** A method's limit: one limiter, or a per-key limit (whose limiter takes the key with every call). */

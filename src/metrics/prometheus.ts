@@ -9,6 +9,7 @@
 import { Registry, type Metric, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import { QUEUE_REFUSAL_REASONS, type RefusalCounts, type RefusalReason } from '../errors.js';
 import type { AnyLimiter } from '../limiters/attach.js';
+import { PermitLimit } from '../limiters/concurrency-limit.js';
 
 /** What prom-client's registry reads from a metric (its own type also asks for a collect()). */
 type Values = Omit<MetricObjectWithValues<MetricValue<string>>, 'collect'>;
@@ -67,7 +68,8 @@ export function refusalValues(limit: string, refused: RefusalCounts): MetricValu
 /**
  * Registers, for each named limiter, `<prefix>admitted_total`, `<prefix>refused_total{reason}`,
  * `<prefix>queued` and the histogram `<prefix>wait_seconds` (every admission; the ones admitted at
- * once fall in the first bucket); for limits held in a distributed store also
+ * once fall in the first bucket); for concurrency limits `<prefix>concurrency_limit`, the limit in
+ * force (an adaptive limit's current value); for limits held in a distributed store also
  * `<prefix>store_round_trips_total`, `_errors_total`, `_incidents_total`, `store_down`,
  * `store_admitted_without_store_total{policy}` and `store_tokens_lapsed_total`. Returns the
  * registry; `await registry.metrics()` is the text.
@@ -111,6 +113,11 @@ export function limiterMetrics(limiters: Record<string, AnyLimiter> | (() => Rec
         const buckets = s.waitHistogram.map((b) => ({ le: b.leMs / 1000, count: (cumulative += b.count) }));
         return histogramValues(`${prefix}wait_seconds`, { limit }, buckets, s.waitMsTotal / 1000, s.admitted);
       }),
+    ),
+  );
+  add(
+    new CollectedMetric(`${prefix}concurrency_limit`, 'The concurrency limit in force now (an adaptive limit moves it), all threads.', 'gauge', () =>
+      each((limit, l) => (l instanceof PermitLimit ? [{ labels: { limit }, value: l.limit }] : [])),
     ),
   );
   if (Object.values(current()).some((l) => l.store !== undefined)) addStoreMetrics(add, prefix, current);

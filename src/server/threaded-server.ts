@@ -13,6 +13,7 @@ import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { isOverloadError, overloadMessage } from '../errors.js';
 import type { AnyLimiter } from '../limiters/attach.js';
+import { PermitLimit } from '../limiters/concurrency-limit.js';
 import { applicationExceptionFrame, ExceptionType } from '../thrift/application-exception.js';
 import { readMessageHeader, type MessageHeader } from '../thrift/message-header.js';
 import { serviceMethods, type ServiceMethods, type ServiceModule } from '../thrift/service-methods.js';
@@ -238,15 +239,23 @@ export class ThreadedServer {
   }
 
   /**
-   * Counters since start, plus the number of calls waiting now; with `fairness`, the fair queues'
-   * counters by priority level (summed over the limits).
+   * Counters since start, plus the number of calls waiting now and the limit in force of each
+   * concurrency limit (an adaptive one's current value), by configured name; with `fairness`, the
+   * fair queues' counters by priority level (summed over the limits).
    */
-  stats(): ServerStatsSnapshot & { lateReplies: number; queued: number; running: number; levels?: Record<string, LevelStats> } {
+  stats(): ServerStatsSnapshot & {
+    lateReplies: number;
+    queued: number;
+    running: number;
+    concurrencyLimits: Record<string, number>;
+    levels?: Record<string, LevelStats>;
+  } {
     const snapshot = {
       ...this.stats_.snapshot(),
       lateReplies: this.dispatcher?.lateReplies ?? 0,
       queued: this.limits.queued() + (this.fair?.uncounted() ?? 0),
       running: this.dispatcher?.outstanding ?? 0,
+      concurrencyLimits: Object.fromEntries(this.limits.entries().flatMap(([name, l]) => (l instanceof PermitLimit ? [[name, l.limit]] : []))),
     };
     return this.fair === undefined ? snapshot : { ...snapshot, levels: this.fair.levels() };
   }

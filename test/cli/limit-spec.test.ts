@@ -8,6 +8,9 @@ describe('--limit METHOD=SPEC', () => {
     ['report=600/min,window', ['report', { maxCalls: 600, periodMs: 60_000 }]],
     ['slow=2.5/1500ms', ['slow', { rate: 2.5, periodMs: 1500 }]],
     ['export=concurrency=4', ['export', { concurrency: 4 }]],
+    ['work=adaptive', ['work', { adaptive: {} }]],
+    ['work=adaptive,min=2,max=200', ['work', { adaptive: { minLimit: 2, maxLimit: 200 } }]],
+    ['work=adaptive,initial=8,max=50', ['work', { adaptive: { initialLimit: 8, maxLimit: 50 } }]],
     ['add=10/s,per=address', ['add', { rate: 10, periodMs: 1000, perKey: 'address' }]],
     ['add=10/s,per=connection', ['add', { rate: 10, periodMs: 1000, perKey: 'connection' }]],
     ['*=100/s,per=method', ['*', { rate: 100, periodMs: 1000, perKey: 'method' }]],
@@ -30,6 +33,8 @@ describe('--limit METHOD=SPEC', () => {
     ['add=10/s,per=address,capacity=100', /--limit "add=10\/s,per=address,capacity=100": capacity=N was renamed slots=N/],
     ['add=10/min,window,per=address', /a per-key limit is a token bucket, not a fixed window/],
     ['add=concurrency=2,per=address', /takes no other settings/],
+    ['work=adaptive,burst=2', /unknown setting 'burst=2' of an adaptive limit \(min=N, max=N or initial=N\)/],
+    ['work=adaptive,min=x', /unknown setting 'min=x'/],
   ])('rejects %s naming the flag', (text, message) => {
     expect(() => parseLimit(text)).toThrow(RangeError);
     expect(() => parseLimit(text)).toThrow(message);
