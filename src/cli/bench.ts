@@ -8,9 +8,9 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseFlags } from './args.js';
 
-const SUITES = ['core', 'server'] as const;
+const SUITES = ['core', 'server', 'adaptive'] as const;
 
-const HELP = `usage: thrift-queue-limiter bench [--quick] [--suite core|server] [--out DIR]
+const HELP = `usage: thrift-queue-limiter bench [--quick] [--suite core|server|adaptive] [--out DIR]
 
 Runs the benchmark suites with peers side by side in the same run and writes Markdown reports and
 SVG charts (default: bench/results/). --quick runs every suite for a few seconds: a check that

@@ -20,7 +20,7 @@ commands:
       Multi-threaded Thrift server with queueing limits (see serve --help).
   load --service FILE --method NAME --port N (--rate 2000/s | --concurrency 64) [--duration 10s] ...
       Thrift load generator: throughput, HDR latency percentiles, errors by kind (see load --help).
-  bench [--quick] [--suite core|server] [--out DIR]
+  bench [--quick] [--suite core|server|adaptive] [--out DIR]
       Benchmark suites with peers side by side; Markdown reports and SVG charts in bench/results/
       (needs a source checkout: the suites and their peer libraries are not in the npm package).
 

@@ -31,7 +31,14 @@ describe('thrift-queue-limiter bench --quick', () => {
     ]) {
       expect(server).toContain(section);
     }
-    for (const chart of ['server-limited-rate.svg', 'server-limited-wait.svg', 'server-throughput.svg']) {
+    const adaptive = readFileSync(join(out, 'adaptive.md'), 'utf8');
+    expect(adaptive).toMatch(/^# Adaptive concurrency benchmark.*QUICK/);
+    for (const section of ['## Throughput and downstream latency, side by side', '## The adaptive limit', '## Targets', '## Charts']) {
+      expect(adaptive).toContain(section);
+    }
+    for (const subject of ['no limit', 'static limit too high', 'static limit too low', 'adaptive: AdaptiveConcurrencyLimit'])
+      expect(adaptive).toContain(subject);
+    for (const chart of ['server-limited-rate.svg', 'server-limited-wait.svg', 'server-throughput.svg', 'adaptive-limit.svg', 'adaptive-latency.svg']) {
       expect(existsSync(join(out, chart)), chart).toBe(true);
       const svg = readFileSync(join(out, chart), 'utf8');
       expect(svg.startsWith('<svg xmlns="http://www.w3.org/2000/svg"')).toBe(true);
