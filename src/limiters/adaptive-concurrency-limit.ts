@@ -41,19 +41,19 @@
  * - **One update per window**: only the thread whose CAS moves WINDOW_START from the value it read
  *   updates, and the next window cannot close before `windowMs` later; a window's update moves
  *   LIMIT once (to the new estimate, or to minLimit when a measurement starts), so LIMIT changes
- *   at most once per `windowMs`. The updater writes only if
- *   WINDOW_START still holds its own time, so a thread suspended for a whole window between its
- *   election and its write cannot overwrite a newer window's limit (short of being suspended
- *   between that check and the write itself: then its limit, one window old, stands until the
- *   next window).
+ *   at most once per `windowMs`. The updater writes only if WINDOW_START still holds its own time,
+ *   so a thread suspended for a whole window between its election and its write cannot overwrite
+ *   a newer window's limit (short of being suspended between that check and the write itself:
+ *   then its limit, one window old, stands until the next window).
  * - **No-load samples ran at no load**: a measurement first lowers LIMIT to minLimit, then sets
  *   PHASE to draining. The first thread that sees AVAILABLE ≥ 0 while draining (every held permit,
  *   older ones included, now fits within minLimit) switches to measuring and only then writes
  *   PROBE_START, a clock time read after that observation; until then PROBE_START is INT64 max
- *   and nothing counts. A call's admission time is read before the atomic step that admits it, so
- *   a sample with admission time ≥ PROBE_START was admitted after the drain, and at most minLimit
- *   permits were held from then until the measurement ends (PHASE goes back to normal before the
- *   limit is raised; a release that still saw "measuring" completed before the raise).
+ *   and nothing counts. A call's admission time is read before it is admitted (before the fast
+ *   path's CAS, or before its queue takes the permits granted to it), so a sample whose admission
+ *   time is ≥ PROBE_START started after the drain, and from then until the measurement ends at
+ *   most minLimit permits were held (PHASE goes back to normal before the limit is raised; a
+ *   release that still saw "measuring" had its latency read before it looked).
  *
  * A window needs at least `minSamples` samples and `windowMs`; with no releases nothing changes
  * (there is nothing to learn). Permits taken with `tryAcquire` have no permit object, so they give
