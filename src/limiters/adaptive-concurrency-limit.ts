@@ -185,8 +185,8 @@ export class AdaptiveConcurrencyLimit extends PermitLimit {
     return true;
   }
 
-  /** @internal The queue's admission, at `now` read before it. */
-  override take(now: Nanos, n: number): boolean {
+  /** The queue's admission, at `now` read before it. */
+  protected override take(now: Nanos, n: number): boolean {
     if (!super.take(now, n)) return false;
     this.admittedAt = now;
     return true;
