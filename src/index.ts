@@ -17,11 +17,14 @@ export type {
   AcquireOptions,
   AdaptiveConcurrencyLimitOptions,
   ConcurrencyLimitOptions,
+  ConcurrencySetting,
   FixedWindowOptions,
+  FixedWindowSetting,
   QueueOptions,
   RateLimiterOptions,
   StoreOptions,
   TokenBucketOptions,
+  TokenBucketSetting,
 } from './options.js';
 export { createRedisStore, RedisStore, StoreConnectionError } from './stores/redis-store.js';
 export type { RedisStoreOptions } from './stores/redis-store-options.js';

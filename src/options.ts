@@ -153,7 +153,22 @@ export function resolveQueue(o: Record<string, unknown>): ResolvedQueueOptions {
 }
 
 /** Token bucket options resolved: the emission interval is what the algorithm works with. */
-export interface ResolvedTokenBucketOptions extends ResolvedQueueOptions, ResolvedStoreOptions {
+export interface ResolvedTokenBucketOptions extends ResolvedQueueOptions, ResolvedStoreOptions, ResolvedTokenBucketSetting {}
+
+const TOKEN_BUCKET_KEYS = ['rate', 'periodMs', 'burst', ...QUEUE_KEYS, ...STORE_KEYS];
+
+/** A token bucket's limit, as `TokenBucket.setLimit` takes it: the constructor's options and defaults. */
+export interface TokenBucketSetting {
+  /** Tokens earned per period; may be fractional. */
+  rate: number;
+  /** Length of the period `rate` refers to, in milliseconds. Default 1000. */
+  periodMs?: number;
+  /** Bucket size. Default: `ceil(rate)`. */
+  burst?: number;
+}
+
+/** A token bucket's limit after defaults and validation. */
+export interface ResolvedTokenBucketSetting {
   rate: number;
   periodMs: number;
   burst: number;
@@ -164,37 +179,79 @@ export interface ResolvedTokenBucketOptions extends ResolvedQueueOptions, Resolv
   intervalNs: bigint;
 }
 
-const TOKEN_BUCKET_KEYS = ['rate', 'periodMs', 'burst', ...QUEUE_KEYS, ...STORE_KEYS];
+/**
+ * Longest span of a token bucket, burst × interval (2^52 ns, 52 days): its state word keeps time in
+ * 56 bits beside an 8-bit version tag (token-bucket.ts), and a change of the limit may carry a debt
+ * of one span over.
+ */
+const MAX_BUCKET_SPAN_NS = 2n ** 52n;
 
-/** Validates and completes {@link TokenBucketOptions}. */
-export function resolveTokenBucketOptions(options: unknown): ResolvedTokenBucketOptions {
-  const o = knownOptions('TokenBucket options', options, TOKEN_BUCKET_KEYS);
+function resolveTokenBucketLimit(o: Record<string, unknown>): ResolvedTokenBucketSetting {
   if (o.rate === undefined) throw new TypeError('rate is required (tokens per periodMs)');
   const rate = positive('rate', o.rate);
   const periodMs = resolvePeriod(o.periodMs);
   const burst = o.burst === undefined ? Math.max(1, Math.ceil(rate)) : wholeNumber('burst', o.burst, 1);
-  const interval = tokenInterval('rate', rate, periodMs, 1e6, 'nanosecond');
-  return { ...resolveQueue(o), ...resolveStore(o), rate, periodMs, burst, intervalNs: BigInt(interval) };
+  const intervalNs = BigInt(tokenInterval('rate', rate, periodMs, 1e6, 'nanosecond'));
+  if (intervalNs * BigInt(burst) > MAX_BUCKET_SPAN_NS) {
+    throw new RangeError(
+      `burst ${burst} at rate ${rate} per periodMs ${periodMs} takes more than 2^52 ns (52 days) to refill: too long for the bucket's clock`,
+    );
+  }
+  return { rate, periodMs, burst, intervalNs };
+}
+
+/** Validates and completes {@link TokenBucketOptions}. */
+export function resolveTokenBucketOptions(options: unknown): ResolvedTokenBucketOptions {
+  const o = knownOptions('TokenBucket options', options, TOKEN_BUCKET_KEYS);
+  return { ...resolveQueue(o), ...resolveStore(o), ...resolveTokenBucketLimit(o) };
+}
+
+/** Validates and completes a {@link TokenBucketSetting}, with the constructor's checks and defaults. */
+export function resolveTokenBucketSetting(setting: unknown): ResolvedTokenBucketSetting {
+  return resolveTokenBucketLimit(knownOptions('TokenBucket.setLimit options', setting, ['rate', 'periodMs', 'burst']));
 }
 
 /** Fixed window options resolved. */
-export interface ResolvedFixedWindowOptions extends ResolvedQueueOptions, ResolvedStoreOptions {
+export interface ResolvedFixedWindowOptions extends ResolvedQueueOptions, ResolvedStoreOptions, ResolvedFixedWindowSetting {}
+
+const FIXED_WINDOW_KEYS = ['maxCalls', 'periodMs', ...QUEUE_KEYS, ...STORE_KEYS];
+
+/** A fixed window's limit, as `FixedWindow.setLimit` takes it: the constructor's options and defaults. */
+export interface FixedWindowSetting {
+  /** Calls admitted per window. */
+  maxCalls: number;
+  /** Window length in milliseconds. Default 1000. */
+  periodMs?: number;
+}
+
+/** A fixed window's limit after defaults and validation. */
+export interface ResolvedFixedWindowSetting {
   maxCalls: number;
   periodMs: number;
   periodNs: bigint;
 }
 
-const FIXED_WINDOW_KEYS = ['maxCalls', 'periodMs', ...QUEUE_KEYS, ...STORE_KEYS];
+/** Most calls per window: the count shares its 32 bits of the state word with an 8-bit version tag (fixed-window.ts). */
+const MAX_WINDOW_CALLS = 2 ** 24 - 1;
+
+function resolveFixedWindowLimit(o: Record<string, unknown>): ResolvedFixedWindowSetting {
+  if (o.maxCalls === undefined) throw new TypeError('maxCalls is required');
+  const maxCalls = wholeNumber('maxCalls', o.maxCalls, 1, MAX_WINDOW_CALLS);
+  const periodMs = resolvePeriod(o.periodMs);
+  const periodNs = Math.round(periodMs * 1e6);
+  if (!Number.isSafeInteger(periodNs)) throw new RangeError(`periodMs must be at most 9e9, got ${periodMs}`);
+  return { maxCalls, periodMs, periodNs: BigInt(periodNs) };
+}
 
 /** Validates and completes {@link FixedWindowOptions}. */
 export function resolveFixedWindowOptions(options: unknown): ResolvedFixedWindowOptions {
   const o = knownOptions('FixedWindow options', options, FIXED_WINDOW_KEYS);
-  if (o.maxCalls === undefined) throw new TypeError('maxCalls is required');
-  const maxCalls = wholeNumber('maxCalls', o.maxCalls, 1);
-  const periodMs = resolvePeriod(o.periodMs);
-  const periodNs = Math.round(periodMs * 1e6);
-  if (!Number.isSafeInteger(periodNs)) throw new RangeError(`periodMs must be at most 9e9, got ${periodMs}`);
-  return { ...resolveQueue(o), ...resolveStore(o), maxCalls, periodMs, periodNs: BigInt(periodNs) };
+  return { ...resolveQueue(o), ...resolveStore(o), ...resolveFixedWindowLimit(o) };
+}
+
+/** Validates and completes a {@link FixedWindowSetting}, with the constructor's checks and defaults. */
+export function resolveFixedWindowSetting(setting: unknown): ResolvedFixedWindowSetting {
+  return resolveFixedWindowLimit(knownOptions('FixedWindow.setLimit options', setting, ['maxCalls', 'periodMs']));
 }
 
 /** Concurrency limit options resolved. */
@@ -204,11 +261,26 @@ export interface ResolvedConcurrencyLimitOptions extends ResolvedQueueOptions {
 
 const CONCURRENCY_LIMIT_KEYS = ['max', ...QUEUE_KEYS];
 
+/** A concurrency limit's limit, as `ConcurrencyLimit.setLimit` takes it. */
+export interface ConcurrencySetting {
+  /** Most permits held at once. */
+  max: number;
+}
+
 /** Validates and completes {@link ConcurrencyLimitOptions}. */
 export function resolveConcurrencyLimitOptions(options: unknown): ResolvedConcurrencyLimitOptions {
   const o = knownOptions('ConcurrencyLimit options', options, CONCURRENCY_LIMIT_KEYS);
+  return { ...resolveQueue(o), ...resolveConcurrencyMax(o) };
+}
+
+function resolveConcurrencyMax(o: Record<string, unknown>): ConcurrencySetting {
   if (o.max === undefined) throw new TypeError('max is required');
-  return { ...resolveQueue(o), max: wholeNumber('max', o.max, 1) };
+  return { max: wholeNumber('max', o.max, 1) };
+}
+
+/** Validates a {@link ConcurrencySetting}, with the constructor's checks. */
+export function resolveConcurrencySetting(setting: unknown): ConcurrencySetting {
+  return resolveConcurrencyMax(knownOptions('ConcurrencyLimit.setLimit options', setting, ['max']));
 }
 
 /**

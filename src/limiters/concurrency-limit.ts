@@ -33,7 +33,9 @@ import type { Clock, Nanos } from '../clock.js';
 import {
   checkCount,
   resolveConcurrencyLimitOptions,
+  resolveConcurrencySetting,
   type ConcurrencyLimitOptions,
+  type ConcurrencySetting,
   type ResolvedConcurrencyLimitOptions,
   type ResolvedQueueOptions,
 } from '../options.js';
@@ -299,12 +301,8 @@ export abstract class PermitLimit extends Limiter {
   }
 }
 
-/** A limit on calls in flight at once, shared by every thread. */
+/** A limit on calls in flight at once, shared by every thread; `setLimit` changes it for all. */
 export class ConcurrencyLimit extends PermitLimit {
-  /** Most permits held at once. */
-  readonly max: number;
-  /** Same as {@link max}: the most one call may ask for. */
-  readonly capacity: number;
   protected readonly kind = 'concurrency' as const;
 
   /**
@@ -317,8 +315,31 @@ export class ConcurrencyLimit extends PermitLimit {
   constructor(options: ConcurrencyLimitOptions, attach?: AttachContext) {
     const o: ResolvedConcurrencyLimitOptions = resolveConcurrencyLimitOptions(options);
     super('concurrency', o, o.max, attach);
-    this.max = o.max;
-    this.capacity = o.max;
+  }
+
+  /** Most permits held at once (now: the latest `setLimit` in any thread). */
+  get max(): number {
+    return this.limit;
+  }
+
+  /** Same as {@link max}: the most one call may ask for. */
+  get capacity(): number {
+    return this.limit;
+  }
+
+  /**
+   * Changes the limit for every thread sharing it, at once (see {@link PermitLimit.changeLimit}):
+   * a raise grants the room to the oldest waiting calls of every thread at once; a lower max lets
+   * the permits held finish and admits no one until fewer than the new max are held. A waiting
+   * call asking for more permits than the new max waits until it is raised again (or its wait
+   * bound refuses it).
+   * @throws TypeError | RangeError naming the invalid option; nothing changes then.
+   */
+  setLimit(setting: ConcurrencySetting): void {
+    const { max } = resolveConcurrencySetting(setting);
+    // Another thread's change between the read and the CAS: move from its limit instead.
+    let from = this.limit;
+    while (!this.changeLimit(from, max)) from = this.limit;
   }
 
   /** Rebuilds, in this thread, the concurrency limit `descriptor` came from; see `TokenBucket.attach`. */

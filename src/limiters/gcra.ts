@@ -46,3 +46,35 @@ export function gcraTake(i64: BigInt64Array, index: number, now: Nanos, cost: bi
 export function gcraReadyAt(tat: Nanos, tokens: number, interval: bigint, tolerance: bigint): Nanos {
   return tat + BigInt(tokens) * interval - tolerance;
 }
+
+/**
+ * The debt (TAT − now, ns; 0 for a full bucket) a bucket of interval T and burst b has after its
+ * limit changes to T', b' at the instant its debt is `debt`: the conversion a change applies, in
+ * the same compare-and-swap that installs T' and b' (token-bucket.ts).
+ *
+ * The change must not let any interval see more admissions than the larger of the two bounds,
+ * b + L/T and b' + L/T'. Take an interval [t − A, t + C] around the change at t, with D the debt
+ * before and D' after. GCRA before the change admitted at most (D + A)/T in [t − A, t] (every
+ * admission moved TAT on by T, and TAT ≤ t + D), and admits at most b' + C/T' − D'/T' in
+ * [t, t + C]. So the interval sees at most
+ *
+ *     A/T + C/T' + b' + D/T − D'/T'.
+ *
+ * - Rate raised or kept (T' ≤ T): keep the tokens *missing*, D'/T' ≥ D/T. The sum is then at most
+ *   b' + A/T + C/T' ≤ b' + (A + C)/T', the new bound. Keeping the tokens *available* instead
+ *   (x/time/rate's choice) would break it: a bucket just emptied at the old burst could at once
+ *   spend a larger new rate's tokens on top, over both bounds for short intervals.
+ * - Rate lowered (T' > T): keep the tokens *available*, at most the new burst: b' − D'/T' ≤
+ *   b − D/T. The sum is then at most b + A/T + C/T' ≤ b + (A + C)/T, the old bound.
+ *
+ * Either way a call waiting when the limit is raised is released as soon as the new bucket holds
+ * its tokens: at once where the new burst allows. Debts are rounded up: a larger debt can only
+ * admit fewer calls. The result is at most max(b·T, b'·T'), so it stays within a token bucket's
+ * bounded span.
+ */
+export function gcraConvertDebt(debt: bigint, interval: bigint, burst: number, newInterval: bigint, newBurst: number): bigint {
+  const missing = (debt * newInterval + interval - 1n) / interval; // the missing tokens, priced at T'
+  if (newInterval <= interval) return missing;
+  const kept = BigInt(newBurst - burst) * newInterval + missing; // (b' − available) · T'
+  return kept > 0n ? kept : 0n;
+}

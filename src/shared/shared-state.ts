@@ -21,12 +21,18 @@
  *                        limit is still exceeded by permits taken before (concurrency limits only)
  * 24  i32 TICKET         last waiting ticket handed out (concurrency limits only; wraps)
  * 28  i32 LIMIT          the concurrency limit now (concurrency limits only)
- * 32  i64 STATE          the algorithm's word: token bucket TAT, fixed window (window << 32 | count)
- * 40  i64 EPOCH          clock reading the fixed windows are counted from
- * 48  16 bytes unused
+ * 32  i64 STATE          the algorithm's word: token bucket (tag, TAT), fixed window (window, tag, count)
+ * 40  8 bytes unused
+ * 48  i32 WRITER         threadId + 1 of the thread changing the limit's settings (setLimit), 0 when none
+ * 52  i32 LIMIT_SIGNAL   bumped and notified after every change of the settings (setLimit)
+ * 56  8 bytes unused
  * 64  i64 metrics, counted by every thread: ADMITTED, REFUSED_* by reason, WAITED (calls that
  *     waited), WAIT_NS_TOTAL, and WAIT_HISTOGRAM, WAIT_BUCKETS log2 buckets of milliseconds
- * 256 thread table: SLOT_COUNT rows of 64 bytes (one cache line each), fields below
+ * 248 8 bytes unused
+ * 256 PARAMS: two settings records of PARAMS_WORDS 64-bit words (rate limits: which one is current
+ *     is told by the tag in STATE; token-bucket.ts and fixed-window.ts name their fields)
+ * 352 32 bytes unused, so the thread table starts on a cache line
+ * 384 thread table: SLOT_COUNT rows of 64 bytes (one cache line each), fields below
  * then, for kinds that have one, the algorithm's own region of ALGORITHM_REGION_BYTES (the adaptive
  *     concurrency limit's words: AdaptiveLayout, documented in adaptive-concurrency-limit.ts)
  * ```
@@ -66,17 +72,19 @@ const MAGIC = 0x314c5154; // 'TQL1'
 /** Buckets of the wait histogram: ≤ 1, 2, 4, … 32 768 ms, then longer. */
 export const WAIT_BUCKETS = 17;
 
+/** 64-bit words of one settings record. */
+export const PARAMS_WORDS = 6;
+
 /**
  * The header of a limiter's buffer. The metrics are 64-bit counters: at millions of calls per
  * second a 32-bit one would wrap within the hour. WAIT_HISTOGRAM is WAIT_BUCKETS words: bucket k
  * counts waits ≤ 2^k ms (k = 0..WAIT_BUCKETS − 2), the last all longer.
  */
 export const LimiterLayout = defineLayout('limiter header', {
-  BYTES: 256,
-  I32: { MAGIC: 0, KIND: 1, SLOT_COUNT: 2, QUEUED_CALLS: 3, QUEUED_TOKENS: 4, AVAILABLE: 5, TICKET: 6, LIMIT: 7 },
+  BYTES: 384,
+  I32: { MAGIC: 0, KIND: 1, SLOT_COUNT: 2, QUEUED_CALLS: 3, QUEUED_TOKENS: 4, AVAILABLE: 5, TICKET: 6, LIMIT: 7, WRITER: 12, LIMIT_SIGNAL: 13 },
   I64: {
     STATE: 4,
-    EPOCH: 5,
     ADMITTED: 8,
     REFUSED_QUEUE_FULL: 9,
     REFUSED_TIMEOUT: 10,
@@ -84,9 +92,15 @@ export const LimiterLayout = defineLayout('limiter header', {
     WAITED: 12,
     WAIT_NS_TOTAL: 13,
     WAIT_HISTOGRAM: 14,
+    PARAMS: 32,
   },
-  SPANS: { WAIT_HISTOGRAM: WAIT_BUCKETS },
+  SPANS: { WAIT_HISTOGRAM: WAIT_BUCKETS, PARAMS: 2 * PARAMS_WORDS },
 });
+
+/** BigInt64 (and Float64) index of field `field` of settings record `record` (0 or 1). */
+export function paramsIndex(record: number, field: number): number {
+  return LimiterLayout.I64.PARAMS + record * PARAMS_WORDS + field;
+}
 
 /** One row of a limiter's thread table (fields described at the top of this module). */
 export const LimiterRowLayout = defineLayout('limiter thread-table row', {
@@ -124,6 +138,8 @@ export class SharedState {
   readonly i32: Int32Array;
   /** BigInt64 view: the algorithm's 64-bit state words. */
   readonly i64: BigInt64Array;
+  /** Float64 view: the fractional settings of the settings records (rate, periodMs). */
+  readonly f64: Float64Array;
   /** Rows in the thread table. */
   readonly slotCount: number;
   /** Byte offset of the algorithm's own region (after the thread table; 64-byte aligned). */
@@ -133,6 +149,7 @@ export class SharedState {
     this.buffer = buffer;
     this.i32 = new Int32Array(buffer);
     this.i64 = new BigInt64Array(buffer);
+    this.f64 = new Float64Array(buffer);
     this.slotCount = this.i32[LimiterLayout.I32.SLOT_COUNT]!;
     this.regionByte = LimiterLayout.BYTES + this.slotCount * LimiterRowLayout.BYTES;
   }
@@ -212,6 +229,9 @@ export class SharedState {
       result.queuedCalls += drained.queuedCalls;
       Atomics.store(this.i32, this.row(slot, LimiterRowLayout.I32.OWNER), 0);
     }
+    // A thread that died while changing the limit must not keep every later change waiting.
+    const writer = LimiterLayout.I32.WRITER;
+    if (Atomics.compareExchange(this.i32, writer, deadThreadId + 1, 0) === deadThreadId + 1) Atomics.notify(this.i32, writer);
     return result;
   }
 

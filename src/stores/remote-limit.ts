@@ -141,13 +141,13 @@ export class RemoteLimit {
   /** The store (this thread's instance). */
   readonly store: LimiterStore;
   readonly key: string;
-  private readonly spec: RemoteLimitSpec;
+  private spec: RemoteLimitSpec;
   private readonly buffer: SharedArrayBuffer;
   private readonly i32: Int32Array;
   private readonly i64: BigInt64Array;
   /** local-share: this process's interval between tokens, ns, and its bucket size. */
-  private readonly fallbackInterval: bigint;
-  private readonly fallbackBurst: number;
+  private fallbackInterval = 0n;
+  private fallbackBurst = 0;
   private readonly staleNs: bigint;
   private readonly retryNs: bigint;
   private waiting = false;
@@ -169,7 +169,7 @@ export class RemoteLimit {
     spec: RemoteLimitSpec,
     private readonly clock: Clock,
     private readonly demand: () => number,
-    private readonly capacity: number,
+    private capacity: number,
     buffer?: SharedArrayBuffer,
   ) {
     this.store = store;
@@ -188,12 +188,22 @@ export class RemoteLimit {
     this.buffer = buffer;
     this.i32 = new Int32Array(buffer);
     this.i64 = new BigInt64Array(buffer);
-    const processes = store.expectedProcesses;
+    this.setSpec(spec, capacity);
+    this.staleNs = BigInt(Math.ceil(store.timeoutMs * 2e6));
+    this.retryNs = BigInt(Math.ceil(Math.min(1000, Math.max(100, store.timeoutMs)) * 1e6));
+  }
+
+  /**
+   * The limit changed (`setLimit`): this thread's fetches ask under `spec` from now on, and the
+   * local share follows it. The store judges each fetch by the spec it comes with.
+   */
+  setSpec(spec: RemoteLimitSpec, capacity: number): void {
+    this.spec = spec;
+    this.capacity = capacity;
+    const processes = this.store.expectedProcesses;
     const intervalNs = spec.kind === 'token-bucket' ? spec.intervalUs * 1000 : (spec.periodMs * 1e6) / spec.maxCalls;
     this.fallbackInterval = BigInt(Math.max(1, Math.ceil(intervalNs * processes)));
     this.fallbackBurst = Math.max(1, Math.floor(capacity / processes));
-    this.staleNs = BigInt(Math.ceil(store.timeoutMs * 2e6));
-    this.retryNs = BigInt(Math.ceil(Math.min(1000, Math.max(100, store.timeoutMs)) * 1e6));
   }
 
   /** The plain-data description a worker thread attaches from. */

@@ -1,61 +1,10 @@
-import { Worker } from 'node:worker_threads';
 import { afterEach, describe, expect, test } from 'vitest';
 import { ConcurrencyLimit } from '../../src/limiters/concurrency-limit.js';
 import { TokenBucket } from '../../src/limiters/token-bucket.js';
-import type { WorkerJob } from '../fixtures/limiter-worker.js';
-import { fixture, mostInWindow, nextMessage, stalledMs, worstExcess, watchStalls, type Stall } from '../helpers.js';
+import { mostInWindow, nextMessage, stalledMs, worstExcess, watchStalls, type Stall } from '../helpers.js';
+import { runTogether, sortedStarts, spawn, stopLimiterWorkers } from '../limiter-workers.js';
 
-const workers: Worker[] = [];
-afterEach(async () => {
-  await Promise.all(workers.splice(0).map((w) => w.terminate()));
-});
-
-function spawn(job: WorkerJob): Worker {
-  const worker = new Worker(fixture('limiter-worker'), { workerData: job });
-  workers.push(worker);
-  return worker;
-}
-
-/**
- * Starts `jobs` in as many workers, releases them together, waits for all to finish. Returns the
- * workers' extra messages (a deliberate stall's end) and each worker's event-loop stalls, in job order.
- */
-async function runTogether(jobs: WorkerJob[], timeoutMs: number): Promise<{ extra: { stallEnd?: bigint }[]; stalls: Stall[][] }> {
-  const go = new Int32Array(jobs[0]!.go!);
-  const spawned = jobs.map((job) => spawn(job));
-  await Promise.all(spawned.map((w) => nextMessage(w)));
-  const extra: { stallEnd?: bigint }[] = [];
-  const stalls: Stall[][] = jobs.map(() => []);
-  const finished = spawned.map(
-    (w, i) =>
-      new Promise<void>((resolve, reject) => {
-        w.on('message', (m: { done?: boolean; stallEnd?: bigint; stalls?: Stall[] }) => {
-          if (m.stallEnd) extra.push(m);
-          if (m.done) {
-            stalls[i] = m.stalls!;
-            resolve();
-          }
-        });
-        w.on('error', reject);
-      }),
-  );
-  Atomics.store(go, 0, 1);
-  Atomics.notify(go, 0);
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error('workers did not finish in time')), timeoutMs);
-  });
-  try {
-    await Promise.race([Promise.all(finished), deadline]);
-  } finally {
-    clearTimeout(timer);
-  }
-  return { extra, stalls };
-}
-
-function sortedStarts(buffer: SharedArrayBuffer): bigint[] {
-  return Array.from(new BigInt64Array(buffer)).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-}
+afterEach(stopLimiterWorkers);
 
 /**
  * Longest delay from a call's admission to its start, ns. Each call starts inside its task right

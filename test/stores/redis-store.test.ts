@@ -43,6 +43,17 @@ describe('Redis store: token bucket', () => {
     starts.forEach((t, i) => expect(i + 1).toBeLessThanOrEqual(10 + Math.floor((200 * (t + 5)) / 1000) + 1));
   });
 
+  it('setLimit applies to this process from its next fetch: the same 25 calls past the burst take 0.5 s at 50/s, then about 50 ms at 500/s', async () => {
+    const tb = new TokenBucket({ rate: 50, burst: 5, store: store(), key: 'changed' });
+    const slow = await burstOf(tb, 30);
+    expect(slow.at(-1)!).toBeGreaterThanOrEqual(490);
+    tb.setLimit({ rate: 500, burst: 5 });
+    expect(tb.rate).toBe(500);
+    const fast = await burstOf(tb, 30);
+    expect(fast.at(-1)!).toBeLessThan(250);
+    expect(tb.snapshot().store!.errors).toBe(0);
+  });
+
   it('keeps one key per limit, under the prefix with a hash tag, expiring once the bucket is full again', async () => {
     const s = store({ prefix: 'keys:' });
     const tb = new TokenBucket({ rate: 100, burst: 5, store: s, key: 'calc.add' });
