@@ -16,13 +16,13 @@
  * worker forever. A thread that did load posts `ready` with its heartbeat word, which it bumps on
  * a timer: a heartbeat that stops moving tells the I/O thread this thread's event loop is blocked.
  */
-import { parentPort, threadId, workerData } from 'node:worker_threads';
+import { BroadcastChannel, parentPort, threadId, workerData } from 'node:worker_threads';
 import { MethodLimits } from '../src/limits/method-limits.js';
 // Registers the Redis store, so limits held in Redis attach in this thread (see stores/store.ts).
 import '../src/stores/redis-store.js';
 import { guardHandler, runProcessor, type LoadedService, type Processor, type RunOptions } from '../src/thrift/run-processor.js';
 import { processorClass, serviceMethods, type ServiceModule } from '../src/thrift/service-methods.js';
-import type { HandlerContext, ThriftWorkerData, WorkerBatch, WorkerEvent, WorkerReplies } from '../src/server/batch.js';
+import type { HandlerContext, LimitsMessage, ThriftWorkerData, WorkerBatch, WorkerEvent, WorkerReplies } from '../src/server/batch.js';
 import type { ServiceModules } from '../src/server/server-options.js';
 import { HeartbeatLayout, packFrames, PROTOCOLS } from '../src/server/batch.js';
 
@@ -51,8 +51,28 @@ async function loadService(modules: ServiceModules, context: HandlerContext): Pr
   return { processor: new Processor(guardHandler(handler)) as Processor, methods };
 }
 
+const context: HandlerContext = { limiters: MethodLimits.attach(data.limiters), keyedLimiters: MethodLimits.attachKeyed(data.keyedLimiters ?? {}), threadId };
+
+// server.setLimits: the handlers' context follows the I/O thread's limiters, in place. A limiter
+// changed in place needs nothing here (its settings are in shared memory); new ones are attached,
+// retired ones dropped.
+let limitsVersion = 0;
+const limitsChannel = new BroadcastChannel(data.limitsChannel);
+limitsChannel.unref();
+limitsChannel.onmessage = (event: unknown): void => {
+  const m = (event as { data: LimitsMessage }).data;
+  if (m.version <= limitsVersion) return;
+  limitsVersion = m.version;
+  replaceAll(context.limiters, MethodLimits.attach(m.limiters));
+  replaceAll(context.keyedLimiters, MethodLimits.attachKeyed(m.keyedLimiters));
+};
+
+function replaceAll<T>(target: Record<string, T>, source: Record<string, T>): void {
+  for (const name of Object.keys(target)) if (!(name in source)) delete target[name];
+  Object.assign(target, source);
+}
+
 async function load(): Promise<RunOptions> {
-  const context: HandlerContext = { limiters: MethodLimits.attach(data.limiters), keyedLimiters: MethodLimits.attachKeyed(data.keyedLimiters ?? {}), threadId };
   const services = new Map<string, LoadedService>();
   for (const modules of data.services) services.set(modules.name, await loadService(modules, context));
   return { services, onHandlerError: (method, message) => pendingErrors.push(`${method}: ${message}`) };

@@ -10,9 +10,16 @@ import { ConcurrencyLimit } from '../limiters/concurrency-limit.js';
 import { FixedWindow } from '../limiters/fixed-window.js';
 import type { LimiterDescriptor } from '../limiters/limiter.js';
 import { TokenBucket } from '../limiters/token-bucket.js';
-import type { AdaptiveConcurrencyLimitOptions, QueueOptions, StoreOptions } from '../options.js';
+import {
+  resolveConcurrencySetting,
+  resolveFixedWindowSetting,
+  resolveTokenBucketSetting,
+  type AdaptiveConcurrencyLimitOptions,
+  type QueueOptions,
+  type StoreOptions,
+} from '../options.js';
 import type { LimiterStore } from '../stores/store.js';
-import { options as knownOptions, waitBound, wholeNumber } from '../validate.js';
+import { closest, options as knownOptions, waitBound, wholeNumber } from '../validate.js';
 import { resolveCallKeySpec, type PerKeySpec } from './call-key.js';
 
 /**
@@ -62,7 +69,7 @@ export interface KeyedLimitSpec<K = PerKeySpec> {
   overflowBurst?: number;
 }
 
-/** Limits by method name; the key '*' is the default. */
+/** Limits by method name; the key '*' is the default, and a name starting with '@' is a limit for handler code only. */
 export type LimitsConfig<K = PerKeySpec> = Record<string, LimitSpec<K>>;
 
 /** The limits `wrapHandler` takes: a per-key limit's key is a function of the method and its arguments. */
@@ -169,6 +176,105 @@ function isKeyedSpec(spec: unknown): spec is Record<string, unknown> {
   return spec !== null && typeof spec === 'object' && !isLimiter(spec) && 'perKey' in spec;
 }
 
+/** What {@link MethodLimits.update} did. */
+export interface LimitsUpdate {
+  /** One line per limit added, changed or removed, e.g. `add 50/s, burst 50 → 200/s, burst 200`. */
+  changes: string[];
+  /** Limits no longer used (replaced or removed): calls waiting on them must move to the current ones. */
+  retired: MethodLimit[];
+}
+
+/**
+ * The change of a limit to `spec` in place (its `setLimit`), validated now (so applying it cannot
+ * throw) and applied when called; undefined when the limit has to be built anew (another kind, a
+ * per-key limit, another store or key, a limiter object, an adaptive limit with other settings).
+ */
+function inPlace(name: string, limit: MethodLimit, was: LimitSpec<unknown>, spec: unknown, store: LimiterStore | undefined): (() => void) | undefined {
+  if (isKeyedLimit(limit) || isKeyedSpec(spec) || spec === null || typeof spec !== 'object') return undefined;
+  if (isLimiter(spec) || isLimiter(was)) return undefined;
+  const o = spec as Record<string, unknown>;
+  const w = was as Record<string, unknown>;
+  const sameStore = (o.store ?? store) === (w.store ?? store) && (o.key ?? name) === (w.key ?? name);
+  if (limit instanceof TokenBucket && 'rate' in o && !('maxCalls' in o) && !('concurrency' in o) && sameStore) {
+    knownOptions(`limits.${name}`, o, SPEC_KEYS.rate);
+    const setting = { rate: o.rate as number, periodMs: o.periodMs as number | undefined, burst: o.burst as number | undefined };
+    named(name, () => resolveTokenBucketSetting(setting));
+    return () => limit.setLimit(setting);
+  }
+  if (limit instanceof FixedWindow && 'maxCalls' in o && !('rate' in o) && !('concurrency' in o) && sameStore) {
+    knownOptions(`limits.${name}`, o, SPEC_KEYS.maxCalls);
+    const setting = { maxCalls: o.maxCalls as number, periodMs: o.periodMs as number | undefined };
+    named(name, () => resolveFixedWindowSetting(setting));
+    return () => limit.setLimit(setting);
+  }
+  if (limit instanceof ConcurrencyLimit && 'concurrency' in o && !('rate' in o) && !('maxCalls' in o)) {
+    knownOptions(`limits.${name}`, o, SPEC_KEYS.concurrency);
+    const setting = { max: o.concurrency as number };
+    named(name, () => resolveConcurrencySetting(setting));
+    return () => limit.setLimit(setting);
+  }
+  // An adaptive limit given the same settings keeps what it has learnt; other settings build anew.
+  if (limit instanceof AdaptiveConcurrencyLimit && 'adaptive' in o && JSON.stringify(o) === JSON.stringify(w)) return () => {};
+  return undefined;
+}
+
+/**
+ * True when two per-key specs are the same limit: rebuilding it would empty its table, and a key
+ * whose bucket was empty would start full again.
+ */
+function sameKeyedSpec(a: unknown, b: unknown): boolean {
+  if (!isKeyedSpec(a) || !isKeyedSpec(b)) return false;
+  const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
+  for (const key of keys) {
+    const x = a[key];
+    const y = b[key];
+    if (x === y) continue;
+    const fields = (v: unknown): unknown => (v !== null && typeof v === 'object' ? (v as { field?: unknown }).field : undefined);
+    if (key !== 'perKey' || fields(x) === undefined || fields(x) !== fields(y)) return false;
+  }
+  return true;
+}
+
+/** A period as a reader writes it: `s`, `min`, `h`, else ms. */
+function periodText(periodMs: number): string {
+  if (periodMs === 1000) return 's';
+  if (periodMs === 60_000) return 'min';
+  if (periodMs === 3_600_000) return 'h';
+  return `${periodMs}ms`;
+}
+
+/** A limit in one short line, e.g. `200/s, burst 10`, `600/min window`, `concurrency 4`. */
+export function describeLimit(limit: MethodLimit): string {
+  if (isKeyedLimit(limit)) {
+    const k = limit.limiter;
+    const per = typeof limit.perKey === 'function' ? 'function' : typeof limit.perKey === 'object' ? `field:${limit.perKey.field}` : limit.perKey;
+    return `${k.rate}/${periodText(k.periodMs)}, burst ${k.burst}, per ${per}`;
+  }
+  const stored = limit.store === undefined ? '' : ' (store)';
+  if (limit instanceof TokenBucket) return `${limit.rate}/${periodText(limit.periodMs)}, burst ${limit.burst}${stored}`;
+  if (limit instanceof FixedWindow) return `${limit.maxCalls}/${periodText(limit.periodMs)} window${stored}`;
+  if (limit instanceof AdaptiveConcurrencyLimit) return `adaptive concurrency ${limit.minLimit}..${limit.maxLimit}`;
+  return `concurrency ${limit.max}`;
+}
+
+/**
+ * Checks that every limit names a method the server has: `'*'`, a service's `Service:*`, one of
+ * `methods` (multiplexed ones as `Service:method`), or a name starting with `@`, which no method
+ * has: a limit only handler code uses (`context.limiters['@downstream']`).
+ * @throws RangeError naming the limit and listing the service's methods.
+ */
+export function checkLimitNames(names: Iterable<string>, methods: readonly string[], services: readonly string[]): void {
+  for (const name of names) {
+    if (name === '*' || name.startsWith('@') || methods.includes(name)) continue;
+    const colon = name.indexOf(':');
+    if (colon > 0 && name.slice(colon + 1) === '*' && services.includes(name.slice(0, colon))) continue;
+    const near = closest(name, methods);
+    throw new RangeError(
+      `limits.${name}: the server has no method ${JSON.stringify(name)}${near === undefined ? '' : ` (did you mean ${JSON.stringify(near)}?)`}; its methods: ${methods.join(', ')} (a limit for handler code only is named with a leading @, e.g. @${name})`,
+    );
+  }
+}
+
 /** A method's limit: one limiter, or a per-key limit (whose limiter takes the key with every call). */
 export type MethodLimit = AnyLimiter | KeyedMethodLimit;
 
@@ -183,18 +289,74 @@ export function isKeyedLimit(limit: MethodLimit): limit is KeyedMethodLimit {
  */
 export class MethodLimits {
   private readonly byName = new Map<string, MethodLimit>();
+  /** The spec each limit was built (or last changed) from. */
+  private readonly specs = new Map<string, LimitSpec<PerKeySpec | ((call: HandlerCall) => string)>>();
 
   /**
    * @param store the distributed store rate limits use unless their spec names one (keyed by
    *   method name); default: the embedded in-process store.
    * @throws TypeError | RangeError naming `limits.<method>` and the bad option.
    */
-  constructor(config: LimitsConfig<PerKeySpec | ((call: HandlerCall) => string)> = {}, queue: QueueBounds = {}, store?: LimiterStore) {
+  constructor(
+    config: LimitsConfig<PerKeySpec | ((call: HandlerCall) => string)> = {},
+    private readonly queue: QueueBounds = {},
+    private readonly store?: LimiterStore,
+  ) {
     if (config === null || typeof config !== 'object') throw new TypeError('limits must be an object of method name → limit');
     resolveQueueBounds(queue);
     for (const [name, spec] of Object.entries(config)) {
       this.byName.set(name, isKeyedSpec(spec) ? buildKeyed(name, spec, queue) : build(name, spec, queue, store));
+      this.specs.set(name, spec);
     }
+  }
+
+  /**
+   * Makes `config` the limits, as if they had been built from it: a limit of the same kind (and the
+   * same store) is changed in place with `setLimit`, so it keeps its waiting calls, its counters and
+   * the threads attached to it; any other limit is built anew, and the limits it replaces (and those
+   * removed) are returned as retired. Validates everything before changing anything, so an invalid
+   * config leaves every limit as it was.
+   * @throws TypeError | RangeError naming `limits.<method>` and the bad option.
+   */
+  update(config: LimitsConfig<PerKeySpec | ((call: HandlerCall) => string)>): LimitsUpdate {
+    if (config === null || typeof config !== 'object') throw new TypeError('limits must be an object of method name → limit');
+    const steps: (() => void)[] = [];
+    const built = new Map<string, MethodLimit>();
+    for (const [name, spec] of Object.entries(config)) {
+      const old = this.byName.get(name);
+      const was = this.specs.get(name);
+      const change = old === undefined ? undefined : inPlace(name, old, was!, spec, this.store);
+      if (change !== undefined) steps.push(change);
+      else if (old !== spec && !sameKeyedSpec(was, spec))
+        built.set(name, isKeyedSpec(spec) ? buildKeyed(name, spec, this.queue) : build(name, spec, this.queue, this.store));
+    }
+    const before = new Map([...this.byName].map(([name, limit]) => [name, describeLimit(limit)]));
+    const retired: MethodLimit[] = [];
+    for (const [name, limit] of this.byName) {
+      if (!(name in config) || built.has(name)) retired.push(limit);
+      if (!(name in config)) {
+        this.byName.delete(name);
+        this.specs.delete(name);
+      }
+    }
+    for (const step of steps) step();
+    for (const [name, limit] of built) this.byName.set(name, limit);
+    for (const [name, spec] of Object.entries(config)) this.specs.set(name, spec);
+    const changes: string[] = [];
+    for (const [name, text] of before) {
+      const now = this.byName.get(name);
+      if (now === undefined) changes.push(`${name} removed (was ${text})`);
+      else if (describeLimit(now) !== text || built.has(name)) changes.push(`${name} ${text} → ${describeLimit(now)}`);
+    }
+    for (const [name, limit] of this.byName) if (!before.has(name)) changes.push(`${name} added (${describeLimit(limit)})`);
+    // A limiter object given for several methods is retired only once no method uses it.
+    const used = new Set(this.byName.values());
+    return { changes, retired: [...new Set(retired)].filter((limit) => !used.has(limit)) };
+  }
+
+  /** The names limits are configured under ('*' and 'Service:*' included). */
+  names(): string[] {
+    return [...this.byName.keys()];
   }
 
   /**

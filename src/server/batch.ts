@@ -26,17 +26,30 @@ export interface ThriftWorkerData {
   limiters: Record<string, LimiterDescriptor>;
   /** The per-key limits' limiters, by method name. */
   keyedLimiters: Record<string, KeyedTokenBucketDescriptor>;
+  /** The BroadcastChannel on which the I/O thread sends the limiters again when they change. */
+  limitsChannel: string;
   /** The server's `handlerTimeoutMs` (Infinity when disabled): a batch's task ends by then. */
   handlerTimeoutMs: number;
   /** How often a worker bumps its heartbeat word. */
   heartbeatMs: number;
 }
 
+/** What the I/O thread broadcasts on {@link ThriftWorkerData.limitsChannel} when the limits change. */
+export interface LimitsMessage {
+  /** Changes since start; a worker ignores a message older than what it has. */
+  version: number;
+  limiters: Record<string, LimiterDescriptor>;
+  keyedLimiters: Record<string, KeyedTokenBucketDescriptor>;
+}
+
 /** What a handler module's `createHandler(context)` receives in each worker. */
 export interface HandlerContext {
-  /** The server's limiters by method name ('*' for the default), attached in this thread. */
+  /**
+   * The server's limiters by method name ('*' for the default), attached in this thread; kept
+   * current in place when `server.setLimits` changes them (look one up when it is used).
+   */
   limiters: Record<string, AnyLimiter>;
-  /** The server's per-key limiters by method name (limits with `perKey`), attached in this thread. */
+  /** The server's per-key limiters by method name (limits with `perKey`), attached in this thread; kept current likewise. */
   keyedLimiters: Record<string, KeyedTokenBucket>;
   /** This worker's thread id. */
   threadId: number;

@@ -59,6 +59,8 @@ export interface DispatcherOptions {
   heartbeatMs: number;
   /** Told when a worker thread is gone, to reclaim what it held. */
   onWorkerExit(threadId: number): void;
+  /** Told when a worker has loaded the handler (at start, and each replacement later). */
+  onWorkerReady?(threadId: number): void;
   /** Told when a worker is terminated because its event loop was blocked for `blockedMs`. */
   onWorkerReplaced(threadId: number, blockedMs: number): void;
   /** Told when a worker started after `ready()` could not load the handler (it is replaced after a pause). */
@@ -262,6 +264,7 @@ export class Dispatcher {
     else if ('ready' in m) {
       this.heartbeats.set(m.threadId, m.heartbeat);
       this.startWaiter?.ready(m.threadId);
+      this.options.onWorkerReady?.(m.threadId);
     } else if (this.startWaiter !== undefined) this.startWaiter.failed(m.startFailed);
     else {
       this.options.onWorkerStartFailed(m.threadId, m.startFailed);

@@ -19,25 +19,44 @@ export class FairAdmission {
   private readonly flow: CallKeySpec;
 
   /** @throws RangeError naming `fairness.levels.<name>` for a level a limit cannot serve. */
-  constructor(limits: MethodLimits, fairness: ResolvedFairnessOptions, queue: QueueBounds) {
+  constructor(
+    limits: MethodLimits,
+    private readonly fairness: ResolvedFairnessOptions,
+    private readonly queue: QueueBounds,
+  ) {
     this.flow = fairness.flow;
-    for (const [, limiter] of limits.entries()) {
+    this.sync(limits);
+  }
+
+  /**
+   * Gives every limiter of `limits` a fair queue (after a change of the limits, the new ones) and
+   * refuses the calls of the queues whose limiter is no longer used with `reason`.
+   * @throws RangeError naming `fairness.levels.<name>` for a level a limit cannot serve.
+   */
+  sync(limits: MethodLimits, reason?: unknown): void {
+    const used = new Set(limits.entries().map(([, limiter]) => limiter));
+    for (const limiter of used) {
       if (this.queues.has(limiter)) continue;
       try {
         this.queues.set(
           limiter,
           new FairQueue(limiter, {
-            ...(fairness.levels !== undefined ? { levels: fairness.levels } : {}),
-            quantum: fairness.quantum,
-            maxQueuedPerFlow: fairness.maxQueuedPerFlow,
-            ...(queue.maxQueued !== undefined ? { maxQueued: queue.maxQueued } : {}),
-            ...(queue.maxWaitMs !== undefined ? { maxWaitMs: queue.maxWaitMs } : {}),
+            ...(this.fairness.levels !== undefined ? { levels: this.fairness.levels } : {}),
+            quantum: this.fairness.quantum,
+            maxQueuedPerFlow: this.fairness.maxQueuedPerFlow,
+            ...(this.queue.maxQueued !== undefined ? { maxQueued: this.queue.maxQueued } : {}),
+            ...(this.queue.maxWaitMs !== undefined ? { maxWaitMs: this.queue.maxWaitMs } : {}),
           }),
         );
       } catch (error) {
         if (error instanceof RangeError) throw new RangeError(`fairness.${error.message}`, { cause: error });
         throw error;
       }
+    }
+    for (const [limiter, queue] of this.queues) {
+      if (used.has(limiter)) continue;
+      this.queues.delete(limiter);
+      queue.clear(reason);
     }
   }
 

@@ -11,6 +11,7 @@ import { once, setMaxListeners } from 'node:events';
 import net, { type AddressInfo } from 'node:net';
 import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
+import { BroadcastChannel } from 'node:worker_threads';
 import { isOverloadError, overloadMessage } from '../errors.js';
 import type { AnyLimiter } from '../limiters/attach.js';
 import { PermitLimit } from '../limiters/concurrency-limit.js';
@@ -18,14 +19,17 @@ import { applicationExceptionFrame, ExceptionType } from '../thrift/application-
 import { readMessageHeader, type MessageHeader } from '../thrift/message-header.js';
 import { serviceMethods, type ServiceMethods, type ServiceModule } from '../thrift/service-methods.js';
 import { Connection, ConnectionClosedError } from './connection.js';
-import type { ThriftWorkerData } from './batch.js';
+import type { LimitsMessage, ThriftWorkerData } from './batch.js';
 import { Dispatcher, HandlerTimeoutError } from './dispatcher.js';
 import { ThrottledLog } from './throttled-log.js';
 import type { Wire } from './wire.js';
 import { FairAdmission } from './fair-admission.js';
 import type { LevelStats } from '../fair/priority-level.js';
 import { callKey, type CallKeySpec } from '../limits/call-key.js';
-import { isKeyedLimit, MethodLimits, type KeyedMethodLimit, type MethodLimit } from '../limits/method-limits.js';
+import { checkLimitNames, isKeyedLimit, MethodLimits, type KeyedMethodLimit, type LimitsConfig, type MethodLimit } from '../limits/method-limits.js';
+import { ConcurrencyLimit } from '../limiters/concurrency-limit.js';
+import { FixedWindow } from '../limiters/fixed-window.js';
+import { TokenBucket } from '../limiters/token-bucket.js';
 import { resolveServerOptions, type ResolvedServerOptions, type ThreadedServerOptions } from './server-options.js';
 import { ServerStats, type ServerStatsSnapshot } from './stats.js';
 import { collectDefaultMetrics, type Registry } from 'prom-client';
@@ -41,6 +45,12 @@ const ONEWAY = 4;
  * LOADSHEDDING (Apache Thrift defines types up to 10; clients read any value as a plain number).
  */
 export const OVERLOADED = 11;
+
+/**
+ * The reason calls waiting on a limit that `setLimits` retired are taken out of its queue: the
+ * server then admits them through the method's current limit (none: at once).
+ */
+const LIMIT_REPLACED = new Error('the limit was replaced: the call moves to the current limit');
 
 /** Options of {@link ThreadedServer.close}. */
 export interface CloseOptions {
@@ -87,6 +97,12 @@ export class ThreadedServer {
   readonly limits: MethodLimits;
   /** The fair queues in front of the limits, with the `fairness` option. */
   private readonly fair: FairAdmission | undefined;
+  /** Where the workers hear of changed limits (their handler context follows them). */
+  private readonly limitsChannel: BroadcastChannel;
+  private readonly limitsChannelName = `thrift-queue-limiter:limits:${crypto.randomUUID()}`;
+  /** Changes of the limits since start: 0 while the workers' start-up descriptors are current. */
+  private limitsVersion = 0;
+
   readonly maxFrameBytes: number;
   readonly maxInFlightPerConnection: number;
   readonly maxPendingReplyBytes: number;
@@ -118,6 +134,8 @@ export class ThreadedServer {
     this.options = resolveServerOptions(options);
     this.limits = new MethodLimits(this.options.limits, this.options.queue, this.options.store);
     this.fair = this.options.fairness && new FairAdmission(this.limits, this.options.fairness, this.options.queue);
+    this.limitsChannel = new BroadcastChannel(this.limitsChannelName);
+    this.limitsChannel.unref();
     this.maxFrameBytes = this.options.maxFrameBytes;
     this.maxInFlightPerConnection = this.options.maxInFlightPerConnection;
     this.maxPendingReplyBytes = this.options.maxPendingReplyBytes;
@@ -162,6 +180,7 @@ export class ThreadedServer {
         this.methods.set(full, { oneway, limit: this.limits.limitFor(full) });
       }
     }
+    this.checkLimitNames(this.limits.names());
     // A store that cannot be reached at start is a configuration error, reported now; outages
     // after this follow the store's onStoreError.
     await Promise.all(this.limits.stores().map((store) => store.connect()));
@@ -174,12 +193,17 @@ export class ThreadedServer {
         services: this.options.services,
         limiters: this.limits.descriptors(),
         keyedLimiters: this.limits.keyedDescriptors(),
+        limitsChannel: this.limitsChannelName,
         handlerTimeoutMs: timeoutMs,
         heartbeatMs: heartbeatMs(timeoutMs),
       } satisfies ThriftWorkerData,
       handlerTimeoutMs: timeoutMs,
       heartbeatMs: heartbeatMs(timeoutMs),
       onWorkerExit: (threadId) => this.limits.reclaimThread(threadId),
+      // A worker started after a change of the limits was handed the start-up ones.
+      onWorkerReady: () => {
+        if (this.limitsVersion > 0) this.broadcastLimits();
+      },
       onWorkerReplaced: (threadId, blockedMs) => {
         this.stats_.workerReplacements++;
         this.options.log(
@@ -231,6 +255,48 @@ export class ThreadedServer {
       const outcome = c.sweep(now, this.options.frameTimeoutMs, this.options.idleTimeoutMs);
       if (outcome === 'idle') this.stats_.idleClosed++;
     }
+  }
+
+  /**
+   * Replaces the limits while the server runs, in the I/O thread and every worker: `limits` has the
+   * shape of the `limits` option and becomes the whole set. A limit of the same kind is changed in
+   * place (`setLimit`: its waiting calls stay and are timed again under the new limit, and handlers
+   * holding it see the change); one of another kind, a per-key limit whose settings changed, or one
+   * with another store is built anew. The calls waiting on a limit that was replaced or removed
+   * move to the method's current limit (none: they start at once), so none is lost or refused by
+   * the change; a retired limiter admits at once whatever still waits on it in the workers.
+   * Handlers see the new limiters in `context.limiters` and `context.keyedLimiters` (updated in
+   * place: look them up when used rather than keeping one from start-up). `queue` and `fairness`
+   * stay as they were.
+   * @returns one line per limit added, changed or removed.
+   * @throws TypeError | RangeError naming `limits.<method>` (or a method the service does not have);
+   *   the limits are then left as they were.
+   */
+  setLimits(limits: LimitsConfig): string[] {
+    if (limits === null || typeof limits !== 'object') throw new TypeError('limits must be an object of method name → limit');
+    if (this.methods.size > 0) this.checkLimitNames(Object.keys(limits));
+    const { changes, retired } = this.limits.update(limits);
+    for (const [name, method] of this.methods) method.limit = this.limits.limitFor(name);
+    this.fair?.sync(this.limits, LIMIT_REPLACED);
+    for (const limit of retired) retire(limit);
+    this.limitsVersion++;
+    this.broadcastLimits();
+    return changes;
+  }
+
+  /** @throws RangeError for a limit named after a method the service does not have. */
+  private checkLimitNames(names: Iterable<string>): void {
+    const services = this.options.services.map((m) => m.name).filter((name) => name !== '');
+    checkLimitNames(names, [...this.methods.keys()], services);
+  }
+
+  /** Tells every worker the current limiters (each attaches the new ones and drops the retired). */
+  private broadcastLimits(): void {
+    this.limitsChannel.postMessage({
+      version: this.limitsVersion,
+      limiters: this.limits.descriptors(),
+      keyedLimiters: this.limits.keyedDescriptors(),
+    } satisfies LimitsMessage);
   }
 
   /** The bound address, once listening. */
@@ -330,6 +396,7 @@ export class ThreadedServer {
 
   private async doClose(timeoutMs: number): Promise<void> {
     clearInterval(this.sweeper);
+    this.limitsChannel.close();
     this.server.close();
     if (this.active > 0) {
       const drained = new Promise<void>((resolve) => {
@@ -410,11 +477,25 @@ export class ThreadedServer {
     const task = this.admittedTask(connection, header, frame, arrived);
     if (this.fair !== undefined) {
       // The call waits in its flow; the fair queue takes the limiter's token when its turn comes.
-      this.fair.run(limiter, task, connection, header, frame, maxWaitMs).catch((error: unknown) => this.refuse(connection, header, frame.length, error));
+      this.fair.run(limiter, task, connection, header, frame, maxWaitMs).catch((error: unknown) => this.notAdmitted(connection, header, frame, arrived, error));
       return;
     }
     const options = maxWaitMs === undefined ? { signal: connection.signal } : { signal: connection.signal, maxWaitMs };
-    limiter.run(task, 1, options).catch((error: unknown) => this.refuse(connection, header, frame.length, error));
+    limiter.run(task, 1, options).catch((error: unknown) => this.notAdmitted(connection, header, frame, arrived, error));
+  }
+
+  /** A call left its limit's queue without being admitted: refused, or moved to the current limit. */
+  private notAdmitted(connection: Connection, header: MessageHeader, frame: Buffer, arrived: number, error: unknown): void {
+    if (error !== LIMIT_REPLACED) {
+      this.refuse(connection, header, frame.length, error);
+      return;
+    }
+    const limit = this.methods.get(header.name)?.limit;
+    if (limit === undefined) {
+      this.stats_.recordWait(performance.now() - arrived);
+      this.dispatch(connection, header, frame, undefined);
+    } else if (isKeyedLimit(limit)) this.admitKeyed(limit, connection, header, frame, arrived);
+    else this.admit(limit, connection, header, frame, arrived);
   }
 
   /**
@@ -432,7 +513,7 @@ export class ThreadedServer {
     } catch (error) {
       admitted = Promise.reject(error);
     }
-    admitted.catch((error: unknown) => this.refuse(connection, header, frame.length, error));
+    admitted.catch((error: unknown) => this.notAdmitted(connection, header, frame, arrived, error));
   }
 
   private dispatch(connection: Connection, header: MessageHeader, frame: Buffer, done: (() => void) | undefined): void {
@@ -550,6 +631,22 @@ export class ThreadedServer {
     this.stats_.connections++;
     this.connections.add(new Connection(socket, this));
   }
+}
+
+/**
+ * Takes a retired limit's calls waiting in this thread out of its queue (they move to the current
+ * limit, see `notAdmitted`), and opens it wide, so that calls handlers queued on it in the workers
+ * are admitted rather than left under a limit nobody can change any more.
+ */
+function retire(limit: MethodLimit): void {
+  if (isKeyedLimit(limit)) {
+    limit.limiter.clear(LIMIT_REPLACED);
+    return;
+  }
+  limit.clear(LIMIT_REPLACED);
+  if (limit instanceof TokenBucket) limit.setLimit({ rate: 1e9, periodMs: 1000, burst: 2 ** 22 });
+  else if (limit instanceof FixedWindow) limit.setLimit({ maxCalls: 2 ** 24 - 1, periodMs: 1 });
+  else if (limit instanceof ConcurrencyLimit) limit.setLimit({ max: 2 ** 31 - 1 });
 }
 
 /**

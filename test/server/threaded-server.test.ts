@@ -255,7 +255,7 @@ describe('limits shared with handler code in workers', () => {
   test('handlers in 2 workers waiting on one shared limiter (createHandler context) are paced by one count, and worker timers fire', async () => {
     const { fileURLToPath } = await import('node:url');
     const handler = fileURLToPath(new URL('../fixtures/paced-handler.js', import.meta.url));
-    const { port } = await start({ workers: 2, handler, limits: { downstream: { rate: 20, burst: 1 } } });
+    const { port } = await start({ workers: 2, handler, limits: { '@downstream': { rate: 20, burst: 1 } } });
     const { client, close } = await connect(port);
     await client.ping();
     const started = performance.now();
