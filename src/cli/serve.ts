@@ -1,6 +1,7 @@
 /**
  * `thrift-queue-limiter serve`: runs a generated service and a handler module on the threaded
- * server, prints a stats line every few seconds, and shuts down cleanly on SIGINT/SIGTERM.
+ * server, prints a stats line every few seconds, reloads the limits of its `--config` file on
+ * SIGHUP, and shuts down cleanly on SIGINT/SIGTERM.
  */
 import { once } from 'node:events';
 import http from 'node:http';
@@ -9,8 +10,9 @@ import { createThreadedServer } from '../server/threaded-server.js';
 import { createRedisStore, type RedisStore } from '../stores/redis-store.js';
 import type { StoreErrorPolicy } from '../stores/store.js';
 import type { FairnessOptions } from '../fair/fair-options.js';
-import type { LimitsConfig } from '../limits/method-limits.js';
+import { describeLimit, type LimitsConfig, type QueueBounds } from '../limits/method-limits.js';
 import { parseDuration, parseDurationOrOff, parseFlags, parsePositive } from './args.js';
+import { readConfig, withFlags, type ServeConfig } from './config-file.js';
 import { parseLimit } from './limit-spec.js';
 import { parseFairnessFlags } from './fairness-spec.js';
 import { metricsRequestListener } from '../metrics/http-endpoint.js';
@@ -29,7 +31,11 @@ const HELP = `usage: thrift-queue-limiter serve --service FILE --handler FILE [o
   --protocol P          accept only these protocols: binary, compact, json, comma-separated (default all)
   --transport T         accept only these transports: framed, buffered, header (THeader), http, comma-separated
                           (default all: each connection is answered in the wire its first bytes show)
-  --limit M=SPEC        limit for method M ('*' = default), repeatable:
+  --config FILE         JSON file with the limits, queue and fairness options (same shapes as the library's:
+                          {"limits": {"add": {"rate": 100}}, "queue": {"maxWaitMs": 5000}}); flags override it.
+                          kill -HUP reloads its limits: one log line lists what changed, or says why the file
+                          was refused (the limits then stay as they were)
+  --limit M=SPEC        limit for method M ('*' = default, @NAME = a limit for handler code only), repeatable:
                           work=100/s  'work=100/s,burst=10'  'report=600/min,window'  export=concurrency=4
                           adaptive concurrency: work=adaptive  'work=adaptive,min=2,max=200' (initial=N)
                           per key: 'add=10/s,per=address' (per=connection | method | field:N; slots=N keys)
@@ -81,6 +87,7 @@ export async function serve(argv: string[]): Promise<number> {
     workers: { type: 'string' },
     protocol: { type: 'string', default: 'all' },
     transport: { type: 'string', default: 'all' },
+    config: { type: 'string' },
     limit: { type: 'string', multiple: true, default: [] },
     'max-wait': { type: 'string' },
     'max-queued': { type: 'string' },
@@ -116,18 +123,26 @@ export async function serve(argv: string[]): Promise<number> {
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new RangeError(`--port must be 0..65535, got ${JSON.stringify(flags.port)}`);
   const protocol = parseList('--protocol', flags.protocol as string, ['binary', 'compact', 'json'] as const);
   const transport = parseList('--transport', flags.transport as string, ['framed', 'buffered', 'header', 'http'] as const);
-  const limits: LimitsConfig = {};
+  const flagLimits: LimitsConfig = {};
   for (const text of flags.limit as string[]) {
     const [name, spec] = parseLimit(text);
-    limits[name] = spec;
+    flagLimits[name] = spec;
   }
-  const fairness = parseFairnessFlags({
+  const flagQueue: QueueBounds = {
+    ...(flags['max-wait'] ? { maxWaitMs: parseDuration('--max-wait', flags['max-wait'] as string) } : {}),
+    ...(flags['max-queued'] ? { maxQueued: parsePositive('--max-queued', flags['max-queued'] as string, true) } : {}),
+  };
+  const flagFairness = parseFairnessFlags({
     fairFlow: flags['fair-flow'] as string | undefined,
     levels: flags.level as string[],
     noBorrow: flags['no-borrow'] as string[],
     maxQueuedPerFlow: flags['max-queued-per-flow'] as string | undefined,
     quantum: flags['fair-quantum'] as string | undefined,
   });
+  const configFile = flags.config as string | undefined;
+  const fromFlags = { limits: flagLimits, queue: flagQueue, fairness: flagFairness };
+  const settings: ServeConfig = configFile === undefined ? fromFlags : withFlags(readConfig(configFile), fromFlags);
+  const { limits, fairness } = settings;
   const connectionLimits = connectionOptions(flags);
   const statsEvery = parseDuration('--stats-interval', flags['stats-interval'] as string);
   let metricsPort: number | undefined;
@@ -149,10 +164,7 @@ export async function serve(argv: string[]): Promise<number> {
       transport,
       limits,
       ...(store ? { store } : {}),
-      queue: {
-        ...(flags['max-wait'] ? { maxWaitMs: parseDuration('--max-wait', flags['max-wait'] as string) } : {}),
-        ...(flags['max-queued'] ? { maxQueued: parsePositive('--max-queued', flags['max-queued'] as string, true) } : {}),
-      },
+      queue: settings.queue,
       ...(fairness ? { fairness } : {}),
       ...(flags.workers ? { workers: parsePositive('--workers', flags.workers as string, true) } : {}),
       ...(flags['max-frame-bytes'] ? { maxFrameBytes: parsePositive('--max-frame-bytes', flags['max-frame-bytes'] as string, true) } : {}),
@@ -168,6 +180,8 @@ export async function serve(argv: string[]): Promise<number> {
   const fail = async (what: string | undefined, error: unknown): Promise<never> => {
     metrics?.close();
     await closeQuietly(server, store);
+    // A limit for a method the service lacks is a usage error (exit 2), as a bad flag is.
+    if (what === undefined && (error instanceof RangeError || error instanceof TypeError)) throw error;
     throw new Error(what === undefined ? oneLine(error) : `${what}: ${oneLine(error)}`);
   };
   // The metrics port opens first, so /readyz answers 503 while the workers load the handler.
@@ -190,7 +204,7 @@ export async function serve(argv: string[]): Promise<number> {
   const served = (flags.service as string[]).join(' ');
   const wires = `${[...server.options.transports].join('/')} × ${[...server.options.protocols].join('/')}`;
   console.log(
-    `serving ${served} on ${address.address}:${address.port} (${server.options.workers} workers, ${wires}); limits: ${Object.keys(limits).length ? (flags.limit as string[]).join(' ') : 'none'}${store ? ` in Redis at ${store.address} (${store.onStoreError}${store.leaseSettings.horizonMs > 0 ? ', leasing' : ''})` : ''}${fairness ? `; fair admission, flows by ${describeFlow(fairness.flow)}` : ''}`,
+    `serving ${served} on ${address.address}:${address.port} (${server.options.workers} workers, ${wires}); limits: ${limitsLine(server)}${store ? ` in Redis at ${store.address} (${store.onStoreError}${store.leaseSettings.horizonMs > 0 ? ', leasing' : ''})` : ''}${fairness ? `; fair admission, flows by ${describeFlow(fairness.flow)}` : ''}`,
   );
 
   // The limits that move by themselves: their value now is part of the stats line.
@@ -210,10 +224,32 @@ export async function serve(argv: string[]): Promise<number> {
     );
   }, statsEvery);
 
+  // SIGHUP reloads the config file's limits. The file is not watched: editors write files in several
+  // steps (truncate, then write), so a watcher would reload half-written files and log errors for
+  // edits in progress; a signal says "the file is ready now", and works the same under a process
+  // manager (systemctl reload, kill -HUP).
+  const reload = (): void => {
+    if (configFile === undefined) {
+      console.warn('thrift-queue-limiter: SIGHUP: nothing to reload (serve was started without --config)');
+      return;
+    }
+    try {
+      const next = withFlags(readConfig(configFile), fromFlags);
+      const changes = server.setLimits(next.limits);
+      const later = (['queue', 'fairness'] as const).filter((k) => JSON.stringify(next[k]) !== JSON.stringify(settings[k]));
+      console.log(
+        `thrift-queue-limiter: reloaded ${configFile}: ${changes.length > 0 ? changes.join('; ') : 'no limit changed'}${later.length > 0 ? ` (${later.join(' and ')} changed in the file: read at start only, kept as they were)` : ''}`,
+      );
+    } catch (error) {
+      console.warn(`thrift-queue-limiter: ${configFile} not reloaded, the limits stay as they were: ${oneLine(error)}`);
+    }
+  };
+  process.on('SIGHUP', reload);
   const signal = await new Promise<string>((resolve) => {
     process.once('SIGINT', () => resolve('SIGINT'));
     process.once('SIGTERM', () => resolve('SIGTERM'));
   });
+  process.off('SIGHUP', reload);
   clearInterval(timer);
   console.log(`${signal}: shutting down (queued and running calls get 5 s to finish)`);
   // The metrics port stays open meanwhile: /readyz says 503 while the calls finish.
@@ -297,6 +333,12 @@ function connectionOptions(flags: Record<string, unknown>): Record<string, numbe
 /** `host:port`, with an IPv6 address in brackets as URLs write it. */
 function hostPort(host: string, port: number): string {
   return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/** The server's limits in one line, e.g. `add 200/s, burst 5; * concurrency 4`. */
+function limitsLine(server: ReturnType<typeof createThreadedServer>): string {
+  const names = server.limits.names();
+  return names.length === 0 ? 'none' : names.map((name) => `${name} ${describeLimit(server.limits.limitFor(name)!)}`).join('; ');
 }
 
 /** Whether `error` is a socket server's failure to listen (port taken, no permission, bad address). */

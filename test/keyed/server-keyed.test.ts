@@ -198,7 +198,7 @@ describe('serve with a per-key --limit', () => {
     const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
     try {
       await expect.poll(() => /on 127\.0\.0\.1:(\d+)/.exec(out), { timeout: 10_000 }).toBeTruthy();
-      expect(out).toContain('limits: add=20/s,per=connection');
+      expect(out).toContain('limits: add 20/s, burst 20, per connection');
       const port = Number(/on 127\.0\.0\.1:(\d+)/.exec(out)![1]);
       const [c1, c2] = await Promise.all([connect(port), connect(port)]);
       const results = await Promise.all([c1, c2].flatMap(({ client }, c) => Array.from({ length: 10 }, (_, k) => client.add(c, k))));
