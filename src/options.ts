@@ -34,7 +34,7 @@ export interface QueueOptions {
 }
 
 /**
- * Where a rate limit keeps its state: by default this process's shared memory; with a distributed
+ * Where a limit keeps its state: by default this process's shared memory; with a distributed
  * `store` (see `createRedisStore`), in the store under `key`, shared by every process that uses it.
  */
 export interface StoreOptions {
@@ -79,8 +79,11 @@ export interface FixedWindowOptions extends QueueOptions, StoreOptions {
   periodMs?: number;
 }
 
-/** Options of a {@link ConcurrencyLimit}: at most `max` permits held at once over all threads. */
-export interface ConcurrencyLimitOptions extends QueueOptions {
+/**
+ * Options of a {@link ConcurrencyLimit}: at most `max` permits held at once over all threads; with a
+ * `store`, over every process and host using it (see `remote-concurrency.ts`).
+ */
+export interface ConcurrencyLimitOptions extends QueueOptions, StoreOptions {
   /** Most permits held at once. */
   max: number;
 }
@@ -255,11 +258,11 @@ export function resolveFixedWindowSetting(setting: unknown): ResolvedFixedWindow
 }
 
 /** Concurrency limit options resolved. */
-export interface ResolvedConcurrencyLimitOptions extends ResolvedQueueOptions {
+export interface ResolvedConcurrencyLimitOptions extends ResolvedQueueOptions, ResolvedStoreOptions {
   max: number;
 }
 
-const CONCURRENCY_LIMIT_KEYS = ['max', ...QUEUE_KEYS];
+const CONCURRENCY_LIMIT_KEYS = ['max', ...QUEUE_KEYS, ...STORE_KEYS];
 
 /** A concurrency limit's limit, as `ConcurrencyLimit.setLimit` takes it. */
 export interface ConcurrencySetting {
@@ -270,7 +273,7 @@ export interface ConcurrencySetting {
 /** Validates and completes {@link ConcurrencyLimitOptions}. */
 export function resolveConcurrencyLimitOptions(options: unknown): ResolvedConcurrencyLimitOptions {
   const o = knownOptions('ConcurrencyLimit options', options, CONCURRENCY_LIMIT_KEYS);
-  return { ...resolveQueue(o), ...resolveConcurrencyMax(o) };
+  return { ...resolveQueue(o), ...resolveStore(o), ...resolveConcurrencyMax(o) };
 }
 
 function resolveConcurrencyMax(o: Record<string, unknown>): ConcurrencySetting {

@@ -73,7 +73,7 @@ const unknownKeys: Level[] = [
   [
     'server limits.<method> concurrency',
     () => createThreadedServer({ ...base, limits: { add: { concurrency: 1, maxQueued: 2 } } }),
-    'limits.add: unknown option "maxQueued" (known options: concurrency)',
+    'limits.add: unknown option "maxQueued" (known options: concurrency, store, key)',
   ],
   [
     'server limits.<method> adaptive',

@@ -28,6 +28,11 @@
  * No thread ever blocks another: every step is an atomic add or a CAS retry. Permits are counted
  * per row (HELD) so that the owner of a worker that dies can give them back with
  * `reclaimThread(threadId)`; until then a dead thread's permits stay taken.
+ *
+ * A ConcurrencyLimit with a `store` uses none of the above but LIMIT: the count lives in the store,
+ * each thread is one holder of the limit there, and its queue waits for the store's grants
+ * (`src/stores/remote-concurrency.ts`); a dead thread's or process's permits come back when its
+ * lease in the store runs out.
  */
 import type { Clock, Nanos } from '../clock.js';
 import {
@@ -45,6 +50,8 @@ import { waitForSignal, type SignalWait } from '../shared/wait-signal.js';
 import type { AttachContext, LimiterDescriptor } from './limiter.js';
 import { Limiter, attachedInstance } from './limiter.js';
 import { ReleasablePermit, type Permit } from './permit.js';
+import { attachStore } from '../stores/store.js';
+import { RemoteConcurrency } from '../stores/remote-concurrency.js';
 
 /**
  * A limit on permits held at once, shared by every thread, kept in shared memory: the admission,
@@ -62,6 +69,8 @@ export abstract class PermitLimit extends Limiter {
   private published = 0;
   /** The pending wait for a grant to this thread's row, if any. */
   private wait: SignalWait | undefined = undefined;
+  /** @internal With a store (a ConcurrencyLimit's option): this thread's holding of the limit there. */
+  protected held: RemoteConcurrency | undefined = undefined;
   /** @internal Gives back up to `n` permits of this thread's calls (a permit's release). */
   protected readonly releaseFn = (n: number): void => {
     // A permit whose slots `release(n)` already gave back has nothing left to give.
@@ -99,6 +108,11 @@ export abstract class PermitLimit extends Limiter {
   release(n = 1): void {
     // Validated as a count only: the bound that matters is what this thread holds, not max.
     checkCount(n, Infinity, 'max');
+    if (this.held !== undefined) {
+      const here = this.held.heldHere;
+      if (!this.held.release(n)) throw new RangeError(`release(${n}) exceeds the ${here} permit${here === 1 ? '' : 's'} held by this thread`);
+      return;
+    }
     const held = this.heldByCalls;
     if (n > held) {
       throw new RangeError(
@@ -119,6 +133,7 @@ export abstract class PermitLimit extends Limiter {
    * limit changes may be off by the change).
    */
   get inFlight(): number {
+    if (this.held !== undefined) return this.held.heldByAll;
     return Atomics.load(this.i32, LimiterLayout.I32.LIMIT) - Atomics.load(this.i32, LimiterLayout.I32.AVAILABLE);
   }
 
@@ -126,7 +141,9 @@ export abstract class PermitLimit extends Limiter {
    * {@inheritDoc Limiter.tryAcquireAt}
    * Time plays no part in a concurrency limit; `now` is accepted for symmetry.
    */
-  tryAcquireAt(_now: Nanos, n = 1): boolean {
+  tryAcquireAt(now: Nanos, n = 1): boolean {
+    // With a store, only permits this thread already holds unused can be taken without waiting.
+    if (this.held !== undefined) return this.held.take(now, n);
     const i32 = this.i32;
     for (;;) {
       const free = Atomics.load(i32, LimiterLayout.I32.AVAILABLE);
@@ -146,11 +163,13 @@ export abstract class PermitLimit extends Limiter {
 
   /** A new call may take a permit directly only while no call waits anywhere (no barging). */
   protected override fastTake(n: number): boolean {
+    if (this.held !== undefined) return this.held.take(0n, n);
     return Atomics.load(this.i32, LimiterLayout.I32.QUEUED_CALLS) === 0 && this.tryAcquireAt(0n, n);
   }
 
   /** Hands granted permits to the head of this thread's queue. */
-  protected take(_now: Nanos, n: number): boolean {
+  protected take(now: Nanos, n: number): boolean {
+    if (this.held !== undefined) return this.held.take(now, n);
     this.pool += Atomics.exchange(this.i32, this.row + LimiterRowLayout.I32.GRANTS, 0);
     if (this.pool < n) return false;
     this.pool -= n;
@@ -169,6 +188,10 @@ export abstract class PermitLimit extends Limiter {
    * queue without a notify, so a wait can outlive the call it was armed for.
    */
   protected override waitForRelease(wake: () => void): void {
+    if (this.held !== undefined) {
+      super.waitForRelease(wake);
+      return;
+    }
     if (this.wait !== undefined) {
       this.wait.ref();
       return;
@@ -187,6 +210,10 @@ export abstract class PermitLimit extends Limiter {
 
   /** Publishes the new head of this thread's queue (or withdraws it), then dispatches. */
   protected override headChanged(head: Waiter | undefined): void {
+    if (this.held !== undefined) {
+      this.held.headChanged(head);
+      return;
+    }
     const i32 = this.i32;
     if (this.published !== 0) {
       // Withdraw the old head. If the CAS loses, another thread claimed it and its permits are in
@@ -221,7 +248,8 @@ export abstract class PermitLimit extends Limiter {
   }
 
   protected makePermit(n: number): Permit {
-    return new ReleasablePermit(n, this.releaseFn);
+    // Made right after the take that admitted the call: the store's holding knows which kind it was.
+    return new ReleasablePermit(n, this.held === undefined ? this.releaseFn : this.held.releaserForLastTake());
   }
 
   protected override afterReclaim(): void {
@@ -315,6 +343,19 @@ export class ConcurrencyLimit extends PermitLimit {
   constructor(options: ConcurrencyLimitOptions, attach?: AttachContext) {
     const o: ResolvedConcurrencyLimitOptions = resolveConcurrencyLimitOptions(options);
     super('concurrency', o, o.max, attach);
+    if (o.store !== undefined) {
+      // The limit the store enforces is LIMIT, read at each sync: setLimit in any thread moves it.
+      this.held = new RemoteConcurrency(
+        o.store,
+        o.key,
+        { kind: 'concurrency', max: o.max },
+        this.clock,
+        () => this.size,
+        () => this.limit,
+        attach?.remoteBuffer,
+      );
+      this.remote = this.held;
+    }
   }
 
   /** Most permits held at once (now: the latest `setLimit` in any thread). */
@@ -347,7 +388,12 @@ export class ConcurrencyLimit extends PermitLimit {
     const existing = attachedInstance(descriptor.id);
     if (existing instanceof ConcurrencyLimit) return existing;
     const state = SharedState.from(descriptor.buffer, 'concurrency');
-    return new ConcurrencyLimit({ ...(descriptor.options as unknown as ConcurrencyLimitOptions), ...options }, { state, id: descriptor.id });
+    const r = descriptor.remote;
+    const store = r === undefined ? {} : { store: attachStore(r.store), key: r.key };
+    return new ConcurrencyLimit(
+      { ...(descriptor.options as unknown as ConcurrencyLimitOptions), ...store, ...options },
+      { state, id: descriptor.id, remoteBuffer: r?.buffer },
+    );
   }
 
   protected describe(): Record<string, unknown> {

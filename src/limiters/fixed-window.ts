@@ -372,7 +372,7 @@ export class FixedWindow extends Limiter {
   private syncRemote(): void {
     const v = this.current();
     if (v.tag === this.remoteTag) return;
-    this.remote!.setSpec(remoteSpec(v), v.maxCalls);
+    (this.remote as RemoteLimit).setSpec(remoteSpec(v), v.maxCalls);
     this.remoteTag = v.tag;
   }
 }

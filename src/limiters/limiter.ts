@@ -27,7 +27,7 @@ import { EventSource } from '../queue/listeners.js';
 import type { Waiter } from '../queue/wait-queue.js';
 import { LimiterLayout, SharedState, WAIT_BUCKETS, type LimiterKind } from '../shared/shared-state.js';
 import { ThreadInstances } from '../shared/thread-instances.js';
-import type { RemoteDescriptor, RemoteLimit, RemoteSnapshot } from '../stores/remote-limit.js';
+import type { RemoteAdmission, RemoteDescriptor, RemoteSnapshot } from '../stores/remote-limit.js';
 import type { LimiterStore } from '../stores/store.js';
 import type { Permit } from './permit.js';
 
@@ -129,7 +129,7 @@ export abstract class Limiter extends EventSource<LimiterEvents> {
   /** Default bound on waiting, ms. */
   readonly maxWaitMs: number;
   /** @internal Set by a subclass whose limit is held in a distributed store. */
-  protected remote: RemoteLimit | undefined = undefined;
+  protected remote: RemoteAdmission | undefined = undefined;
 
   private readonly front: AdmissionFront<LimiterEvents>;
   /** This thread's one line of waiting calls. */
@@ -366,7 +366,7 @@ export abstract class Limiter extends EventSource<LimiterEvents> {
   }
 
   /** Refuses every call waiting in this thread: the store is down and the policy is fail-closed. */
-  private refuseForStore(remote: RemoteLimit): void {
+  private refuseForStore(remote: RemoteAdmission): void {
     for (let i = this.line.waiters.size; i > 0; i--) remote.refused();
     this.line.waiters.clear(new StoreUnavailableError(remote.key));
   }

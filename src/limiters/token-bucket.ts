@@ -342,7 +342,7 @@ export class TokenBucket extends Limiter {
   private syncRemote(): void {
     const v = this.current();
     if (v.tag === this.remoteTag) return;
-    this.remote!.setSpec(remoteSpec(v), v.burst);
+    (this.remote as RemoteLimit).setSpec(remoteSpec(v), v.burst);
     this.remoteTag = v.tag;
   }
 }

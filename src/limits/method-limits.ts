@@ -25,15 +25,15 @@ import { resolveCallKeySpec, type PerKeySpec } from './call-key.js';
 /**
  * One method's limit: a token bucket (`rate` per `periodMs`, optional `burst`), a fixed window
  * (`maxCalls` per `periodMs`), a concurrency limit (`concurrency`), an adaptive concurrency limit
- * (`adaptive`: `true` for the defaults, or its settings), or a limiter object. A rate limit may
- * name a distributed `store` and its `key` there; without them it uses the limits' default store
- * (if any), keyed by the method name. A rate limit with `perKey` is a limit per key
- * ({@link KeyedLimitSpec}).
+ * (`adaptive`: `true` for the defaults, or its settings), or a limiter object. A rate or
+ * concurrency limit may name a distributed `store` and its `key` there; without them it uses the
+ * limits' default store (if any), keyed by the method name. A rate limit with `perKey` is a limit
+ * per key ({@link KeyedLimitSpec}); it and the adaptive limit always live in this process.
  */
 export type LimitSpec<K = PerKeySpec> =
   | ({ rate: number; periodMs?: number; burst?: number } & StoreOptions)
   | ({ maxCalls: number; periodMs?: number } & StoreOptions)
-  | { concurrency: number }
+  | ({ concurrency: number } & StoreOptions)
   | { adaptive: true | AdaptiveLimitSettings }
   | KeyedLimitSpec<K>
   | AnyLimiter;
@@ -106,7 +106,7 @@ export function resolveQueueBounds(value: unknown = {}): QueueBounds {
 const SPEC_KEYS = {
   rate: ['rate', 'periodMs', 'burst', 'store', 'key'],
   maxCalls: ['maxCalls', 'periodMs', 'store', 'key'],
-  concurrency: ['concurrency'],
+  concurrency: ['concurrency', 'store', 'key'],
   adaptive: ['adaptive'],
 };
 
@@ -126,11 +126,11 @@ function build(name: string, spec: Exclude<LimitSpec, KeyedLimitSpec>, queue: Qu
     const settings = spec.adaptive === true ? {} : knownOptions(`limits.${name}.adaptive`, spec.adaptive, ADAPTIVE_SETTINGS);
     return named(name, () => new AdaptiveConcurrencyLimit({ ...settings, ...bounds }));
   }
-  const where = 'concurrency' in spec || (spec.store ?? store) === undefined ? {} : { store: spec.store ?? store, key: spec.key ?? name };
+  const where = (spec.store ?? store) === undefined ? {} : { store: spec.store ?? store, key: spec.key ?? name };
   return named(name, () => {
     if ('rate' in spec) return new TokenBucket({ ...spec, ...bounds, ...where });
     if ('maxCalls' in spec) return new FixedWindow({ ...spec, ...bounds, ...where });
-    return new ConcurrencyLimit({ max: spec.concurrency, ...bounds });
+    return new ConcurrencyLimit({ max: spec.concurrency, ...bounds, ...where });
   });
 }
 

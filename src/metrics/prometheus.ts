@@ -71,7 +71,7 @@ export function refusalValues(limit: string, refused: RefusalCounts): MetricValu
  * once fall in the first bucket); for concurrency limits `<prefix>concurrency_limit`, the limit in
  * force (an adaptive limit's current value); for limits held in a distributed store also
  * `<prefix>store_round_trips_total`, `_errors_total`, `_incidents_total`, `store_down`,
- * `store_admitted_without_store_total{policy}` and `store_tokens_lapsed_total`. Returns the
+ * `store_admitted_without_store_total{policy}`, `store_tokens_lapsed_total` and `store_state_lost_total`. Returns the
  * registry; `await registry.metrics()` is the text.
  *
  * @param limiters the limiters by name, or a function returning them, called at each scrape (so
@@ -181,6 +181,14 @@ function addStoreMetrics(add: (m: CollectedMetric) => void, prefix: string, limi
       'Tokens granted by the store that lapsed unused, this process.',
       'counter',
       each((limit, s) => [{ labels: { limit }, value: s.lapsed }]),
+    ),
+  );
+  add(
+    new CollectedMetric(
+      `${prefix}store_state_lost_total`,
+      'Times the limit store answered that it had lost the limit state (restarted empty), this process.',
+      'counter',
+      each((limit, s) => [{ labels: { limit }, value: s.stateLost }]),
     ),
   );
 }

@@ -3,34 +3,79 @@
  * same key (under the same prefix) enforces one limit.
  *
  * The algorithms are Lua scripts (`redis-scripts.ts`), registered with ioredis's `defineCommand`:
- * it calls them by EVALSHA and, when the server answers NOSCRIPT (after a restart or SCRIPT
- * FLUSH), sends the script again with EVAL, which loads it. Every call is bounded by `timeoutMs`
- * (ioredis's commandTimeout); with the offline queue off, a call made while the connection is down
- * fails at once instead of waiting to be replayed later. Each thread opens its own connection:
- * a socket cannot be shared between threads, and a limiter attached in a worker reopens the store
- * from its descriptor. ioredis is imported on the first connection, so processes that never use
- * Redis never load it.
+ * the first call on a connection sends the script (EVAL, which loads it), later ones its SHA
+ * (EVALSHA), and a NOSCRIPT answer (a restart, SCRIPT FLUSH, a failover, or on a cluster a master
+ * that never ran it) sends it again. Every call is bounded by `timeoutMs`; with the offline queue
+ * off, a call made while the connection is down fails at once instead of waiting to be replayed
+ * later. Each thread opens its own connection: a socket cannot be shared between threads, and a
+ * limiter attached in a worker reopens the store from its descriptor. ioredis is imported on the
+ * first connection, so processes that never use Redis never load it.
+ *
+ * Three topologies: one server (`url`), a Redis Cluster (`cluster`: ioredis's Cluster client
+ * follows MOVED and ASK; every key of a limit carries the limit's name as hash tag, so a script
+ * never spans slots), and a master behind Sentinel (`sentinel`: ioredis asks the sentinels where
+ * the master is, again after a failover).
  */
-import type { Redis as RedisClient, RedisOptions } from 'ioredis';
+import type { Cluster, ClusterOptions, Redis as RedisClient, RedisOptions } from 'ioredis';
 import { resolveRedisStoreOptions, type RedisStoreOptions, type ResolvedRedisStoreOptions } from './redis-store-options.js';
-import { GIVE_BACK_FIXED_WINDOW, GIVE_BACK_TOKEN_BUCKET, LEASE_FIXED_WINDOW, LEASE_TOKEN_BUCKET } from './redis-scripts.js';
+import { GIVE_BACK_FIXED_WINDOW, GIVE_BACK_TOKEN_BUCKET, LEASE_FIXED_WINDOW, LEASE_TOKEN_BUCKET, SYNC_PERMITS } from './redis-scripts.js';
 import {
+  lookaheadUs,
+  RECONNECT_MAX_MS,
   registerStoreKind,
   type Grant,
+  type LeaseHint,
   type LeaseSettings,
   type LimiterStore,
+  type PermitNotice,
+  type PermitState,
+  type PermitSync,
+  type RemoteConcurrencyLimit,
   type RemoteLimitSpec,
   type StoreDescriptor,
   type StoreErrorPolicy,
 } from './store.js';
 
-/** The scripted commands, as defineCommand adds them to the client. */
-interface ScriptedClient extends RedisClient {
-  tqlLeaseTokenBucket(key: string, interval: number, burst: number, want: number): Promise<[number, number, string]>;
+/** The scripted commands, as defineCommand adds them to the client (one server or a cluster). */
+interface Scripted {
+  tqlLeaseTokenBucket(
+    key: string,
+    interval: number,
+    burst: number,
+    want: number,
+    min: number,
+    aheadUs: number,
+    seen: number,
+    doubt: number,
+    reserveUs: number,
+  ): Promise<[number, number, number, string, number]>;
   tqlGiveBackTokenBucket(key: string, interval: number, n: number, tag: string): Promise<number>;
-  tqlLeaseFixedWindow(key: string, periodMs: number, maxCalls: number, want: number, min: number): Promise<[number, number, number, number]>;
+  tqlLeaseFixedWindow(
+    key: string,
+    periodMs: number,
+    maxCalls: number,
+    want: number,
+    min: number,
+    seenW: number,
+    seenC: number,
+  ): Promise<[number, number, number, number, number, number]>;
   tqlGiveBackFixedWindow(key: string, window: string, n: number): Promise<number>;
+  tqlSyncPermits(
+    hash: string,
+    leases: string,
+    queue: string,
+    holder: string,
+    max: number,
+    leaseMs: number,
+    epoch: number,
+    knownGranted: number,
+    released: number,
+    need: number,
+    want: number,
+    channel: string,
+  ): Promise<[number, number, number, number, number, number]>;
 }
+type ScriptedClient = (RedisClient | Cluster) & Scripted;
 
 /** Thrown by {@link RedisStore.connect} (and the server's `listen`) when Redis cannot be used. */
 export class StoreConnectionError extends Error {
@@ -49,14 +94,21 @@ export class RedisStore implements LimiterStore {
   readonly expectedProcesses: number;
   readonly timeoutMs: number;
   readonly leaseSettings: LeaseSettings;
+  readonly permitLeaseMs: number;
   readonly log: (line: string) => void;
-  /** Key prefix; a limit named `k` lives at `${prefix}{k}:tb` (or `:fw`). */
+  /** Key prefix; a limit named `k` lives at `${prefix}{k}:tb` (or `:fw`, `:cl…`). */
   readonly prefix: string;
   /** Where the store points, without any password: for messages. */
   readonly address: string;
   private roundTrips_ = 0;
+  private epoch_ = 0;
+  private droppedAt_ = 0n;
+  private readonly reconnectListeners = new Set<() => void>();
   private client: ScriptedClient | undefined;
   private connecting: Promise<ScriptedClient> | undefined;
+  /** The connection in subscriber mode for concurrency limits' grant notices, opened on first use. */
+  private subscriber: Promise<RedisClient | Cluster> | undefined;
+  private readonly watchers = new Map<string, Set<(notice: PermitNotice | undefined) => void>>();
   private closed = false;
 
   /** @internal Use {@link createRedisStore}. */
@@ -68,6 +120,7 @@ export class RedisStore implements LimiterStore {
     this.expectedProcesses = options.expectedProcesses;
     this.timeoutMs = options.timeoutMs;
     this.leaseSettings = options.lease;
+    this.permitLeaseMs = options.permitLeaseMs;
     this.log = options.log;
     this.prefix = options.prefix;
     this.address = options.address;
@@ -77,8 +130,25 @@ export class RedisStore implements LimiterStore {
     return this.client !== undefined;
   }
 
+  get up(): boolean {
+    return this.client?.status === 'ready';
+  }
+
+  get droppedAt(): bigint {
+    return this.droppedAt_;
+  }
+
   get roundTrips(): number {
     return this.roundTrips_;
+  }
+
+  get epoch(): number {
+    return this.epoch_;
+  }
+
+  onReconnect(listener: () => void): () => void {
+    this.reconnectListeners.add(listener);
+    return () => this.reconnectListeners.delete(listener);
   }
 
   /**
@@ -89,40 +159,111 @@ export class RedisStore implements LimiterStore {
     await this.ready();
   }
 
-  async lease(key: string, spec: RemoteLimitSpec, want: number, min: number): Promise<Grant> {
+  async lease(key: string, spec: RemoteLimitSpec, want: number, min: number, hint: LeaseHint): Promise<Grant> {
     const client = await this.ready();
     this.roundTrips_++;
-    const k = this.key(key, spec.kind);
+    const k = this.key(key, spec.kind === 'token-bucket' ? 'tb' : 'fw');
     if (spec.kind === 'token-bucket') {
-      const [granted, notBeforeUs, tag] = await client.tqlLeaseTokenBucket(k, spec.intervalUs, spec.burst, want);
-      return { granted, notBeforeUs, retryAfterUs: 0, validUs: Infinity, tag };
+      const [granted, notBeforeUs, retryAfterUs, tag, lost] = await this.bounded(
+        client.tqlLeaseTokenBucket(k, spec.intervalUs, spec.burst, want, min, lookaheadUs(spec), hint.seen, hint.doubt ? 1 : 0, hint.reserveUs),
+      );
+      return { granted, notBeforeUs, retryAfterUs, validUs: Infinity, tag, seen: Math.floor(Number(tag)), seenCount: 0, lost: lost === 1 };
     }
-    const [granted, retryAfterUs, validUs, window] = await client.tqlLeaseFixedWindow(k, spec.periodMs, spec.maxCalls, want, min);
-    return { granted, notBeforeUs: 0, retryAfterUs, validUs, tag: String(window) };
+    const [granted, retryAfterUs, validUs, window, lost, count] = await this.bounded(
+      client.tqlLeaseFixedWindow(k, spec.periodMs, spec.maxCalls, want, min, hint.seen, hint.seenCount),
+    );
+    return { granted, notBeforeUs: 0, retryAfterUs, validUs, tag: String(window), seen: window, seenCount: count, lost: lost === 1 };
   }
 
   async giveBack(key: string, spec: RemoteLimitSpec, n: number, tag: string): Promise<boolean> {
     const client = await this.ready();
     this.roundTrips_++;
-    const k = this.key(key, spec.kind);
-    const r = spec.kind === 'token-bucket' ? await client.tqlGiveBackTokenBucket(k, spec.intervalUs, n, tag) : await client.tqlGiveBackFixedWindow(k, tag, n);
+    const r =
+      spec.kind === 'token-bucket'
+        ? await this.bounded(client.tqlGiveBackTokenBucket(this.key(key, 'tb'), spec.intervalUs, n, tag))
+        : await this.bounded(client.tqlGiveBackFixedWindow(this.key(key, 'fw'), tag, n));
     return r === 1;
   }
 
-  /** Closes this thread's connection; limiters using the store fail over to `onStoreError`. */
+  async syncPermits(key: string, spec: RemoteConcurrencyLimit, sync: PermitSync): Promise<PermitState> {
+    const client = await this.ready();
+    this.roundTrips_++;
+    const [epoch, granted, held, queued, wakeInMs, fresh] = await this.bounded(
+      client.tqlSyncPermits(
+        this.key(key, 'cl'),
+        this.key(key, 'cl:leases'),
+        this.key(key, 'cl:queue'),
+        sync.holder,
+        spec.max,
+        this.permitLeaseMs,
+        sync.epoch,
+        sync.granted,
+        sync.released,
+        sync.need,
+        sync.want,
+        this.key(key, 'cl:grants'),
+      ),
+    );
+    return { epoch, granted, held, queued: queued === 1, wakeInMs, fresh: fresh === 1 };
+  }
+
+  async watchPermits(key: string, listener: (notice: PermitNotice | undefined) => void): Promise<() => void> {
+    const channel = this.key(key, 'cl:grants');
+    let set = this.watchers.get(channel);
+    if (set === undefined) {
+      set = new Set();
+      this.watchers.set(channel, set);
+      const subscriber = await this.subscriberConnection();
+      await this.bounded(subscriber.subscribe(channel));
+    }
+    set.add(listener);
+    return () => set.delete(listener);
+  }
+
+  /** Closes this thread's connections; limiters using the store fail over to `onStoreError`. */
   async close(): Promise<void> {
     this.closed = true;
     const client = this.client ?? (await this.connecting?.catch(() => undefined));
+    const subscriber = await this.subscriber?.catch(() => undefined);
     this.client = undefined;
-    if (client !== undefined) await client.quit().catch(() => client.disconnect());
+    for (const c of [client, subscriber]) if (c !== undefined) await c.quit().catch(() => c.disconnect());
+  }
+
+  /** The connection is back: limits that doubted or were down ask again now, not at their next retry. */
+  private reconnected(): void {
+    this.epoch_++;
+    for (const listener of this.reconnectListeners) listener();
   }
 
   describe(): StoreDescriptor {
     return { kind: 'redis', id: this.id, options: this.options.cloneable };
   }
 
-  private key(name: string, kind: RemoteLimitSpec['kind']): string {
-    return `${this.prefix}{${name}}:${kind === 'token-bucket' ? 'tb' : 'fw'}`;
+  /** A key of limit `name`: the name is the hash tag, so all keys of one limit share a cluster slot. */
+  private key(name: string, suffix: string): string {
+    return `${this.prefix}{${name}}:${suffix}`;
+  }
+
+  /**
+   * `call`, rejected once `timeoutMs` has passed. One server's commandTimeout already bounds each
+   * command; a cluster's redirections and failover retries resend it, each with a timeout of its
+   * own, so there the bound is kept here.
+   */
+  private bounded<T>(call: Promise<T>): Promise<T> {
+    if (this.options.topology.kind !== 'cluster') return call;
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`Redis Cluster did not answer within ${this.timeoutMs} ms`)), this.timeoutMs);
+      call.then(
+        (value) => {
+          clearTimeout(timer);
+          resolve(value);
+        },
+        (error: unknown) => {
+          clearTimeout(timer);
+          reject(error);
+        },
+      );
+    });
   }
 
   private ready(): Promise<ScriptedClient> {
@@ -141,18 +282,63 @@ export class RedisStore implements LimiterStore {
     return this.connecting;
   }
 
+  /** A second connection, in subscriber mode, for grant notices; resubscribed by ioredis after a reconnection. */
+  private subscriberConnection(): Promise<RedisClient | Cluster> {
+    this.subscriber ??= this.ready().then(async (client) => {
+      const subscriber = client.duplicate();
+      subscriber.on('error', () => {});
+      subscriber.on('message', (channel: string, message: string) => {
+        const [holder, epoch, granted, left] = message.split(' ');
+        const notice = { holder: holder!, epoch: Number(epoch), granted: Number(granted), left: Number(left) };
+        for (const listener of this.watchers.get(channel) ?? []) listener(notice);
+      });
+      await subscriber.connect();
+      // Notices published while the subscription was down are lost: every watcher syncs again.
+      subscriber.on('ready', () => {
+        for (const set of this.watchers.values()) for (const listener of set) listener(undefined);
+      });
+      return subscriber;
+    });
+    return this.subscriber;
+  }
+
   private async open(): Promise<ScriptedClient> {
-    const { Redis } = await import('ioredis');
+    const { Redis, Cluster } = await import('ioredis');
     const o = this.options;
-    const settings: RedisOptions = {
-      ...o.redis,
-      lazyConnect: true,
+    const t = o.topology;
+    // Soon after Redis is back every process should see it: a process that has not yet goes on
+    // under its fault policy (local-share: its share of the rate) while the others use Redis.
+    const reconnect = (times: number): number => Math.min(times * 10, RECONNECT_MAX_MS);
+    // A call in flight when the connection drops fails at once (not resent after the reconnection,
+    // where it could come back timeoutMs later): the limit goes down, and its policy applies, now.
+    const perConnection = {
       commandTimeout: o.timeoutMs,
       connectTimeout: Math.max(o.timeoutMs, 1000),
-      enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
+      autoResendUnfulfilledCommands: false,
     };
-    const client = (o.url === undefined ? new Redis(settings) : new Redis(o.url, settings)) as ScriptedClient;
+    let client: ScriptedClient;
+    if (t.kind === 'cluster') {
+      const { redisOptions, ...clusterOptions } = o.redis as ClusterOptions;
+      client = new Cluster(t.nodes, {
+        clusterRetryStrategy: reconnect,
+        ...clusterOptions,
+        lazyConnect: true,
+        enableOfflineQueue: false,
+        redisOptions: { ...redisOptions, ...t.auth, ...perConnection },
+      }) as ScriptedClient;
+    } else {
+      const r = o.redis as RedisOptions;
+      const settings: RedisOptions = {
+        retryStrategy: reconnect,
+        ...r,
+        ...(t.kind === 'sentinel' ? { sentinels: t.sentinels, name: t.name } : {}),
+        ...perConnection,
+        lazyConnect: true,
+        enableOfflineQueue: false,
+      };
+      client = (t.kind === 'single' && t.url !== undefined ? new Redis(t.url, settings) : new Redis(settings)) as ScriptedClient;
+    }
     // Errors reach callers through the commands that fail; without a listener ioredis would print
     // every reconnection attempt. The last one explains a failed connect better than ioredis's
     // "Connection is closed".
@@ -164,6 +350,7 @@ export class RedisStore implements LimiterStore {
     client.defineCommand('tqlGiveBackTokenBucket', { numberOfKeys: 1, lua: GIVE_BACK_TOKEN_BUCKET });
     client.defineCommand('tqlLeaseFixedWindow', { numberOfKeys: 1, lua: LEASE_FIXED_WINDOW });
     client.defineCommand('tqlGiveBackFixedWindow', { numberOfKeys: 1, lua: GIVE_BACK_FIXED_WINDOW });
+    client.defineCommand('tqlSyncPermits', { numberOfKeys: 3, lua: SYNC_PERMITS });
     try {
       await client.connect();
     } catch (error) {
@@ -171,6 +358,12 @@ export class RedisStore implements LimiterStore {
       const cause = lastError ?? error;
       throw new StoreConnectionError(`cannot use Redis at ${o.address}: ${describeError(cause)}`, { cause });
     }
+    client.on('ready', () => this.reconnected());
+    client.on('close', () => {
+      this.droppedAt_ = process.hrtime.bigint();
+    });
+    // A cluster stays ready while one of its masters fails over; its node connections tell.
+    if (t.kind === 'cluster') for (const event of ['-node', 'node error']) client.on(event, () => this.reconnected());
     return client;
   }
 }

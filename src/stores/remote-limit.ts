@@ -30,9 +30,19 @@
  *
  * ## Faults
  * A store call that fails or times out marks the limit DOWN (logged once per incident, counted)
- * and sets when to try again; while DOWN, calls follow `onStoreError`. The first successful answer
- * clears DOWN (logged once). A fetching thread that dies leaves FETCHING set: it is taken over once
- * the fetch is older than twice the store timeout.
+ * and sets when to try again; while DOWN, calls follow `onStoreError`, and calls waiting for a
+ * booking made before keep waiting for it. The first successful answer clears DOWN (logged once);
+ * the store's reconnection triggers that probe at once rather than at the next retry. A fetching
+ * thread that dies leaves FETCHING set: it is taken over once the fetch is older than twice the
+ * store timeout.
+ *
+ * ## A lost state
+ * Each answer says what the process now knows of the state (SEEN), and each request carries it
+ * back with a doubt flag (DOWN, or this thread's connection re-established since its last
+ * answer), so the store restarts a lost state empty and behind every booking it made before
+ * (`LeaseHint`, redis-scripts.ts). local-share's own bucket starts empty too, behind the store's
+ * look-ahead, since the processes still use what the store booked before it failed; and a process
+ * back on the store leaves the processes not yet back their shares for RECOVERY_STAGGER_MS.
  *
  * ## Layout of the shared memory (one SharedArrayBuffer per limit per process)
  * Byte offsets, as {@link RemotePoolLayout} names the words (conventions in `layout.ts`):
@@ -48,7 +58,7 @@
  *  40 i64 FETCH_STARTED  when the fetch in flight was sent
  *  48 i64 FALLBACK_TAT   local-share: this process's own GCRA word while the store is down
  *  56 i64 LAST_FETCH_AT  when the last granted fetch was sent (lease sizing)
- *  64     (unused)
+ *  64 i64 SEEN           what the last answer said of the store's state (LeaseHint.seen); −1 for none
  *  72 i64 CONSUMED_AT    tokens consumed by the last granted fetch (lease sizing; see consumed())
  *  80 i64 × 10           counters: round trips, errors, incidents, leased, lapsed, given back,
  *                        admitted fail-open, admitted local-share, refused, DOWN since (ns)
@@ -57,6 +67,9 @@
  * 176 i64 MAX_HOLD       the longest ns from a fetch's sending to the taking of one of its tokens
  * 184 i64 PENDING_AT     when PENDING's tokens may be used: the answer's arrival + the store's notBefore
  * 192 i64 PENDING_SINCE  the fetch's sending + notBefore: no later than the booking's admission time
+ * 200 i64 SEEN_COUNT     fixed window: the count the last answer left (LeaseHint.seenCount)
+ * 208 i64 LOST           times the store answered that it had lost the limit's state
+ * 216 i64 ANSWERED_AT    when the store last answered a fetch of this process (process.hrtime)
  * ```
  *
  * MAX_HOLD measures the d of the bound above (an upper estimate: the store granted after the fetch
@@ -66,14 +79,24 @@ import { threadId } from 'node:worker_threads';
 import type { Clock, Nanos } from '../clock.js';
 import { gcraReadyAt, gcraTake } from '../limiters/gcra.js';
 import { waitForSignal, type SignalWait } from '../shared/wait-signal.js';
-import type { LimiterStore, RemoteLimitSpec, StoreDescriptor } from './store.js';
+import {
+  lookaheadUs,
+  RECONNECT_MAX_MS,
+  RECOVERY_STAGGER_MS,
+  type LeaseHint,
+  type LimiterStore,
+  type RemoteConcurrencyLimit,
+  type RemoteLimitSpec,
+  type StoreDescriptor,
+  type StoreErrorPolicy,
+} from './store.js';
 import { defineLayout } from '../shared/layout.js';
 
 const MAGIC = 0x31525154; // 'TQR1'
 
 /** A process's pool of one limit held in a store (fields described at the top of this module). */
 export const RemotePoolLayout = defineLayout('remote limit pool', {
-  BYTES: 200,
+  BYTES: 224,
   I32: { MAGIC: 0, POOL: 1, FETCHING: 2, SIGNAL: 3, DOWN: 4, PENDING: 5 },
   I64: {
     EXPIRY: 3,
@@ -81,6 +104,7 @@ export const RemotePoolLayout = defineLayout('remote limit pool', {
     FETCH_STARTED: 5,
     FALLBACK_TAT: 6,
     LAST_FETCH_AT: 7,
+    SEEN: 8,
     CONSUMED_AT: 9,
     ROUND_TRIPS: 10,
     ERRORS: 11,
@@ -97,15 +121,50 @@ export const RemotePoolLayout = defineLayout('remote limit pool', {
     MAX_HOLD: 22,
     PENDING_AT: 23,
     PENDING_SINCE: 24,
+    SEEN_COUNT: 25,
+    LOST: 26,
+    ANSWERED_AT: 27,
   },
 });
 
-/** Everything to rebuild a {@link RemoteLimit} in another thread of the same process. */
+/** Everything to rebuild a {@link RemoteLimit} (or a `RemoteConcurrency`) in another thread of the same process. */
 export interface RemoteDescriptor {
   store: StoreDescriptor;
   key: string;
-  spec: RemoteLimitSpec;
+  spec: RemoteLimitSpec | RemoteConcurrencyLimit;
   buffer: SharedArrayBuffer;
+}
+
+/**
+ * What a limiter holds of a limit kept in a distributed store: the atomic step and the waiting of
+ * its queue, the fault policy, the counters. {@link RemoteLimit} for rate limits,
+ * `RemoteConcurrency` for the concurrency limit.
+ */
+export interface RemoteAdmission {
+  /** The store (this thread's instance). */
+  readonly store: LimiterStore;
+  /** The limit's name in the store. */
+  readonly key: string;
+  /** Takes `n` at `now` if this process holds them (or the fault policy admits). */
+  take(now: Nanos, n: number): boolean;
+  /** When `n` could be taken, or undefined when only the store's answer can tell. */
+  wakeAt(now: Nanos, n: number): Nanos | undefined;
+  /** Estimated ns until a call of `n` behind `queued` is admitted (0 when unpredictable). */
+  estimateWaitAt(n: number, queued: number): Nanos;
+  /** True while the store fails and the policy is to refuse. */
+  refusing(): boolean;
+  /** Counts a call refused because the store is down. */
+  refused(): void;
+  /** Arms a one-shot wake-up for the store's next answer. */
+  waitForRelease(wake: () => void): void;
+  /** No call of this thread waits any more. */
+  idle(): void;
+  /** Gives back what this process holds unused, where the store can still take it. */
+  giveBack(): Promise<void>;
+  /** This process's counters. */
+  snapshot(): RemoteSnapshot;
+  /** The plain-data description another thread attaches from. */
+  describe(): RemoteDescriptor;
 }
 
 /** Store counters of one limit in this process (see `LimiterSnapshot.store`). */
@@ -134,10 +193,12 @@ export interface RemoteSnapshot {
   refused: number;
   /** Longest time from sending a fetch to taking one of its tokens, ms: the d of the bound. */
   maxHoldMs: number;
+  /** Times the store answered that it had lost the limit's state (and restarted it empty). */
+  stateLost: number;
 }
 
 /** A limit held in a distributed store, as the threads of this process draw on it. */
-export class RemoteLimit {
+export class RemoteLimit implements RemoteAdmission {
   /** The store (this thread's instance). */
   readonly store: LimiterStore;
   readonly key: string;
@@ -150,6 +211,10 @@ export class RemoteLimit {
   private fallbackBurst = 0;
   private readonly staleNs: bigint;
   private readonly retryNs: bigint;
+  /** local-share: µs of the rate a process back on the store leaves to the others not yet back. */
+  private readonly localShareReserveUs: number;
+  /** How far ahead of now the store may have booked this limit's tokens, ns. */
+  private lookaheadNs = 0n;
   private waiting = false;
   /** The pending wait for another thread's fetch, if this thread waits on SIGNAL. */
   private signalWait: SignalWait | undefined = undefined;
@@ -158,6 +223,8 @@ export class RemoteLimit {
   private localWake: (() => void) | undefined;
   /** The last grant this thread fetched, for a give-back. */
   private lastGrant: { tag: string; n: number } | undefined;
+  /** The store's {@link LimiterStore.epoch} at this thread's last answer: a later one means a reconnection since. */
+  private seenEpoch = 0;
 
   /**
    * @param demand tokens wanted by the calls waiting in this process, over all threads.
@@ -178,6 +245,7 @@ export class RemoteLimit {
     if (buffer === undefined) {
       buffer = new SharedArrayBuffer(RemotePoolLayout.BYTES);
       new Int32Array(buffer)[RemotePoolLayout.I32.MAGIC] = MAGIC;
+      new BigInt64Array(buffer)[RemotePoolLayout.I64.SEEN] = -1n;
     } else if (
       !(buffer instanceof SharedArrayBuffer) ||
       buffer.byteLength < RemotePoolLayout.BYTES ||
@@ -191,11 +259,20 @@ export class RemoteLimit {
     this.setSpec(spec, capacity);
     this.staleNs = BigInt(Math.ceil(store.timeoutMs * 2e6));
     this.retryNs = BigInt(Math.ceil(Math.min(1000, Math.max(100, store.timeoutMs)) * 1e6));
+    const processes = store.expectedProcesses;
+    this.localShareReserveUs = ((processes - 1) / processes) * RECOVERY_STAGGER_MS * 1000;
+    // Probed as soon as the connection is back rather than at the next retry: while this process
+    // has not seen Redis return, it runs on its fault policy and the others on Redis.
+    store.onReconnect(() => {
+      if (Atomics.load(this.i32, RemotePoolLayout.I32.DOWN) === 0) return;
+      Atomics.store(this.i64, RemotePoolLayout.I64.NEXT_FETCH_AT, 0n);
+      this.startFetch(this.clock.now());
+    });
   }
 
   /**
    * The limit changed (`setLimit`): this thread's fetches ask under `spec` from now on, and the
-   * local share follows it. The store judges each fetch by the spec it comes with.
+   * local share and the look-ahead follow it. The store judges each fetch by the spec it comes with.
    */
   setSpec(spec: RemoteLimitSpec, capacity: number): void {
     this.spec = spec;
@@ -204,6 +281,7 @@ export class RemoteLimit {
     const intervalNs = spec.kind === 'token-bucket' ? spec.intervalUs * 1000 : (spec.periodMs * 1e6) / spec.maxCalls;
     this.fallbackInterval = BigInt(Math.max(1, Math.ceil(intervalNs * processes)));
     this.fallbackBurst = Math.max(1, Math.floor(capacity / processes));
+    this.lookaheadNs = spec.kind === 'token-bucket' ? BigInt(Math.ceil(lookaheadUs(spec) * 1000)) : 0n;
   }
 
   /** The plain-data description a worker thread attaches from. */
@@ -274,9 +352,13 @@ export class RemoteLimit {
     return short > 0 ? BigInt(Math.ceil(short * this.spec.intervalUs * 1000)) : 0n;
   }
 
-  /** True while the store fails and the policy is to refuse. */
+  /** True while the store fails and the policy is to refuse (calls wait for a booking made before, if any). */
   refusing(): boolean {
-    return this.store.onStoreError === 'fail-closed' && Atomics.load(this.i32, RemotePoolLayout.I32.DOWN) !== 0;
+    return (
+      this.store.onStoreError === 'fail-closed' &&
+      Atomics.load(this.i32, RemotePoolLayout.I32.DOWN) !== 0 &&
+      Atomics.load(this.i32, RemotePoolLayout.I32.PENDING) === 0
+    );
   }
 
   /** Counts a call refused because the store is down; asks for a probe if one is due. */
@@ -331,6 +413,11 @@ export class RemoteLimit {
     const n = last === undefined ? 0 : Math.min(held, last.n);
     let back = 0;
     if (n > 0) back = (await this.store.giveBack(this.key, this.spec, n, last!.tag).catch(() => false)) ? n : 0;
+    if (back > 0) {
+      // The state moved back by what was returned: what this process saw must not look newer.
+      if (this.spec.kind === 'token-bucket') Atomics.sub(this.i64, RemotePoolLayout.I64.SEEN, BigInt(Math.ceil(back * this.spec.intervalUs)));
+      else Atomics.sub(this.i64, RemotePoolLayout.I64.SEEN_COUNT, BigInt(back));
+    }
     Atomics.add(this.i64, RemotePoolLayout.I64.GIVEN_BACK, BigInt(back));
     Atomics.add(this.i64, RemotePoolLayout.I64.LAPSED, BigInt(held - back));
   }
@@ -351,6 +438,7 @@ export class RemoteLimit {
       admittedLocalShare: c(RemotePoolLayout.I64.LOCAL_SHARE),
       refused: c(RemotePoolLayout.I64.REFUSED),
       maxHoldMs: c(RemotePoolLayout.I64.MAX_HOLD) / 1e6,
+      stateLost: c(RemotePoolLayout.I64.LOST),
     };
   }
 
@@ -412,6 +500,9 @@ export class RemoteLimit {
   private startFetch(now: Nanos): void {
     const i32 = this.i32;
     const i64 = this.i64;
+    // A booking whose time has come moves to the pool first: under fail-closed no call takes it
+    // while the store is down, and it must not keep the store from being probed.
+    this.promote(now);
     if (now < Atomics.load(i64, RemotePoolLayout.I64.NEXT_FETCH_AT) || Atomics.load(i32, RemotePoolLayout.I32.PENDING) !== 0) return;
     const me = threadId + 1;
     const owner = Atomics.compareExchange(i32, RemotePoolLayout.I32.FETCHING, 0, me);
@@ -435,10 +526,26 @@ export class RemoteLimit {
     const i32 = this.i32;
     const i64 = this.i64;
     const { want, min } = this.batch(now);
-    this.store.lease(this.key, this.spec, want, min).then(
+    const epoch = this.store.epoch;
+    const down = Atomics.load(i32, RemotePoolLayout.I32.DOWN) !== 0;
+    const hint: LeaseHint = {
+      seen: Number(Atomics.load(i64, RemotePoolLayout.I64.SEEN)),
+      seenCount: Number(Atomics.load(i64, RemotePoolLayout.I64.SEEN_COUNT)),
+      doubt: down || epoch !== this.seenEpoch,
+      reserveUs: down && this.store.onStoreError === 'local-share' ? this.localShareReserveUs : 0,
+    };
+    this.store.lease(this.key, this.spec, want, min, hint).then(
       (grant) => {
         const at = this.clock.now();
         Atomics.add(i64, RemotePoolLayout.I64.ROUND_TRIPS, 1n);
+        Atomics.store(i64, RemotePoolLayout.I64.ANSWERED_AT, process.hrtime.bigint());
+        this.seenEpoch = epoch;
+        Atomics.store(i64, RemotePoolLayout.I64.SEEN, BigInt(grant.seen));
+        Atomics.store(i64, RemotePoolLayout.I64.SEEN_COUNT, BigInt(grant.seenCount));
+        if (grant.lost) {
+          Atomics.add(i64, RemotePoolLayout.I64.LOST, 1n);
+          this.store.log(`thrift-queue-limiter: limit store had lost the state of "${this.key}"; it restarts empty (see "When Redis loses the state")`);
+        }
         this.recovered(at);
         if (grant.granted > 0) {
           // A fixed window's leftover tokens die with their window, before the next one's arrive.
@@ -509,12 +616,24 @@ export class RemoteLimit {
     const i64 = this.i64;
     const now = this.clock.now();
     Atomics.add(i64, RemotePoolLayout.I64.ERRORS, 1n);
+    if (this.reconnectingAlone()) {
+      // This thread's connection is still coming back while another thread's answers: no
+      // incident (it would be a second one, logged again), just another try soon.
+      const soon = now + BigInt(RECONNECT_MAX_MS * 1e6);
+      Atomics.store(i64, RemotePoolLayout.I64.NEXT_FETCH_AT, soon);
+      this.fetchDone();
+      this.clock.setTimer(soon, () => this.startFetch(this.clock.now())).unref?.();
+      return;
+    }
     Atomics.store(i64, RemotePoolLayout.I64.NEXT_FETCH_AT, now + this.retryNs);
     if (Atomics.compareExchange(this.i32, RemotePoolLayout.I32.DOWN, 0, 1) === 0) {
       Atomics.add(i64, RemotePoolLayout.I64.INCIDENTS, 1n);
       Atomics.store(i64, RemotePoolLayout.I64.DOWN_SINCE, now);
-      const message = error instanceof Error ? error.message : String(error);
-      this.store.log(`thrift-queue-limiter: limit store unavailable for "${this.key}" (${message}); ${POLICY_TEXT[this.store.onStoreError]} until it answers`);
+      // local-share starts with an empty bucket, behind every token the store booked before the
+      // failure (all admissible within the look-ahead), which the processes still use.
+      const empty = now + this.fallbackInterval * BigInt(this.fallbackBurst) + this.lookaheadNs;
+      if (Atomics.load(i64, RemotePoolLayout.I64.FALLBACK_TAT) < empty) Atomics.store(i64, RemotePoolLayout.I64.FALLBACK_TAT, empty);
+      this.store.log(downLine(this.key, error, this.store.onStoreError));
     }
     this.fetchDone();
     // Keep probing while down even if no call arrives to ask (fail-closed refuses them at once).
@@ -522,15 +641,34 @@ export class RemoteLimit {
     this.clock.setTimer(now + this.retryNs, () => this.startFetch(this.clock.now())).unref?.();
   }
 
+  /** True when this thread's connection is down but the store answered another thread of this process since it dropped. */
+  private reconnectingAlone(): boolean {
+    return (
+      !this.store.up &&
+      Atomics.load(this.i32, RemotePoolLayout.I32.DOWN) === 0 &&
+      Atomics.load(this.i64, RemotePoolLayout.I64.ANSWERED_AT) > this.store.droppedAt
+    );
+  }
+
   private recovered(now: Nanos): void {
     if (Atomics.load(this.i32, RemotePoolLayout.I32.DOWN) === 0 || Atomics.compareExchange(this.i32, RemotePoolLayout.I32.DOWN, 1, 0) !== 1) return;
-    const ms = Number(now - Atomics.load(this.i64, RemotePoolLayout.I64.DOWN_SINCE)) / 1e6;
-    this.store.log(`thrift-queue-limiter: limit store answers again for "${this.key}" after ${Math.round(ms)} ms`);
+    this.store.log(upLine(this.key, Number(now - Atomics.load(this.i64, RemotePoolLayout.I64.DOWN_SINCE)) / 1e6));
   }
 }
 
 const POLICY_TEXT = {
   'fail-open': 'admitting every call (onStoreError fail-open)',
   'fail-closed': 'refusing calls (onStoreError fail-closed)',
-  'local-share': "enforcing this process's share of the rate locally (onStoreError local-share)",
+  'local-share': "enforcing this process's share of the limit locally (onStoreError local-share)",
 } as const;
+
+/** The one log line of an incident's start. */
+export function downLine(key: string, error: unknown, policy: StoreErrorPolicy): string {
+  const message = error instanceof Error ? error.message : String(error);
+  return `thrift-queue-limiter: limit store unavailable for "${key}" (${message}); ${POLICY_TEXT[policy]} until it answers`;
+}
+
+/** The one log line of an incident's end. */
+export function upLine(key: string, downMs: number): string {
+  return `thrift-queue-limiter: limit store answers again for "${key}" after ${Math.round(downMs)} ms`;
+}

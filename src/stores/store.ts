@@ -32,8 +32,55 @@ export interface RemoteFixedWindow {
   maxCalls: number;
 }
 
-/** A limit held in a distributed store. */
+/** Parameters of a concurrency limit as a store sees them. */
+export interface RemoteConcurrencyLimit {
+  kind: 'concurrency';
+  /** Permits held at once over every holder. */
+  max: number;
+}
+
+/** A rate limit held in a distributed store. */
 export type RemoteLimitSpec = RemoteTokenBucket | RemoteFixedWindow;
+
+/** What one holder of a concurrency limit (one thread) tells the store in a sync; see `remote-concurrency.ts`. */
+export interface PermitSync {
+  /** The holder's id, unique per thread and limit instance. */
+  holder: string;
+  /** The holder's epoch as it knows it (0 for none): a holder the store knows under another epoch starts anew. */
+  epoch: number;
+  /** Permits granted to it in that epoch, cumulative, as it knows them. */
+  granted: number;
+  /** Permits it has given back in that epoch, cumulative. */
+  released: number;
+  /** Permits its first waiting call needs, 0 when none waits. */
+  need: number;
+  /** `need` plus what the calls waiting behind it need (granted in turns with other holders). */
+  want: number;
+}
+
+/** What the store answers to a {@link PermitSync}. */
+export interface PermitState {
+  epoch: number;
+  /** Permits granted to the holder in `epoch`, cumulative. */
+  granted: number;
+  /** True when the store started a new epoch for the holder, holding what it said it holds (`granted − released` at the sync). */
+  fresh: boolean;
+  /** Permits held now over all holders. */
+  held: number;
+  /** True while the holder waits in the store's queue. */
+  queued: boolean;
+  /** ms until the next holder's lease runs out (a dead holder's permits come back then), or −1. */
+  wakeInMs: number;
+}
+
+/** A grant to a waiting holder, published by the sync that freed the permits. */
+export interface PermitNotice {
+  holder: string;
+  epoch: number;
+  granted: number;
+  /** What the holder still waits for in the store's queue. */
+  left: number;
+}
 
 /** What a store answers to a lease request. */
 export interface Grant {
@@ -56,6 +103,31 @@ export interface Grant {
   validUs: number;
   /** What a give-back of these tokens must quote (the state the grant left). */
   tag: string;
+  /**
+   * What this process now knows of the state, for its next {@link LeaseHint}: a token bucket's
+   * TAT (µs, store clock), a fixed window's window number.
+   */
+  seen: number;
+  /** A fixed window's count after this grant (0 for a token bucket). */
+  seenCount: number;
+  /** True when the store found the limit's state lost (missing, or older than `hint.seen`) and restarted it empty. */
+  lost: boolean;
+}
+
+/**
+ * What a process tells the store with each request, so that a lost state (FLUSHALL, a restart
+ * without persistence, a failover to a replica that lacked the last writes) restarts empty rather
+ * than full: see "When Redis loses the state" in the README.
+ */
+export interface LeaseHint {
+  /** {@link Grant.seen} of this process's last answer, or −1 when it has none. */
+  seen: number;
+  /** {@link Grant.seenCount} of that answer. */
+  seenCount: number;
+  /** The connection was re-established, or the limit was down, since this process last asked: a token bucket restarts empty unless its state is fuller than that. */
+  doubt: boolean;
+  /** µs of the rate to leave, on top of an empty bucket, to processes still running on their local share (local-share). */
+  reserveUs: number;
 }
 
 /** Plain data that rebuilds a store in another thread (each thread opens its own connection). */
@@ -98,7 +170,22 @@ export interface LimiterStore {
    * Atomically grants up to `want` tokens of limit `key` (at least `min`, or none), by the store's
    * clock. A token bucket grants all `want` (at most its burst), booked ahead if need be. Rejects when the store cannot be reached, errs, or does not answer within `timeoutMs`.
    */
-  lease(key: string, spec: RemoteLimitSpec, want: number, min: number): Promise<Grant>;
+  lease(key: string, spec: RemoteLimitSpec, want: number, min: number, hint: LeaseHint): Promise<Grant>;
+  /**
+   * One sync of a concurrency limit's holder: gives back what it released, renews its lease for
+   * `leaseMs`, queues it for `need` permits (granted at once when it is first and they are free),
+   * hands freed permits to the oldest waiting holders, and frees the permits of holders whose
+   * lease ran out.
+   */
+  syncPermits(key: string, spec: RemoteConcurrencyLimit, sync: PermitSync): Promise<PermitState>;
+  /**
+   * Calls `listener` with every grant published for limit `key`, and with `undefined` when the
+   * notices may have been missed (the subscription was re-established). Resolves once subscribed,
+   * with a function that unsubscribes.
+   */
+  watchPermits(key: string, listener: (notice: PermitNotice | undefined) => void): Promise<() => void>;
+  /** How long a concurrency limit's holder keeps its permits without renewing its lease, ms. */
+  readonly permitLeaseMs: number;
   /**
    * Gives `n` unused tokens of the grant tagged `tag` back, if nothing has been granted since (a
    * token bucket) or its window is still open (a fixed window). Resolves true if given back.
@@ -106,15 +193,55 @@ export interface LimiterStore {
   giveBack(key: string, spec: RemoteLimitSpec, n: number, tag: string): Promise<boolean>;
   /** True once this thread's connection is open (a lease then costs one round trip, no set-up). */
   readonly connected: boolean;
+  /** True while this thread's connection is up (false while it reconnects). */
+  readonly up: boolean;
+  /** When this thread's connection was last lost (`process.hrtime.bigint()`), 0 if never. */
+  readonly droppedAt: bigint;
   /** Opens the connection now; rejects with a clear error if the store is unreachable or refuses us. */
   connect(): Promise<void>;
   /** Closes this thread's connection. */
   close(): Promise<void>;
+  /**
+   * Times this thread's connection was re-established (a restart, a failover, a network cut):
+   * the state behind it may be older than what the process saw.
+   */
+  readonly epoch: number;
+  /** Calls `listener` each time the connection is back after a loss; returns a function that removes it. */
+  onReconnect(listener: () => void): () => void;
   /** Round trips this store instance (this thread) has made. */
   readonly roundTrips: number;
   /** A structured-cloneable description, to open the same store in another thread. */
   describe(): StoreDescriptor;
 }
+
+/**
+ * How far ahead a store books a token bucket: a booking's `notBeforeUs` is at most
+ * LOOKAHEAD_BURSTS × burst × T, and never more than LOOKAHEAD_MAX_MS. Every token granted before a
+ * failure is therefore admissible within that time of it, which is what lets a lost state restart
+ * behind every token granted before, so that none is admitted twice.
+ */
+export const LOOKAHEAD_BURSTS = 2;
+/** See {@link LOOKAHEAD_BURSTS}. */
+export const LOOKAHEAD_MAX_MS = 100;
+
+/** How far ahead of now, µs, a store may book the token bucket `spec` (see {@link LOOKAHEAD_BURSTS}). */
+export function lookaheadUs(spec: RemoteTokenBucket): number {
+  return Math.min(LOOKAHEAD_BURSTS * spec.burst * spec.intervalUs, LOOKAHEAD_MAX_MS * 1000);
+}
+
+/**
+ * Longest wait between two attempts to reconnect to a store that went away, ms: a store retries
+ * at least this often, and every limit asks again as soon as its connection is back.
+ */
+export const RECONNECT_MAX_MS = 50;
+
+/**
+ * How far apart, ms, the processes sharing a limit are taken to see their store come back (two
+ * reconnection periods: the last process reconnects within one, and its first answer takes far
+ * less than another). Under local-share, a process back on the store leaves the others that much
+ * of the rate (their local shares) before it takes more; see "When Redis loses the state".
+ */
+export const RECOVERY_STAGGER_MS = 2 * RECONNECT_MAX_MS;
 
 /** True for a distributed store object (as opposed to a descriptor or anything else). */
 export function isLimiterStore(value: unknown): value is LimiterStore {

@@ -86,7 +86,7 @@ afterEach(async () => {
   redis = undefined;
 });
 
-/** Runs the load 1 s up, kills Redis for 1.5 s, restarts it, waits for recovery, runs 1 s more. */
+/** Runs the load 1 s up, kills Redis for 1.5 s, restarts it, waits for recovery, runs 1.5 s more. */
 async function killAndRestart(policy: StoreErrorPolicy) {
   redis = await startRedis();
   const logs: string[] = [];
@@ -102,7 +102,9 @@ async function killAndRestart(policy: StoreErrorPolicy) {
   const deadline = Date.now() + 6000;
   while (tb.snapshot().store!.down && Date.now() < deadline) await sleep(20);
   const recoveredAt = load.now();
-  await sleep(1000);
+  // 1.5 s: the restart lost the limit's state, which restarts empty and behind what was booked
+  // before (250 ms here: burst, look-ahead and local-share's reserve); the last second is judged.
+  await sleep(1500);
   const endAt = load.now();
   // Every call settles: none is left waiting on a store that went away.
   const hung = await Promise.race([load.stop().then(() => false), sleep(5000).then(() => true)]);

@@ -5,14 +5,12 @@
  * where d is the longest a granted token was held before use, measured by the store counters
  * (`maxHoldMs`, from the fetch's sending, so an upper estimate).
  */
-import { fork } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LoadConfig, LoadResult } from '../fixtures/redis-load.js';
 import { mostInWindow, stalledMs, type Stall } from '../helpers.js';
+import { startLoad } from './redis-load-run.js';
 import { sharedRedis, type TestRedis } from './redis-server.js';
 
-const FIXTURE = fileURLToPath(new URL('../../dist/test/fixtures/redis-load.js', import.meta.url));
 const RATE = 400;
 const BURST = 20;
 const PROCESSES = 3;
@@ -25,23 +23,11 @@ afterAll(async () => {
   await redis?.stop();
 });
 
-function runProcess(config: LoadConfig): Promise<LoadResult> {
-  return new Promise((resolve, reject) => {
-    const child = fork(FIXTURE, [JSON.stringify(config)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-    let result: LoadResult | undefined;
-    child.once('message', (m) => {
-      result = m as LoadResult;
-    });
-    child.once('error', reject);
-    child.once('exit', (code) => (result !== undefined ? resolve(result) : reject(new Error(`load process exited ${code} without a result`))));
-  });
-}
-
 async function sharedRun(
   lease: LoadConfig['lease'],
   stallMs = 0,
 ): Promise<{ starts: bigint[]; holdMs: number; results: LoadResult[]; overloadEnd: bigint; stalls: Stall[][] }> {
-  const config: LoadConfig = {
+  const config: Omit<LoadConfig, 'startAt'> = {
     url: redis.url,
     prefix: `mp:${Math.random()}:`,
     lease,
@@ -50,11 +36,11 @@ async function sharedRun(
     threads: 2,
     inFlight: 32,
     durationMs: 2500,
-    startAt: String(process.hrtime.bigint() + 3_000_000_000n),
   };
   // With stallMs, the first process's threads all block for stallMs one second into the run.
-  const stall = { at: String(BigInt(config.startAt) + 1_000_000_000n), ms: stallMs };
-  const results = await Promise.all(Array.from({ length: PROCESSES }, (_, i) => runProcess(i === 0 && stallMs > 0 ? { ...config, stall } : config)));
+  const stall = { afterMs: 1000, ms: stallMs };
+  const load = await startLoad(Array.from({ length: PROCESSES }, (_, i) => (i === 0 && stallMs > 0 ? { ...config, stall } : config)));
+  const results = await load.results;
   const starts = results.flatMap((r) => r.starts.map(BigInt)).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   const holdMs = Math.max(...results.map((r) => r.store.maxHoldMs));
   // Each worker thread's event-loop stalls, measured in the thread (every process's clock is CLOCK_MONOTONIC).
@@ -64,7 +50,7 @@ async function sharedRun(
     `lease ${JSON.stringify(lease)}: ${starts.length} starts in ${elapsedS.toFixed(3)} s (${(starts.length / elapsedS).toFixed(1)}/s, limit ${RATE}/s burst ${BURST}); max hold ${holdMs.toFixed(2)} ms; round trips ${results.map((r) => r.store.roundTrips).join('+')}; per process ${results.map((r) => r.starts.length).join('+')}`,
   );
   // Every thread keeps calls waiting until startAt + durationMs; after that the queues drain.
-  return { starts, holdMs, results, overloadEnd: BigInt(config.startAt) + BigInt(config.durationMs) * 1_000_000n, stalls };
+  return { starts, holdMs, results, overloadEnd: load.startAt + BigInt(config.durationMs) * 1_000_000n, stalls };
 }
 
 /** The longest single stall of any thread, ms. */

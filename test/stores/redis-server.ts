@@ -22,6 +22,12 @@ export interface TestRedis {
   stop(): Promise<void>;
 }
 
+/** Servers started here and still running: killed when this process exits, whatever the tests did. */
+const running = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const c of running) c.kill('SIGKILL');
+});
+
 /** A free TCP port on 127.0.0.1. */
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -86,6 +92,8 @@ export async function startRedis(options: { password?: string } = {}): Promise<T
   let child: ChildProcess | undefined;
   const launch = async (): Promise<void> => {
     child = spawn('redis-server', args, { stdio: 'ignore' });
+    running.add(child);
+    child.once('exit', () => running.delete(child!));
     await waitUntil(() => answersPing(port), `redis-server on port ${port}`);
   };
   const exited = (c: ChildProcess): Promise<void> =>

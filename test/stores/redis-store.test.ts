@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FixedWindow, RateLimiter, TokenBucket } from '../../src/index.js';
 import { createRedisStore, StoreConnectionError, type RedisStore } from '../../src/stores/redis-store.js';
+import { STATE_KEEP_MS } from '../../src/stores/redis-scripts.js';
 import { stalledMs, watchStalls } from '../helpers.js';
 import { freePort, sharedRedis, startRedis, type TestRedis } from './redis-server.js';
 
@@ -54,15 +55,15 @@ describe('Redis store: token bucket', () => {
     expect(tb.snapshot().store!.errors).toBe(0);
   });
 
-  it('keeps one key per limit, under the prefix with a hash tag, expiring once the bucket is full again', async () => {
+  it('keeps one key per limit, under the prefix with a hash tag, expiring STATE_KEEP_MS after the bucket is full again', async () => {
     const s = store({ prefix: 'keys:' });
     const tb = new TokenBucket({ rate: 100, burst: 5, store: s, key: 'calc.add' });
     await burstOf(tb, 5);
     expect(redis.cli('EXISTS', 'keys:{calc.add}:tb')).toBe('1');
     const ttl = Number(redis.cli('PTTL', 'keys:{calc.add}:tb'));
-    // Full again 5 tokens × 10 ms after the burst, plus the script's 1 s margin.
-    expect(ttl).toBeGreaterThan(0);
-    expect(ttl).toBeLessThanOrEqual(1050);
+    // Full again 5 tokens × 10 ms after the burst, plus the state's keep time.
+    expect(ttl).toBeGreaterThan(STATE_KEEP_MS - 1000);
+    expect(ttl).toBeLessThanOrEqual(STATE_KEEP_MS + 50);
   });
 
   it('recovers from SCRIPT FLUSH by reloading the script (NOSCRIPT), with no store error', async () => {

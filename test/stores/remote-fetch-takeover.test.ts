@@ -28,13 +28,23 @@ function fakeStore(): { store: LimiterStore; leases: { want: number; answer: (gr
     log: () => {},
     lease: (_key: string, _spec: RemoteLimitSpec, want: number) =>
       new Promise<Grant>((resolve) => {
-        leases.push({ want, answer: (granted) => resolve({ granted, notBeforeUs: 0, retryAfterUs: 0, validUs: Infinity, tag: '1' }) });
+        leases.push({
+          want,
+          answer: (granted) => resolve({ granted, notBeforeUs: 0, retryAfterUs: 0, validUs: Infinity, tag: '1', seen: 1, seenCount: 0, lost: false }),
+        });
       }),
     giveBack: () => Promise.resolve(false),
     connected: true,
     connect: () => Promise.resolve(),
     close: () => Promise.resolve(),
     roundTrips: 0,
+    epoch: 0,
+    up: true,
+    droppedAt: 0n,
+    onReconnect: () => () => {},
+    permitLeaseMs: 10_000,
+    syncPermits: () => Promise.reject(new Error('not a concurrency test')),
+    watchPermits: () => Promise.resolve(() => {}),
     describe: () => ({ kind: 'redis', id: 'fake', options: {} }),
   };
   return { store, leases };

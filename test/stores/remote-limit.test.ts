@@ -25,10 +25,17 @@ function scriptedStore(timeoutMs: number): ScriptedStore {
     log: () => {},
     connected: true,
     roundTrips: 0,
+    epoch: 0,
+    up: true,
+    droppedAt: 0n,
+    onReconnect: () => () => {},
+    permitLeaseMs: 10_000,
+    syncPermits: () => Promise.reject(new Error('not a concurrency test')),
+    watchPermits: () => Promise.resolve(() => {}),
     lease(_key, _spec, want): Promise<Grant> {
       store.leases++;
       if (store.down) return Promise.reject(new Error('store down'));
-      return Promise.resolve({ granted: want, notBeforeUs: 0, retryAfterUs: 0, validUs: Infinity, tag: '0' });
+      return Promise.resolve({ granted: want, notBeforeUs: 0, retryAfterUs: 0, validUs: Infinity, tag: '0', seen: 0, seenCount: 0, lost: false });
     },
     giveBack: () => Promise.resolve(false),
     connect: () => Promise.resolve(),
