@@ -246,8 +246,8 @@ export class RedisStore implements LimiterStore {
 
   /**
    * `call`, rejected once `timeoutMs` has passed. One server's commandTimeout already bounds each
-   * command; a cluster's redirections and failover retries resend it, each with a timeout of its
-   * own, so there the bound is kept here.
+   * command; on a cluster, redirections and failover retries resend a command, so the bound of the
+   * whole call is kept here.
    */
   private bounded<T>(call: Promise<T>): Promise<T> {
     if (this.options.topology.kind !== 'cluster') return call;
@@ -320,12 +320,16 @@ export class RedisStore implements LimiterStore {
     let client: ScriptedClient;
     if (t.kind === 'cluster') {
       const { redisOptions, ...clusterOptions } = o.redis as ClusterOptions;
+      // No commandTimeout on the nodes' connections: ioredis sends ASKING without waiting for its
+      // answer, and a timeout of that command would be an unhandled rejection. `bounded` times
+      // every call of ours instead.
+      const { commandTimeout: _perCommand, ...perNode } = perConnection;
       client = new Cluster(t.nodes, {
         clusterRetryStrategy: reconnect,
         ...clusterOptions,
         lazyConnect: true,
         enableOfflineQueue: false,
-        redisOptions: { ...redisOptions, ...t.auth, ...perConnection },
+        redisOptions: { ...redisOptions, ...t.auth, ...perNode },
       }) as ScriptedClient;
     } else {
       const r = o.redis as RedisOptions;
