@@ -48,12 +48,17 @@ const HELP = `usage: thrift-queue-limiter serve --service FILE --handler FILE [o
   --no-borrow NAME      level NAME never takes more than its share of the rate (repeatable)
   --max-queued-per-flow N  most calls one flow may have waiting (default: unbounded)
   --fair-quantum N      calls a flow takes per turn (default 1)
-  --redis URL           keep rate limits in Redis (redis://[:password@]host:port[/db], rediss:// for TLS),
-                          shared by every server using the same Redis and prefix (default: in-process)
+  --redis URL           keep the limits in Redis (redis://[:password@]host:port[/db], rediss:// for TLS),
+                          shared by every server using the same Redis and prefix (default: in-process;
+                          per-key limits stay in-process)
+  --redis-cluster URL,URL,…  the same on a Redis Cluster: some of its nodes (redis://[:password@]host:port)
+  --redis-sentinel HOST:PORT,…  the same on the master Redis Sentinel names --redis-master
+  --redis-master NAME   the master's name at the sentinels (with --redis-sentinel)
   --redis-prefix P      key prefix in Redis (default tql:)
   --store-error POLICY  while Redis is down: fail-closed (default: refuse) | fail-open | local-share
   --expected-processes N  servers sharing the limits, for local-share (default 1)
   --lease               reserve batches of tokens per process (fewer round trips, documented slack)
+  --permit-lease DUR    concurrency limits in Redis: how long a dead server's permits stay taken (default 10s)
   --max-frame-bytes N   largest frame accepted (default 16777216)
   --frame-timeout DUR   close a connection whose frame is not complete this long after its first byte
                           (default 30s; 0 disables)
@@ -97,6 +102,10 @@ export async function serve(argv: string[]): Promise<number> {
     'max-queued-per-flow': { type: 'string' },
     'fair-quantum': { type: 'string' },
     redis: { type: 'string' },
+    'redis-cluster': { type: 'string' },
+    'redis-sentinel': { type: 'string' },
+    'redis-master': { type: 'string' },
+    'permit-lease': { type: 'string' },
     'redis-prefix': { type: 'string' },
     'store-error': { type: 'string' },
     'expected-processes': { type: 'string' },
@@ -362,28 +371,57 @@ async function closeQuietly(server: { close(options: { timeoutMs: number }): Pro
   await store?.close().catch(() => {});
 }
 
-/** The Redis store the flags ask for, if any. */
+/** The Redis store the flags ask for, if any: one server, a cluster, or a master behind sentinels. */
 function redisStore(flags: Record<string, unknown>): RedisStore | undefined {
-  const url = flags.redis as string | undefined;
-  const others = ['redis-prefix', 'store-error', 'expected-processes'].filter((f) => flags[f] !== undefined);
-  if (url === undefined) {
-    if (others.length > 0 || flags.lease === true) throw new RangeError(`--${others[0] ?? 'lease'} needs --redis URL`);
+  const list = (flag: string): string[] => (flags[flag] as string).split(',').map((x) => x.trim());
+  const given = ['redis', 'redis-cluster', 'redis-sentinel'].filter((f) => flags[f] !== undefined);
+  if (given.length > 1) throw new RangeError(`--${given[0]} and --${given[1]} name two stores: give one`);
+  if ((flags['redis-sentinel'] === undefined) !== (flags['redis-master'] === undefined)) {
+    throw new RangeError(
+      flags['redis-master'] === undefined ? '--redis-sentinel needs --redis-master NAME' : '--redis-master needs --redis-sentinel HOST:PORT,…',
+    );
+  }
+  const others = ['redis-prefix', 'store-error', 'expected-processes', 'permit-lease'].filter((f) => flags[f] !== undefined);
+  if (given.length === 0) {
+    if (others.length > 0 || flags.lease === true) throw new RangeError(`--${others[0] ?? 'lease'} needs --redis URL (or --redis-cluster, --redis-sentinel)`);
     return undefined;
   }
   const policy = flags['store-error'] as string | undefined;
   if (policy !== undefined && !['fail-closed', 'fail-open', 'local-share'].includes(policy)) {
     throw new RangeError(`--store-error must be fail-closed, fail-open or local-share, got ${JSON.stringify(policy)}`);
   }
-  return createRedisStore({
-    url,
+  const where =
+    given[0] === 'redis'
+      ? { url: flags.redis as string }
+      : given[0] === 'redis-cluster'
+        ? { cluster: list('redis-cluster') }
+        : { sentinel: { sentinels: list('redis-sentinel'), name: flags['redis-master'] as string } };
+  const options = {
+    ...where,
     ...(flags['redis-prefix'] !== undefined ? { prefix: flags['redis-prefix'] as string } : {}),
     ...(policy !== undefined ? { onStoreError: policy as StoreErrorPolicy } : {}),
     ...(flags['expected-processes'] !== undefined
       ? { expectedProcesses: parsePositive('--expected-processes', flags['expected-processes'] as string, true) }
       : {}),
+    ...(flags['permit-lease'] !== undefined ? { permitLeaseMs: parseDuration('--permit-lease', flags['permit-lease'] as string) } : {}),
     lease: flags.lease === true,
-    log: (line) => console.warn(line),
-  });
+    log: (line: string) => console.warn(line),
+  };
+  try {
+    return createRedisStore(options);
+  } catch (error) {
+    // The store's options are named as the flags that gave them.
+    const message = error instanceof Error ? error.message : String(error);
+    const flag = /^cluster/.test(message)
+      ? '--redis-cluster'
+      : /^sentinel/.test(message)
+        ? '--redis-sentinel'
+        : /^permitLeaseMs/.test(message)
+          ? '--permit-lease'
+          : undefined;
+    if (flag === undefined) throw error;
+    throw new RangeError(`${flag}: ${message}`, { cause: error });
+  }
 }
 
 function describeFlow(flow: FairnessOptions['flow']): string {

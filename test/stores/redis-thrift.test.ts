@@ -143,6 +143,6 @@ describe('serve --redis', () => {
       stderr: string;
     };
     expect(e.code).toBe(2);
-    expect(e.stderr.trim()).toBe('thrift-queue-limiter: --lease needs --redis URL');
+    expect(e.stderr.trim()).toBe('thrift-queue-limiter: --lease needs --redis URL (or --redis-cluster, --redis-sentinel)');
   });
 });
