@@ -25,6 +25,8 @@ export interface ChildConfig {
   /** ours: the store's `lease` option. */
   lease: boolean | { horizonMs: number; maxTokens: number };
   url: string;
+  /** ours: the nodes of a Redis Cluster to use instead of `url`. */
+  cluster?: string[];
   host: string;
   port: number;
   password?: string;
@@ -97,7 +99,7 @@ const GRACE_MS = 5000;
 async function open(c: ChildConfig): Promise<Subject> {
   switch (c.subject) {
     case 'ours': {
-      const store = createRedisStore({ url: c.url, prefix: c.prefix, lease: c.lease });
+      const store = createRedisStore({ ...(c.cluster === undefined ? { url: c.url } : { cluster: c.cluster }), prefix: c.prefix, lease: c.lease });
       await store.connect();
       const tb = new TokenBucket({ rate: c.rate, burst: c.burst, store, key: 'k' });
       return {

@@ -13,7 +13,9 @@
  *
  * Scenarios (every one bounded in count and time):
  * 1. Throughput: a limit far above what can be reached (1 M/s, burst 1,000); each process does
- *    its share of N acquires, 1 or 64 outstanding at a time, until done or the time bound.
+ *    its share of N acquires, 1 or 64 outstanding at a time, until done or the time bound. Ours
+ *    also on a Redis Cluster of 3 masters started by the benchmark (3 processes), next to the
+ *    single server.
  *    Figures: acquires/s over all processes, and Redis commands per 1,000 acquires counted three
  *    ways: in every process's ioredis client (commands written: the round trips), by Redis's
  *    `INFO commandstats` (script calls, and every command executed including those run inside
@@ -28,6 +30,7 @@ import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import type { ChildConfig, ChildResult, SubjectKind } from './redis-child.js';
 import { benchRedis, type BenchRedis } from './lib/redis-server.js';
+import { startCluster } from '../test/stores/redis-cluster.js';
 import { fmt, median, quick, table, verdict, writeResult } from './lib/report.js';
 
 const CHILD = fileURLToPath(new URL('./redis-child.js', import.meta.url));
@@ -52,6 +55,12 @@ const TP_VARIANTS: Variant[] = [
   { label: "bottleneck, `datastore: 'ioredis'`, reservoir 1000, +1000 per 1 ms (max 1000)", subject: 'bottleneck', lease: false },
   { label: 'rate-limiter-flexible `RateLimiterRedis` (1 M per 1 s) + `RateLimiterQueue`', subject: 'rlf', lease: false },
 ];
+/** Ours on the cluster, 3 processes: the cluster rows. */
+const CLUSTER_VARIANTS: Variant[] = [
+  { label: `${OURS} — Redis Cluster, 3 masters`, subject: 'ours', lease: false },
+  { label: `${OURS_LEASE} — Redis Cluster, 3 masters`, subject: 'ours', lease: true },
+];
+const CLUSTER_PROCESSES = 3;
 const BOUND_VARIANTS: Variant[] = [
   { label: 'ours, no leasing', subject: 'ours', lease: false },
   { label: 'ours, leasing (defaults)', subject: 'ours', lease: true },
@@ -68,10 +77,13 @@ function progress(what: string): void {
 
 type Stats = Map<string, number>;
 
-async function commandStats(admin: Redis): Promise<Stats> {
-  const text = await admin.info('commandstats');
+/** Redis's command counts, summed over `admins` (every master of a cluster, or the one server). */
+async function commandStats(admins: Redis[]): Promise<Stats> {
   const out: Stats = new Map();
-  for (const m of text.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) out.set(m[1]!, Number(m[2]));
+  for (const admin of admins) {
+    const text = await admin.info('commandstats');
+    for (const m of text.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) out.set(m[1]!, (out.get(m[1]!) ?? 0) + Number(m[2]));
+  }
   return out;
 }
 
@@ -136,7 +148,7 @@ interface GroupResult {
 }
 
 /** Starts one process per config, starts them together, collects results and Redis's counts. */
-async function runGroup(admin: Redis, configs: ChildConfig[]): Promise<GroupResult> {
+async function runGroup(admin: Redis[], configs: ChildConfig[]): Promise<GroupResult> {
   const procs = configs.map((c) => fork(CHILD, [JSON.stringify(c)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
   const limitMs = configs[0]!.durationMs + 30_000;
   try {
@@ -155,8 +167,21 @@ async function runGroup(admin: Redis, configs: ChildConfig[]): Promise<GroupResu
 }
 
 let runId = 0;
-function baseConfig(r: BenchRedis, v: Variant): Omit<ChildConfig, 'mode' | 'rate' | 'burst' | 'count' | 'inFlight' | 'durationMs' | 'warmup'> {
-  return { subject: v.subject, lease: v.lease, url: r.url, host: r.host, port: r.port, password: r.password, prefix: `tqlbench:${process.pid}:${++runId}:` };
+function baseConfig(
+  r: BenchRedis,
+  v: Variant,
+  cluster?: string[],
+): Omit<ChildConfig, 'mode' | 'rate' | 'burst' | 'count' | 'inFlight' | 'durationMs' | 'warmup'> {
+  return {
+    subject: v.subject,
+    lease: v.lease,
+    url: r.url,
+    ...(cluster === undefined ? {} : { cluster }),
+    host: r.host,
+    port: r.port,
+    password: r.password,
+    prefix: `tqlbench:${process.pid}:${++runId}:`,
+  };
 }
 
 /** A store counter of one process over the measured part only (the warm-up excluded). */
@@ -182,8 +207,8 @@ interface TpRun {
   firstError?: string;
 }
 
-async function throughputRun(admin: Redis, r: BenchRedis, v: Variant, processes: number, inFlight: number): Promise<TpRun> {
-  const base = baseConfig(r, v);
+async function throughputRun(admin: Redis[], r: BenchRedis, v: Variant, processes: number, inFlight: number, cluster?: string[]): Promise<TpRun> {
+  const base = baseConfig(r, v, cluster);
   const count = Math.ceil(TP.total / processes);
   const configs: ChildConfig[] = Array.from({ length: processes }, () => ({
     ...base,
@@ -270,7 +295,7 @@ function maxInWindow(starts: bigint[], ns: bigint): number {
   return best;
 }
 
-async function boundRun(admin: Redis, r: BenchRedis, v: Variant): Promise<BoundRun> {
+async function boundRun(admin: Redis[], r: BenchRedis, v: Variant): Promise<BoundRun> {
   const base = baseConfig(r, v);
   const configs: ChildConfig[] = Array.from({ length: BOUND.processes }, () => ({
     ...base,
@@ -334,7 +359,7 @@ async function main(): Promise<void> {
           const group = rows.filter((x) => x.processes === processes && x.inFlight === inFlight);
           for (let i = 0; i < group.length; i++) {
             const row = group[(i + round) % group.length]!;
-            const run = await throughputRun(admin, redis, row.variant, processes, inFlight).catch((error: unknown): TpRun => failedRun(error));
+            const run = await throughputRun([admin], redis, row.variant, processes, inFlight).catch((error: unknown): TpRun => failedRun(error));
             row.runs.push(run);
             progress(
               `throughput round ${round + 1}: ${processes} process(es), ${inFlight} in flight, ${row.variant.label}: ${fmt(run.acquiresPerS, 0)}/s, ${fmt(run.client, 1)} commands per 1000${run.failed || run.unsettled ? `, ${run.failed} failed, ${run.unsettled} unsettled (${run.firstError ?? ''})` : ''}`,
@@ -344,10 +369,37 @@ async function main(): Promise<void> {
       }
     }
 
+    // --- scenario 1 on a Redis Cluster: ours, 3 processes, next to the single server's rows
+    const clusterRows: TpRow[] = [];
+    for (const inFlight of TP_IN_FLIGHT)
+      for (const variant of CLUSTER_VARIANTS) clusterRows.push({ variant, processes: CLUSTER_PROCESSES, inFlight, runs: [] });
+    const cluster = await startCluster();
+    const clusterLine = `a Redis Cluster of 3 masters (redis-server --cluster-enabled yes, no replicas, no persistence, ports ${cluster.nodes.map((n) => n.port).join(', ')}) started by the benchmark for the cluster rows; the limit's key lives on one master, as every limit's keys do`;
+    const masters = cluster.nodes.map((n) => new Redis({ host: '127.0.0.1', port: n.port, lazyConnect: true, maxRetriesPerRequest: 1 }));
+    try {
+      await Promise.all(masters.map((m) => m.connect()));
+      progress(`using ${clusterLine}`);
+      for (let round = 0; round < TP_ROUNDS; round++) {
+        for (const row of clusterRows) {
+          const run = await throughputRun(masters, redis, row.variant, row.processes, row.inFlight, cluster.urls).catch((error: unknown): TpRun =>
+            failedRun(error),
+          );
+          row.runs.push(run);
+          progress(
+            `throughput round ${round + 1} on the cluster: ${row.processes} processes, ${row.inFlight} in flight, ${row.variant.label}: ${fmt(run.acquiresPerS, 0)}/s, ${fmt(run.client, 1)} commands per 1000${run.failed || run.unsettled ? `, ${run.failed} failed, ${run.unsettled} unsettled (${run.firstError ?? ''})` : ''}`,
+          );
+        }
+      }
+    } finally {
+      for (const m of masters) await m.quit().catch(() => m.disconnect());
+      await cluster.stop();
+    }
+    rows.push(...clusterRows);
+
     // --- scenario 2
     const bounds: BoundRun[] = [];
     for (const v of BOUND_VARIANTS) {
-      const b = await boundRun(admin, redis, v);
+      const b = await boundRun([admin], redis, v);
       bounds.push(b);
       progress(
         `bound: ${v.label}: ${b.admitted} admitted in ${fmt(b.elapsedS, 3)} s (bound ${fmt(b.overall, 0)}), worst 100 ms ${b.worst100}, worst 1 s ${b.worst1s}, d ${fmt(b.holdMs, 2)} ms, ${fmt(b.store, 1)} round trips per 1000`,
@@ -381,7 +433,7 @@ async function main(): Promise<void> {
     lines.push(
       `# Redis benchmarks${quick ? ' — QUICK smoke run (short runs, figures indicative only)' : ''}`,
       `- Machine: ${machineLine}. Date: ${date}. Command: \`npm run bench:redis\`${quick ? ' with `--quick`' : ''} (\`node dist/bench/redis.js${quick ? ' --quick' : ''}\`).`,
-      `- Redis: ${redis.description}. Every library in separate child processes (\`child_process.fork\`), one limiter each on the same Redis key space, all started at one CLOCK_MONOTONIC instant; libraries run one after another in the same run, order rotated between rounds. The host's 2 cores are shared by the processes, redis-server and other work: compare rows within one run.`,
+      `- Redis: ${redis.description}; and ${clusterLine}. Every library in separate child processes (\`child_process.fork\`), one limiter each on the same Redis key space, all started at one CLOCK_MONOTONIC instant; libraries run one after another in the same run, order rotated between rounds. The host's 2 cores are shared by the processes, redis-server and other work: compare rows within one run.`,
       `- Round trips are counted three ways. **client**: commands every process's ioredis clients wrote to a socket (every library here uses ioredis; none pipelines more than one command per request in these runs, so this is the round-trip count). **server scripts**: Redis's own \`INFO commandstats\` EVAL + EVALSHA calls, before/after the measured part (INFO itself excluded). **server all**: every command Redis executed, including those run inside Lua scripts (Redis counts those too, in \`commandstats\` and \`total_commands_processed\`, so that total is work done, not requests). **store**: ours' \`snapshot().store.roundTrips\`, summed over processes.`,
       '',
       '## Targets',
