@@ -110,6 +110,7 @@ export class RedisStore implements LimiterStore {
   private subscriber: Promise<RedisClient | Cluster> | undefined;
   private readonly watchers = new Map<string, Set<(notice: PermitNotice | undefined) => void>>();
   private closed = false;
+  private readonly closeHooks: (() => Promise<void>)[] = [];
 
   /** @internal Use {@link createRedisStore}. */
   constructor(
@@ -220,8 +221,17 @@ export class RedisStore implements LimiterStore {
     return () => set.delete(listener);
   }
 
-  /** Closes this thread's connections; limiters using the store fail over to `onStoreError`. */
+  beforeClose(hook: () => Promise<void>): void {
+    this.closeHooks.push(hook);
+  }
+
+  /**
+   * Closes this thread's connections, once releases of concurrency permits still on their way
+   * have gone out; limiters using the store fail over to `onStoreError`.
+   */
   async close(): Promise<void> {
+    if (this.closed) return;
+    await Promise.all(this.closeHooks.map((hook) => hook().catch(() => {})));
     this.closed = true;
     const client = this.client ?? (await this.connecting?.catch(() => undefined));
     const subscriber = await this.subscriber?.catch(() => undefined);

@@ -142,6 +142,8 @@ export class RemoteConcurrency implements RemoteAdmission {
     this.retryNs = BigInt(Math.ceil(Math.min(1000, Math.max(100, store.timeoutMs)) * 1e6));
     // Back on the store (perhaps a restarted one that lost its state): the permits in use count
     // again, and a waiting head asks again, at once rather than at the next renewal.
+    // Releases still on their way go out before the store closes (else they would wait for the lease).
+    store.beforeClose(() => this.giveBack());
     store.onReconnect(() => {
       if (Atomics.load(this.i32, RemoteConcurrencyLayout.I32.DOWN) !== 0 || this.need > 0 || this.granted > this.released) this.requestSync();
     });
@@ -253,9 +255,8 @@ export class RemoteConcurrency implements RemoteAdmission {
 
   /** Gives this thread's unused permits back to the store; resolves once the store was told (or failed). */
   async giveBack(): Promise<void> {
-    if (this.pool === 0) return;
-    this.givePoolBack();
-    await new Promise<void>((resolve) => this.whenSynced.push(resolve));
+    if (this.pool > 0) this.givePoolBack();
+    if (this.syncing || this.syncQueued) await new Promise<void>((resolve) => this.whenSynced.push(resolve));
   }
 
   snapshot(): RemoteSnapshot {

@@ -199,8 +199,10 @@ export interface LimiterStore {
   readonly droppedAt: bigint;
   /** Opens the connection now; rejects with a clear error if the store is unreachable or refuses us. */
   connect(): Promise<void>;
-  /** Closes this thread's connection. */
+  /** Closes this thread's connection, once the hooks given to {@link beforeClose} are done. */
   close(): Promise<void>;
+  /** Runs `hook` (and waits for it) when this thread's store is closed: a concurrency limit's last releases go out first. */
+  beforeClose(hook: () => Promise<void>): void;
   /**
    * Times this thread's connection was re-established (a restart, a failover, a network cut):
    * the state behind it may be older than what the process saw.

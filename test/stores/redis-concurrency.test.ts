@@ -8,6 +8,8 @@
  */
 import { fork } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ConcurrencyLimit, StoreUnavailableError } from '../../src/index.js';
+import { createRedisStore } from '../../src/stores/redis-store.js';
 import type { ConcurrencyConfig, ConcurrencyResult } from '../fixtures/redis-concurrency.js';
 import { fixturePath, startLoad } from './redis-load-run.js';
 import { startRedis, type TestRedis } from './redis-server.js';
@@ -134,4 +136,64 @@ describe('ConcurrencyLimit in Redis across 3 processes × 2 threads', () => {
       holder.kill('SIGKILL');
     }
   }, 60_000);
+});
+
+describe('ConcurrencyLimit in Redis, one process', () => {
+  it('a permit released twice (and disposed) frees one slot: the store counts it once, and release(n) over what this thread holds throws', async () => {
+    const prefix = `cc1:${Math.random()}:`;
+    const store = createRedisStore({ url: redis.url, prefix, permitLeaseMs: LEASE_MS, timeoutMs: 200 });
+    try {
+      const limit = new ConcurrencyLimit({ max: 2, store, key: 'once' });
+      const a = await limit.acquire();
+      const b = await limit.acquire();
+      a.release();
+      a.release();
+      a[Symbol.dispose]();
+      expect(() => limit.release(2)).toThrow(RangeError);
+      // One slot free, not two: a third acquire is admitted, a fourth waits until b is released.
+      const c = await limit.acquire();
+      let fourth = false;
+      const d = limit.acquire().then((p) => {
+        fourth = true;
+        return p;
+      });
+      await new Promise((r) => setTimeout(r, 200));
+      expect(fourth).toBe(false);
+      expect(redis.cli('HGET', `${prefix}{once}:cl`, 'n')).toBe('2');
+      b.release();
+      (await d).release();
+      c.release();
+      await limit.returnLease();
+      expect(redis.cli('HGET', `${prefix}{once}:cl`, 'n')).toBe('0');
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('fail-closed: with Redis gone, new calls are refused with StoreUnavailableError; restarted empty, the permits in use count again and the limit works by itself', async () => {
+    const own = await startRedis();
+    const logs: string[] = [];
+    const store = createRedisStore({ url: own.url, prefix: 'cc2:', permitLeaseMs: LEASE_MS, timeoutMs: 200, log: (l) => logs.push(l) });
+    try {
+      const limit = new ConcurrencyLimit({ max: 2, store, key: 'down' });
+      const held = await limit.acquire();
+      await own.kill();
+      await expect(limit.acquire()).rejects.toBeInstanceOf(StoreUnavailableError);
+      await own.restart();
+      // The holder re-registers its permit on the reconnection: the restarted store counts it.
+      await expect.poll(() => own.cli('HGET', 'cc2:{down}:cl', 'n'), { timeout: 5000 }).toBe('1');
+      const next = await limit.acquire();
+      expect(own.cli('HGET', 'cc2:{down}:cl', 'n')).toBe('2');
+      held.release();
+      next.release();
+      await limit.returnLease();
+      expect(own.cli('HGET', 'cc2:{down}:cl', 'n')).toBe('0');
+      expect(limit.snapshot().store!.incidents).toBe(1);
+      expect(logs.filter((l) => /unavailable/.test(l))).toHaveLength(1);
+      expect(logs.filter((l) => /answers again/.test(l))).toHaveLength(1);
+    } finally {
+      await store.close();
+      await own.stop();
+    }
+  });
 });

@@ -189,6 +189,10 @@ describe('Redis hung (SIGSTOP) past the store timeout', () => {
     const hung = await Promise.race([load.stop().then(() => false), sleep(5000).then(() => true)]);
     expect(hung).toBe(false);
     const refused = refusedIn(load.outcomes, pausedAt, resumedAt + 100);
+    const back = load.outcomes.find((x) => x.admitted && x.at > resumedAt);
+    console.log(
+      `hung 1.5 s: first refusal ${(refused[0]?.at ?? NaN) - pausedAt} ms after SIGSTOP; ${refused.length} calls refused; admitting again ${(back?.at ?? NaN) - resumedAt} ms after SIGCONT`,
+    );
     expect(refused.length).toBeGreaterThan(0);
     // The first refusal comes no later than one booked burst (100 ms at this rate), one timeout
     // and a margin for the machine after the pause, plus the time this process was stalled.

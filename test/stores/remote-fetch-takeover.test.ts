@@ -43,6 +43,7 @@ function fakeStore(): { store: LimiterStore; leases: { want: number; answer: (gr
     droppedAt: 0n,
     onReconnect: () => () => {},
     permitLeaseMs: 10_000,
+    beforeClose: () => {},
     syncPermits: () => Promise.reject(new Error('not a concurrency test')),
     watchPermits: () => Promise.resolve(() => {}),
     describe: () => ({ kind: 'redis', id: 'fake', options: {} }),

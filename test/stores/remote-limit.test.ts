@@ -30,6 +30,7 @@ function scriptedStore(timeoutMs: number): ScriptedStore {
     droppedAt: 0n,
     onReconnect: () => () => {},
     permitLeaseMs: 10_000,
+    beforeClose: () => {},
     syncPermits: () => Promise.reject(new Error('not a concurrency test')),
     watchPermits: () => Promise.resolve(() => {}),
     lease(_key, _spec, want): Promise<Grant> {
