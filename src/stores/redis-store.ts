@@ -109,6 +109,7 @@ export class RedisStore implements LimiterStore {
   /** The connection in subscriber mode for concurrency limits' grant notices, opened on first use. */
   private subscriber: Promise<RedisClient | Cluster> | undefined;
   private readonly watchers = new Map<string, Set<(notice: PermitNotice | undefined) => void>>();
+  private readonly subscriptions = new Map<string, Promise<void>>();
   private closed = false;
   private readonly closeHooks: (() => Promise<void>)[] = [];
 
@@ -166,7 +167,17 @@ export class RedisStore implements LimiterStore {
     const k = this.key(key, spec.kind === 'token-bucket' ? 'tb' : 'fw');
     if (spec.kind === 'token-bucket') {
       const [granted, notBeforeUs, retryAfterUs, tag, lost] = await this.bounded(
-        client.tqlLeaseTokenBucket(k, spec.intervalUs, spec.burst, want, min, lookaheadUs(spec), hint.seen, hint.doubt ? 1 : 0, hint.reserveUs),
+        client.tqlLeaseTokenBucket(
+          k,
+          spec.intervalUs,
+          spec.burst,
+          want,
+          min,
+          lookaheadUs(spec, this.expectedProcesses),
+          hint.seen,
+          hint.doubt ? 1 : 0,
+          hint.reserveUs,
+        ),
       );
       return { granted, notBeforeUs, retryAfterUs, validUs: Infinity, tag, seen: Math.floor(Number(tag)), seenCount: 0, lost: lost === 1 };
     }
@@ -210,13 +221,18 @@ export class RedisStore implements LimiterStore {
 
   async watchPermits(key: string, listener: (notice: PermitNotice | undefined) => void): Promise<() => void> {
     const channel = this.key(key, 'cl:grants');
-    let set = this.watchers.get(channel);
-    if (set === undefined) {
-      set = new Set();
-      this.watchers.set(channel, set);
-      const subscriber = await this.subscriberConnection();
-      await this.bounded(subscriber.subscribe(channel));
+    let subscribed = this.subscriptions.get(channel);
+    if (subscribed === undefined) {
+      subscribed = this.subscriberConnection().then(async (subscriber) => {
+        await this.bounded(subscriber.subscribe(channel));
+      });
+      this.subscriptions.set(channel, subscribed);
+      // A failed subscription is tried again by the next watcher.
+      subscribed.catch(() => this.subscriptions.delete(channel));
     }
+    await subscribed;
+    let set = this.watchers.get(channel);
+    if (set === undefined) this.watchers.set(channel, (set = new Set()));
     set.add(listener);
     return () => set.delete(listener);
   }
@@ -294,7 +310,8 @@ export class RedisStore implements LimiterStore {
 
   /** A second connection, in subscriber mode, for grant notices; resubscribed by ioredis after a reconnection. */
   private subscriberConnection(): Promise<RedisClient | Cluster> {
-    this.subscriber ??= this.ready().then(async (client) => {
+    if (this.subscriber !== undefined) return this.subscriber;
+    const opening = this.ready().then(async (client) => {
       const subscriber = client.duplicate();
       subscriber.on('error', () => {});
       subscriber.on('message', (channel: string, message: string) => {
@@ -302,14 +319,24 @@ export class RedisStore implements LimiterStore {
         const notice = { holder: holder!, epoch: Number(epoch), granted: Number(granted), left: Number(left) };
         for (const listener of this.watchers.get(channel) ?? []) listener(notice);
       });
-      await subscriber.connect();
+      try {
+        await subscriber.connect();
+      } catch (error) {
+        subscriber.disconnect();
+        throw error;
+      }
       // Notices published while the subscription was down are lost: every watcher syncs again.
       subscriber.on('ready', () => {
         for (const set of this.watchers.values()) for (const listener of set) listener(undefined);
       });
       return subscriber;
     });
-    return this.subscriber;
+    this.subscriber = opening;
+    // A connection that could not open is tried again by the next watcher.
+    opening.catch(() => {
+      if (this.subscriber === opening) this.subscriber = undefined;
+    });
+    return opening;
   }
 
   private async open(): Promise<ScriptedClient> {

@@ -281,7 +281,7 @@ export class RemoteLimit implements RemoteAdmission {
     const intervalNs = spec.kind === 'token-bucket' ? spec.intervalUs * 1000 : (spec.periodMs * 1e6) / spec.maxCalls;
     this.fallbackInterval = BigInt(Math.max(1, Math.ceil(intervalNs * processes)));
     this.fallbackBurst = Math.max(1, Math.floor(capacity / processes));
-    this.lookaheadNs = spec.kind === 'token-bucket' ? BigInt(Math.ceil(lookaheadUs(spec) * 1000)) : 0n;
+    this.lookaheadNs = spec.kind === 'token-bucket' ? BigInt(Math.ceil(lookaheadUs(spec, processes) * 1000)) : 0n;
   }
 
   /** The plain-data description a worker thread attaches from. */

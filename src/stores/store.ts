@@ -217,18 +217,21 @@ export interface LimiterStore {
 }
 
 /**
- * How far ahead a store books a token bucket: a booking's `notBeforeUs` is at most
- * LOOKAHEAD_BURSTS × burst × T, and never more than LOOKAHEAD_MAX_MS. Every token granted before a
- * failure is therefore admissible within that time of it, which is what lets a lost state restart
- * behind every token granted before, so that none is admitted twice.
+ * How far ahead a store books a token bucket (the look-ahead): a booking's `notBeforeUs` is at most
+ * max(LOOKAHEAD_BURSTS, expectedProcesses) bursts' time, and never more than LOOKAHEAD_MAX_MS.
+ * Every token granted before a failure is therefore admissible within that time of it, which is
+ * what lets a lost state restart behind every token granted before, so that none is admitted
+ * twice. A look-ahead that holds a burst's booking for each process keeps contending processes
+ * served in the order they ask, in one round trip each (a shorter one made them race for the room
+ * and split the rate unevenly); a longer one would only lengthen the wait after a loss.
  */
-export const LOOKAHEAD_BURSTS = 2;
+export const LOOKAHEAD_BURSTS = 4;
 /** See {@link LOOKAHEAD_BURSTS}. */
-export const LOOKAHEAD_MAX_MS = 100;
+export const LOOKAHEAD_MAX_MS = 250;
 
-/** How far ahead of now, µs, a store may book the token bucket `spec` (see {@link LOOKAHEAD_BURSTS}). */
-export function lookaheadUs(spec: RemoteTokenBucket): number {
-  return Math.min(LOOKAHEAD_BURSTS * spec.burst * spec.intervalUs, LOOKAHEAD_MAX_MS * 1000);
+/** The look-ahead of token bucket `spec` shared by `processes` processes, µs (see {@link LOOKAHEAD_BURSTS}). */
+export function lookaheadUs(spec: RemoteTokenBucket, processes: number): number {
+  return Math.min(Math.max(LOOKAHEAD_BURSTS, processes) * spec.burst * spec.intervalUs, LOOKAHEAD_MAX_MS * 1000);
 }
 
 /**

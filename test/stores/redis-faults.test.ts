@@ -103,7 +103,8 @@ async function killAndRestart(policy: StoreErrorPolicy) {
   while (tb.snapshot().store!.down && Date.now() < deadline) await sleep(20);
   const recoveredAt = load.now();
   // 1.5 s: the restart lost the limit's state, which restarts empty and behind what was booked
-  // before (250 ms here: burst, look-ahead and local-share's reserve); the last second is judged.
+  // before (400 ms here: a burst's 100 ms, the 250 ms look-ahead, local-share's 50 ms reserve);
+  // the last second is judged.
   await sleep(1500);
   const endAt = load.now();
   // Every call settles: none is left waiting on a store that went away.
