@@ -76,6 +76,14 @@ async function lossRun(event: 'flushall' | 'restart', onStoreError: StoreErrorPo
   const worst = worstExcess(starts, BURST, RATE);
   const excess = worst.excess - (RATE * holdMs) / 1000;
   const firstAfter = starts.find((t) => t >= back);
+  // The longest time without any start from the event on (from the restart, for a restart).
+  let gapMs = 0;
+  for (let i = 1, prev = back; i <= starts.length; i++) {
+    const t = starts[i - 1]!;
+    if (t < back) continue;
+    gapMs = Math.max(gapMs, Number(t - prev) / 1e6);
+    prev = t;
+  }
   const run: LossRun = {
     excess,
     worst: { count: worst.count, lengthMs: worst.lengthMs },
@@ -87,7 +95,7 @@ async function lossRun(event: 'flushall' | 'restart', onStoreError: StoreErrorPo
     lost: results.reduce((a, r) => a + r.store.stateLost, 0),
   };
   console.log(
-    `${event} (${onStoreError}): ${run.starts} starts, ${run.refused} refused; worst interval ${worst.count} starts in ${worst.lengthMs.toFixed(1)} ms; excess over burst + rate × (L + d) = ${excess.toFixed(1)} (d = ${holdMs.toFixed(1)} ms); first start ${run.recoveryMs.toFixed(0)} ms after`,
+    `${event} (${onStoreError}): ${run.starts} starts, ${run.refused} refused; worst interval ${worst.count} starts in ${worst.lengthMs.toFixed(1)} ms; excess over burst + rate × (L + d) = ${excess.toFixed(1)} (d = ${holdMs.toFixed(1)} ms); first start ${run.recoveryMs.toFixed(0)} ms after, longest time without a start after it ${gapMs.toFixed(0)} ms`,
   );
   return run;
 }

@@ -8,7 +8,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { LoadConfig } from '../fixtures/redis-load.js';
 import { worstExcess } from '../helpers.js';
-import type { StoreErrorPolicy } from '../../src/stores/store.js';
+import { lookaheadUs, type StoreErrorPolicy } from '../../src/stores/store.js';
 import { startLoad } from './redis-load-run.js';
 import { startSentinel, type TestSentinel } from './redis-sentinel.js';
 
@@ -54,8 +54,9 @@ async function failover(onStoreError: StoreErrorPolicy) {
   const logs = results.flatMap((r) => r.logs);
   const downMs = Math.max(0, ...logs.map((l) => Number(/after (\d+) ms/.exec(l)?.[1] ?? 0)));
   const promoted = sentinel.masterPort();
-  // Under fail-closed: the first start beyond what was booked before the kill (100 ms ahead at most).
-  const firstAfter = starts.find((t) => t > killedAt + 100_000_000n);
+  // Under fail-closed: the first start beyond what was booked before the kill (the look-ahead).
+  const ahead = BigInt(Math.ceil(lookaheadUs({ kind: 'token-bucket', burst: BURST, intervalUs: 1e6 / RATE }, 3) * 1000));
+  const firstAfter = starts.find((t) => t > killedAt + ahead);
   const recoveryMs = firstAfter === undefined ? Infinity : Number(firstAfter - killedAt) / 1e6;
   const tail = starts.filter((t) => t > load.startAt + 5_000_000_000n && t <= load.startAt + 6_000_000_000n).length;
   console.log(
