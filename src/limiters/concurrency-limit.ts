@@ -381,6 +381,9 @@ export class ConcurrencyLimit extends PermitLimit {
     // Another thread's change between the read and the CAS: move from its limit instead.
     let from = this.limit;
     while (!this.changeLimit(from, max)) from = this.limit;
+    // With a store: this thread's waiting call asks again under the new limit now; the store
+    // enforces it from each holder's next sync.
+    this.held?.limitChanged();
   }
 
   /** Rebuilds, in this thread, the concurrency limit `descriptor` came from; see `TokenBucket.attach`. */

@@ -253,6 +253,11 @@ export class RemoteConcurrency implements RemoteAdmission {
     this.requestSync();
   }
 
+  /** The limit changed (`setLimit` in this thread): a waiting call asks again under it at once. */
+  limitChanged(): void {
+    if (this.need > 0) this.requestSync();
+  }
+
   /** Gives this thread's unused permits back to the store; resolves once the store was told (or failed). */
   async giveBack(): Promise<void> {
     if (this.pool > 0) this.givePoolBack();

@@ -170,6 +170,34 @@ describe('ConcurrencyLimit in Redis, one process', () => {
     }
   });
 
+  it('setLimit moves the limit the store enforces: max 1 holds a second call back, max 2 admits it at once', async () => {
+    const prefix = `cc3:${Math.random()}:`;
+    const store = createRedisStore({ url: redis.url, prefix, permitLeaseMs: LEASE_MS, timeoutMs: 200 });
+    try {
+      const limit = new ConcurrencyLimit({ max: 1, store, key: 'moved' });
+      const first = await limit.acquire();
+      let second = false;
+      const waiting = limit.acquire().then((p) => {
+        second = true;
+        return p;
+      });
+      await new Promise((r) => setTimeout(r, 200));
+      expect(second).toBe(false);
+      limit.setLimit({ max: 2 });
+      expect(limit.max).toBe(2);
+      // The waiting call asks again under the new max at once, not at the next renewal (500 ms).
+      const p = await Promise.race([waiting, new Promise<undefined>((r) => setTimeout(() => r(undefined), 300))]);
+      expect(p).toBeDefined();
+      expect(redis.cli('HGET', `${prefix}{moved}:cl`, 'n')).toBe('2');
+      first.release();
+      p!.release();
+      await limit.returnLease();
+      expect(redis.cli('HGET', `${prefix}{moved}:cl`, 'n')).toBe('0');
+    } finally {
+      await store.close();
+    }
+  });
+
   it('fail-closed: with Redis gone, new calls are refused with StoreUnavailableError; restarted empty, the permits in use count again and the limit works by itself', async () => {
     const own = await startRedis();
     const logs: string[] = [];
