@@ -20,6 +20,7 @@ const UNIT = [
   'test/limiters/concurrency-limit.test.ts',
   'test/limiters/fixed-window.test.ts',
   'test/limiters/fixed-window-wrap.test.ts',
+  'test/limiters/pacing.test.ts',
   'test/limiters/set-limit.test.ts',
   'test/limiters/token-bucket.test.ts',
   'test/limiters/validation.test.ts',

@@ -52,6 +52,7 @@ export const systemClock: Clock = {
 };
 
 interface ManualTimer {
+  /** When it fires: its due time plus the clock's lateness when it was set. */
   at: Nanos;
   seq: number;
   callback: () => void;
@@ -65,6 +66,11 @@ interface ManualTimer {
  * walks the clock forward, so a test sees exactly the admissions an ideal scheduler would make.
  */
 export class ManualClock implements Clock {
+  /**
+   * Milliseconds after its due time that each timer set from now on fires (0: on time), as a busy
+   * event loop's timers do: for tests of how the limiters take late wake-ups.
+   */
+  timerLatenessMs = 0;
   private current: Nanos;
   private seq = 0;
   private timers: ManualTimer[] = [];
@@ -84,9 +90,9 @@ export class ManualClock implements Clock {
     return Number(this.current) / 1e6;
   }
 
-  /** Registers a timer due at `at`; fires during a later {@link advance}. */
+  /** Registers a timer due at `at`; fires during a later {@link advance}, {@link timerLatenessMs} late. */
   setTimer(at: Nanos, callback: () => void): TimerHandle {
-    const timer: ManualTimer = { at, seq: this.seq++, callback, cancelled: false };
+    const timer: ManualTimer = { at: at + BigInt(Math.round(this.timerLatenessMs * 1e6)), seq: this.seq++, callback, cancelled: false };
     this.timers.push(timer);
     return {
       cancel: () => {

@@ -17,24 +17,61 @@
  * TAT may never run more than b·T ahead of the clock. Rounding T up (to whole ns, or µs) can only
  * admit fewer calls, never more.
  *
+ * ## Late wake-ups: the credit λ
+ * A waiting call is released by a timer, which fires a little after the moment its tokens were
+ * due (wait-queue.ts). Plain GCRA then counts it at the late clock, TAT ← t + n·T, and the delay
+ * is lost for good: at burst 1 every token pays its timer's lateness (measured: 88.8 % of the rate
+ * at 1000/s). So a waiter's take gets a credit λ = max(T, {@link WAKE_CREDIT_NS}): a TAT at most λ
+ * in the past is kept,
+ *
+ *     TAT ← (TAT ≥ t − λ ? TAT : t) + n·T,   admitted iff that − t ≤ b·T
+ *
+ * (with λ = 0 the plain step above), i.e. the call is counted at the instant the bucket could
+ * first have admitted it (it was due then and woke late), no earlier than λ ago; an older TAT is
+ * forgotten as always, so a thread that slept through a longer stall starts at most b calls at
+ * once. The fast path (no waiter) takes no credit. Admission is judged at t, unchanged, and the
+ * call starts at t.
+ *
+ * Bound with the credit: over any closed interval [a, a + L] of admission instants, calls
+ * admitted ≤ b + (L + λ)/T = burst + rate × (L + λ), i.e. burst + rate × L + max(1, rate × 2 ms).
+ * Proof: take those calls in CAS order k₁ … k_m. Each admission, with the credit or without,
+ * leaves TAT ≥ t − λ + n·T, so after k₁ TAT ≥ a − λ + n₁·T; each later one (and anything admitted
+ * between) only moves it forward, by at least its own n·T, so after k_m TAT ≥ a − λ + Σn·T.
+ * Admitting k_m required TAT − t ≤ b·T with t ≤ a + L. Hence Σn·T ≤ L + λ + b·T. The instants
+ * need not be increasing (threads read the clock independently): the argument uses only the CAS
+ * order.
+ *
  * The keyed table's slots run the same test on µs-wide words with the ns remainder kept apart
- * (keyed-table.ts); every ns-wide word goes through the functions here.
+ * (keyed-table.ts), without the credit; every ns-wide word goes through the functions here.
  */
 import type { Nanos } from '../clock.js';
+import { WAKE_CREDIT_NS } from '../queue/wait-queue.js';
 
 /**
  * Takes n tokens at `now` from the GCRA word `i64[index]` if the bucket holds them.
  * @param cost n·T, ns.
  * @param tolerance b·T, ns: how far TAT may run ahead of the clock.
- * @returns true iff admitted (TAT moved to max(TAT, now) + cost).
+ * @param credit λ, ns: a waiter's wake-up credit ({@link gcraCredit}); 0 on the fast path.
+ * @returns true iff admitted (TAT moved as the top of this file says).
  */
-export function gcraTake(i64: BigInt64Array, index: number, now: Nanos, cost: bigint, tolerance: bigint): boolean {
+export function gcraTake(i64: BigInt64Array, index: number, now: Nanos, cost: bigint, tolerance: bigint, credit = 0n): boolean {
+  const since = now - credit;
   for (;;) {
     const tat = Atomics.load(i64, index);
-    const next = (tat > now ? tat : now) + cost;
+    const next = (tat >= since ? tat : now) + cost;
     if (next - now > tolerance) return false;
     if (Atomics.compareExchange(i64, index, tat, next) === tat) return true;
   }
+}
+
+/** The wake-up credit λ of a bucket with emission interval T (ns): max(T, {@link WAKE_CREDIT_NS}). */
+export function gcraCredit(interval: bigint): bigint {
+  return interval > WAKE_CREDIT_NS ? interval : WAKE_CREDIT_NS;
+}
+
+/** {@link gcraCredit} for a store's script, in µs: max(T, 2 ms). */
+export function gcraCreditUs(intervalUs: number): number {
+  return Math.max(intervalUs, Number(WAKE_CREDIT_NS) / 1000);
 }
 
 /**

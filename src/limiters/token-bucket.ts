@@ -1,6 +1,8 @@
 /**
  * A token bucket kept as one 64-bit word, shared by every thread: GCRA (gcra.ts has the algorithm
- * and its bound, burst + rate × L over any interval of length L). T is rounded up to whole ns.
+ * and its bound: burst + rate × L over any interval of length L, and burst + rate × (L + λ) once
+ * waiters released by late timers are counted at the instant they were due, λ = max(T, 2 ms)).
+ * T is rounded up to whole ns.
  *
  * ## A limit that can change while every thread admits
  * The settings (T, b·T, rate, period, burst) live in shared memory too, in two records, and the
@@ -40,7 +42,7 @@ import { Limiter, attachedInstance } from './limiter.js';
 import { RATE_PERMIT, RATE_PERMIT_PROMISE, type Permit } from './permit.js';
 import { LimiterLayout, PARAMS_WORDS, paramsIndex, SharedState } from '../shared/shared-state.js';
 import { defineLayout } from '../shared/layout.js';
-import { gcraConvertDebt, gcraReadyAt } from './gcra.js';
+import { gcraConvertDebt, gcraCredit, gcraReadyAt } from './gcra.js';
 import type { Clock } from '../clock.js';
 import type { Waiter } from '../queue/wait-queue.js';
 import { attachStore } from '../stores/store.js';
@@ -221,21 +223,7 @@ export class TokenBucket extends Limiter {
       this.syncRemote();
       return this.remote.take(now, n);
     }
-    const i64 = this.i64;
-    for (;;) {
-      const w = Atomics.load(i64, LimiterLayout.I64.STATE);
-      const v = this.v;
-      if (w < v.lo || w >= v.hi) {
-        this.refresh(w);
-        continue;
-      }
-      // The GCRA step (gcra.ts) with TAT and now both moved by the version's offset.
-      const at = now + v.offset;
-      const next = (w > at ? w : at) + (n === 1 ? v.interval : v.interval * BigInt(n));
-      if (next - at > v.tolerance) return false;
-      if (next >= v.rebaseAt && this.rebase()) continue;
-      if (Atomics.compareExchange(i64, LimiterLayout.I64.STATE, w, next) === w) return true;
-    }
+    return this.step(now, n, false);
   }
 
   /** {@inheritDoc Limiter.estimateWaitAt} */
@@ -249,8 +237,13 @@ export class TokenBucket extends Limiter {
     return ready > now ? ready - now : 0n;
   }
 
+  /** A waiter's take: with the wake-up credit (gcra.ts). */
   protected take(now: Nanos, n: number): boolean {
-    return this.tryAcquireAt(now, n);
+    if (this.remote !== undefined) {
+      this.syncRemote();
+      return this.remote.take(now, n, true);
+    }
+    return this.step(now, n, true);
   }
 
   protected wakeAt(now: Nanos, n: number): Nanos | undefined {
@@ -288,6 +281,28 @@ export class TokenBucket extends Limiter {
       maxWaitMs: this.maxWaitMs,
       maxThreads: this.state.slotCount,
     };
+  }
+
+  /**
+   * The GCRA step (gcra.ts) with TAT and now both moved by the version's offset; a waiter's keeps a
+   * TAT up to the wake-up credit back.
+   */
+  private step(now: Nanos, n: number, waiter: boolean): boolean {
+    const i64 = this.i64;
+    for (;;) {
+      const w = Atomics.load(i64, LimiterLayout.I64.STATE);
+      const v = this.v;
+      if (w < v.lo || w >= v.hi) {
+        this.refresh(w);
+        continue;
+      }
+      const at = now + v.offset;
+      const keep = waiter ? at - gcraCredit(v.interval) : at;
+      const next = (w >= keep ? w : at) + (n === 1 ? v.interval : v.interval * BigInt(n));
+      if (next - at > v.tolerance) return false;
+      if (next >= v.rebaseAt && this.rebase()) continue;
+      if (Atomics.compareExchange(i64, LimiterLayout.I64.STATE, w, next) === w) return true;
+    }
   }
 
   /** The current settings (those of STATE's tag). */

@@ -77,7 +77,7 @@
  */
 import { threadId } from 'node:worker_threads';
 import type { Clock, Nanos } from '../clock.js';
-import { gcraReadyAt, gcraTake } from '../limiters/gcra.js';
+import { gcraCredit, gcraReadyAt, gcraTake } from '../limiters/gcra.js';
 import { waitForSignal, type SignalWait } from '../shared/wait-signal.js';
 import {
   lookaheadUs,
@@ -289,8 +289,11 @@ export class RemoteLimit implements RemoteAdmission {
     return { store: this.store.describe(), key: this.key, spec: this.spec, buffer: this.buffer };
   }
 
-  /** Takes `n` tokens at `now` if this process holds them (or the fault policy admits). */
-  take(now: Nanos, n: number): boolean {
+  /**
+   * Takes `n` tokens at `now` if this process holds them (or the fault policy admits). `queued`:
+   * for a waiter, whose local-share take gets the wake-up credit (gcra.ts).
+   */
+  take(now: Nanos, n: number, queued = false): boolean {
     const i32 = this.i32;
     for (;;) {
       const pool = Atomics.load(i32, RemotePoolLayout.I32.POOL);
@@ -314,7 +317,7 @@ export class RemoteLimit implements RemoteAdmission {
         Atomics.add(this.i64, RemotePoolLayout.I64.FAIL_OPEN, 1n);
         return true;
       case 'local-share':
-        return this.takeLocalShare(now, n);
+        return this.takeLocalShare(now, n, queued);
       default:
         return false;
     }
@@ -488,10 +491,10 @@ export class RemoteLimit implements RemoteAdmission {
   }
 
   /** GCRA on this process's own word: rate / expectedProcesses, burst / expectedProcesses. */
-  private takeLocalShare(now: Nanos, n: number): boolean {
+  private takeLocalShare(now: Nanos, n: number, queued: boolean): boolean {
     const cost = this.fallbackInterval * BigInt(n);
     const tolerance = this.fallbackInterval * BigInt(Math.max(this.fallbackBurst, n));
-    if (!gcraTake(this.i64, RemotePoolLayout.I64.FALLBACK_TAT, now, cost, tolerance)) return false;
+    if (!gcraTake(this.i64, RemotePoolLayout.I64.FALLBACK_TAT, now, cost, tolerance, queued ? gcraCredit(this.fallbackInterval) : 0n)) return false;
     Atomics.add(this.i64, RemotePoolLayout.I64.LOCAL_SHARE, 1n);
     return true;
   }

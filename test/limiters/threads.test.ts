@@ -6,6 +6,11 @@ import { runTogether, sortedStarts, spawn, stopLimiterWorkers } from '../limiter
 
 afterEach(stopLimiterWorkers);
 
+/** The wake-up credit λ of a token bucket at `rate`/s, in s (gcra.ts): max(1 / rate, 2 ms). */
+function creditS(rate: number): number {
+  return Math.max(1 / rate, 0.002);
+}
+
 /**
  * Longest delay from a call's admission to its start, ns. Each call starts inside its task right
  * after its admission; the OS (4 threads, 2 cores) or a GC can still pause a thread in between,
@@ -42,9 +47,10 @@ function expectNoStarvation(starts: SharedArrayBuffer, perThread: number, thread
 }
 
 describe('shared limiters across real worker threads', () => {
-  test('never admits more than burst + rate × length calls in any interval, across 4 threads (not one call over), and admits ≥ 99 % of rate × elapsed under overload (less the time every thread was stalled)', async () => {
+  test('never admits more than burst + rate × (length + λ) calls in any interval, λ = 2 ms the wake-up credit, across 4 threads (not one call over), and admits ≥ 99 % of rate × elapsed under overload (less the time every thread was stalled)', async () => {
     const rate = 2000;
     const burst = 20;
+    const credit = rate * creditS(rate);
     const perThread = 1000;
     const tb = new TokenBucket({ rate, burst });
     const starts = new SharedArrayBuffer(8 * 4 * perThread);
@@ -57,7 +63,7 @@ describe('shared limiters across real worker threads', () => {
     const admitted = sortedStarts(admissions);
     expect(admitted.every((t) => t > 0n)).toBe(true);
     const worst = worstExcess(admitted, burst, rate);
-    expect(worst.excess, `worst interval: ${worst.count} admissions in ${worst.lengthMs} ms`).toBeLessThanOrEqual(1e-6);
+    expect(worst.excess, `worst interval: ${worst.count} admissions in ${worst.lengthMs} ms`).toBeLessThanOrEqual(credit + 1e-6);
     // Under overload some thread always has calls waiting, so tokens go unused only while every
     // thread was stalled at once (measured in each worker): that time is taken out of the elapsed.
     const elapsedSec = Number(admitted.at(-1)! - admitted[0]!) / 1e9;
@@ -65,7 +71,33 @@ describe('shared limiters across real worker threads', () => {
     expect(admitted.length / (burst + rate * (elapsedSec - allStalledSec))).toBeGreaterThanOrEqual(0.99);
 
     const startWorst = worstExcess(sortedStarts(starts), burst, rate);
-    expect(startWorst.excess).toBeLessThanOrEqual((rate * longestStartDelayNs(admissions, starts)) / 1e9 + 1e-6);
+    expect(startWorst.excess).toBeLessThanOrEqual(credit + (rate * longestStartDelayNs(admissions, starts)) / 1e9 + 1e-6);
+  });
+
+  test('at burst 1, 4 threads sharing 1000/s admit ≥ 90 % of the rate (late timers are credited) and never more than 1 + rate × (length + λ) calls in any interval, λ = 2 ms the wake-up credit', async () => {
+    const rate = 1000;
+    const perThread = 300;
+    const tb = new TokenBucket({ rate, burst: 1 });
+    const starts = new SharedArrayBuffer(8 * 4 * perThread);
+    const admissions = new SharedArrayBuffer(8 * 4 * perThread);
+    const go = new SharedArrayBuffer(4);
+    await runTogether(
+      [0, 1, 2, 3].map((i) => ({ mode: 'run' as const, descriptor: tb.share(), count: perThread, starts, admissions, offset: i * perThread, go })),
+      20_000,
+    );
+    const admitted = sortedStarts(admissions);
+    expect(admitted.every((t) => t > 0n)).toBe(true);
+    const worst = worstExcess(admitted, 1, rate);
+    expect(worst.excess, `worst interval: ${worst.count} admissions in ${worst.lengthMs} ms`).toBeLessThanOrEqual(rate * creditS(rate) + 1e-6);
+    // The rate itself is the benchmark's (bench/pacing.ts, ≥ 99.5 %); here only a floor that a
+    // loaded host still clears (the unit tests show, with an injected clock, that late timers cost
+    // nothing).
+    const elapsedSec = Number(admitted.at(-1)! - admitted[0]!) / 1e9;
+    const achieved = (admitted.length - 1) / elapsedSec / rate;
+    console.log(
+      `burst 1 across 4 threads: ${(100 * achieved).toFixed(2)} % of ${rate}/s; worst interval ${worst.count} admissions in ${worst.lengthMs.toFixed(3)} ms`,
+    );
+    expect(achieved).toBeGreaterThanOrEqual(0.9);
   });
 
   test('no thread starves: each of 4 overloaded threads gets at least 15 % of the first half of admissions (of those made while it was not stalled)', async () => {
@@ -100,11 +132,11 @@ describe('shared limiters across real worker threads', () => {
     const started = sortedStarts(starts);
     const window = (list: bigint[]): number => list.filter((t) => t >= stallEnd && t < stallEnd + 2_000_000n).length;
     expect(window(admitted)).toBeLessThanOrEqual(burst + 2);
-    expect(worstExcess(admitted, burst, rate).excess).toBeLessThanOrEqual(1e-6);
+    expect(worstExcess(admitted, burst, rate).excess).toBeLessThanOrEqual(rate * creditS(rate) + 1e-6);
     // Starts may lag their admissions (see longestStartDelayNs): up to the calls the rate lets in meanwhile.
     const startSlack = Math.floor((rate * longestStartDelayNs(admissions, starts)) / 1e9);
     expect(window(started)).toBeLessThanOrEqual(burst + 2 + startSlack);
-    expect(mostInWindow(started, 100)).toBeLessThanOrEqual(burst + rate * 0.1 + startSlack);
+    expect(mostInWindow(started, 100)).toBeLessThanOrEqual(burst + rate * (0.1 + creditS(rate)) + startSlack);
   });
 
   test('the concurrency limit never has more than max calls in flight, across 4 threads, and every thread gets at least 15 % of the first half of the calls (of those made while it was not stalled)', async () => {

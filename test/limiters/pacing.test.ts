@@ -1,0 +1,223 @@
+/**
+ * Pacing with late timers (wait-queue.ts, gcra.ts): a waiter released by a wake-up that came late
+ * is counted at the instant it was due, up to the wake-up credit λ (token bucket: max(T, 2 ms);
+ * fixed window: 2 ms), so late timers cost no rate; the bound on admissions grows by exactly that
+ * credit, and a stall longer than it still releases no backlog. ManualClock fires every timer
+ * `timerLatenessMs` after its due time.
+ */
+import { describe, expect, test } from 'vitest';
+import { ManualClock } from '../../src/clock.js';
+import { FixedWindow } from '../../src/limiters/fixed-window.js';
+import { TokenBucket } from '../../src/limiters/token-bucket.js';
+
+/** Submits `count` calls at once through run(); each records the clock (ms) when its task starts. */
+function submit(limiter: TokenBucket | FixedWindow, clock: ManualClock, count: number, n = 1): { starts: number[]; done: Promise<unknown> } {
+  const starts: number[] = [];
+  const done = Promise.all(Array.from({ length: count }, () => limiter.run(() => starts.push(clock.nowMs()), n)));
+  return { starts, done };
+}
+
+/**
+ * Largest excess over all intervals [t_i, t_j] of (calls in it) − (burst + rate × length), for sorted
+ * instants in ms; ≤ 0 means burst + rate × L held everywhere.
+ */
+function worstExcess(instants: number[], burst: number, ratePerMs: number): number {
+  let minU = Infinity;
+  let worst = -Infinity;
+  instants.forEach((t, k) => {
+    const u = k - ratePerMs * t;
+    minU = Math.min(minU, u);
+    worst = Math.max(worst, u - minU + 1 - burst);
+  });
+  return worst;
+}
+
+/** A deterministic pseudo-random sequence in [0, 1). */
+function prng(seed: number): () => number {
+  let s = seed;
+  return () => (s = (s * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+}
+
+describe('TokenBucket at burst 1 with late wake-ups', () => {
+  test('1000/s with every timer 0.9 ms late: each call starts 0.9 ms after its slot and the rate is kept (1001 calls by 1000.9 ms)', async () => {
+    const clock = new ManualClock();
+    clock.timerLatenessMs = 0.9;
+    const tb = new TokenBucket({ rate: 1000, burst: 1, clock });
+    const { starts, done } = submit(tb, clock, 1001);
+    await clock.advance(1100);
+    // Plain GCRA would count each call at its late start: one call per 1.9 ms, the last at 1900 ms.
+    expect(starts).toHaveLength(1001);
+    expect(starts).toEqual(starts.map((_, k) => (k === 0 ? 0 : k + 0.9)));
+    await done;
+  });
+
+  test('1000/s with every timer 1.5 ms late (more than T, within the 2 ms credit): the wake starts both calls that fell due, and the rate is kept', async () => {
+    const clock = new ManualClock();
+    clock.timerLatenessMs = 1.5;
+    const tb = new TokenBucket({ rate: 1000, burst: 1, clock });
+    const { starts, done } = submit(tb, clock, 1001);
+    await clock.advance(1100);
+    // The wake for slot 1 comes at 2.5 ms, when slot 2 is due too: pairs of calls start together.
+    expect(starts.slice(0, 6)).toEqual([0, 2.5, 2.5, 4.5, 4.5, 6.5]);
+    expect(starts.at(-1)).toBe(1000.5);
+    await done;
+  });
+
+  test('50/s with every timer 5 ms late (λ = one interval, 20 ms, at this rate): each call starts 5 ms after its slot, none lost', async () => {
+    const clock = new ManualClock();
+    clock.timerLatenessMs = 5;
+    const tb = new TokenBucket({ rate: 50, burst: 1, clock });
+    const { starts, done } = submit(tb, clock, 51);
+    await clock.advance(1100);
+    expect(starts).toHaveLength(51);
+    expect(starts).toEqual(starts.map((_, k) => (k === 0 ? 0 : 20 * k + 5)));
+    await done;
+  });
+
+  test('a wake-up later than the credit is not credited: 1000/s with timers 2.5 ms late starts one call per 2.5 ms, as plain GCRA', async () => {
+    const clock = new ManualClock();
+    clock.timerLatenessMs = 2.5;
+    const tb = new TokenBucket({ rate: 1000, burst: 1, clock });
+    const { starts, done } = submit(tb, clock, 5);
+    await clock.advance(100);
+    // Each wake finds the bucket idle for 2.5 ms > λ: the call is counted now, the next due in 1 ms.
+    expect(starts).toEqual([0, 3.5, 7, 10.5, 14]);
+    await done;
+  });
+
+  test('the fast path takes no credit: a call arriving at an idle bucket is counted at its own instant', async () => {
+    const clock = new ManualClock();
+    const tb = new TokenBucket({ rate: 1000, burst: 1, clock });
+    expect(tb.tryAcquire()).toBe(true);
+    await clock.advance(1.5);
+    expect(tb.tryAcquire()).toBe(true);
+    // Counted at 1.5 ms (not at its 1 ms slot): the next token is due at 2.5 ms.
+    expect(tb.tryAcquireAt(clock.now() + 999_999n)).toBe(false);
+    expect(tb.tryAcquireAt(clock.now() + 1_000_000n)).toBe(true);
+  });
+
+  for (const { rate, burst, lambdaMs } of [
+    { rate: 1000, burst: 1, lambdaMs: 2 },
+    { rate: 200, burst: 1, lambdaMs: 5 },
+    { rate: 500, burst: 3, lambdaMs: 2 },
+  ]) {
+    test(`${rate}/s burst ${burst}, random timer lateness 0–6 ms and random arrivals: admissions in any interval ≤ burst + rate × (L + λ), λ = ${lambdaMs} ms, and that bound is reached`, async () => {
+      const clock = new ManualClock();
+      const tb = new TokenBucket({ rate, burst, clock });
+      const random = prng(rate + burst);
+      const admitted: number[] = [];
+      const calls: Promise<unknown>[] = [];
+      for (let step = 0; step < 3000; step++) {
+        clock.timerLatenessMs = random() * 6;
+        const arrivals = random() < 0.3 ? Math.floor(random() * 4) : 0;
+        // run() starts its task at the instant of admission: the clock does not move in between.
+        for (let i = 0; i < arrivals; i++) calls.push(tb.run(() => admitted.push(clock.nowMs())));
+        await clock.advance(random() * 2);
+      }
+      await clock.advance(20_000);
+      expect(admitted.length).toBe(calls.length);
+      await Promise.all(calls);
+      const perMs = rate / 1000;
+      // With the credit: never over. Without it the bound is exceeded: the credit is used, and the
+      // stated bound is the one that holds, not a looser one.
+      expect(worstExcess(admitted, burst, perMs)).toBeLessThanOrEqual(perMs * lambdaMs + 1e-9);
+      expect(worstExcess(admitted, burst, perMs)).toBeGreaterThan(0);
+    });
+  }
+
+  test('a stall longer than the credit releases no backlog: 1000/s burst 1, 50 ms without timers, then one call starts and the rest keep their spacing', async () => {
+    const clock = new ManualClock();
+    const tb = new TokenBucket({ rate: 1000, burst: 1, clock });
+    const { starts, done } = submit(tb, clock, 100);
+    await clock.advance(10.5);
+    expect(starts.length).toBe(11);
+    (clock as unknown as { current: bigint }).current += 50_000_000n;
+    await clock.advance(0);
+    expect(starts.filter((t) => t === 60.5)).toHaveLength(1);
+    await clock.advance(200);
+    expect(starts.slice(11, 14)).toEqual([60.5, 61.5, 62.5]);
+    await done;
+  });
+
+  test('a stall within the credit releases at most burst + rate × λ at once: 1000/s burst 1, a wake-up 1.8 ms late starts the 2 calls that fell due, then the spacing resumes', async () => {
+    const clock = new ManualClock();
+    const tb = new TokenBucket({ rate: 1000, burst: 1, clock });
+    const { starts, done } = submit(tb, clock, 10);
+    await clock.advance(0);
+    (clock as unknown as { current: bigint }).current += 2_800_000n; // the timer due at 1 ms runs at 2.8
+    await clock.advance(0);
+    expect(starts).toEqual([0, 2.8, 2.8]);
+    await clock.advance(100);
+    expect(starts.slice(3, 5)).toEqual([3, 4]);
+    await done;
+  });
+});
+
+describe('FixedWindow with late wake-ups', () => {
+  test('1 call per 1 ms window with every timer 1.5 ms late: a missed window that ended less than 2 ms ago still counts, so 1001 calls start by 1000.5 ms', async () => {
+    const clock = new ManualClock();
+    clock.timerLatenessMs = 1.5;
+    const fw = new FixedWindow({ maxCalls: 1, periodMs: 1, clock });
+    const { starts, done } = submit(fw, clock, 1001);
+    await clock.advance(1100);
+    // Without the credit each wake lands in the next window: one call per 2 ms. With it, the wake
+    // at 2.5 ms counts one call in window 1 (ended 1.5 ms ago) and one in window 2.
+    expect(starts.slice(0, 5)).toEqual([0, 2.5, 2.5, 4.5, 4.5]);
+    expect(starts.at(-1)).toBe(1000.5);
+    await done;
+  });
+
+  test('windows of 10 ms with timers 3 ms late lose nothing and take no credit: 3 per window, starting 3 ms into each', async () => {
+    const clock = new ManualClock();
+    clock.timerLatenessMs = 3;
+    const fw = new FixedWindow({ maxCalls: 3, periodMs: 10, clock });
+    const { starts, done } = submit(fw, clock, 9);
+    await clock.advance(100);
+    expect(starts).toEqual([0, 0, 0, 13, 13, 13, 23, 23, 23]);
+    await done;
+  });
+
+  test('random timer lateness 0–4 ms on 1 ms windows of 2 calls: starts in any interval ≤ 2 × the windows meeting [a − 2 ms, a + L]', async () => {
+    const clock = new ManualClock();
+    const fw = new FixedWindow({ maxCalls: 2, periodMs: 1, clock });
+    const random = prng(11);
+    const starts: number[] = [];
+    const calls: Promise<unknown>[] = [];
+    for (let step = 0; step < 3000; step++) {
+      clock.timerLatenessMs = random() * 4;
+      const arrivals = random() < 0.4 ? Math.floor(random() * 6) : 0;
+      for (let i = 0; i < arrivals; i++) calls.push(fw.run(() => starts.push(clock.nowMs())));
+      await clock.advance(random() * 2);
+    }
+    await clock.advance(20_000);
+    expect(starts.length).toBe(calls.length);
+    await Promise.all(calls);
+    // Windows are [k, k + 1) ms (the limiter was created at 0).
+    let worst = -Infinity;
+    for (let i = 0; i < starts.length; i++) {
+      for (let j = i; j < starts.length && starts[j]! - starts[i]! < 10; j++) {
+        const windows = Math.floor(starts[j]!) - Math.floor(starts[i]! - 2) + 1;
+        worst = Math.max(worst, j - i + 1 - 2 * windows);
+      }
+    }
+    expect(worst).toBeLessThanOrEqual(0);
+    // And the credit was used: some window's calls started after it ended.
+    const perWindow = new Map<number, number>();
+    for (const t of starts) perWindow.set(Math.floor(t), (perWindow.get(Math.floor(t)) ?? 0) + 1);
+    expect(Math.max(...perWindow.values())).toBeGreaterThan(2);
+  });
+
+  test('a stall longer than the credit releases no backlog: 1 call per 1 ms window, 50 ms without timers, then the windows that met the last 2 ms only', async () => {
+    const clock = new ManualClock();
+    const fw = new FixedWindow({ maxCalls: 1, periodMs: 1, clock });
+    const { starts, done } = submit(fw, clock, 100);
+    await clock.advance(10.5);
+    expect(starts.length).toBe(11);
+    (clock as unknown as { current: bigint }).current += 50_000_000n;
+    await clock.advance(0);
+    // At 60.5 ms the credit reaches back to 58.5 ms: windows 58, 59 and 60.
+    expect(starts.filter((t) => t === 60.5)).toHaveLength(3);
+    await clock.advance(200);
+    await done;
+  });
+});
