@@ -23,10 +23,20 @@
  * burst + rate × L (token bucket) or maxCalls per window (fixed window). A call starts after the
  * grant of its token, so calls starting in [a, a + L] used tokens granted in [a − d, a + L], where
  * d is the longest a token is held: one store answer's delivery time, and with leasing up to the
- * lease's life. Hence starts ≤ burst + rate × (L + d), and also ≤ burst + rate × L + the tokens the
- * processes held at a, which leasing caps at `maxTokens` (or burst) per process. A fixed window's
+ * lease's life. Hence starts ≤ burst + rate × (L + d), and also ≤ burst + rate × (L + λ) + the
+ * tokens the processes held at a, which leasing caps at `maxTokens` (or burst) per process (λ: the
+ * wake-up credit below; a token asked for after a has its slot no earlier than a − λ). A fixed window's
  * leased tokens lapse when their window ends, measured from the moment the fetch was sent (no
  * later than the store's reading of its clock), so a window's bound holds exactly.
+ *
+ * Pacing at burst 1 makes one round trip per token, and the next request reaches the store after
+ * the previous token was used: a timer's lateness plus a round trip after its slot. So the token
+ * bucket script gives a request the waiters' wake-up credit (gcra.ts): a slot that fell due at most
+ * λ = max(T, 2 ms) before the store's reading is granted as of that slot, and the answer says so
+ * (a negative notBefore). Those slots are the grants' instants in the bound above (the GCRA proof
+ * holds on them: each grant leaves TAT between slot + n·T and slot + b·T), and the pool holds such
+ * tokens from their slot, so the credit used shows in d (MAX_HOLD) and burst + rate × (L + d)
+ * stays exact.
  *
  * ## Faults
  * A store call that fails or times out marks the limit DOWN (logged once per incident, counted)
@@ -571,8 +581,12 @@ export class RemoteLimit implements RemoteAdmission {
             const ttlNs = Math.min(this.store.leaseSettings.ttlMs * 1e6, grant.validUs * 1e3);
             Atomics.store(i64, RemotePoolLayout.I64.EXPIRY, now + BigInt(Math.floor(ttlNs)));
             // If the pool is not empty its older tokens keep POOL_SINCE; if takers empty it
-            // before the add, the estimate stays on the older side.
-            if (Atomics.load(i32, RemotePoolLayout.I32.POOL) === 0) Atomics.store(i64, RemotePoolLayout.I64.POOL_SINCE, now);
+            // before the add, the estimate stays on the older side. A late request the store
+            // counted at the instant it was due (a negative notBefore: the wake-up credit) holds
+            // its tokens from that instant, which is no earlier than the sending + notBefore.
+            if (Atomics.load(i32, RemotePoolLayout.I32.POOL) === 0) {
+              Atomics.store(i64, RemotePoolLayout.I64.POOL_SINCE, now + BigInt(Math.min(0, grant.notBeforeUs) * 1000));
+            }
             Atomics.add(i32, RemotePoolLayout.I32.POOL, grant.granted);
           }
           this.lastGrant = { tag: grant.tag, n: grant.granted };

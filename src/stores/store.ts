@@ -88,7 +88,9 @@ export interface Grant {
   granted: number;
   /**
    * Microseconds from the store's reading of its clock until the granted tokens may be used (a
-   * token bucket books a batch ahead when the bucket is short); 0 for at once.
+   * token bucket books a batch ahead when the bucket is short); 0 for at once. Negative: usable
+   * at once, and counted by the store as granted that long before its reading (a late request
+   * given the wake-up credit, gcra.ts), which is when this process holds them from.
    */
   notBeforeUs: number;
   /**

@@ -11,12 +11,15 @@ import type { Grant, LimiterStore, StoreDescriptor } from '../../src/stores/stor
 interface ScriptedStore extends LimiterStore {
   down: boolean;
   leases: number;
+  /** What a grant answers for notBeforeUs. */
+  notBeforeUs: number;
 }
 
 function scriptedStore(timeoutMs: number): ScriptedStore {
   const store: ScriptedStore = {
     down: true,
     leases: 0,
+    notBeforeUs: 0,
     kind: 'redis',
     onStoreError: 'fail-closed',
     expectedProcesses: 1,
@@ -36,7 +39,7 @@ function scriptedStore(timeoutMs: number): ScriptedStore {
     lease(_key, _spec, want): Promise<Grant> {
       store.leases++;
       if (store.down) return Promise.reject(new Error('store down'));
-      return Promise.resolve({ granted: want, notBeforeUs: 0, retryAfterUs: 0, validUs: Infinity, tag: '0', seen: 0, seenCount: 0, lost: false });
+      return Promise.resolve({ granted: want, notBeforeUs: store.notBeforeUs, retryAfterUs: 0, validUs: Infinity, tag: '0', seen: 0, seenCount: 0, lost: false });
     },
     giveBack: () => Promise.resolve(false),
     connect: () => Promise.resolve(),
@@ -70,5 +73,22 @@ describe('RemoteLimit retry', () => {
     await clock.advance(1000);
     expect(store.leases).toBe(3);
     expect(clock.pendingTimers()).toBe(0);
+  });
+});
+
+describe('RemoteLimit grants counted before the store read its clock', () => {
+  it('a grant the store counted 1.5 ms before its reading (a late request given the wake-up credit) is usable at once and held from then: maxHoldMs shows the 1.5 ms', async () => {
+    const clock = new ManualClock(100);
+    const store = scriptedStore(200);
+    store.down = false;
+    store.notBeforeUs = -1500;
+    const limit = new RemoteLimit(store, 'k', { kind: 'token-bucket', intervalUs: 1000, burst: 1 }, clock, () => 1, 1);
+    expect(limit.take(clock.now(), 1, true)).toBe(false);
+    let woken = 0;
+    limit.waitForRelease(() => woken++);
+    await clock.advance(0);
+    expect(woken).toBe(1);
+    expect(limit.take(clock.now(), 1, true)).toBe(true);
+    expect(limit.snapshot().maxHoldMs).toBe(1.5);
   });
 });
