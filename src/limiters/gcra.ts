@@ -21,16 +21,16 @@
  * A waiting call is released by a timer, which fires a little after the moment its tokens were
  * due (wait-queue.ts). Plain GCRA then counts it at the late clock, TAT ← t + n·T, and the delay
  * is lost for good: at burst 1 every token pays its timer's lateness (measured: 88.8 % of the rate
- * at 1000/s). So a waiter's take gets a credit λ = max(T, {@link WAKE_CREDIT_NS}): a TAT at most λ
- * in the past is kept,
+ * at 1000/s). So a waiter's take gets a credit λ = max(T, {@link WAKE_CREDIT_NS}):
  *
- *     TAT ← (TAT ≥ t − λ ? TAT : t) + n·T,   admitted iff that − t ≤ b·T
+ *     TAT ← max(TAT, t − λ) + n·T,   admitted iff that − t ≤ b·T
  *
  * (with λ = 0 the plain step above), i.e. the call is counted at the instant the bucket could
- * first have admitted it (it was due then and woke late), no earlier than λ ago; an older TAT is
- * forgotten as always, so a thread that slept through a longer stall starts at most b calls at
- * once. The fast path (no waiter) takes no credit. Admission is judged at t, unchanged, and the
- * call starts at t.
+ * first have admitted it (it was due then and woke late), but no earlier than λ ago: what lies
+ * further back is forgotten as always, so a thread that slept through a long stall starts at most
+ * b + λ/T calls at once, never a backlog. Only a waiter takes the credit, and a waiter that finds
+ * TAT in the past was always due then: the bucket had room while it waited. The fast path (no
+ * waiter, possibly an idle bucket) takes none. Admission is judged at t, and the call starts at t.
  *
  * Bound with the credit: over any closed interval [a, a + L] of admission instants, calls
  * admitted ≤ b + (L + λ)/T = burst + rate × (L + λ), i.e. burst + rate × L + max(1, rate × 2 ms).
@@ -58,7 +58,7 @@ export function gcraTake(i64: BigInt64Array, index: number, now: Nanos, cost: bi
   const since = now - credit;
   for (;;) {
     const tat = Atomics.load(i64, index);
-    const next = (tat >= since ? tat : now) + cost;
+    const next = (tat > since ? tat : since) + cost;
     if (next - now > tolerance) return false;
     if (Atomics.compareExchange(i64, index, tat, next) === tat) return true;
   }

@@ -284,8 +284,9 @@ export class TokenBucket extends Limiter {
   }
 
   /**
-   * The GCRA step (gcra.ts) with TAT and now both moved by the version's offset; a waiter's keeps a
-   * TAT up to the wake-up credit back.
+   * The GCRA step (gcra.ts) with TAT and now both moved by the version's offset; a waiter's counts
+   * from up to the wake-up credit back, but never from before the version's base, which its word
+   * cannot hold.
    */
   private step(now: Nanos, n: number, waiter: boolean): boolean {
     const i64 = this.i64;
@@ -297,8 +298,12 @@ export class TokenBucket extends Limiter {
         continue;
       }
       const at = now + v.offset;
-      const keep = waiter ? at - gcraCredit(v.interval) : at;
-      const next = (w >= keep ? w : at) + (n === 1 ? v.interval : v.interval * BigInt(n));
+      let since = at;
+      if (waiter) {
+        since = at - gcraCredit(v.interval);
+        if (since < v.lo) since = v.lo;
+      }
+      const next = (w > since ? w : since) + (n === 1 ? v.interval : v.interval * BigInt(n));
       if (next - at > v.tolerance) return false;
       if (next >= v.rebaseAt && this.rebase()) continue;
       if (Atomics.compareExchange(i64, LimiterLayout.I64.STATE, w, next) === w) return true;

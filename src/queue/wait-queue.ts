@@ -10,12 +10,12 @@
  * milliseconds and fire up to a millisecond or so after their time on a healthy event loop; at
  * burst 1 a limit that started each waiter at the clock would lose that delay on every token
  * (measured: 88.8 % of 1000/s). So a waiter's take may count it as admitted at the instant its
- * limit could first have admitted it, if that instant is at most {@link WAKE_CREDIT_NS} (token
- * bucket: or one emission interval, if longer) in the past; the call itself still starts now, at
- * its admission. Anything older is forgotten as before: after a stall longer than the credit, a
- * thread starts at most what the algorithm allows now (a token bucket: burst calls); after a
- * shorter one, at most that plus the slots of the credit (burst + rate × λ). The algorithms state
- * the resulting bound (gcra.ts, fixed-window.ts); the keyed table's per-key buckets take no credit.
+ * limit could first have admitted it, but no earlier than {@link WAKE_CREDIT_NS} (token bucket:
+ * or one emission interval, if longer) in the past; the call itself still starts now, at its
+ * admission. Anything older is forgotten as before: a thread that slept through a stall starts
+ * at most what the algorithm allows now plus the slots of the credit (a token bucket:
+ * burst + rate × λ calls), never a backlog. The algorithms state the resulting bound (gcra.ts,
+ * fixed-window.ts); the keyed table's per-key buckets take no credit.
  *
  * A thread holds at most one timer per limiter however many calls wait: the timer is armed for the
  * earlier of "the head of the queue could be admitted" and "the earliest deadline", and every wake

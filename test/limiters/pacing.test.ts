@@ -74,14 +74,15 @@ describe('TokenBucket at burst 1 with late wake-ups', () => {
     await done;
   });
 
-  test('a wake-up later than the credit is not credited: 1000/s with timers 2.5 ms late starts one call per 2.5 ms, as plain GCRA', async () => {
+  test('a wake-up later than the credit loses only what lies beyond it: 1000/s with timers 2.5 ms late starts 3 calls per 3.5 ms', async () => {
     const clock = new ManualClock();
     clock.timerLatenessMs = 2.5;
     const tb = new TokenBucket({ rate: 1000, burst: 1, clock });
-    const { starts, done } = submit(tb, clock, 5);
+    const { starts, done } = submit(tb, clock, 7);
     await clock.advance(100);
-    // Each wake finds the bucket idle for 2.5 ms > λ: the call is counted now, the next due in 1 ms.
-    expect(starts).toEqual([0, 3.5, 7, 10.5, 14]);
+    // The wake for the 1 ms slot comes at 3.5 ms: counted from 1.5 ms (λ = 2 ms back), so the slots
+    // of 1.5, 2.5 and 3.5 ms start now; 0.5 ms is lost per wake. Plain GCRA: one call per 3.5 ms.
+    expect(starts).toEqual([0, 3.5, 3.5, 3.5, 7, 7, 7]);
     await done;
   });
 
@@ -125,7 +126,7 @@ describe('TokenBucket at burst 1 with late wake-ups', () => {
     });
   }
 
-  test('a stall longer than the credit releases no backlog: 1000/s burst 1, 50 ms without timers, then one call starts and the rest keep their spacing', async () => {
+  test('a stall longer than the credit releases no backlog: 1000/s burst 1, 50 ms without timers, then burst + rate × λ = 3 calls start and the rest keep their spacing', async () => {
     const clock = new ManualClock();
     const tb = new TokenBucket({ rate: 1000, burst: 1, clock });
     const { starts, done } = submit(tb, clock, 100);
@@ -133,9 +134,9 @@ describe('TokenBucket at burst 1 with late wake-ups', () => {
     expect(starts.length).toBe(11);
     (clock as unknown as { current: bigint }).current += 50_000_000n;
     await clock.advance(0);
-    expect(starts.filter((t) => t === 60.5)).toHaveLength(1);
+    expect(starts.filter((t) => t === 60.5)).toHaveLength(3);
     await clock.advance(200);
-    expect(starts.slice(11, 14)).toEqual([60.5, 61.5, 62.5]);
+    expect(starts.slice(11, 16)).toEqual([60.5, 60.5, 60.5, 61.5, 62.5]);
     await done;
   });
 
