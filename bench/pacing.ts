@@ -1,0 +1,247 @@
+/**
+ * Pacing benchmark (issue 14): the rate a limit at burst 1 (strict spacing, bottleneck's `minTime`)
+ * really delivers when every call waits and is released by a timer, in-process and with the limit
+ * in Redis, against p-throttle in the same run; and what the pacing costs the thread in CPU.
+ * Writes bench/results/pacing.md.
+ *
+ *   npm run bench:pacing                          about 4 minutes
+ *   npm run bench:pacing -- --before ../base      also the build in ../base/dist, side by side
+ *   node dist/bench/pacing.js --quick             about 30 s: checks the suite runs and writes its report
+ *
+ * Each run is one child process (bench/pacing-child.ts): burst 1 at `rate`, 2 s of calls submitted
+ * at once through `run()`, each recording when its task starts. Achieved rate = (calls − 1) / (last
+ * start − first start), as a share of the limit's rate. Runs are repeated and interleaved (every
+ * subject at one rate, then the next rate, then the next round) so the host's noise spreads over
+ * all subjects; figures are medians. Starts its own redis-server unless REDIS_URL is set.
+ */
+import { fork } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { PacingConfig, PacingResult } from './pacing-child.js';
+import { benchRedis } from './lib/redis-server.js';
+import { fmt, median, quick, table, verdict, writeResult } from './lib/report.js';
+
+const CHILD = fileURLToPath(new URL('./pacing-child.js', import.meta.url));
+const THIS_BUILD = fileURLToPath(new URL('../', import.meta.url));
+const RATES = [50, 200, 500, 1000];
+const RUN_S = quick ? 0.3 : 2;
+const ROUNDS = quick ? 1 : 3;
+const TARGET = 0.995;
+/** The wake-up credit λ at `rate`/s, s (src/limiters/gcra.ts): max(1 / rate, 2 ms). */
+const creditS = (rate: number): number => Math.max(1 / rate, 0.002);
+const IN_PROCESS = 'ours: TokenBucket burst 1';
+const REDIS = 'ours: TokenBucket burst 1, Redis store';
+const BEFORE_IN_PROCESS = 'before: TokenBucket burst 1';
+const BEFORE_REDIS = 'before: TokenBucket burst 1, Redis store';
+
+interface Subject {
+  label: string;
+  config: Omit<PacingConfig, 'rate' | 'count'>;
+  /** This build's token buckets: judged against the targets. */
+  judged?: boolean;
+}
+
+function beforeDir(): string | undefined {
+  const at = process.argv.indexOf('--before');
+  if (at < 0) return undefined;
+  const dir = join(resolve(process.argv[at + 1] ?? ''), 'dist');
+  if (!existsSync(join(dir, 'src', 'index.js'))) throw new Error(`--before: no build at ${dir} (run npm run build there)`);
+  return dir;
+}
+
+function subjects(redisUrl: string, before: string | undefined): Subject[] {
+  const list: Subject[] = [
+    { label: IN_PROCESS, config: { subject: 'token-bucket', lib: THIS_BUILD }, judged: true },
+    { label: REDIS, config: { subject: 'token-bucket', lib: THIS_BUILD, redisUrl }, judged: true },
+    { label: 'ours: FixedWindow, 1 call per window of 1 / rate', config: { subject: 'fixed-window', lib: THIS_BUILD } },
+    { label: 'p-throttle `{ limit: 1, interval: 1000 / rate }`', config: { subject: 'p-throttle', lib: THIS_BUILD } },
+  ];
+  if (before === undefined) return list;
+  return [
+    ...list.slice(0, 3),
+    { label: BEFORE_IN_PROCESS, config: { subject: 'token-bucket', lib: before } },
+    { label: BEFORE_REDIS, config: { subject: 'token-bucket', lib: before, redisUrl } },
+    { label: 'before: FixedWindow, 1 call per window of 1 / rate', config: { subject: 'fixed-window', lib: before } },
+    list[3]!,
+  ];
+}
+
+function runChild(config: PacingConfig): Promise<PacingResult> {
+  return new Promise((resolvePromise, reject) => {
+    const child = fork(CHILD, [JSON.stringify(config)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    let result: PacingResult | undefined;
+    const limit = setTimeout(() => child.kill('SIGKILL'), (3 * config.count * 1000) / config.rate + 15_000);
+    child.once('message', (m) => {
+      result = m as PacingResult;
+    });
+    child.once('error', reject);
+    child.once('exit', (code) => {
+      clearTimeout(limit);
+      if (result !== undefined) resolvePromise(result);
+      else reject(new Error(`pacing run ${JSON.stringify(config)} exited ${code} without a result`));
+    });
+  });
+}
+
+interface Figures {
+  achieved: number;
+  cpuPct: number;
+  eluPct: number;
+  /** Most starts over burst + rate × L in any interval (calls; ≤ 0: never over). */
+  excess: number;
+  /** Redis store: d, the longest a token was held, ms. */
+  holdMs: number;
+}
+
+/** Most starts in any interval over 1 + rate × L, from sorted ns instants (one pass, as test/helpers.ts). */
+function excessOverBucket(starts: number[], rate: number): number {
+  let minU = Infinity;
+  let worst = -Infinity;
+  starts.forEach((t, k) => {
+    const u = k - (rate * t) / 1e9;
+    minU = Math.min(minU, u);
+    worst = Math.max(worst, u - minU + 1 - 1);
+  });
+  return worst;
+}
+
+function figures(r: PacingResult, rate: number): Figures {
+  const starts = [...r.starts].sort((a, b) => a - b);
+  const spanS = starts.at(-1)! / 1e9;
+  return {
+    achieved: (starts.length - 1) / spanS / rate,
+    cpuPct: (100 * r.cpuUs) / r.wallUs,
+    eluPct: 100 * r.elu,
+    excess: excessOverBucket(starts, rate),
+    holdMs: r.holdMs ?? NaN,
+  };
+}
+
+const t0 = performance.now();
+function progress(what: string): void {
+  console.log(`[${((performance.now() - t0) / 1000).toFixed(1)} s] ${what}`);
+}
+
+async function main(): Promise<void> {
+  const c = cpus();
+  const machineLine = `${c.length} × ${c[0]?.model ?? 'unknown CPU'}, Node ${process.version}, ${process.platform}/${process.arch}, load average at start ${loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' / ')}`;
+  const date = new Date().toISOString();
+  const before = beforeDir();
+  const redis = await benchRedis();
+  const list = subjects(redis.url, before);
+  progress(`pacing benchmark${quick ? ' (quick)' : ''}: ${machineLine}; ${list.length} subjects × ${RATES.length} rates × ${ROUNDS} rounds`);
+  const runs = new Map<string, Figures[]>();
+  try {
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const rate of RATES) {
+        for (const s of list) {
+          const result = await runChild({ ...s.config, rate, count: Math.round(rate * RUN_S) + 1 });
+          const f = figures(result, rate);
+          const key = `${s.label}@${rate}`;
+          runs.set(key, [...(runs.get(key) ?? []), f]);
+          progress(`round ${round + 1}, ${rate}/s, ${s.label}: ${fmt(100 * f.achieved, 2)} %, CPU ${fmt(f.cpuPct, 1)} %`);
+        }
+      }
+    }
+  } finally {
+    await redis.stop();
+  }
+
+  const med = (label: string, rate: number, pick: (f: Figures) => number): number => median(runs.get(`${label}@${rate}`)!.map(pick));
+  const pct = (v: number): string => `${fmt(100 * v, 2)} %`;
+  const judged = list.filter((s) => s.judged !== undefined);
+  const lowest = judged.map((s) => ({ s, low: Math.min(...RATES.map((rate) => med(s.label, rate, (f) => f.achieved))) }));
+  const worst = (label: string, rate: number, pick: (f: Figures) => number): number => Math.max(...runs.get(`${label}@${rate}`)!.map(pick));
+  const met = lowest.every((l) => l.low >= TARGET);
+  // Each run against its own bound: in-process burst + rate × (L + λ); Redis burst + rate × (L + d)
+  // with that run's d (which includes any credit used).
+  const allowed = (label: string, rate: number, f: Figures): number => (label === REDIS ? (rate * f.holdMs) / 1000 : rate * creditS(rate));
+  const boundOk = [IN_PROCESS, REDIS].every((label) =>
+    RATES.every((rate) => runs.get(`${label}@${rate}`)!.every((f) => f.excess <= allowed(label, rate, f) + 1e-6)),
+  );
+  const cpuAt = (label: string): string =>
+    `${fmt(
+      med(label, 1000, (f) => f.cpuPct),
+      1,
+    )} % CPU, ELU ${fmt(
+      med(label, 1000, (f) => f.eluPct),
+      1,
+    )} %`;
+  const cpuAfter = med(IN_PROCESS, 1000, (f) => f.cpuPct);
+  const cpuBefore = before === undefined ? undefined : med(BEFORE_IN_PROCESS, 1000, (f) => f.cpuPct);
+  const runsNote = `median of ${ROUNDS} run${ROUNDS > 1 ? 's' : ''}`;
+
+  const lines = [
+    `# Pacing at burst 1${quick ? ' — QUICK smoke run (short runs, figures indicative only)' : ''}`,
+    `- Machine: ${machineLine}. Date: ${date}. Command: \`npm run bench:pacing${before === undefined ? '' : ' -- --before <checkout before the change>'}\`${quick ? ' with `--quick`' : ''}. Redis: ${redis.description}.`,
+    `- Method: one child process per run; ${fmt(RUN_S, 1)} s of calls (rate × ${fmt(RUN_S, 1)} + 1) submitted at once through \`run()\`, starts recorded in the task; achieved = (calls − 1) / (last start − first start) ÷ rate; ${runsNote}, subjects interleaved. CPU = process.cpuUsage (user + system, the whole process: its one JavaScript thread does the pacing) ÷ wall time, and ELU = that thread's event-loop utilization, both from the end of the submit loop to the last start.${before === undefined ? '' : ' "before": the same code paths built from the checkout before the change, in the same run.'}`,
+    '',
+    '## Targets',
+    `- ≥ ${fmt(100 * TARGET, 1)} % of the rate at burst 1, 50–1000/s, in-process and Redis: ${verdict(met)} — lowest median: ${lowest.map((l) => `${l.s.label} ${pct(l.low)}`).join('; ')}`,
+    `- no spinning: I/O-thread CPU at 1000/s burst 1${cpuBefore === undefined ? '' : ` not above 1.25 × before: ${verdict(cpuAfter <= 1.25 * cpuBefore)} —`} after ${cpuAt(IN_PROCESS)}${before === undefined ? '' : `, before ${cpuAt(BEFORE_IN_PROCESS)}`}; Redis store: after ${cpuAt(REDIS)}${before === undefined ? '' : `, before ${cpuAt(BEFORE_REDIS)}`}`,
+    `- starts within the stated bound in every run, in-process burst + rate × (L + λ), λ = max(1 / rate, 2 ms), and Redis burst + rate × (L + d), d measured: ${verdict(boundOk)} (starts, not admissions: a start delayed after its admission counts against it too) — worst excess over burst + rate × L, calls: ${RATES.map(
+      (rate) =>
+        `${rate}/s in-process ${fmt(
+          worst(IN_PROCESS, rate, (f) => f.excess),
+          2,
+        )} (λ allows ${fmt(rate * creditS(rate), 2)}), Redis ${fmt(
+          worst(REDIS, rate, (f) => f.excess),
+          2,
+        )} (d up to ${fmt(
+          worst(REDIS, rate, (f) => f.holdMs),
+          2,
+        )} ms)`,
+    ).join('; ')}`,
+    '',
+    `## Achieved rate at burst 1 (${runsNote}; every run: calls started ÷ (rate × span))`,
+    table(
+      ['subject', ...RATES.map((r) => `${r}/s`)],
+      list.map((s) => [s.label, ...RATES.map((rate) => pct(med(s.label, rate, (f) => f.achieved)))]),
+    ),
+    '',
+    `## CPU of the pacing thread (${runsNote}): process CPU % / event-loop utilization %`,
+    table(
+      ['subject', ...RATES.map((r) => `${r}/s`)],
+      list.map((s) => [
+        s.label,
+        ...RATES.map(
+          (rate) =>
+            `${fmt(
+              med(s.label, rate, (f) => f.cpuPct),
+              1,
+            )} / ${fmt(
+              med(s.label, rate, (f) => f.eluPct),
+              1,
+            )}`,
+        ),
+      ]),
+    ),
+    '',
+    `## Most starts over burst + rate × L in any interval (calls; worst of ${ROUNDS} run${ROUNDS > 1 ? 's' : ''}; ≤ 0: never over). A fixed window allows 2 calls across a boundary by design.`,
+    table(
+      ['subject', ...RATES.map((r) => `${r}/s (λ allows ${fmt(r * creditS(r), 1)})`)],
+      list.map((s) => [
+        s.label,
+        ...RATES.map((rate) =>
+          fmt(
+            worst(s.label, rate, (f) => f.excess),
+            2,
+          ),
+        ),
+      ]),
+    ),
+  ];
+  const text = lines.join('\n') + '\n';
+  const path = writeResult('pacing.md', text);
+  console.log(`\n${text}`);
+  progress(`wrote ${path}`);
+}
+
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exitCode = 1;
+});
