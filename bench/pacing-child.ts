@@ -27,6 +27,8 @@ export interface PacingConfig {
 export interface PacingResult {
   /** Start instants, ns relative to the first, as numbers. */
   starts: number[];
+  /** Ours: admission instants (the clock reading the admitting step was judged on), same origin. */
+  admissions?: number[];
   /** process.cpuUsage (user + system) over the run, µs. */
   cpuUs: number;
   /** Wall time of the run, µs. */
@@ -41,9 +43,12 @@ interface Runner {
   run(task: () => void): Promise<unknown>;
   close(): Promise<void>;
   holdMs?(): number;
+  /** Ours: the limiter's last clock reading; inside an admitted task, its admission instant. */
+  lastReading?(): bigint;
 }
 
 interface Library {
+  systemClock: { setTimer(at: bigint, callback: () => void): unknown };
   TokenBucket: new (o: Record<string, unknown>) => { run(task: () => void): Promise<unknown>; snapshot(): { store?: { maxHoldMs: number } } };
   FixedWindow: new (o: Record<string, unknown>) => { run(task: () => void): Promise<unknown> };
   createRedisStore(o: Record<string, unknown>): { connect(): Promise<void>; close(): Promise<void> };
@@ -58,27 +63,41 @@ async function runner(config: PacingConfig, rate: number, tag: string): Promise<
     return { run: (task) => throttled(task), close: () => Promise.resolve() };
   }
   const lib = (await import(pathToFileURL(join(config.lib, 'src', 'index.js')).href)) as Library;
+  // The process clock, remembering its last reading: an admission is judged on a fresh reading and
+  // the admitted task starts right after it, so inside the task this is its admission instant.
+  let last = 0n;
+  const clock = { now: () => (last = process.hrtime.bigint()), setTimer: (at: bigint, callback: () => void) => lib.systemClock.setTimer(at, callback) };
+  const lastReading = (): bigint => last;
   if (config.subject === 'fixed-window') {
-    const fw = new lib.FixedWindow({ maxCalls: 1, periodMs: 1000 / rate });
-    return { run: (task) => fw.run(task), close: () => Promise.resolve() };
+    const fw = new lib.FixedWindow({ maxCalls: 1, periodMs: 1000 / rate, clock });
+    return { run: (task) => fw.run(task), close: () => Promise.resolve(), lastReading };
   }
   if (config.redisUrl === undefined) {
-    const tb = new lib.TokenBucket({ rate, burst: 1 });
-    return { run: (task) => tb.run(task), close: () => Promise.resolve() };
+    const tb = new lib.TokenBucket({ rate, burst: 1, clock });
+    return { run: (task) => tb.run(task), close: () => Promise.resolve(), lastReading };
   }
   const store = lib.createRedisStore({ url: config.redisUrl, prefix: `pacing:${process.pid}:${tag}:` });
   await store.connect();
-  const tb = new lib.TokenBucket({ rate, burst: 1, store, key: 'paced' });
-  return { run: (task) => tb.run(task), close: () => store.close(), holdMs: () => tb.snapshot().store!.maxHoldMs };
+  const tb = new lib.TokenBucket({ rate, burst: 1, store, key: 'paced', clock });
+  return { run: (task) => tb.run(task), close: () => store.close(), holdMs: () => tb.snapshot().store!.maxHoldMs, lastReading };
 }
 
-/** Submits `count` calls at once; `onSubmitted` runs once they all are. Resolves with their start instants (ns). */
-async function burst(r: Runner, count: number, onSubmitted = (): void => {}): Promise<bigint[]> {
+/**
+ * Submits `count` calls at once; `onSubmitted` runs once they all are. Resolves with their start
+ * instants (ns) and, for ours, their admission instants.
+ */
+async function burst(r: Runner, count: number, onSubmitted = (): void => {}): Promise<{ starts: bigint[]; admissions: bigint[] }> {
   const starts: bigint[] = [];
-  const calls = Array.from({ length: count }, () => r.run(() => void starts.push(process.hrtime.bigint())));
+  const admissions: bigint[] = [];
+  const calls = Array.from({ length: count }, () =>
+    r.run(() => {
+      starts.push(process.hrtime.bigint());
+      if (r.lastReading) admissions.push(r.lastReading());
+    }),
+  );
   onSubmitted();
   await Promise.all(calls);
-  return starts;
+  return { starts, admissions };
 }
 
 async function main(): Promise<void> {
@@ -95,7 +114,7 @@ async function main(): Promise<void> {
   let cpu0 = process.cpuUsage();
   let elu0 = performance.eventLoopUtilization();
   let t0 = process.hrtime.bigint();
-  const starts = await burst(r, config.count, () => {
+  const { starts, admissions } = await burst(r, config.count, () => {
     cpu0 = process.cpuUsage();
     elu0 = performance.eventLoopUtilization();
     t0 = process.hrtime.bigint();
@@ -106,7 +125,14 @@ async function main(): Promise<void> {
   const holdMs = r.holdMs?.();
   await r.close();
   const first = starts[0]!;
-  const result: PacingResult = { starts: starts.map((t) => Number(t - first)), cpuUs: cpu.user + cpu.system, wallUs, elu, holdMs };
+  const result: PacingResult = {
+    starts: starts.map((t) => Number(t - first)),
+    admissions: r.lastReading ? admissions.map((t) => Number(t - first)) : undefined,
+    cpuUs: cpu.user + cpu.system,
+    wallUs,
+    elu,
+    holdMs,
+  };
   process.send!(result);
 }
 

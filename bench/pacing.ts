@@ -16,7 +16,7 @@
  */
 import { fork } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { cpus, loadavg } from 'node:os';
+import { cpus, getPriority, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { PacingConfig, PacingResult } from './pacing-child.js';
@@ -89,21 +89,27 @@ interface Figures {
   achieved: number;
   cpuPct: number;
   eluPct: number;
+  /** CPU µs per call started. */
+  cpuPerCallUs: number;
   /** Most starts over burst + rate × L in any interval (calls; ≤ 0: never over). */
   excess: number;
+  /** Ours: the same over admission instants. */
+  admissionExcess: number;
   /** Redis store: d, the longest a token was held, ms. */
   holdMs: number;
 }
 
-/** Most starts in any interval over 1 + rate × L, from sorted ns instants (one pass, as test/helpers.ts). */
-function excessOverBucket(starts: number[], rate: number): number {
+/** Most instants in any interval over 1 + rate × L, from ns instants (one pass, as test/helpers.ts). */
+function excessOverBucket(instants: number[], rate: number): number {
   let minU = Infinity;
   let worst = -Infinity;
-  starts.forEach((t, k) => {
-    const u = k - (rate * t) / 1e9;
-    minU = Math.min(minU, u);
-    worst = Math.max(worst, u - minU + 1 - 1);
-  });
+  [...instants]
+    .sort((a, b) => a - b)
+    .forEach((t, k) => {
+      const u = k - (rate * t) / 1e9;
+      minU = Math.min(minU, u);
+      worst = Math.max(worst, u - minU + 1 - 1);
+    });
   return worst;
 }
 
@@ -114,7 +120,9 @@ function figures(r: PacingResult, rate: number): Figures {
     achieved: (starts.length - 1) / spanS / rate,
     cpuPct: (100 * r.cpuUs) / r.wallUs,
     eluPct: 100 * r.elu,
+    cpuPerCallUs: r.cpuUs / starts.length,
     excess: excessOverBucket(starts, rate),
+    admissionExcess: r.admissions === undefined ? NaN : excessOverBucket(r.admissions, rate),
     holdMs: r.holdMs ?? NaN,
   };
 }
@@ -152,87 +160,101 @@ async function main(): Promise<void> {
   }
 
   const med = (label: string, rate: number, pick: (f: Figures) => number): number => median(runs.get(`${label}@${rate}`)!.map(pick));
-  const pct = (v: number): string => `${fmt(100 * v, 2)} %`;
-  const judged = list.filter((s) => s.judged !== undefined);
-  const lowest = judged.map((s) => ({ s, low: Math.min(...RATES.map((rate) => med(s.label, rate, (f) => f.achieved))) }));
   const worst = (label: string, rate: number, pick: (f: Figures) => number): number => Math.max(...runs.get(`${label}@${rate}`)!.map(pick));
+  const pct = (v: number): string => `${fmt(100 * v, 2)} %`;
+  const perRate = (label: string, cell: (rate: number) => string): string[] => [label, ...RATES.map(cell)];
+  const lowest = list.filter((s) => s.judged).map((s) => ({ s, low: Math.min(...RATES.map((rate) => med(s.label, rate, (f) => f.achieved))) }));
   const met = lowest.every((l) => l.low >= TARGET);
-  // Each run against its own bound: in-process burst + rate × (L + λ); Redis burst + rate × (L + d)
-  // with that run's d (which includes any credit used).
+  // Admissions of each run against its own bound: in-process burst + rate × (L + λ); Redis
+  // burst + rate × (L + d) with that run's d (which includes any credit used).
   const allowed = (label: string, rate: number, f: Figures): number => (label === REDIS ? (rate * f.holdMs) / 1000 : rate * creditS(rate));
   const boundOk = [IN_PROCESS, REDIS].every((label) =>
-    RATES.every((rate) => runs.get(`${label}@${rate}`)!.every((f) => f.excess <= allowed(label, rate, f) + 1e-6)),
+    RATES.every((rate) => runs.get(`${label}@${rate}`)!.every((f) => f.admissionExcess <= allowed(label, rate, f) + 1e-6)),
   );
+  const boundText = RATES.map((rate) => {
+    const inProcess = fmt(
+      worst(IN_PROCESS, rate, (f) => f.admissionExcess),
+      2,
+    );
+    const redisExcess = fmt(
+      worst(REDIS, rate, (f) => f.admissionExcess),
+      2,
+    );
+    return `${rate}/s in-process ${inProcess} (λ allows ${fmt(rate * creditS(rate), 0)}), Redis ${redisExcess} (d up to ${fmt(
+      worst(REDIS, rate, (f) => f.holdMs),
+      1,
+    )} ms)`;
+  }).join('; ');
   const cpuAt = (label: string): string =>
     `${fmt(
+      med(label, 1000, (f) => f.cpuPerCallUs),
+      1,
+    )} µs per call (${fmt(
       med(label, 1000, (f) => f.cpuPct),
       1,
-    )} % CPU, ELU ${fmt(
-      med(label, 1000, (f) => f.eluPct),
-      1,
-    )} %`;
-  const cpuAfter = med(IN_PROCESS, 1000, (f) => f.cpuPct);
-  const cpuBefore = before === undefined ? undefined : med(BEFORE_IN_PROCESS, 1000, (f) => f.cpuPct);
+    )} % CPU)`;
+  const cpuAfter = med(IN_PROCESS, 1000, (f) => f.cpuPerCallUs);
+  const cpuBefore = before === undefined ? undefined : med(BEFORE_IN_PROCESS, 1000, (f) => f.cpuPerCallUs);
+  const cpuVerdict = cpuBefore === undefined ? '' : ` not above 1.25 × before: ${verdict(cpuAfter <= 1.25 * cpuBefore)} —`;
   const runsNote = `median of ${ROUNDS} run${ROUNDS > 1 ? 's' : ''}`;
+  const priority = getPriority();
 
   const lines = [
     `# Pacing at burst 1${quick ? ' — QUICK smoke run (short runs, figures indicative only)' : ''}`,
-    `- Machine: ${machineLine}. Date: ${date}. Command: \`npm run bench:pacing${before === undefined ? '' : ' -- --before <checkout before the change>'}\`${quick ? ' with `--quick`' : ''}. Redis: ${redis.description}.`,
-    `- Method: one child process per run; ${fmt(RUN_S, 1)} s of calls (rate × ${fmt(RUN_S, 1)} + 1) submitted at once through \`run()\`, starts recorded in the task; achieved = (calls − 1) / (last start − first start) ÷ rate; ${runsNote}, subjects interleaved. CPU = process.cpuUsage (user + system, the whole process: its one JavaScript thread does the pacing) ÷ wall time, and ELU = that thread's event-loop utilization, both from the end of the submit loop to the last start.${before === undefined ? '' : ' "before": the same code paths built from the checkout before the change, in the same run.'}`,
+    `- Machine: ${machineLine}${priority < 0 ? `, run at nice ${priority} (the host was shared with other jobs)` : ''}. Date: ${date}. Command: \`npm run bench:pacing${before === undefined ? '' : ' -- --before <checkout before the change>'}\`${quick ? ' with `--quick`' : ''}. Redis: ${redis.description}.`,
+    `- Method: one child process per run; ${fmt(RUN_S, 1)} s of calls (rate × ${fmt(RUN_S, 1)} + 1) submitted at once through \`run()\`, starts recorded in the task; achieved = (calls − 1) / (last start − first start) ÷ rate; ${runsNote}, subjects interleaved. CPU: process.cpuUsage (user + system, the whole process: its one JavaScript thread does the pacing) from the end of the submit loop to the last start, per call started and as a share of that time; ELU: that thread's event-loop utilization. Admission instants (ours): the limiter's clock reading its admitting step was judged on, read through a wrapping clock.${before === undefined ? '' : ' "before": the same code paths built from the checkout before the change, in the same run.'}`,
     '',
     '## Targets',
     `- ≥ ${fmt(100 * TARGET, 1)} % of the rate at burst 1, 50–1000/s, in-process and Redis: ${verdict(met)} — lowest median: ${lowest.map((l) => `${l.s.label} ${pct(l.low)}`).join('; ')}`,
-    `- no spinning: I/O-thread CPU at 1000/s burst 1${cpuBefore === undefined ? '' : ` not above 1.25 × before: ${verdict(cpuAfter <= 1.25 * cpuBefore)} —`} after ${cpuAt(IN_PROCESS)}${before === undefined ? '' : `, before ${cpuAt(BEFORE_IN_PROCESS)}`}; Redis store: after ${cpuAt(REDIS)}${before === undefined ? '' : `, before ${cpuAt(BEFORE_REDIS)}`}`,
-    `- starts within the stated bound in every run, in-process burst + rate × (L + λ), λ = max(1 / rate, 2 ms), and Redis burst + rate × (L + d), d measured: ${verdict(boundOk)} (starts, not admissions: a start delayed after its admission counts against it too) — worst excess over burst + rate × L, calls: ${RATES.map(
-      (rate) =>
-        `${rate}/s in-process ${fmt(
-          worst(IN_PROCESS, rate, (f) => f.excess),
-          2,
-        )} (λ allows ${fmt(rate * creditS(rate), 2)}), Redis ${fmt(
-          worst(REDIS, rate, (f) => f.excess),
-          2,
-        )} (d up to ${fmt(
-          worst(REDIS, rate, (f) => f.holdMs),
-          2,
-        )} ms)`,
-    ).join('; ')}`,
+    `- no spinning: I/O-thread CPU per call at 1000/s burst 1${cpuVerdict} after ${cpuAt(IN_PROCESS)}${before === undefined ? '' : `, before ${cpuAt(BEFORE_IN_PROCESS)}`}; Redis store: after ${cpuAt(REDIS)}${before === undefined ? '' : `, before ${cpuAt(BEFORE_REDIS)}`}`,
+    `- admissions within the stated bound in every run, in-process burst + rate × (L + λ), λ = max(1 / rate, 2 ms), Redis burst + rate × (L + d), d measured: ${verdict(boundOk)} — worst excess over burst + rate × L, calls: ${boundText}`,
     '',
-    `## Achieved rate at burst 1 (${runsNote}; every run: calls started ÷ (rate × span))`,
+    `## Achieved rate at burst 1 (${runsNote})`,
     table(
       ['subject', ...RATES.map((r) => `${r}/s`)],
-      list.map((s) => [s.label, ...RATES.map((rate) => pct(med(s.label, rate, (f) => f.achieved)))]),
+      list.map((s) => perRate(s.label, (rate) => pct(med(s.label, rate, (f) => f.achieved)))),
     ),
     '',
-    `## CPU of the pacing thread (${runsNote}): process CPU % / event-loop utilization %`,
+    `## CPU of the pacing thread (${runsNote}): µs per call / % of the time / event-loop utilization %`,
     table(
       ['subject', ...RATES.map((r) => `${r}/s`)],
-      list.map((s) => [
-        s.label,
-        ...RATES.map(
-          (rate) =>
-            `${fmt(
+      list.map((s) =>
+        perRate(s.label, (rate) =>
+          [
+            fmt(
+              med(s.label, rate, (f) => f.cpuPerCallUs),
+              1,
+            ),
+            fmt(
               med(s.label, rate, (f) => f.cpuPct),
               1,
-            )} / ${fmt(
+            ),
+            fmt(
               med(s.label, rate, (f) => f.eluPct),
               1,
-            )}`,
+            ),
+          ].join(' / '),
         ),
-      ]),
+      ),
     ),
     '',
-    `## Most starts over burst + rate × L in any interval (calls; worst of ${ROUNDS} run${ROUNDS > 1 ? 's' : ''}; ≤ 0: never over). A fixed window allows 2 calls across a boundary by design.`,
+    `## Most admissions (starts) over burst + rate × L in any interval, calls, worst of ${ROUNDS} run${ROUNDS > 1 ? 's' : ''}; ≤ 0: never over. A fixed window allows 2 calls across a boundary by design; starts lag admissions when the OS pauses the thread in between.`,
     table(
-      ['subject', ...RATES.map((r) => `${r}/s (λ allows ${fmt(r * creditS(r), 1)})`)],
-      list.map((s) => [
-        s.label,
-        ...RATES.map((rate) =>
-          fmt(
+      ['subject', ...RATES.map((r) => `${r}/s (λ allows ${fmt(r * creditS(r), 0)})`)],
+      list.map((s) =>
+        perRate(s.label, (rate) => {
+          const starts = fmt(
             worst(s.label, rate, (f) => f.excess),
             2,
-          ),
-        ),
-      ]),
+          );
+          return s.config.subject === 'p-throttle'
+            ? `(${starts})`
+            : `${fmt(
+                worst(s.label, rate, (f) => f.admissionExcess),
+                2,
+              )} (${starts})`;
+        }),
+      ),
     ),
   ];
   const text = lines.join('\n') + '\n';
