@@ -31,9 +31,9 @@
  *
  * Pacing at burst 1 makes one round trip per token, and the next request reaches the store after
  * the previous token was used: a timer's lateness plus a round trip after its slot. So the token
- * bucket script gives a request the waiters' wake-up credit (gcra.ts): a slot that fell due at most
- * λ = max(T, 2 ms) before the store's reading is granted as of that slot, and the answer says so
- * (a negative notBefore). Those slots are the grants' instants in the bound above (the GCRA proof
+ * bucket script gives a request the waiters' wake-up credit (gcra.ts): a slot that fell due before
+ * the store's reading is granted as of that slot, but no earlier than λ = max(T, 2 ms) before the
+ * reading, and the answer says so (a negative notBefore). Those slots are the grants' instants in the bound above (the GCRA proof
  * holds on them: each grant leaves TAT between slot + n·T and slot + b·T), and the pool holds such
  * tokens from their slot, so the credit used shows in d (MAX_HOLD) and burst + rate × (L + d)
  * stays exact.
