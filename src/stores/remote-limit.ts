@@ -25,18 +25,18 @@
  * d is the longest a token is held: one store answer's delivery time, and with leasing up to the
  * lease's life. Hence starts ≤ burst + rate × (L + d), and also ≤ burst + rate × (L + λ) + the
  * tokens the processes held at a, which leasing caps at `maxTokens` (or burst) per process (λ: the
- * wake-up credit below; a token asked for after a has its slot no earlier than a − λ). A fixed window's
- * leased tokens lapse when their window ends, measured from the moment the fetch was sent (no
- * later than the store's reading of its clock), so a window's bound holds exactly.
+ * wake-up credit below; a token asked for after a has its slot no earlier than a − λ). A fixed
+ * window's leased tokens lapse when their window ends, measured from the moment the fetch was sent
+ * (no later than the store's reading of its clock), so a window's bound holds exactly.
  *
  * Pacing at burst 1 makes one round trip per token, and the next request reaches the store after
  * the previous token was used: a timer's lateness plus a round trip after its slot. So the token
  * bucket script gives a request the waiters' wake-up credit (gcra.ts): a slot that fell due before
  * the store's reading is granted as of that slot, but no earlier than λ = max(T, 2 ms) before the
- * reading, and the answer says so (a negative notBefore). Those slots are the grants' instants in the bound above (the GCRA proof
- * holds on them: each grant leaves TAT between slot + n·T and slot + b·T), and the pool holds such
- * tokens from their slot, so the credit used shows in d (MAX_HOLD) and burst + rate × (L + d)
- * stays exact.
+ * reading, and the answer says so (a negative notBefore). Those slots are the grants' instants in
+ * the bound above (the GCRA proof holds on them: each grant leaves a TAT from its slot + n·T to its
+ * slot + b·T), and the pool holds such tokens from their slot, so the credit used shows in d
+ * (MAX_HOLD) and burst + rate × (L + d) stays exact.
  *
  * ## Faults
  * A store call that fails or times out marks the limit DOWN (logged once per incident, counted)
