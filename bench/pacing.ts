@@ -6,6 +6,7 @@
  *
  *   npm run bench:pacing                          about 4 minutes
  *   npm run bench:pacing -- --before ../base      also the build in ../base/dist, side by side
+ *   npm run bench:pacing -- --rounds 5            5 rounds instead of 3
  *   node dist/bench/pacing.js --quick             about 30 s: checks the suite runs and writes its report
  *
  * Each run is one child process (bench/pacing-child.ts): burst 1 at `rate`, 2 s of calls submitted
@@ -27,7 +28,8 @@ const CHILD = fileURLToPath(new URL('./pacing-child.js', import.meta.url));
 const THIS_BUILD = fileURLToPath(new URL('../', import.meta.url));
 const RATES = [50, 200, 500, 1000];
 const RUN_S = quick ? 0.3 : 2;
-const ROUNDS = quick ? 1 : 3;
+/** Rounds: 3, or `--rounds N` (more rounds let the median ride out a noisy host). */
+const ROUNDS = quick ? 1 : Math.max(1, Number(process.argv[process.argv.indexOf('--rounds') + 1]) || 3);
 const TARGET = 0.995;
 /** The wake-up credit λ at `rate`/s, s (src/limiters/gcra.ts): max(1 / rate, 2 ms). */
 const creditS = (rate: number): number => Math.max(1 / rate, 0.002);
@@ -95,6 +97,10 @@ interface Figures {
   excess: number;
   /** Ours: the same over admission instants. */
   admissionExcess: number;
+  /** In-process token bucket: ms of the run lost to wake-ups later than the credit (see {@link lostToLateness}). */
+  lostMs: number;
+  /** In-process token bucket: gaps between admissions longer than T + 2 ms (a stalled thread), count. */
+  stalls: number;
   /** Redis store: d, the longest a token was held, ms. */
   holdMs: number;
 }
@@ -113,7 +119,31 @@ function excessOverBucket(instants: number[], rate: number): number {
   return worst;
 }
 
-function figures(r: PacingResult, rate: number): Figures {
+/**
+ * Where the rate went, from the admission instants of a burst-1 bucket in overload: slot k is
+ * max(slot k−1 + T, admission k − λ), so each admission later than λ after its slot moves the
+ * schedule by the excess, which is lost for good. λ = the credit for this build, 0 for the build
+ * before it (which lost every wake-up's lateness). Returns the ms lost and the gaps between
+ * admissions longer than T + 2 ms, the same measure for both builds: a thread away that long.
+ */
+function lostToLateness(admissions: number[], rate: number, creditNs: number): { lostMs: number; stalls: number } {
+  const a = [...admissions].sort((x, y) => x - y);
+  const interval = 1e9 / rate;
+  let slot = a[0]!;
+  let lost = 0;
+  let stalls = 0;
+  for (let k = 1; k < a.length; k++) {
+    const due = slot + interval;
+    if (a[k]! - a[k - 1]! > interval + 2e6) stalls++;
+    slot = Math.max(due, a[k]! - creditNs);
+    lost += slot - due;
+  }
+  return { lostMs: lost / 1e6, stalls };
+}
+
+function figures(r: PacingResult, rate: number, s: Subject): Figures {
+  const inProcessBucket = s.config.subject === 'token-bucket' && s.config.redisUrl === undefined && r.admissions !== undefined;
+  const lost = inProcessBucket ? lostToLateness(r.admissions!, rate, s.config.lib === THIS_BUILD ? creditS(rate) * 1e9 : 0) : { lostMs: NaN, stalls: NaN };
   const starts = [...r.starts].sort((a, b) => a - b);
   const spanS = starts.at(-1)! / 1e9;
   return {
@@ -124,6 +154,7 @@ function figures(r: PacingResult, rate: number): Figures {
     excess: excessOverBucket(starts, rate),
     admissionExcess: r.admissions === undefined ? NaN : excessOverBucket(r.admissions, rate),
     holdMs: r.holdMs ?? NaN,
+    ...lost,
   };
 }
 
@@ -148,7 +179,7 @@ async function main(): Promise<void> {
       for (const rate of RATES) {
         for (const s of list) {
           const result = await runChild({ ...s.config, rate, count: Math.round(rate * RUN_S) + 1 });
-          const f = figures(result, rate);
+          const f = figures(result, rate, s);
           const key = `${s.label}@${rate}`;
           runs.set(key, [...(runs.get(key) ?? []), f]);
           progress(`round ${round + 1}, ${rate}/s, ${s.label}: ${fmt(100 * f.achieved, 2)} %, CPU ${fmt(f.cpuPct, 1)} %`);
@@ -162,6 +193,10 @@ async function main(): Promise<void> {
   const med = (label: string, rate: number, pick: (f: Figures) => number): number => median(runs.get(`${label}@${rate}`)!.map(pick));
   const worst = (label: string, rate: number, pick: (f: Figures) => number): number => Math.max(...runs.get(`${label}@${rate}`)!.map(pick));
   const pct = (v: number): string => `${fmt(100 * v, 2)} %`;
+  const range = (label: string, rate: number): string => {
+    const all = runs.get(`${label}@${rate}`)!.map((f) => 100 * f.achieved);
+    return `${fmt(Math.min(...all), 1)}–${fmt(Math.max(...all), 1)}`;
+  };
   const perRate = (label: string, cell: (rate: number) => string): string[] => [label, ...RATES.map(cell)];
   const lowest = list.filter((s) => s.judged).map((s) => ({ s, low: Math.min(...RATES.map((rate) => med(s.label, rate, (f) => f.achieved))) }));
   const met = lowest.every((l) => l.low >= TARGET);
@@ -209,10 +244,30 @@ async function main(): Promise<void> {
     `- no spinning: I/O-thread CPU per call at 1000/s burst 1${cpuVerdict} after ${cpuAt(IN_PROCESS)}${before === undefined ? '' : `, before ${cpuAt(BEFORE_IN_PROCESS)}`}; Redis store: after ${cpuAt(REDIS)}${before === undefined ? '' : `, before ${cpuAt(BEFORE_REDIS)}`}`,
     `- admissions within the stated bound in every run, in-process burst + rate × (L + λ), λ = max(1 / rate, 2 ms), Redis burst + rate × (L + d), d measured: ${verdict(boundOk)} — worst excess over burst + rate × L, calls: ${boundText}`,
     '',
-    `## Achieved rate at burst 1 (${runsNote})`,
+    `## Achieved rate at burst 1 (${runsNote}${ROUNDS > 1 ? '; lowest–highest run in brackets' : ''})`,
     table(
       ['subject', ...RATES.map((r) => `${r}/s`)],
-      list.map((s) => perRate(s.label, (rate) => pct(med(s.label, rate, (f) => f.achieved)))),
+      list.map((s) => perRate(s.label, (rate) => `${pct(med(s.label, rate, (f) => f.achieved))}${ROUNDS > 1 ? ` (${range(s.label, rate)})` : ''}`)),
+    ),
+    '',
+    `## Where the rate went, in-process (${runsNote}): ms of each ${fmt(RUN_S, 1)} s run lost to wake-ups later than the credit λ (before: later than their slot at all) / gaps between admissions longer than T + 2 ms, i.e. the thread stalled`,
+    table(
+      ['subject', ...RATES.map((r) => `${r}/s`)],
+      list
+        .filter((s) => s.label === IN_PROCESS || s.label === BEFORE_IN_PROCESS)
+        .map((s) =>
+          perRate(
+            s.label,
+            (rate) =>
+              `${fmt(
+                med(s.label, rate, (f) => f.lostMs),
+                1,
+              )} ms / ${fmt(
+                med(s.label, rate, (f) => f.stalls),
+                0,
+              )}`,
+          ),
+        ),
     ),
     '',
     `## CPU of the pacing thread (${runsNote}): µs per call / % of the time / event-loop utilization %`,
