@@ -74,14 +74,14 @@ describe('shared limiters across real worker threads', () => {
     expect(startWorst.excess).toBeLessThanOrEqual(credit + (rate * longestStartDelayNs(admissions, starts)) / 1e9 + 1e-6);
   });
 
-  test('at burst 1, 4 threads sharing 1000/s admit ≥ 80 % of the rate (a floor for loaded hosts; late timers are credited) and never more than 1 + rate × (length + λ) calls in any interval, λ = 2 ms the wake-up credit', async () => {
+  test('at burst 1, 4 threads sharing 1000/s admit ≥ 90 % of the rate (less the time every thread was stalled; late timers are credited) and never more than 1 + rate × (length + λ) calls in any interval, λ = 2 ms the wake-up credit', async () => {
     const rate = 1000;
     const perThread = 300;
     const tb = new TokenBucket({ rate, burst: 1 });
     const starts = new SharedArrayBuffer(8 * 4 * perThread);
     const admissions = new SharedArrayBuffer(8 * 4 * perThread);
     const go = new SharedArrayBuffer(4);
-    await runTogether(
+    const { stalls } = await runTogether(
       [0, 1, 2, 3].map((i) => ({ mode: 'run' as const, descriptor: tb.share(), count: perThread, starts, admissions, offset: i * perThread, go })),
       20_000,
     );
@@ -89,15 +89,17 @@ describe('shared limiters across real worker threads', () => {
     expect(admitted.every((t) => t > 0n)).toBe(true);
     const worst = worstExcess(admitted, 1, rate);
     expect(worst.excess, `worst interval: ${worst.count} admissions in ${worst.lengthMs} ms`).toBeLessThanOrEqual(rate * creditS(rate) + 1e-6);
-    // The rate itself is the benchmark's (bench/pacing.ts, ≥ 99.5 %); here only a floor that a
-    // loaded host still clears (the unit tests show, with an injected clock, that late timers cost
-    // nothing).
+    // The rate itself is the benchmark's (bench/pacing.ts); here only a floor that a loaded host
+    // still clears (the unit tests show, with an injected clock, that late timers cost nothing). A
+    // wake-up later than λ loses what lies beyond it, by design: the time every thread was stalled
+    // at once (measured in each worker) is taken out of the elapsed.
     const elapsedSec = Number(admitted.at(-1)! - admitted[0]!) / 1e9;
-    const achieved = (admitted.length - 1) / elapsedSec / rate;
+    const allStalledSec = stalledMs(stalls, admitted[0], admitted.at(-1)) / 1e3;
+    const achieved = (admitted.length - 1) / (elapsedSec - allStalledSec) / rate;
     console.log(
-      `burst 1 across 4 threads: ${(100 * achieved).toFixed(2)} % of ${rate}/s; worst interval ${worst.count} admissions in ${worst.lengthMs.toFixed(3)} ms`,
+      `burst 1 across 4 threads: ${(100 * achieved).toFixed(2)} % of ${rate}/s (${(1000 * allStalledSec).toFixed(1)} ms all stalled taken out); worst interval ${worst.count} admissions in ${worst.lengthMs.toFixed(3)} ms`,
     );
-    expect(achieved).toBeGreaterThanOrEqual(0.8);
+    expect(achieved).toBeGreaterThanOrEqual(0.9);
   });
 
   test('no thread starves: each of 4 overloaded threads gets at least 15 % of the first half of admissions (of those made while it was not stalled)', async () => {
