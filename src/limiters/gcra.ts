@@ -104,6 +104,11 @@ export function gcraReadyAt(tat: Nanos, tokens: number, interval: bigint, tolera
  * - Rate lowered (T' > T): keep the tokens *available*, at most the new burst: b' − D'/T' ≤
  *   b − D/T. The sum is then at most b + A/T + C/T' ≤ b + (A + C)/T, the old bound.
  *
+ * With the wake-up credit λ (above), the admissions before the change count at most
+ * (D + A + λ)/T (the first of them may be counted λ early); after it nothing changes, since a
+ * waiter's step never moves TAT back. The same two cases then bound the interval by the larger of
+ * b + (L + λ)/T and b' + (L + λ)/T', λ the old bucket's credit.
+ *
  * Either way a call waiting when the limit is raised is released as soon as the new bucket holds
  * its tokens: at once where the new burst allows. Debts are rounded up: a larger debt can only
  * admit fewer calls. The result is at most max(b·T, b'·T'), so it stays within a token bucket's
