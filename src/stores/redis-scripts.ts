@@ -22,7 +22,8 @@ export const STATE_KEEP_MS = 600_000;
  * KEYS[1] the TAT. ARGV: interval T (µs, may be fractional), burst b, want (≤ b), min, ahead (the
  * look-ahead A, µs: `lookaheadUs` of store.ts), seen (the TAT this process last saw, µs; −1 for
  * none), doubt (1: the connection was re-established or the limit was down since this process
- * last asked), reserve (µs added to an empty bucket when the state was lost or is in doubt).
+ * last asked), reserve (µs added to an empty bucket when the state was lost or is in doubt),
+ * credit (λ, µs: the wake-up credit, `gcraCreditUs` of gcra.ts).
  *
  * GCRA admits k tokens at time t iff max(TAT, t) + k·T − t ≤ b·T. Instead of answering "not yet",
  * the script books the batch at once, TAT ← max(TAT, now) + k·T, and answers when the booking
@@ -32,6 +33,14 @@ export const STATE_KEEP_MS = 600_000;
  * Booking, rather than polling until enough is free, means processes that contend for one limit
  * each get their batch in one round trip, in the order they asked, instead of all waking at the
  * same moment and all but one coming back empty.
+ *
+ * Requests come from waiting calls, late by their timer and a round trip, so they get a waiter's
+ * wake-up credit (gcra.ts): the booking starts from max(TAT, now − λ) rather than max(TAT, now),
+ * and when that counts the grant from before now the answer says from when, notBefore =
+ * max(TAT, now − λ) − now, negative (remote-limit.ts holds the tokens from then). Every call of a
+ * Redis-held limit waits for a fetch, so unlike in shared memory the first calls after an idle
+ * spell get the credit too: up to burst + rate × λ at once, which the bound allows. A missing key
+ * (a first use, an expiry) starts at now, without credit.
  *
  * Booking stops A ahead: k is cut so that TAT ≤ now + b·T + A, i.e. notBefore ≤ A; below `min`
  * nothing is booked and the answer says when `min` will fit. So every token granted before a
@@ -45,8 +54,18 @@ export const STATE_KEEP_MS = 600_000;
  * (TAT ≥ now + b·T), so a stale state cannot hand out a burst it had already given. `reserve` is
  * added to either (local-share's processes not yet back).
  *
+ * The credit and a restart: the credited start max(TAT, now − λ) is raised to the restart's floor
+ * (≥ now + b·T) afterwards, so a request that finds the state lost or in doubt gets no credit, and
+ * as the credit never moves TAT back, no later request counts a grant from before the restart
+ * either. Combined bound: each grant is counted at max(TAT, now − λ), at or after the TAT it found,
+ * so gcra.ts's proof gives ≤ burst + rate × (L + λ) on those instants in any interval of length L
+ * (in starts: burst + rate × (L + d), d the hold, which includes the credit used); after a loss
+ * found at `now`, every token booked before it was admissible by now + A, and the first one booked
+ * after it is admissible no earlier than now + A + T: no token is admitted twice.
+ *
  * TAT is a double near 1.8·10¹⁵ µs, where a double resolves 0.25 µs; notBefore is rounded up and
- * one µs added, so rounding can only delay, never advance.
+ * one µs added, so rounding can only delay, never advance; a negative notBefore is rounded down,
+ * so the hold it makes the caller count can only be longer.
  *
  * Reply: {granted, notBeforeUs, retryAfterUs, tag, lost}: tag is the new TAT (a give-back must
  * match it); lost is 1 when the script found the state lost (not for a mere doubt).
@@ -69,7 +88,8 @@ elseif cur < seen then
 end
 local tat = cur or now
 if tat < seen then tat = seen end
-if tat < now then tat = now end
+local since = now - tonumber(ARGV[9])
+if tat < since then tat = since end
 if lost == 1 or ARGV[7] == '1' then
   local empty = now + burst * interval + tonumber(ARGV[8])
   if lost == 1 then empty = empty + ahead end
@@ -81,12 +101,14 @@ if grant < min then
   if tat ~= cur then redis.call('SET', KEYS[1], tag, 'PX', math.ceil((tat - now) / 1000) + ${STATE_KEEP_MS}) end
   return {0, 0, math.ceil(tat + min * interval - burst * interval - ahead - now) + 1, tag, lost}
 end
+local base = tat
 tat = tat + grant * interval
 local tag = string.format('%.3f', tat)
 redis.call('SET', KEYS[1], tag, 'PX', math.ceil((tat - now) / 1000) + ${STATE_KEEP_MS})
 local wait = tat - burst * interval - now
-if wait <= 0 then return {grant, 0, 0, tag, lost} end
-return {grant, math.ceil(wait) + 1, 0, tag, lost}
+if wait > 0 then return {grant, math.ceil(wait) + 1, 0, tag, lost} end
+if base < now then return {grant, math.floor(base - now), 0, tag, lost} end
+return {grant, 0, 0, tag, lost}
 `;
 
 /**

@@ -19,6 +19,7 @@
 import type { Cluster, ClusterOptions, Redis as RedisClient, RedisOptions } from 'ioredis';
 import { resolveRedisStoreOptions, type RedisStoreOptions, type ResolvedRedisStoreOptions } from './redis-store-options.js';
 import { GIVE_BACK_FIXED_WINDOW, GIVE_BACK_TOKEN_BUCKET, LEASE_FIXED_WINDOW, LEASE_TOKEN_BUCKET, SYNC_PERMITS } from './redis-scripts.js';
+import { gcraCreditUs } from '../limiters/gcra.js';
 import {
   lookaheadUs,
   RECONNECT_MAX_MS,
@@ -48,6 +49,7 @@ interface Scripted {
     seen: number,
     doubt: number,
     reserveUs: number,
+    creditUs: number,
   ): Promise<[number, number, number, string, number]>;
   tqlGiveBackTokenBucket(key: string, interval: number, n: number, tag: string): Promise<number>;
   tqlLeaseFixedWindow(
@@ -177,6 +179,7 @@ export class RedisStore implements LimiterStore {
           hint.seen,
           hint.doubt ? 1 : 0,
           hint.reserveUs,
+          gcraCreditUs(spec.intervalUs),
         ),
       );
       return { granted, notBeforeUs, retryAfterUs, validUs: Infinity, tag, seen: Math.floor(Number(tag)), seenCount: 0, lost: lost === 1 };

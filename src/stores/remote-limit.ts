@@ -155,8 +155,11 @@ export interface RemoteAdmission {
   readonly store: LimiterStore;
   /** The limit's name in the store. */
   readonly key: string;
-  /** Takes `n` at `now` if this process holds them (or the fault policy admits). */
-  take(now: Nanos, n: number): boolean;
+  /**
+   * Takes `n` at `now` if this process holds them (or the fault policy admits). `queued`: for a
+   * waiter, which gets the wake-up credit where the admission runs in the process (gcra.ts).
+   */
+  take(now: Nanos, n: number, queued?: boolean): boolean;
   /** When `n` could be taken, or undefined when only the store's answer can tell. */
   wakeAt(now: Nanos, n: number): Nanos | undefined;
   /** Estimated ns until a call of `n` behind `queued` is admitted (0 when unpredictable). */

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FixedWindow, RateLimiter, TokenBucket } from '../../src/index.js';
 import { createRedisStore, StoreConnectionError, type RedisStore } from '../../src/stores/redis-store.js';
 import { STATE_KEEP_MS } from '../../src/stores/redis-scripts.js';
+import type { LeaseHint } from '../../src/stores/store.js';
 import { stalledMs, watchStalls } from '../helpers.js';
 import { freePort, sharedRedis, startRedis, type TestRedis } from './redis-server.js';
 
@@ -122,18 +123,47 @@ describe('Redis store: token bucket', () => {
     const s = store({ prefix: 'credit:' });
     const spec = { kind: 'token-bucket', intervalUs: 300_000, burst: 1 } as const; // λ = T = 300 ms
     const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-    const first = await s.lease('c', spec, 1, 1); // an empty key: counted now, the next slot in 300 ms
-    expect(first).toMatchObject({ granted: 1, notBeforeUs: 0 });
+    const hint = (seen: number): LeaseHint => ({ seen, seenCount: 0, doubt: false, reserveUs: 0 });
+    const first = await s.lease('c', spec, 1, 1, hint(-1)); // an empty key: counted now, the next slot in 300 ms
+    expect(first).toMatchObject({ granted: 1, notBeforeUs: 0, lost: false });
     await sleep(400); // 100 ms after the next slot: within λ
-    const second = await s.lease('c', spec, 1, 1);
-    expect(second.granted).toBe(1);
+    const second = await s.lease('c', spec, 1, 1, hint(first.seen));
+    expect(second).toMatchObject({ granted: 1, lost: false });
     expect(second.notBeforeUs).toBeLessThan(-50_000);
     expect(second.notBeforeUs).toBeGreaterThanOrEqual(-300_000);
     expect(Number(second.tag)).toBe(Number(first.tag) + 300_000);
     await sleep(700); // about 500 ms after the next slot: beyond λ, so counted from λ ago
-    const third = await s.lease('c', spec, 1, 1);
-    expect(third).toMatchObject({ granted: 1, notBeforeUs: -300_000 });
+    const third = await s.lease('c', spec, 1, 1, hint(second.seen));
+    expect(third).toMatchObject({ granted: 1, notBeforeUs: -300_000, lost: false });
     expect(Number(third.tag) - Number(second.tag)).toBeGreaterThan(400_000);
+  });
+
+  it('the wake-up credit never reaches back before a restart: a lost state restarts behind the look-ahead and the next grant is booked after it; a doubt books ahead too', async () => {
+    const s = store({ prefix: 'credit-lost:' });
+    const spec = { kind: 'token-bucket', intervalUs: 100_000, burst: 1 } as const; // λ = T = 100 ms, look-ahead 250 ms
+    const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+    const hint = (seen: number, doubt = false): LeaseHint => ({ seen, seenCount: 0, doubt, reserveUs: 0 });
+    const first = await s.lease('l', spec, 1, 1, hint(-1));
+    await sleep(150); // 50 ms after the next slot: credited
+    const second = await s.lease('l', spec, 1, 1, hint(first.seen));
+    expect(second.notBeforeUs).toBeLessThan(0);
+    redis.cli('DEL', 'credit-lost:{l}:tb');
+    await sleep(150); // late again: a credit would count from before this request
+    const third = await s.lease('l', spec, 1, 1, hint(second.seen));
+    // Restarted at now + b·T + A = now + 350 ms: nothing fits the look-ahead, ask again in T.
+    expect(third).toMatchObject({ granted: 0, notBeforeUs: 0, lost: true });
+    expect(third.retryAfterUs).toBeGreaterThan(0);
+    await sleep(third.retryAfterUs / 1000);
+    const fourth = await s.lease('l', spec, 1, 1, hint(third.seen));
+    expect(fourth).toMatchObject({ granted: 1, lost: false });
+    expect(fourth.notBeforeUs).toBeGreaterThan(0);
+    expect(Number(fourth.tag)).toBe(Number(third.tag) + 100_000);
+
+    const d = await s.lease('d', spec, 1, 1, hint(-1));
+    await sleep(150);
+    const doubted = await s.lease('d', spec, 1, 1, hint(d.seen, true));
+    expect(doubted).toMatchObject({ granted: 1, lost: false });
+    expect(doubted.notBeforeUs).toBeGreaterThan(0);
   });
 
   it('works under RateLimiter, the seed-style facade', async () => {

@@ -39,7 +39,16 @@ function scriptedStore(timeoutMs: number): ScriptedStore {
     lease(_key, _spec, want): Promise<Grant> {
       store.leases++;
       if (store.down) return Promise.reject(new Error('store down'));
-      return Promise.resolve({ granted: want, notBeforeUs: store.notBeforeUs, retryAfterUs: 0, validUs: Infinity, tag: '0', seen: 0, seenCount: 0, lost: false });
+      return Promise.resolve({
+        granted: want,
+        notBeforeUs: store.notBeforeUs,
+        retryAfterUs: 0,
+        validUs: Infinity,
+        tag: '0',
+        seen: 0,
+        seenCount: 0,
+        lost: false,
+      });
     },
     giveBack: () => Promise.resolve(false),
     connect: () => Promise.resolve(),
