@@ -38,6 +38,33 @@ function prng(seed: number): () => number {
   return () => (s = (s * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
 }
 
+/**
+ * 3000 steps of random load: each step sets a random timer lateness in [0, `maxLatenessMs`), with
+ * probability `arrivalP` submits 0 to `maxArrivals − 1` calls through run() (each records the clock
+ * in ms when its task starts: run() starts it at the instant of admission), then advances the clock
+ * 0–2 ms; finally drains. Asserts that every call started; returns the start instants in order.
+ */
+async function randomLoad(
+  limiter: TokenBucket | FixedWindow,
+  clock: ManualClock,
+  seed: number,
+  load: { maxLatenessMs: number; arrivalP: number; maxArrivals: number },
+): Promise<number[]> {
+  const random = prng(seed);
+  const starts: number[] = [];
+  const calls: Promise<unknown>[] = [];
+  for (let step = 0; step < 3000; step++) {
+    clock.timerLatenessMs = random() * load.maxLatenessMs;
+    const arrivals = random() < load.arrivalP ? Math.floor(random() * load.maxArrivals) : 0;
+    for (let i = 0; i < arrivals; i++) calls.push(limiter.run(() => starts.push(clock.nowMs())));
+    await clock.advance(random() * 2);
+  }
+  await clock.advance(20_000);
+  expect(starts.length).toBe(calls.length);
+  await Promise.all(calls);
+  return starts;
+}
+
 describe('TokenBucket at burst 1 with late wake-ups', () => {
   test('1000/s with every timer 0.9 ms late: each call starts 0.9 ms after its slot and the rate is kept (1001 calls by 1000.9 ms)', async () => {
     const clock = new ManualClock();
@@ -105,19 +132,7 @@ describe('TokenBucket at burst 1 with late wake-ups', () => {
     test(`${rate}/s burst ${burst}, random timer lateness 0–6 ms and random arrivals: admissions in any interval ≤ burst + rate × (L + λ), λ = ${lambdaMs} ms, and that bound is reached`, async () => {
       const clock = new ManualClock();
       const tb = new TokenBucket({ rate, burst, clock });
-      const random = prng(rate + burst);
-      const admitted: number[] = [];
-      const calls: Promise<unknown>[] = [];
-      for (let step = 0; step < 3000; step++) {
-        clock.timerLatenessMs = random() * 6;
-        const arrivals = random() < 0.3 ? Math.floor(random() * 4) : 0;
-        // run() starts its task at the instant of admission: the clock does not move in between.
-        for (let i = 0; i < arrivals; i++) calls.push(tb.run(() => admitted.push(clock.nowMs())));
-        await clock.advance(random() * 2);
-      }
-      await clock.advance(20_000);
-      expect(admitted.length).toBe(calls.length);
-      await Promise.all(calls);
+      const admitted = await randomLoad(tb, clock, rate + burst, { maxLatenessMs: 6, arrivalP: 0.3, maxArrivals: 4 });
       const perMs = rate / 1000;
       // With the credit: never over. Without it the bound is exceeded: the credit is used, and the
       // stated bound is the one that holds, not a looser one.
@@ -181,18 +196,7 @@ describe('FixedWindow with late wake-ups', () => {
   test('random timer lateness 0–4 ms on 1 ms windows of 2 calls: starts in any interval ≤ 2 × the windows meeting [a − 2 ms, a + L]', async () => {
     const clock = new ManualClock();
     const fw = new FixedWindow({ maxCalls: 2, periodMs: 1, clock });
-    const random = prng(11);
-    const starts: number[] = [];
-    const calls: Promise<unknown>[] = [];
-    for (let step = 0; step < 3000; step++) {
-      clock.timerLatenessMs = random() * 4;
-      const arrivals = random() < 0.4 ? Math.floor(random() * 6) : 0;
-      for (let i = 0; i < arrivals; i++) calls.push(fw.run(() => starts.push(clock.nowMs())));
-      await clock.advance(random() * 2);
-    }
-    await clock.advance(20_000);
-    expect(starts.length).toBe(calls.length);
-    await Promise.all(calls);
+    const starts = await randomLoad(fw, clock, 11, { maxLatenessMs: 4, arrivalP: 0.4, maxArrivals: 6 });
     // Windows are [k, k + 1) ms (the limiter was created at 0).
     let worst = -Infinity;
     for (let i = 0; i < starts.length; i++) {
