@@ -302,7 +302,10 @@ export interface AdaptiveConcurrencyLimitOptions extends QueueOptions {
   windowMs?: number;
   /** Fewest samples (released permits) a window, or a no-load measurement, needs. Default 10. */
   minSamples?: number;
-  /** Weight of each window's new estimate against the current limit, in (0, 1]. Default 0.2. */
+  /**
+   * Weight of a window's new estimate against the current limit, in (0, 1]; a window that shows
+   * queueing weighs at least 0.5 (the limit comes down faster than it goes up). Default 0.2.
+   */
   smoothing?: number;
   /**
    * Latency above the no-load latency still taken for "no queueing", as a fraction (0.1: up to

@@ -33,7 +33,8 @@
  *                                                  without queueing, by Little's law
  *                         : L + k × √L            no queueing: probe upwards (Envoy's headroom),
  *                                                  k = windows in a row without queueing, at most 4
- * L'       = L × (1 − smoothing) + target × smoothing,   clamped to [minLimit, maxLimit]
+ * w        = gradient < 1 ? max(smoothing, 0.5) : smoothing
+ * L'       = L × (1 − w) + target × w,   clamped to [minLimit, maxLimit]
  * ```
  *
  * Adding the headroom only when no queueing is measured (Gradient2 and Envoy add it always) is what
@@ -52,10 +53,17 @@
  * ## The constants
  *
  * - gradient clamped to [0.5, 1] (Gradient2 and Envoy's floor): one window at most halves the
- *   target, so a single outlier window costs at most smoothing / 2 (10 %) of the limit.
- * - smoothing 0.2 (Gradient2's default): with it the error to the equilibrium shrinks by 0.8 per
- *   window, so a limit twice too high is within 25 % of the right one after about 9 windows (0.9 s
- *   at the default 100 ms windows).
+ *   target, so a single outlier window costs at most a quarter of the limit (see the next item).
+ * - smoothing 0.2 (Gradient2's default) on the way up, at least 0.5 on the way down: the two costs
+ *   are not alike (TCP's and AIMD's asymmetry). A limit above the capacity costs every call that
+ *   waits in the downstream's queue, at once; a limit below it costs throughput for the few windows
+ *   the growth step takes. With the same 0.2 both ways the error to the equilibrium shrank by 0.8
+ *   per window, so after the capacity halved the limit took 9 windows (0.9 s) to come within 25 %
+ *   and the calls of those windows waited up to 2.2 × the service time: they set the run's p99
+ *   (measured on the benchmark's downstream, M halved: 0.92 s and a phase p99 of 43 ms at 0.2;
+ *   0.32 s and 41 ms at 0.5; 0.26 s and 41 ms at 1, Envoy's unsmoothed step, which leaves one
+ *   noisy window free to halve the limit). At 0.5, one window at the gradient's floor costs at most
+ *   a quarter of the limit, and the growth step wins it back within a few windows.
  * - tolerance 0.1: window means of the no-load latency scatter by a few percent (timer and
  *   scheduling jitter); a tolerance below that scatter would read noise as queueing and hold the
  *   limit down. It is also the equilibrium's margin over M, which keeps the downstream busy through
@@ -111,6 +119,9 @@ const MIN_GRADIENT = 0.5;
 /** The widest growth step, in √limit: see "The constants". */
 const MAX_STEPS = 4;
 
+/** The least weight a window that shows queueing gets (the backoff): see "The constants". */
+const MIN_BACKOFF = 0.5;
+
 /** What one window does to the limit. */
 export interface GradientStep {
   /** The next limit. */
@@ -133,6 +144,7 @@ export function nextLimit(limit: number, noLoadUs: number, quiet: number, window
   if (window.inFlight < limit / 2) return { limit, queueing, quiet };
   const steps = queueing ? 0 : Math.min(MAX_STEPS, quiet + 1);
   const target = queueing ? limit * gradient : limit + steps * Math.sqrt(limit);
-  const next = limit * (1 - s.smoothing) + target * s.smoothing;
+  const weight = queueing ? Math.max(s.smoothing, MIN_BACKOFF) : s.smoothing;
+  const next = limit * (1 - weight) + target * weight;
   return { limit: Math.min(s.maxLimit, Math.max(s.minLimit, next)), queueing, quiet: queueing ? 0 : quiet + 1 };
 }

@@ -232,7 +232,7 @@ describe('AdaptiveConcurrencyLimit with an injected clock and a synthetic downst
 describe('the gradient step', () => {
   const settings = { minLimit: 1, maxLimit: 100, smoothing: 0.2, tolerance: 0.1 };
 
-  test('no queueing: grows by smoothing × k × √limit, k the windows in a row without queueing (at most 4); queueing: moves toward limit × gradient', () => {
+  test('no queueing: grows by smoothing × k × √limit, k the windows in a row without queueing (at most 4); queueing: moves max(smoothing, 0.5) of the way to limit × gradient', () => {
     const grow = (quiet: number, meanUs: number): [number, boolean, number] => {
       const step = nextLimit(16, 1000, quiet, { meanUs, inFlight: 16 }, settings);
       return [Math.round(step.limit * 1e9) / 1e9, step.queueing, step.quiet];
@@ -243,10 +243,12 @@ describe('the gradient step', () => {
     expect(grow(9, 1000)).toEqual([16 + 0.2 * 4 * 4, false, 10]);
     // Latency twice the no-load one with tolerance 0.1: gradient 0.55, target 8.8; the streak ends.
     const twice = nextLimit(16, 1000, 3, { meanUs: 2000, inFlight: 16 }, settings);
-    expect(twice.limit).toBeCloseTo(16 * 0.8 + 16 * 0.55 * 0.2, 10);
+    expect(twice.limit).toBeCloseTo(16 * 0.5 + 16 * 0.55 * 0.5, 10);
     expect([twice.queueing, twice.quiet]).toEqual([true, 0]);
-    // Ten times: the gradient is clamped at 0.5.
-    expect(nextLimit(16, 1000, 0, { meanUs: 10_000, inFlight: 16 }, settings).limit).toBeCloseTo(16 * 0.8 + 8 * 0.2, 10);
+    // Ten times: the gradient is clamped at 0.5, so one window takes at most a quarter off.
+    expect(nextLimit(16, 1000, 0, { meanUs: 10_000, inFlight: 16 }, settings).limit).toBeCloseTo(16 * 0.75, 10);
+    // A smoothing above the backoff's floor weighs decreases too.
+    expect(nextLimit(16, 1000, 0, { meanUs: 2000, inFlight: 16 }, { ...settings, smoothing: 0.8 }).limit).toBeCloseTo(16 * 0.2 + 16 * 0.55 * 0.8, 10);
   });
 
   test('never leaves [minLimit, maxLimit]', () => {
