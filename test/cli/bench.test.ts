@@ -2,18 +2,17 @@ import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, test } from 'vitest';
+import { cliPath } from '../serve-cli.js';
 
 const run = promisify(execFile);
-const cli = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
 const out = mkdtempSync(join(tmpdir(), 'tql-bench-'));
 afterAll(() => rmSync(out, { recursive: true, force: true }));
 
 describe('thrift-queue-limiter bench --quick', () => {
   test('runs every suite and writes every report and chart (a smoke run: speed is not asserted)', async () => {
-    await run(process.execPath, [cli, 'bench', '--quick', '--out', out], { timeout: 180_000 });
+    await run(process.execPath, [cliPath, 'bench', '--quick', '--out', out], { timeout: 180_000 });
     const core = readFileSync(join(out, 'core.md'), 'utf8');
     expect(core).toMatch(/^# Core benchmarks.*QUICK/);
     for (const section of ['## acquire + run of a no-op', '## tryAcquire alone', '## Overload', '## Memory', '## Targets']) {

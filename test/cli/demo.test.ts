@@ -1,5 +1,4 @@
 import { execFile } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,15 +6,15 @@ import { promisify } from 'node:util';
 import { describe, expect, test } from 'vitest';
 import { stalledMs, watchStalls } from '../helpers.js';
 import { onTerminal } from './terminal.js';
+import { cliPath } from '../serve-cli.js';
 
 const run = promisify(execFile);
-const cli = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
 
 describe('thrift-queue-limiter demo (npm start)', () => {
   test('drives the Thrift demo server at twice its limit: every call admitted and answered, none refused, the limit held', async () => {
     const out = mkdtempSync(join(tmpdir(), 'tql-demo-'));
     const watch = watchStalls();
-    const { stdout } = await run(process.execPath, [cli, 'demo', '--duration', '2s', '--rate', '200', '--burst', '10', '--out', out], { timeout: 60_000 });
+    const { stdout } = await run(process.execPath, [cliPath, 'demo', '--duration', '2s', '--rate', '200', '--burst', '10', '--out', out], { timeout: 60_000 });
     const sent = Number(/offered\s+(\d+) calls at 400\/s/.exec(stdout)![1]);
     const [, admitted, seconds] = /admitted\s+(\d+) calls in ([\d.]+) s/.exec(stdout)!;
     // The demo runs in a child process: this process's stalls stand for the machine's load there.
@@ -52,7 +51,7 @@ describe('thrift-queue-limiter demo (npm start)', () => {
 
   test('on a terminal the progress is a bar rewritten in place, cut to the terminal width', async () => {
     const out = mkdtempSync(join(tmpdir(), 'tql-demo-'));
-    const { code, output } = await onTerminal([cli, 'demo', '--duration', '1s', '--rate', '100', '--burst', '5', '--out', out], 60);
+    const { code, output } = await onTerminal([cliPath, 'demo', '--duration', '1s', '--rate', '100', '--burst', '5', '--out', out], 60);
     rmSync(out, { recursive: true, force: true });
     expect(code).toBe(0);
     const live = output.split('\r\n').find((l) => l.startsWith('\r'));
@@ -70,7 +69,7 @@ describe('thrift-queue-limiter demo (npm start)', () => {
   });
 
   test('a bad flag exits with code 2 and one line naming it', async () => {
-    const error = (await run(process.execPath, [cli, 'demo', '--rate', 'fast']).catch((e: unknown) => e)) as { code: number; stderr: string };
+    const error = (await run(process.execPath, [cliPath, 'demo', '--rate', 'fast']).catch((e: unknown) => e)) as { code: number; stderr: string };
     expect(error.code).toBe(2);
     expect(error.stderr.trim()).toBe('thrift-queue-limiter: --rate must be a positive number, got "fast"');
   });

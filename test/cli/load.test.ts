@@ -1,6 +1,5 @@
 import { execFile } from 'node:child_process';
 import net from 'node:net';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { ThreadedServer } from '../../src/server/threaded-server.js';
@@ -8,9 +7,9 @@ import { runLoad, type LoadOptions, type LoadReport } from '../../src/load/load-
 import { stalledMs, watchStalls } from '../helpers.js';
 import { handlerPath, servicePath, startServer } from '../server/calculator.js';
 import { onTerminal } from './terminal.js';
+import { cliPath } from '../serve-cli.js';
 
 const run = promisify(execFile);
-const cli = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
 
 interface CliOutput {
   code: number;
@@ -30,7 +29,7 @@ interface CliRun {
 /** Runs `load` with the example service against `port` (stdout not a terminal); bounded by a 30 s kill. */
 async function runCli(port: number, ...args: string[]): Promise<CliOutput> {
   const started = performance.now();
-  const result = await run(process.execPath, [cli, 'load', '--service', servicePath, '--port', String(port), ...args], { timeout: 30_000 }).then(
+  const result = await run(process.execPath, [cliPath, 'load', '--service', servicePath, '--port', String(port), ...args], { timeout: 30_000 }).then(
     (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
     (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }),
   );
@@ -45,7 +44,7 @@ async function loadCli(port: number, ...args: string[]): Promise<CliRun> {
 
 /** Runs `load` with the example service against `port` expecting it to fail: its exit code and stderr. */
 function failingCli(port: number, ...args: string[]): Promise<{ code: number; stderr: string }> {
-  return run(process.execPath, [cli, 'load', '--service', servicePath, '--port', String(port), ...args], { timeout: 30_000 }).then(
+  return run(process.execPath, [cliPath, 'load', '--service', servicePath, '--port', String(port), ...args], { timeout: 30_000 }).then(
     () => ({ code: 0, stderr: '' }),
     (e: { code: number; stderr: string }) => ({ code: e.code, stderr: e.stderr }),
   );
@@ -162,7 +161,7 @@ describe('thrift-queue-limiter load against the example server', () => {
 
   test('on a terminal the progress is one line rewritten in place, cut to the terminal width, then the report', async () => {
     const { code, output } = await onTerminal(
-      [cli, 'load', '--service', servicePath, '--port', String(port), '--method', 'echo', '--args', '["abc"]', '--concurrency', '2', '--duration', '1s'],
+      [cliPath, 'load', '--service', servicePath, '--port', String(port), '--method', 'echo', '--args', '["abc"]', '--concurrency', '2', '--duration', '1s'],
       40,
     );
     expect(code).toBe(0);

@@ -1,14 +1,10 @@
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { afterAll, describe, expect, test } from 'vitest';
-import { connect, handlerPath, servicePath } from '../server/calculator.js';
+import { runServe, startServe } from '../serve-cli.js';
+import { connect } from '../server/calculator.js';
 
-const run = promisify(execFile);
-const cli = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'tql-config-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -18,22 +14,6 @@ function configFile(name: string, config: unknown): string {
   const path = join(dir, name);
   writeFileSync(path, typeof config === 'string' ? config : JSON.stringify(config));
   return path;
-}
-
-/** A running `serve`, its output so far, and its port once it printed it. */
-async function startServe(
-  args: string[],
-): Promise<{ child: ChildProcess; out: () => string; err: () => string; port: number; exited: Promise<number | null> }> {
-  const child = spawn(process.execPath, [cli, 'serve', '--service', servicePath, '--handler', handlerPath, '--port', '0', '--workers', '1', ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  let err = '';
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-  const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
-  await expect.poll(() => /on 127\.0\.0\.1:(\d+)/.exec(out), { timeout: 15_000 }).toBeTruthy();
-  return { child, out: () => out, err: () => err, port: Number(/on 127\.0\.0\.1:(\d+)/.exec(out)![1]), exited };
 }
 
 /**
@@ -139,25 +119,12 @@ describe('serve --config and SIGHUP', () => {
 
   test('a limit for a method the service does not have, in --limit or in the file, is refused at start naming the methods; so is an invalid file', async () => {
     const methods = 'add, echo, ping, record, divide, translate, work, sleep, fail, counters';
-    const fromFlag = (await run(process.execPath, [
-      cli,
-      'serve',
-      '--service',
-      servicePath,
-      '--handler',
-      handlerPath,
-      '--port',
-      '0',
-      '--limit',
-      'gett=100/s',
-    ]).catch((x: unknown) => x)) as { code: number; stderr: string };
+    const fromFlag = await runServe(['--limit', 'gett=100/s']);
     expect(fromFlag.code).toBe(2);
     expect(fromFlag.stderr.trim().split('\n')).toHaveLength(1);
     expect(fromFlag.stderr).toContain(`limits.gett: the server has no method "gett"; its methods: ${methods}`);
     const file = configFile('typo.json', { limits: { ad: { rate: 5 } } });
-    const fromFile = (await run(process.execPath, [cli, 'serve', '--service', servicePath, '--handler', handlerPath, '--port', '0', '--config', file]).catch(
-      (x: unknown) => x,
-    )) as { code: number; stderr: string };
+    const fromFile = await runServe(['--config', file]);
     expect(fromFile.code).toBe(2);
     expect(fromFile.stderr).toContain(`limits.ad: the server has no method "ad" (did you mean "add"?); its methods: ${methods}`);
     for (const [name, content, message] of [
@@ -165,9 +132,7 @@ describe('serve --config and SIGHUP', () => {
       ['unknown.json', { limit: {} }, /--config .*unknown\.json: config: unknown option "limit" \(did you mean "limits"\?\)/],
       ['queue.json', { queue: { maxWaitMs: -1 } }, /--config .*queue\.json: queue\.maxWaitMs must be 0 or more/],
     ] as const) {
-      const bad = (await run(process.execPath, [cli, 'serve', '--service', servicePath, '--handler', handlerPath, '--config', configFile(name, content)]).catch(
-        (x: unknown) => x,
-      )) as { code: number; stderr: string };
+      const bad = await runServe(['--config', configFile(name, content)]);
       expect(bad.code, name).toBe(2);
       expect(bad.stderr.trim().split('\n'), name).toHaveLength(1);
       expect(bad.stderr, name).toMatch(message);

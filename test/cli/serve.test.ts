@@ -1,4 +1,4 @@
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
@@ -8,46 +8,11 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { describe, expect, test } from 'vitest';
 import { stalledMs, watchStalls } from '../helpers.js';
-import { closed, connect, handlerPath, rawSocket, servicePath, type AppException } from '../server/calculator.js';
+import { cliPath, runServe, spawnServe, startServe } from '../serve-cli.js';
+import { closed, connect, handlerPath, rawSocket, type AppException } from '../server/calculator.js';
 
 const run = promisify(execFile);
-const cli = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
 const fixtureHandler = (name: string): string => fileURLToPath(new URL(`../fixtures/${name}.js`, import.meta.url));
-
-/** How a `serve` child ended: its exit code (null if it had to be killed), output, and time taken. */
-interface Ended {
-  code: number | null;
-  killed: boolean;
-  stdout: string;
-  stderr: string;
-  ms: number;
-}
-
-/** Runs `serve` with `args`, killing it (killed: true) if it has not exited within `timeoutMs`. */
-async function runServe(args: string[], timeoutMs: number): Promise<Ended> {
-  const started = performance.now();
-  const child = spawn(process.execPath, [cli, 'serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => {
-    stdout += d.toString();
-  });
-  child.stderr.on('data', (d: Buffer) => {
-    stderr += d.toString();
-  });
-  let killed = false;
-  const timer = setTimeout(() => {
-    killed = true;
-    child.kill('SIGKILL');
-  }, timeoutMs);
-  try {
-    const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
-    return { code, killed, stdout, stderr, ms: performance.now() - started };
-  } finally {
-    clearTimeout(timer);
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  }
-}
 
 /** A port of 127.0.0.1 held open by this process until `release()`. */
 async function takenPort(): Promise<{ port: number; release: () => Promise<void> }> {
@@ -66,69 +31,35 @@ const lines = (text: string): string[] =>
 
 describe('thrift-queue-limiter serve', () => {
   test('serves the example service with limits, prints stats lines, and shuts down cleanly on SIGTERM', async () => {
-    const child = spawn(
-      process.execPath,
-      [
-        cli,
-        'serve',
-        '--service',
-        servicePath,
-        '--handler',
-        handlerPath,
-        '--port',
-        '0',
-        '--workers',
-        '1',
-        '--limit',
-        'add=200/s,burst=5',
-        '--limit',
-        '*=1000/s',
-        '--max-wait',
-        '2s',
-        '--stats-interval',
-        '200ms',
-        '--metrics-port',
-        '0',
-      ],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
-    const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+    const serve = await startServe([
+      ...['--limit', 'add=200/s,burst=5', '--limit', '*=1000/s', '--max-wait', '2s'],
+      ...['--stats-interval', '200ms', '--metrics-port', '0'],
+    ]);
     try {
-      await expect.poll(() => /on 127\.0\.0\.1:(\d+)/.exec(out), { timeout: 10_000 }).toBeTruthy();
-      const port = Number(/on 127\.0\.0\.1:(\d+)/.exec(out)![1]);
-      const { client, close } = await connect(port);
+      const { client, close } = await connect(serve.port);
       expect(await Promise.all(Array.from({ length: 20 }, (_, k) => client.add(k, k)))).toEqual(Array.from({ length: 20 }, (_, k) => 2 * k));
-      await expect.poll(() => /admitted \d+\/s {2}queued \d+/.test(out), { timeout: 5_000 }).toBe(true);
-      const metricsUrl = /metrics on (http:\/\/127\.0\.0\.1:\d+\/metrics)/.exec(out)![1]!;
+      await expect.poll(() => /admitted \d+\/s {2}queued \d+/.test(serve.out()), { timeout: 5_000 }).toBe(true);
+      const metricsUrl = /metrics on (http:\/\/127\.0\.0\.1:\d+\/metrics)/.exec(serve.out())![1]!;
       const metrics = await (await fetch(metricsUrl)).text();
       expect(metrics).toContain('tql_admitted_total{limit="add"} 20');
       expect(metrics).toContain('tql_refused_total{limit="add",reason="queue_full"} 0');
       close();
     } finally {
-      child.kill('SIGTERM');
+      serve.child.kill('SIGTERM');
     }
-    expect(await exited).toBe(0);
-    expect(out).toMatch(/SIGTERM: shutting down/);
-    expect(out).toMatch(/stopped: admitted 2\d, completed 2\d, refused 0/);
+    expect(await serve.exited).toBe(0);
+    expect(serve.out()).toMatch(/SIGTERM: shutting down/);
+    expect(serve.out()).toMatch(/stopped: admitted 2\d, completed 2\d, refused 0/);
   });
 
   test('a bad --limit exits 2 with one line naming it', async () => {
-    const e = (await run(process.execPath, [cli, 'serve', '--service', servicePath, '--handler', handlerPath, '--limit', 'add=fast']).catch(
-      (x: unknown) => x,
-    )) as { code: number; stderr: string };
+    const e = await runServe(['--limit', 'add=fast']);
     expect(e.code).toBe(2);
     expect(e.stderr.trim()).toBe('thrift-queue-limiter: --limit "add=fast": expected RATE/PERIOD (e.g. 100/s), concurrency=N or adaptive');
   });
 
   test('a module that does not export a service exits non-zero with a one-line reason', async () => {
-    const e = (await run(process.execPath, [cli, 'serve', '--service', handlerPath, '--handler', handlerPath, '--port', '0']).catch((x: unknown) => x)) as {
-      code: number;
-      stderr: string;
-    };
+    const e = await runServe([], { service: handlerPath });
     expect(e.code).toBe(1);
     expect(e.stderr.trim().split('\n')).toHaveLength(1);
     expect(e.stderr).toMatch(/does not export a Thrift service \(no Processor\)/);
@@ -136,10 +67,7 @@ describe('thrift-queue-limiter serve', () => {
   test('serve exits non-zero and says so when the metrics port is taken', async () => {
     const taken = await takenPort();
     try {
-      const ended = await runServe(
-        ['--service', servicePath, '--handler', handlerPath, '--port', '0', '--workers', '1', '--metrics-port', String(taken.port)],
-        15_000,
-      );
+      const ended = await runServe(['--metrics-port', String(taken.port)]);
       expect(ended.killed, `serve still running after 15 s; stdout: ${ended.stdout} stderr: ${ended.stderr}`).toBe(false);
       expect(ended.code).toBe(1);
       const errors = lines(ended.stderr);
@@ -156,7 +84,7 @@ describe('thrift-queue-limiter serve', () => {
   test('serve exits non-zero when the Thrift port is taken', async () => {
     const taken = await takenPort();
     try {
-      const ended = await runServe(['--service', servicePath, '--handler', handlerPath, '--port', String(taken.port), '--workers', '1'], 15_000);
+      const ended = await runServe([], { port: taken.port });
       expect(ended.killed, `serve still running after 15 s; stderr: ${ended.stderr}`).toBe(false);
       expect(ended.code).toBe(1);
       const last = lines(ended.stderr).at(-1) ?? '';
@@ -170,7 +98,7 @@ describe('thrift-queue-limiter serve', () => {
   });
 
   test('serve exits non-zero with one line when createHandler throws', async () => {
-    const ended = await runServe(['--service', servicePath, '--handler', fixtureHandler('throwing-handler'), '--port', '0', '--workers', '2'], 15_000);
+    const ended = await runServe([], { handler: fixtureHandler('throwing-handler'), workers: 2 });
     expect(ended.killed, `serve still running after 15 s; stdout: ${ended.stdout}`).toBe(false);
     expect(ended.code).toBe(1);
     const errors = lines(ended.stderr);
@@ -182,10 +110,7 @@ describe('thrift-queue-limiter serve', () => {
 
   test('serve exits non-zero when createHandler never resolves, after --start-timeout', async () => {
     const watch = watchStalls();
-    const ended = await runServe(
-      ['--service', servicePath, '--handler', fixtureHandler('never-ready-handler'), '--port', '0', '--workers', '1', '--start-timeout', '1500ms'],
-      15_000,
-    );
+    const ended = await runServe(['--start-timeout', '1500ms'], { handler: fixtureHandler('never-ready-handler') });
     expect(ended.killed, `serve still running after 15 s; stdout: ${ended.stdout}`).toBe(false);
     expect(ended.code).toBe(1);
     expect(ended.ms).toBeGreaterThan(1400);
@@ -198,47 +123,12 @@ describe('thrift-queue-limiter serve', () => {
   });
 
   test('serve passes --handler-timeout and --idle-timeout to the server: a never-settling call is answered type 6, an idle connection is closed', async () => {
-    const child = spawn(
-      process.execPath,
-      [
-        cli,
-        'serve',
-        '--service',
-        servicePath,
-        '--handler',
-        handlerPath,
-        '--port',
-        '0',
-        '--workers',
-        '1',
-        '--handler-timeout',
-        '500ms',
-        '--idle-timeout',
-        '300ms',
-        '--frame-timeout',
-        '2s',
-        '--max-connections',
-        '50',
-        '--max-in-flight-per-connection',
-        '100',
-        '--max-pending-reply-bytes',
-        '1000000',
-        '--start-timeout',
-        '10s',
-        '--stats-interval',
-        '200ms',
-      ],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
-    child.stderr.resume();
-    const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+    const serve = await startServe([
+      ...['--handler-timeout', '500ms', '--idle-timeout', '300ms', '--frame-timeout', '2s', '--max-connections', '50'],
+      ...['--max-in-flight-per-connection', '100', '--max-pending-reply-bytes', '1000000', '--start-timeout', '10s', '--stats-interval', '200ms'],
+    ]);
+    const port = serve.port;
     try {
-      await expect.poll(() => /on 127\.0\.0\.1:(\d+)/.test(out), { timeout: 10_000 }).toBe(true);
-      const port = Number(/on 127\.0\.0\.1:(\d+)/.exec(out)![1]);
       const { client, close } = await connect(port);
       // serve runs in a child process: this process's stalls stand for the machine's load there.
       const watch = watchStalls();
@@ -257,28 +147,24 @@ describe('thrift-queue-limiter serve', () => {
       const idleFor = await Promise.race([closed(idle), new Promise<number>((resolve) => setTimeout(() => resolve(Infinity), 3000))]);
       idle.destroy();
       expect(idleFor).toBeLessThan(2000 + stalledMs(idleWatch.stop()));
-      await expect.poll(() => /timeouts 1\b/.test(out), { timeout: 3000 }).toBe(true);
+      await expect.poll(() => /timeouts 1\b/.test(serve.out()), { timeout: 3000 }).toBe(true);
     } finally {
-      child.kill('SIGTERM');
+      serve.child.kill('SIGTERM');
     }
-    expect(await exited).toBe(0);
+    expect(await serve.exited).toBe(0);
   });
 
   test('a bad --handler-timeout or --max-connections exits 2 with one line naming it', async () => {
-    const e = (await run(process.execPath, [cli, 'serve', '--service', servicePath, '--handler', handlerPath, '--handler-timeout', 'soon']).catch(
-      (x: unknown) => x,
-    )) as { code: number; stderr: string };
+    const e = await runServe(['--handler-timeout', 'soon']);
     expect(e.code).toBe(2);
     expect(e.stderr.trim()).toBe('thrift-queue-limiter: --handler-timeout must be a duration like 500ms, 5s or 2m, got "soon"');
-    const m = (await run(process.execPath, [cli, 'serve', '--service', servicePath, '--handler', handlerPath, '--max-connections', '0']).catch(
-      (x: unknown) => x,
-    )) as { code: number; stderr: string };
+    const m = await runServe(['--max-connections', '0']);
     expect(m.code).toBe(2);
     expect(m.stderr.trim()).toMatch(/--max-connections must be a positive whole number/);
   });
 
   test('--help lists the connection and timeout flags', async () => {
-    const { stdout } = await run(process.execPath, [cli, 'serve', '--help']);
+    const { stdout } = await run(process.execPath, [cliPath, 'serve', '--help']);
     for (const flag of [
       '--handler-timeout',
       '--frame-timeout',
@@ -295,38 +181,23 @@ describe('thrift-queue-limiter serve', () => {
 });
 
 describe('serve: the metrics port for operators', () => {
-  /** Starts `serve` with `args` and `env`, collecting its output. */
-  function start(args: string[], env: Record<string, string> = {}) {
-    const child = spawn(process.execPath, [cli, 'serve', '--service', servicePath, '--port', '0', '--workers', '1', '--stats-interval', '1m', ...args], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, ...env },
-    });
-    const output = { out: '', err: '' };
-    child.stdout.on('data', (d: Buffer) => {
-      output.out += d.toString();
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      output.err += d.toString();
-    });
-    const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
-    return { child, output, exited };
-  }
-
   test('the metrics port opens before the workers load the handler: /readyz 503 while they do, 200 once serving, 503 while shutting down', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'tql-gate-'));
     const gate = join(dir, 'open');
-    const { child, output, exited } = start(['--handler', fixtureHandler('gated-handler'), '--metrics-port', '0'], { TQL_TEST_GATE: gate });
+    const { child, out, exited, serving } = spawnServe(['--stats-interval', '1m', '--metrics-port', '0'], {
+      handler: fixtureHandler('gated-handler'),
+      env: { TQL_TEST_GATE: gate },
+    });
     try {
-      await expect.poll(() => /metrics on (http:\/\/127\.0\.0\.1:\d+)\/metrics/.test(output.out), { timeout: 10_000 }).toBe(true);
-      const base = /metrics on (http:\/\/127\.0\.0\.1:\d+)\/metrics/.exec(output.out)![1]!;
+      await expect.poll(() => /metrics on (http:\/\/127\.0\.0\.1:\d+)\/metrics/.test(out()), { timeout: 10_000 }).toBe(true);
+      const base = /metrics on (http:\/\/127\.0\.0\.1:\d+)\/metrics/.exec(out())![1]!;
       const starting = await fetch(`${base}/readyz`);
       expect(starting.status).toBe(503);
       expect(await starting.json()).toMatchObject({ ready: false, state: 'starting' });
-      expect(output.out).not.toMatch(/serving /);
+      expect(out()).not.toMatch(/serving /);
       writeFileSync(gate, '');
-      await expect.poll(() => /serving .* on 127\.0\.0\.1:(\d+)/.test(output.out), { timeout: 10_000 }).toBe(true);
+      const port = await serving;
       expect((await fetch(`${base}/readyz`)).status).toBe(200);
-      const port = Number(/serving .* on 127\.0\.0\.1:(\d+)/.exec(output.out)![1]);
       const { client, close } = await connect(port);
       try {
         const slow = client.sleep(3000);
@@ -334,7 +205,7 @@ describe('serve: the metrics port for operators', () => {
           .poll(async () => (await (await fetch(`${base}/metrics`)).text()).includes('tql_method_admitted_total{method="sleep"} 1'), { timeout: 5000 })
           .toBe(true);
         child.kill('SIGTERM');
-        await expect.poll(() => /SIGTERM: shutting down/.test(output.out), { timeout: 5000 }).toBe(true);
+        await expect.poll(() => /SIGTERM: shutting down/.test(out()), { timeout: 5000 }).toBe(true);
         const closing = await fetch(`${base}/readyz`);
         expect(closing.status).toBe(503);
         expect(await closing.json()).toMatchObject({ ready: false, state: 'closing' });
@@ -351,11 +222,11 @@ describe('serve: the metrics port for operators', () => {
   });
 
   test('--metrics-host binds the metrics port on that address, and only there', async () => {
-    const { child, output, exited } = start(['--handler', handlerPath, '--metrics-port', '0', '--metrics-host', '127.0.0.2']);
+    const { child, out, exited, serving } = spawnServe(['--stats-interval', '1m', '--metrics-port', '0', '--metrics-host', '127.0.0.2']);
     try {
-      await expect.poll(() => /metrics on http:\/\/127\.0\.0\.2:(\d+)\/metrics/.test(output.out), { timeout: 10_000 }).toBe(true);
-      const port = Number(/metrics on http:\/\/127\.0\.0\.2:(\d+)\/metrics/.exec(output.out)![1]);
-      await expect.poll(() => /serving /.test(output.out), { timeout: 10_000 }).toBe(true);
+      await expect.poll(() => /metrics on http:\/\/127\.0\.0\.2:(\d+)\/metrics/.test(out()), { timeout: 10_000 }).toBe(true);
+      const port = Number(/metrics on http:\/\/127\.0\.0\.2:(\d+)\/metrics/.exec(out())![1]);
+      await serving;
       expect((await fetch(`http://127.0.0.2:${port}/healthz`)).status).toBe(200);
       expect((await fetch(`http://127.0.0.2:${port}/limits`)).status).toBe(200);
       const elsewhere = await fetch(`http://127.0.0.1:${port}/healthz`).catch((e: Error) => e);
@@ -370,19 +241,14 @@ describe('serve: the metrics port for operators', () => {
 
   test('a --metrics-host that cannot be bound exits 1 with one line naming it; --metrics-host without --metrics-port exits 2', async () => {
     // 192.0.2.0/24 is TEST-NET-1: no interface of this machine has it, so bind fails at once.
-    const ended = await runServe(
-      ['--service', servicePath, '--handler', handlerPath, '--port', '0', '--metrics-port', '0', '--metrics-host', '192.0.2.1'],
-      15_000,
-    );
+    const ended = await runServe(['--metrics-port', '0', '--metrics-host', '192.0.2.1']);
     expect(ended.killed).toBe(false);
     expect(ended.code).toBe(1);
     const errors = lines(ended.stderr);
     expect(errors).toHaveLength(1);
     expect(errors[0]).toMatch(/^thrift-queue-limiter: cannot serve metrics on 192\.0\.2\.1:0: .*EADDRNOTAVAIL/);
     expect(ended.stdout).not.toMatch(/serving /);
-    const e = (await run(process.execPath, [cli, 'serve', '--service', servicePath, '--handler', handlerPath, '--metrics-host', '127.0.0.1']).catch(
-      (x: unknown) => x,
-    )) as { code: number; stderr: string };
+    const e = await runServe(['--metrics-host', '127.0.0.1']);
     expect(e.code).toBe(2);
     expect(e.stderr.trim()).toBe('thrift-queue-limiter: --metrics-host needs --metrics-port N');
   });

@@ -1,12 +1,7 @@
-import { execFile, spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { describe, expect, test } from 'vitest';
 import { parseFairnessFlags, parseLevel } from '../../src/cli/fairness-spec.js';
-import { connect, handlerPath, servicePath } from '../server/calculator.js';
-
-const run = promisify(execFile);
-const cli = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
+import { runServe, startServe } from '../serve-cli.js';
+import { connect } from '../server/calculator.js';
 
 describe('serve fairness flags', () => {
   test('--fair-flow, --level, --no-borrow, --max-queued-per-flow and --fair-quantum build the fairness option', () => {
@@ -40,52 +35,20 @@ describe('serve fairness flags', () => {
   });
 
   test('serve with fairness flags serves calls and says so; a bad flag exits 2 with one line naming it', async () => {
-    const child = spawn(
-      process.execPath,
-      [
-        cli,
-        'serve',
-        '--service',
-        servicePath,
-        '--handler',
-        handlerPath,
-        '--port',
-        '0',
-        '--workers',
-        '1',
-        '--limit',
-        'add=200/s',
-        '--fair-flow',
-        'connection',
-        '--level',
-        'interactive=3:add',
-        '--level',
-        'rest=1',
-        '--no-borrow',
-        'rest',
-        '--max-queued-per-flow',
-        '50',
-      ],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
-    const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+    const serve = await startServe([
+      ...['--limit', 'add=200/s', '--fair-flow', 'connection', '--level', 'interactive=3:add', '--level', 'rest=1'],
+      ...['--no-borrow', 'rest', '--max-queued-per-flow', '50'],
+    ]);
     try {
-      await expect.poll(() => /on 127\.0\.0\.1:(\d+)/.exec(out), { timeout: 10_000 }).toBeTruthy();
-      expect(out).toMatch(/fair admission, flows by connection/);
-      const { client, close } = await connect(Number(/on 127\.0\.0\.1:(\d+)/.exec(out)![1]));
+      expect(serve.out()).toMatch(/fair admission, flows by connection/);
+      const { client, close } = await connect(serve.port);
       expect(await Promise.all(Array.from({ length: 5 }, (_, k) => client.add(k, 1)))).toEqual([1, 2, 3, 4, 5]);
       close();
     } finally {
-      child.kill('SIGTERM');
+      serve.child.kill('SIGTERM');
     }
-    expect(await exited).toBe(0);
-    const e = (await run(process.execPath, [cli, 'serve', '--service', servicePath, '--handler', handlerPath, '--fair-flow', 'ip']).catch(
-      (x: unknown) => x,
-    )) as { code: number; stderr: string };
+    expect(await serve.exited).toBe(0);
+    const e = await runServe(['--fair-flow', 'ip']);
     expect(e.code).toBe(2);
     expect(e.stderr.trim()).toBe('thrift-queue-limiter: --fair-flow must be address, connection, method or field:N (a Thrift field id), got "ip"');
   });

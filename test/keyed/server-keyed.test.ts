@@ -5,7 +5,6 @@
 // 1.1 s for the 55 calls past one shared burst. The bounds below sit between the two (≥ 0.45 s,
 // ≤ 0.95 s, the latter not counting the time this process, clients and server, was stalled);
 // every load is a few dozen calls.
-import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
@@ -15,6 +14,7 @@ import type { ThreadedServer } from '../../src/server/threaded-server.js';
 import type { ThreadedServerOptions } from '../../src/server/server-options.js';
 import { wrapHandler } from '../../src/handler/wrap-handler.js';
 import { stalledMs, watchStalls } from '../helpers.js';
+import { startServe } from '../serve-cli.js';
 import { Calculator, connect, handlerPath, serverModule, servicePath, startServer, type CalculatorClient } from '../server/calculator.js';
 
 const require = createRequire(import.meta.url);
@@ -170,45 +170,18 @@ describe('per-key limits with wrapHandler on the stock thrift server', () => {
 
 describe('serve with a per-key --limit', () => {
   test("--limit 'add=20/s,per=connection' starts, answers every call, and exits cleanly on SIGTERM", async () => {
-    const cli = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
-    const child = spawn(
-      process.execPath,
-      [
-        cli,
-        'serve',
-        '--service',
-        servicePath,
-        '--handler',
-        handlerPath,
-        '--port',
-        '0',
-        '--workers',
-        '1',
-        '--limit',
-        'add=20/s,per=connection',
-        '--stats-interval',
-        '10s',
-      ],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
-    const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+    const serve = await startServe(['--limit', 'add=20/s,per=connection', '--stats-interval', '10s']);
     try {
-      await expect.poll(() => /on 127\.0\.0\.1:(\d+)/.exec(out), { timeout: 10_000 }).toBeTruthy();
-      expect(out).toContain('limits: add 20/s, burst 20, per connection');
-      const port = Number(/on 127\.0\.0\.1:(\d+)/.exec(out)![1]);
-      const [c1, c2] = await Promise.all([connect(port), connect(port)]);
+      expect(serve.out()).toContain('limits: add 20/s, burst 20, per connection');
+      const [c1, c2] = await Promise.all([connect(serve.port), connect(serve.port)]);
       const results = await Promise.all([c1, c2].flatMap(({ client }, c) => Array.from({ length: 10 }, (_, k) => client.add(c, k))));
       expect(results).toEqual([0, 1].flatMap((c) => Array.from({ length: 10 }, (_, k) => c + k)));
       c1.close();
       c2.close();
     } finally {
-      child.kill('SIGTERM');
+      serve.child.kill('SIGTERM');
     }
-    expect(await exited).toBe(0);
-    expect(out).toMatch(/stopped: admitted 20, completed 20, refused 0/);
+    expect(await serve.exited).toBe(0);
+    expect(serve.out()).toMatch(/stopped: admitted 20, completed 20, refused 0/);
   });
 });

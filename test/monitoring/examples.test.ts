@@ -3,18 +3,18 @@
 // (example handler, a limit in Redis), and Prometheus's own promtool checks the rules, runs their
 // unit tests and parses every query of the dashboard. Needs Debian's `prometheus` package for
 // promtool (`.ci/run` installs it) and a redis-server (as the store tests).
-import { execFile, spawn, spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { connect, handlerPath, servicePath } from '../server/calculator.js';
+import { startServe } from '../serve-cli.js';
+import { connect } from '../server/calculator.js';
 import { sharedRedis, type TestRedis } from '../stores/redis-server.js';
 
 const run = promisify(execFile);
-const cli = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
 const monitoring = fileURLToPath(new URL('../../examples/monitoring/', import.meta.url));
 const dashboardPath = join(monitoring, 'grafana-dashboard.json');
 const rulesPath = join(monitoring, 'alerts.yml');
@@ -61,38 +61,23 @@ afterAll(async () => {
 
 describe('monitoring examples', () => {
   test('every metric the dashboard and the alert rules name is exported by a running serve (example handler, a limit in Redis)', async () => {
-    const child = spawn(
-      process.execPath,
-      [
-        cli,
-        'serve',
-        ...['--service', servicePath, '--handler', handlerPath, '--port', '0', '--workers', '1', '--stats-interval', '1m'],
-        ...['--limit', 'add=100/s,burst=5', '--limit', '*=1000/s', '--max-wait', '2s'],
-        ...['--redis', redis.url, '--redis-prefix', `monitoring:${process.pid}:${Date.now()}:`, '--metrics-port', '0'],
-      ],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
-    child.stderr.resume();
-    const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+    const serve = await startServe([
+      ...['--stats-interval', '1m', '--limit', 'add=100/s,burst=5', '--limit', '*=1000/s', '--max-wait', '2s'],
+      ...['--redis', redis.url, '--redis-prefix', `monitoring:${process.pid}:${Date.now()}:`, '--metrics-port', '0'],
+    ]);
     let text: string;
     try {
-      await expect.poll(() => /serving .* on 127\.0\.0\.1:(\d+)/.test(out), { timeout: 15_000 }).toBe(true);
-      const port = Number(/serving .* on 127\.0\.0\.1:(\d+)/.exec(out)![1]);
-      const metricsUrl = /metrics on (http:\/\/127\.0\.0\.1:\d+\/metrics)/.exec(out)![1]!;
-      const { client, close } = await connect(port);
+      const metricsUrl = /metrics on (http:\/\/127\.0\.0\.1:\d+\/metrics)/.exec(serve.out())![1]!;
+      const { client, close } = await connect(serve.port);
       // Calls on both limits, so the per-method series exist as they would in production.
       await Promise.all(Array.from({ length: 20 }, (_, k) => client.add(k, 1)));
       await client.sleep(5);
       close();
       text = await (await fetch(metricsUrl)).text();
     } finally {
-      child.kill('SIGTERM');
+      serve.child.kill('SIGTERM');
     }
-    expect(await exited).toBe(0);
+    expect(await serve.exited).toBe(0);
 
     const exported = sampleNames(text);
     const dashboard = metricNames(dashboardQueries(JSON.parse(readFileSync(dashboardPath, 'utf8'))).join('\n'));

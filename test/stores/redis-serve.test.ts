@@ -4,16 +4,12 @@
  * and enforced on real Thrift calls; and the flags' misuse, each refused with one line naming the
  * flag (exit 2).
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
+import type { ChildProcess } from 'node:child_process';
 import { afterEach, describe, expect, test } from 'vitest';
-import { connect, handlerPath, servicePath } from '../server/calculator.js';
+import { runServe, startServe } from '../serve-cli.js';
+import { connect } from '../server/calculator.js';
 import { startCluster, type TestCluster } from './redis-cluster.js';
 import { startSentinel, type TestSentinel } from './redis-sentinel.js';
-
-const run = promisify(execFile);
-const cli = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
 
 let cluster: TestCluster | undefined;
 let sentinel: TestSentinel | undefined;
@@ -27,27 +23,11 @@ afterEach(async () => {
   sentinel = undefined;
 });
 
-/** Starts `serve` with `args` and resolves with its port once it says it is serving. */
+/** Starts `serve` with `args` (killed after the test) and resolves once it serves. */
 async function serve(args: string[]): Promise<{ port: number; out: () => string }> {
-  const child = spawn(process.execPath, [cli, 'serve', '--service', servicePath, '--handler', handlerPath, '--port', '0', '--workers', '1', ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  server = child;
-  let out = '';
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-  const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`serve did not start: ${out}`)), 20_000);
-    child.stdout.on('data', () => {
-      const m = /serving .* on 127\.0\.0\.1:(\d+)/.exec(out);
-      if (m !== null) {
-        clearTimeout(timer);
-        resolve(Number(m[1]));
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`serve exited ${code}: ${out}`)));
-  });
-  return { port, out: () => out };
+  const s = await startServe(args);
+  server = s.child;
+  return s;
 }
 
 /** 12 add calls through a limit of 20/s burst 2 take ≥ 0.5 s; 4 sleep(150) calls through concurrency 1 take ≥ 600 ms. */
@@ -98,10 +78,7 @@ describe('serve on Redis Cluster and Sentinel', () => {
     [['--redis-sentinel', 'nohost', '--redis-master', 'm'], 'thrift-queue-limiter: --redis-sentinel: sentinel.sentinels[0] must be "host:port", got "nohost"'],
     [['--permit-lease', '5s'], 'thrift-queue-limiter: --permit-lease needs --redis URL (or --redis-cluster, --redis-sentinel)'],
   ])('%j exits 2 with one line naming the flag', async (args, line) => {
-    const e = (await run(process.execPath, [cli, 'serve', '--service', servicePath, '--handler', handlerPath, ...args]).catch((x: unknown) => x)) as {
-      code: number;
-      stderr: string;
-    };
+    const e = await runServe(args);
     expect(e.code).toBe(2);
     expect(e.stderr.trim()).toBe(line);
   });

@@ -4,21 +4,17 @@
  * TApplicationException; `serve --redis` with an address where nothing listens exits with one
  * clear line.
  */
-import { execFile } from 'node:child_process';
 import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import thrift from 'thrift';
 import { wrapHandler } from '../../src/handler/wrap-handler.js';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type * as RedisStoreModule from '../../src/stores/redis-store.js';
+import { runServe } from '../serve-cli.js';
 import { Calculator, connect, handlerPath, serverModule, servicePath, type AppException } from '../server/calculator.js';
 import { freePort, sharedRedis, startRedis, type TestRedis } from './redis-server.js';
 
-const run = promisify(execFile);
 const require = createRequire(import.meta.url);
-const cli = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
 // The servers run from dist/ (their worker entry is compiled); their store comes from there too.
 const storeModule = async (): Promise<typeof RedisStoreModule> =>
   (await import(new URL('../../dist/src/stores/redis-store.js', import.meta.url).href)) as typeof RedisStoreModule;
@@ -113,35 +109,14 @@ describe('wrapHandler on the Redis store', () => {
 describe('serve --redis', () => {
   test('an address where nothing listens exits 1 with one line naming it', async () => {
     const port = await freePort();
-    const e = (await run(process.execPath, [
-      cli,
-      'serve',
-      '--service',
-      servicePath,
-      '--handler',
-      handlerPath,
-      '--port',
-      '0',
-      '--workers',
-      '1',
-      '--limit',
-      'add=10/s',
-      '--redis',
-      `redis://127.0.0.1:${port}`,
-    ]).catch((x: unknown) => x)) as {
-      code: number;
-      stderr: string;
-    };
+    const e = await runServe(['--limit', 'add=10/s', '--redis', `redis://127.0.0.1:${port}`]);
     expect(e.code).toBe(1);
     expect(e.stderr.trim().split('\n')).toHaveLength(1);
     expect(e.stderr).toMatch(new RegExp(`cannot use Redis at redis://127\\.0\\.0\\.1:${port}: nothing listens there`));
   });
 
   test('--lease without --redis exits 2 naming the flag', async () => {
-    const e = (await run(process.execPath, [cli, 'serve', '--service', servicePath, '--handler', handlerPath, '--lease']).catch((x: unknown) => x)) as {
-      code: number;
-      stderr: string;
-    };
+    const e = await runServe(['--lease']);
     expect(e.code).toBe(2);
     expect(e.stderr.trim()).toBe('thrift-queue-limiter: --lease needs --redis URL (or --redis-cluster, --redis-sentinel)');
   });
