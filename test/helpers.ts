@@ -7,28 +7,35 @@ export function fixture(name: string): URL {
 
 /**
  * Largest excess, over all intervals [starts[i], starts[j]], of the number of starts in the interval
- * over `burst + rate × length`; a result ≤ 0 means the bound held everywhere. `starts` in ns, sorted.
+ * over `burst + rate × length`; a result ≤ 0 means the bound held everywhere. `starts` sorted: ns
+ * as bigint (`process.hrtime.bigint()`), or ms as number (a `ManualClock`'s `nowMs()`).
  *
  * With u_k = k − rate·t_k, the count in [t_i, t_j] minus the bound is u_j − u_i + 1 − burst, so one
  * pass keeping the smallest u seen so far finds the worst interval in O(n).
  */
-export function worstExcess(starts: bigint[], burst: number, ratePerSec: number): { excess: number; count: number; lengthMs: number } {
+export function worstExcess(
+  starts: readonly bigint[] | readonly number[],
+  burst: number,
+  ratePerSec: number,
+): { excess: number; count: number; lengthMs: number } {
   if (starts.length === 0) return { excess: -burst, count: 0, lengthMs: 0 };
-  const t0 = starts[0]!;
-  const rate = ratePerSec / 1e9;
+  // hrtime ns are past what a double holds exactly, so they are taken from the first start; ms of a
+  // test clock are small, and used as they are.
+  const [t, unitsPerMs] =
+    typeof starts[0] === 'bigint' ? [(starts as readonly bigint[]).map((s) => Number(s - (starts[0] as bigint))), 1e6] : [starts as readonly number[], 1];
+  const rate = ratePerSec / (1000 * unitsPerMs);
   let minU = Infinity;
   let minI = 0;
   let worst = { excess: -Infinity, count: 0, lengthMs: 0 };
-  for (let k = 0; k < starts.length; k++) {
-    const t = Number(starts[k]! - t0);
-    const u = k - rate * t;
+  for (let k = 0; k < t.length; k++) {
+    const u = k - rate * t[k]!;
     if (u < minU) {
       minU = u;
       minI = k;
     }
     const excess = u - minU + 1 - burst;
     if (excess > worst.excess) {
-      worst = { excess, count: k - minI + 1, lengthMs: (t - Number(starts[minI]! - t0)) / 1e6 };
+      worst = { excess, count: k - minI + 1, lengthMs: (t[k]! - t[minI]!) / unitsPerMs };
     }
   }
   return worst;
