@@ -7,7 +7,6 @@
 // every load is a few dozen calls.
 import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
-import { fileURLToPath } from 'node:url';
 import thrift from 'thrift';
 import { afterEach, describe, expect, test } from 'vitest';
 import type { ThreadedServer } from '../../src/server/threaded-server.js';
@@ -18,7 +17,7 @@ import { startServe } from '../serve-cli.js';
 import { Calculator, connect, handlerPath, serverModule, servicePath, startServer, type CalculatorClient } from '../server/calculator.js';
 
 const require = createRequire(import.meta.url);
-const { createHandler } = require(fileURLToPath(new URL('../../examples/calculator-handler.js', import.meta.url))) as {
+const { createHandler } = require(handlerPath) as {
   createHandler: (c: { limiters: object; threadId: number }) => Record<string, (...args: unknown[]) => unknown>;
 };
 
