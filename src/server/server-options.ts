@@ -14,11 +14,15 @@ import { describe, func, moduleUrl, object, options as knownOptions, someOf, who
 /** Options of {@link createThreadedServer}. */
 export interface ThreadedServerOptions {
   /**
-   * The generated service module (e.g. `./gen-nodejs/Calculator.js`), a path or file URL. Its
-   * methods are called by their plain names. Give this and `handler`, or `services`, or both.
+   * The generated service module (e.g. `./gen-nodejs/Calculator.js`), a path (a relative one is
+   * resolved against the current directory, not the calling module) or file URL. Its methods are
+   * called by their plain names. Give this and `handler`, or `services`, or both.
    */
   service?: string | URL;
-  /** The handler module: exports `createHandler(context)`, `handler`, or a default handler object. */
+  /**
+   * The handler module, a path or file URL as for `service`: exports `createHandler(context)`,
+   * `handler`, or a default handler object.
+   */
   handler?: string | URL;
   /**
    * Services multiplexed on the same port, by name: clients (`TMultiplexedProtocol`) call their
