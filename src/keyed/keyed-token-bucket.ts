@@ -290,7 +290,7 @@ export class KeyedTokenBucket extends EventSource<KeyedTokenBucketEvents> {
     return Number(this.table.readyAt(h.hi, h.lo, h.home, now, n, q?.tokens ?? 0) - now) / 1e6;
   }
 
-  /** Refuses every call waiting in this thread, whatever its key, with `reason`; nothing was taken. */
+  /** Rejects every call waiting in this thread, whatever its key, with `reason` (the rejection value, not a refusal reason: no `'refused'` event, not counted); nothing was taken. */
   clear(reason: unknown = new Error('limiter cleared: the call was waiting')): void {
     for (const q of [...this.queues.values()]) q.waiters.clear(reason);
   }

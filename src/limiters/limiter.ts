@@ -284,9 +284,10 @@ export abstract class Limiter extends EventSource<LimiterEvents> {
   }
 
   /**
-   * Refuses every call waiting in this thread with `reason` (as p-queue's `clear()`), for a
-   * shutdown that should not wait for the queue to drain. Nothing they asked for was taken; calls
-   * waiting in other threads are untouched.
+   * Rejects every call waiting in this thread with `reason` (as p-queue's `clear()`), for a
+   * shutdown that should not wait for the queue to drain. `reason` is the rejection value itself,
+   * not a refusal reason: no `'refused'` event is emitted and nothing is counted as refused.
+   * Nothing they asked for was taken; calls waiting in other threads are untouched.
    */
   clear(reason: unknown = new Error('limiter cleared: the call was waiting')): void {
     this.line.waiters.clear(reason);
