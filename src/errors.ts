@@ -48,8 +48,11 @@ export class QueueTimeoutError extends Error {
    *   at once because the queued demand already made its wait longer than the bound.
    */
   constructor(
+    /** The bound that was exceeded, in ms. */
     readonly maxWaitMs: number,
+    /** The wait the call would have had (refused up front), or the time it had already waited (refused at its deadline), in ms. */
     readonly estimatedWaitMs: number,
+    /** True when the call waited and its deadline passed; false when it was refused at once on its estimated wait. */
     readonly atDeadline: boolean,
   ) {
     super(atDeadline ? `waited limit ${maxWaitMs} ms without being admitted` : `estimated wait ${Math.ceil(estimatedWaitMs)} ms exceeds limit ${maxWaitMs} ms`);
@@ -64,7 +67,10 @@ export class QueueFullError extends Error {
   /** Stable machine-readable code: the reason upper-cased, `QUEUE_FULL`. */
   readonly code = refusalCode(this.reason);
   /** @param maxQueued the bound that was reached. */
-  constructor(readonly maxQueued: number) {
+  constructor(
+    /** The bound that was reached: calls waiting over all threads. */
+    readonly maxQueued: number,
+  ) {
     super(`queue full: ${maxQueued} calls already waiting`);
     this.name = 'QueueFullError';
   }
@@ -80,7 +86,10 @@ export class StoreUnavailableError extends Error {
   /** Stable machine-readable code: the reason upper-cased, `STORE_UNAVAILABLE`. */
   readonly code = refusalCode(this.reason);
   /** @param key the limit whose store is down. */
-  constructor(readonly key: string) {
+  constructor(
+    /** The limit whose store is down (its key in the store). */
+    readonly key: string,
+  ) {
     super(`limit store unavailable for "${key}" (onStoreError fail-closed)`);
     this.name = 'StoreUnavailableError';
   }

@@ -17,6 +17,10 @@ export class ServerOverloadedError extends Error {
   /** The refusal reason of `cause`: `'queue_full'`, `'queue_timeout'`, or `'store_unavailable'` (a distributed store down, fail-closed). */
   readonly reason: OverloadError['reason'];
 
+  /**
+   * @param method the method whose call was refused.
+   * @param cause the limiter's refusal, kept as `cause`.
+   */
   constructor(method: string, cause: OverloadError) {
     super(overloadMessage(method, cause), { cause });
     this.name = 'ServerOverloadedError';

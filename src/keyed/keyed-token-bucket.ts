@@ -69,12 +69,15 @@ export interface KeyedRefusedEvent {
 
 /** Event names and their payloads. */
 export interface KeyedTokenBucketEvents {
+  /** A call has to wait for its key's bucket: emitted as it joins the queue. */
   limited: KeyedLimitedEvent;
+  /** A call was refused (`queue_full`, `queue_timeout`) or aborted. */
   refused: KeyedRefusedEvent;
 }
 
 /** What {@link KeyedTokenBucket.snapshot} returns: counts since creation, over all threads. */
 export interface KeyedSnapshot {
+  /** Always `'keyed-token-bucket'`. */
   kind: 'keyed-token-bucket';
   /** Calls admitted, by a key's slot or by the overflow bucket. */
   admitted: number;
@@ -90,8 +93,9 @@ export interface KeyedSnapshot {
   refused: RefusalCounts;
   /** Calls waiting now, over all keys and threads. */
   queued: number;
-  /** Admitted calls that had to wait, and their total wait in ms. */
+  /** Admitted calls that had to wait. */
   waited: number;
+  /** Their total wait, in ms. */
   waitMsTotal: number;
   /** Slots in the table. */
   slots: number;

@@ -68,6 +68,7 @@ export interface RefusedEvent {
 
 /** What {@link Limiter.snapshot} returns; counts since the limiter was created, over all threads. */
 export interface LimiterSnapshot {
+  /** The limiter's kind: `'token-bucket'`, `'fixed-window'`, `'concurrency'` or `'adaptive-concurrency'`. */
   kind: LimiterKind;
   /** Calls admitted (at once or after waiting). */
   admitted: number;
@@ -87,7 +88,9 @@ export interface LimiterSnapshot {
 
 /** Event names and their payloads. */
 export interface LimiterEvents {
+  /** A call has to wait: emitted as it joins the queue. */
   limited: LimitedEvent;
+  /** A call was refused (`queue_full`, `queue_timeout`, `store_unavailable`) or aborted. */
   refused: RefusedEvent;
 }
 

@@ -16,6 +16,7 @@ import type { KeyedMethodLimit, MethodLimits } from './method-limits.js';
  * `limit` it has set itself and its `noLoadLatencyMs` (null until measured).
  */
 export interface LimitDescription {
+  /** The limiter kind: `'token-bucket'`, `'fixed-window'`, `'concurrency'`, `'adaptive-concurrency'` or `'keyed-token-bucket'`. */
   kind: string;
   /** A per-key limit's key: `'address'`, `'connection'`, `'method'`, `{ field: N }`, or `'function'` for a key function. */
   perKey?: string | { field: number };
@@ -30,8 +31,11 @@ export interface FairnessDescription {
   flow: string | { field: number };
   /** Priority levels in declaration order, the implicit default level included. */
   levels: { name: string; share: number; methods: string[]; borrow: boolean }[];
+  /** The level of methods no level names. */
   defaultLevel: string;
+  /** Calls a flow takes per turn. */
   quantum: number;
+  /** Most calls one flow may have waiting, `null` for unbounded. */
   maxQueuedPerFlow: number | null;
 }
 
@@ -41,6 +45,7 @@ export interface LimitsDescription {
   limits: Record<string, LimitDescription>;
   /** Every method of the service(s), with the name of the limit it is under, or `null` (unlimited). */
   methods: Record<string, string | null>;
+  /** Fair admission's settings, or `null` without the `fairness` option. */
   fairness: FairnessDescription | null;
 }
 

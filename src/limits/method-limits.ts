@@ -45,7 +45,9 @@ const ADAPTIVE_SETTINGS = ['minLimit', 'maxLimit', 'initialLimit', 'windowMs', '
 
 /** What a per-key function of `wrapHandler` receives: a handler sees no address or connection. */
 export interface HandlerCall {
+  /** The method called. */
   method: string;
+  /** Its arguments, in IDL order. */
   args: unknown[];
 }
 
@@ -58,14 +60,19 @@ export interface HandlerCall {
  * distributed `store` does not apply to it.
  */
 export interface KeyedLimitSpec<K = PerKeySpec> {
+  /** Tokens per `periodMs`, for every key. */
   rate: number;
+  /** The period `rate` counts over, in ms (default 1000). */
   periodMs?: number;
+  /** Tokens a key's bucket holds when full (default `ceil(rate)`). */
   burst?: number;
   /** The key of a call (threaded server: {@link PerKeySpec}; `wrapHandler`: a function of `{ method, args }`). */
   perKey: K;
   /** Slots of the key table: the most keys holding a bucket at once (default 4096). */
   slots?: number;
+  /** Rate of the bucket shared by keys that find no free slot (default `rate`). */
   overflowRate?: number;
+  /** Burst of that overflow bucket (default `burst`). */
   overflowBurst?: number;
 }
 

@@ -21,8 +21,11 @@ export interface MetricsEndpointSource {
 
 /** What `/readyz` answers (200 when `ready`, else 503). */
 export interface Readiness {
+  /** True while serving with at least one worker ready: `/readyz` answers 200. */
   ready: boolean;
+  /** The server's state (`created`, `starting`, `serving`, `closing`, `closed`). */
   state: ServerState;
+  /** Worker threads ready (handler loaded, not being replaced) and configured. */
   workers: { ready: number; configured: number };
   /** Why it is not ready, or which workers are missing while it still is. */
   reason?: string;

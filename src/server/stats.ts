@@ -39,8 +39,9 @@ export interface ServerStatsSnapshot {
   readPauses: number;
   /** Connections open now. */
   connections: number;
-  /** `performance.now()` of the first and the latest admission (0 before any). */
+  /** `performance.now()` of the first admission (0 before any). */
   firstAdmittedAt: number;
+  /** `performance.now()` of the latest admission (0 before any). */
   lastAdmittedAt: number;
 }
 

@@ -66,6 +66,7 @@ export type ServerState = 'created' | 'starting' | 'serving' | 'closing' | 'clos
 
 /** What health checks read of a server ({@link ThreadedServer.health}). */
 export interface ServerHealth {
+  /** Where the server is in its life: `created`, `starting`, `serving`, `closing` or `closed`. */
   state: ServerState;
   /** Worker threads configured. */
   workers: number;
@@ -77,6 +78,7 @@ export interface ServerHealth {
 export class ModuleLoadError extends Error {
   /** Stable machine-readable reason. */
   readonly code = 'MODULE_LOAD' as const;
+  /** @param message which module, and why it is unusable. */
   constructor(message: string) {
     super(message);
     this.name = 'ModuleLoadError';
@@ -103,9 +105,13 @@ export class ThreadedServer {
   /** Changes of the limits since start: 0 while the workers' start-up descriptors are current. */
   private limitsVersion = 0;
 
+  /** The `maxFrameBytes` option in force: the largest frame (or unframed message) accepted. */
   readonly maxFrameBytes: number;
+  /** The `maxInFlightPerConnection` option in force. */
   readonly maxInFlightPerConnection: number;
+  /** The `maxPendingReplyBytes` option in force. */
   readonly maxPendingReplyBytes: number;
+  /** Aborted when `close()` stops waiting for calls to drain (at its deadline, or once none is left): calls still queued then are refused. */
   readonly shutdownSignal: AbortSignal;
   private readonly stats_ = new ServerStats();
   private readonly shutdown = new AbortController();
@@ -130,6 +136,10 @@ export class ThreadedServer {
   /** The registry of each metric prefix asked for: one set of process metrics (and their event-loop monitor) per prefix. */
   private readonly registries = new Map<string, Registry>();
 
+  /**
+   * Validates `options` (a TypeError or RangeError names the invalid one); nothing starts until
+   * `listen()`. The same as {@link createThreadedServer}.
+   */
   constructor(options: ThreadedServerOptions) {
     this.options = resolveServerOptions(options);
     this.limits = new MethodLimits(this.options.limits, this.options.queue, this.options.store);

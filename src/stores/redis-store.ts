@@ -83,6 +83,7 @@ type ScriptedClient = (RedisClient | Cluster) & Scripted;
 export class StoreConnectionError extends Error {
   /** Stable machine-readable reason. */
   readonly code = 'STORE_CONNECTION' as const;
+  /** @param options `cause`: the error of the failed connection. */
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);
     this.name = 'StoreConnectionError';

@@ -134,6 +134,7 @@ export interface LeaseHint {
 
 /** Plain data that rebuilds a store in another thread (each thread opens its own connection). */
 export interface StoreDescriptor {
+  /** The store's kind, which says whose attach function reopens it. */
   kind: 'redis';
   /** Identity: attaching one descriptor twice in a thread yields one store instance. */
   id: string;
