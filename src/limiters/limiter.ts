@@ -372,7 +372,7 @@ export abstract class Limiter extends EventSource<LimiterEvents> {
   /** Refuses every call waiting in this thread: the store is down and the policy is fail-closed. */
   private refuseForStore(remote: RemoteAdmission): void {
     for (let i = this.line.waiters.size; i > 0; i--) remote.refused();
-    this.line.waiters.clear(new StoreUnavailableError(remote.key));
+    this.line.waiters.clear(new StoreUnavailableError(remote.key), true);
   }
 
   /** Counts an admission that waited `waitNs` (after the call started: the bookkeeping can wait). */

@@ -62,7 +62,7 @@ export interface CallReports {
   /** The call was admitted: hand over its permit or start its task, count its wait. */
   admitted(call: QueuedCall<unknown>): void;
   /** The call is refused for `reason` while waiting: counted and reported before it is rejected. */
-  refusedWaiting(call: QueuedCall<unknown>, reason: 'queue_timeout' | 'aborted'): void;
+  refusedWaiting(call: QueuedCall<unknown>, reason: 'queue_timeout' | 'aborted' | 'store_unavailable'): void;
   /** The call left its line, however it left. */
   left(call: QueuedCall<unknown>): void;
 }
@@ -227,7 +227,7 @@ export class AdmissionFront<E extends FrontEvents> implements CallReports {
     this.backend.recordWait((this.msSinceCreated(this.clock.now()) - call.enqueuedAtMs) * 1e6);
   }
 
-  refusedWaiting(call: QueuedCall<unknown>, reason: 'queue_timeout' | 'aborted'): void {
+  refusedWaiting(call: QueuedCall<unknown>, reason: 'queue_timeout' | 'aborted' | 'store_unavailable'): void {
     this.report(reason, call.line.key, call.n);
   }
 
@@ -311,7 +311,8 @@ export class QueuedCall<T> implements Waiter {
     this.line.front.admitted(this as QueuedCall<unknown>);
   }
 
-  refuse(error: unknown): void {
+  refuse(error: unknown, storeDown = false): void {
+    if (storeDown) this.line.front.refusedWaiting(this as QueuedCall<unknown>, 'store_unavailable');
     this.reject(error);
   }
 

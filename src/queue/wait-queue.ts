@@ -46,8 +46,11 @@ export interface Waiter extends Deadlined {
   readonly deadline: Nanos;
   /** Settles the caller's promise with success (or starts its task); called exactly once, at admission. */
   admit(): void;
-  /** Settles the caller's promise with an error; called exactly once, if refused or aborted. */
-  refuse(error: unknown): void;
+  /**
+   * Settles the caller's promise with an error; called exactly once, if refused or aborted.
+   * `storeDown`: refused because the limit's store is down (fail-closed), which the call reports.
+   */
+  refuse(error: unknown, storeDown?: boolean): void;
   /** Refuses the call because its deadline passed (at `now`). */
   expire(now: Nanos): void;
   /** True once admitted, refused or aborted. */
@@ -119,13 +122,13 @@ export class WaitQueue {
     if (waiter === this.head) this.pump();
   }
 
-  /** Refuses every waiting call with `error` (used when a limiter is closed). */
-  clear(error: unknown): void {
+  /** Refuses every waiting call with `error` (a cleared limiter; with `storeDown`, its store down). */
+  clear(error: unknown, storeDown = false): void {
     for (let i = this.first; i < this.items.length; i++) {
       const w = this.items[i];
       if (w && !w.settled) {
         this.settle(w);
-        w.refuse(error);
+        w.refuse(error, storeDown);
       }
     }
     this.items = [];

@@ -203,3 +203,32 @@ describe('Redis hung (SIGSTOP) past the store timeout', () => {
     expect(logs.some((l) => /timed out/i.test(l))).toBe(true);
   }, 30_000);
 });
+
+describe("'refused' events for the store (fail-closed)", () => {
+  it("a call refused while it waits for the store's answer emits 'refused' with store_unavailable, as one refused before queueing does", async () => {
+    redis = await startRedis();
+    store = createRedisStore({ url: redis.url, onStoreError: 'fail-closed', timeoutMs: 200, log: () => {} });
+    const tb = new TokenBucket({ rate: RATE, burst: 1, store, key: 'refused-events' });
+    const events: string[] = [];
+    tb.on('refused', (e) => events.push(e.reason));
+    await tb.acquire();
+    redis.pause();
+    try {
+      // These wait in the queue for the fetch Redis never answers; its timeout refuses them.
+      const waiting = Array.from({ length: 5 }, () =>
+        tb.acquire(1, { maxWaitMs: 10_000 }).then(
+          () => 'admitted',
+          (e: unknown) => e,
+        ),
+      );
+      const outcomes = await Promise.all(waiting);
+      expect(outcomes.every((e) => e instanceof StoreUnavailableError)).toBe(true);
+      // The store is down now: this one is refused before it queues.
+      await expect(tb.acquire(1, { maxWaitMs: 10_000 })).rejects.toBeInstanceOf(StoreUnavailableError);
+      expect(events).toEqual(Array(6).fill('store_unavailable'));
+      expect(tb.snapshot().store!.refused).toBe(6);
+    } finally {
+      redis.resume();
+    }
+  }, 30_000);
+});
