@@ -358,6 +358,7 @@ export class RedisStore implements LimiterStore {
       maxRetriesPerRequest: 0,
       autoResendUnfulfilledCommands: false,
     };
+    let connected = false;
     let client: ScriptedClient;
     if (t.kind === 'cluster') {
       const { redisOptions, ...clusterOptions } = o.redis as ClusterOptions;
@@ -376,6 +377,10 @@ export class RedisStore implements LimiterStore {
       const r = o.redis as RedisOptions;
       const settings: RedisOptions = {
         retryStrategy: reconnect,
+        // ioredis asks the sentinels again and again, so connect() never settled when none of them
+        // answered or knew the master: at start that is a configuration error, as a bad address
+        // is; once connected, a pass that finds no master is a failover in progress.
+        ...(t.kind === 'sentinel' ? { sentinelRetryStrategy: (times: number) => (connected || times < START_SENTINEL_PASSES ? reconnect(times) : null) } : {}),
         ...r,
         ...(t.kind === 'sentinel' ? { sentinels: t.sentinels, name: t.name } : {}),
         ...perConnection,
@@ -398,6 +403,7 @@ export class RedisStore implements LimiterStore {
     client.defineCommand('tqlSyncPermits', { numberOfKeys: 3, lua: SYNC_PERMITS });
     try {
       await client.connect();
+      connected = true;
     } catch (error) {
       client.disconnect();
       const cause = lastError ?? error;
@@ -413,10 +419,19 @@ export class RedisStore implements LimiterStore {
   }
 }
 
+/**
+ * Passes over the sentinels a store makes at start before `connect()` fails: a sentinel restarting
+ * just then is waited for a moment, while a wrong address or master name fails at once.
+ */
+const START_SENTINEL_PASSES = 3;
+
 function describeError(error: unknown): string {
   const message = error instanceof Error ? error.message : String(error);
   if (/WRONGPASS|NOAUTH|invalid password/i.test(message)) return `authentication failed (${message}); check the password and username`;
   if (/ECONNREFUSED/.test(message)) return `nothing listens there (${message})`;
+  const sentinels = /^All sentinels are unreachable and retry is disabled\.(?: Last error: (.*))?$/.exec(message);
+  if (sentinels)
+    return `no sentinel gave the master's address${sentinels[1] ? ` (last error: ${sentinels[1]})` : ''}; check the sentinels and the master's name`;
   return message;
 }
 

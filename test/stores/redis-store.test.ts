@@ -9,6 +9,7 @@ import { STATE_KEEP_MS } from '../../src/stores/redis-scripts.js';
 import type { LeaseHint } from '../../src/stores/store.js';
 import { stalledMs, watchStalls } from '../helpers.js';
 import { freePort, sharedRedis, startRedis, type TestRedis } from './redis-server.js';
+import { startSentinel } from './redis-sentinel.js';
 
 let redis: Pick<TestRedis, 'url' | 'cli' | 'stop'>;
 const stores: RedisStore[] = [];
@@ -231,6 +232,37 @@ describe('Redis store: configuration', () => {
       await secured.stop();
     }
   });
+
+  it('connect() through sentinels that do not answer, or do not know the master, fails with StoreConnectionError instead of never settling', async () => {
+    const settled = (s: RedisStore): Promise<unknown> =>
+      Promise.race([
+        s.connect().then(
+          () => 'connected',
+          (e: unknown) => e,
+        ),
+        new Promise((r) => setTimeout(() => r('still pending after 10 s'), 10_000)),
+      ]);
+    const nobody = createRedisStore({ sentinel: { sentinels: [`127.0.0.1:${await freePort()}`], name: 'mymaster' } });
+    const unreachable = await settled(nobody);
+    expect(unreachable).toBeInstanceOf(StoreConnectionError);
+    expect((unreachable as Error).message).toMatch(/master "mymaster" of sentinels 127\.0\.0\.1:\d+: no sentinel gave the master's address/);
+    await nobody.close();
+    const sentinel = await startSentinel();
+    try {
+      const wrongName = createRedisStore({ sentinel: { sentinels: sentinel.sentinels, name: 'not-the-master' } });
+      const unknown = await settled(wrongName);
+      expect(unknown).toBeInstanceOf(StoreConnectionError);
+      expect((unknown as Error).message).toMatch(/no sentinel gave the master's address \(last error: ERR No such master with that name\)/);
+      await wrongName.close();
+      const right = createRedisStore({ sentinel: { sentinels: sentinel.sentinels, name: sentinel.name } });
+      expect(await settled(right)).toBe('connected');
+      const tb = new TokenBucket({ rate: 10, store: right, key: 'sentinel-start' });
+      expect(await tb.acquire().then(() => 'admitted')).toBe('admitted');
+      await right.close();
+    } finally {
+      await sentinel.stop();
+    }
+  }, 60_000);
 
   it.each([
     [{ url: 'http://x' }, TypeError, /url must be a redis:\/\/ or rediss:\/\/ URL/],
