@@ -69,8 +69,8 @@ const HELP = `usage: thrift-queue-limiter serve --service FILE --handler FILE [o
   --max-connections N   most open connections; more are refused (default 1024)
   --max-in-flight-per-connection N  calls one connection may have admitted and unanswered before the server
                           stops reading it until one finishes (default 1000)
-  --max-pending-reply-bytes N  unsent reply bytes of one connection before the server stops reading it
-                          until they drain (default 4194304)
+  --max-pending-reply-bytes N  bytes of one connection's calls in flight (their requests) and unsent replies
+                          before the server stops reading it until they drain (default 4194304)
   --start-timeout DUR   longest the workers may take to load the handler before serve fails (default 30s)
   --stats-interval DUR  how often to print the stats line (default 5s)
   --metrics-port N      serve Prometheus metrics at http://ADDR:N/metrics, and /healthz, /readyz (503 while

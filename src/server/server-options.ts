@@ -78,7 +78,11 @@ export interface ThreadedServerOptions {
   frameTimeoutMs?: number;
   /** Most calls one connection may have accepted and not yet answered; at the bound the server stops reading it until one ends. Default 1000. */
   maxInFlightPerConnection?: number;
-  /** Most reply bytes a connection's client may leave unread; past it the server stops reading it until they drain. Default 4 MiB. */
+  /**
+   * Most bytes a connection may hold in the server: the requests of its calls in flight (whose
+   * replies are still to come) plus its replies not yet sent; past it the server stops reading it
+   * until they drain. Default 4 MiB.
+   */
   maxPendingReplyBytes?: number;
   /** Most open connections; more are refused by the socket server, with a log line. Default 1024; Infinity for no bound. */
   maxConnections?: number;
