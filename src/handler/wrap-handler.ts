@@ -36,7 +36,7 @@ type AnyFunction = (...args: unknown[]) => unknown;
  * methods both work: the wrapper keeps each method's declared parameter count, which is how the
  * generated Processor tells the two styles apart. A refused call fails with
  * {@link ServerOverloadedError} (the stock Processor sends it as a TApplicationException with
- * its message).
+ * its message, of type 0, UNKNOWN, where the threaded server answers 11).
  *
  * With `fairness`, calls wait per flow (`fairness.flow({ method, args })`) inside priority
  * levels, in one {@link FairQueue} per limiter, and flows take turns for the tokens; `queue`
