@@ -63,6 +63,16 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+// A reader that went away (`serve … | head -1`, a log collector restarting) must not take the
+// command down: Node reports the closed pipe as an 'error' event on the stream, which would end
+// the process as an uncaught exception. From then on that output is dropped and the command goes
+// on: a server keeps serving its clients, whose calls matter more than its log lines.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE') throw error;
+  });
+}
+
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;

@@ -213,7 +213,7 @@ export async function serve(argv: string[]): Promise<number> {
   const served = (flags.service as string[]).join(' ');
   const wires = `${[...server.options.transports].join('/')} × ${[...server.options.protocols].join('/')}`;
   console.log(
-    `serving ${served} on ${address.address}:${address.port} (${server.options.workers} workers, ${wires}); limits: ${limitsLine(server)}${store ? ` in Redis at ${store.address} (${store.onStoreError}${store.leaseSettings.horizonMs > 0 ? ', leasing' : ''})` : ''}${fairness ? `; fair admission, flows by ${describeFlow(fairness.flow)}` : ''}`,
+    `serving ${served} on ${address.address}:${address.port} (${server.options.workers} worker${server.options.workers === 1 ? '' : 's'}, ${wires}); limits: ${limitsLine(server)}${store ? ` in Redis at ${store.address} (${store.onStoreError}${store.leaseSettings.horizonMs > 0 ? ', leasing' : ''})` : ''}${fairness ? `; fair admission, flows by ${describeFlow(fairness.flow)}` : ''}`,
   );
 
   // The limits that move by themselves: their value now is part of the stats line.

@@ -52,6 +52,24 @@ describe('thrift-queue-limiter serve', () => {
     expect(serve.out()).toMatch(/stopped: admitted 2\d, completed 2\d, refused 0/);
   });
 
+  test('a reader of its output that goes away (serve | head -1) does not end it: it keeps answering calls, and stops cleanly on SIGTERM', async () => {
+    const serve = await startServe(['--limit', 'add=1000/s', '--stats-interval', '50ms']);
+    try {
+      expect(serve.out()).toMatch(/\(1 worker, /);
+      // The pipe's reading end closes; the stats lines written every 50 ms from now on hit EPIPE.
+      serve.child.stdout!.destroy();
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(serve.child.exitCode).toBeNull();
+      const { client, close } = await connect(serve.port);
+      expect(await client.add(2, 3)).toBe(5);
+      close();
+    } finally {
+      serve.child.kill('SIGTERM');
+    }
+    expect(await serve.exited).toBe(0);
+    expect(serve.err()).toBe('');
+  });
+
   test('a bad --limit exits 2 with one line naming it', async () => {
     const e = await runServe(['--limit', 'add=fast']);
     expect(e.code).toBe(2);
