@@ -5,6 +5,9 @@
  * slots: the key carries a hash tag (`{…}`) and works unchanged on Redis Cluster.
  *
  * Replies are arrays of integers (Redis truncates Lua numbers), except a token bucket's tag.
+ *
+ * The scripts are typed `string`: inferred, their type would be their whole text as a literal,
+ * 15 kB of Lua copied into the published declarations.
  */
 
 /**
@@ -70,7 +73,7 @@ export const STATE_KEEP_MS = 600_000;
  * Reply: {granted, notBeforeUs, retryAfterUs, tag, lost}: tag is the new TAT (a give-back must
  * match it); lost is 1 when the script found the state lost (not for a mere doubt).
  */
-export const LEASE_TOKEN_BUCKET = `
+export const LEASE_TOKEN_BUCKET: string = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
@@ -120,7 +123,7 @@ return {grant, 0, 0, tag, lost}
  *
  * KEYS[1] the TAT. ARGV: interval T, n, tag. Reply: 1 if given back, 0 if not.
  */
-export const GIVE_BACK_TOKEN_BUCKET = `
+export const GIVE_BACK_TOKEN_BUCKET: string = `
 local cur = redis.call('GET', KEYS[1])
 if cur ~= ARGV[3] then return 0 end
 local t = redis.call('TIME')
@@ -145,7 +148,7 @@ return 1
  * spent and nothing more is granted until the next window; no window can then start more than
  * maxCalls.
  */
-export const LEASE_FIXED_WINDOW = `
+export const LEASE_FIXED_WINDOW: string = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 local period = tonumber(ARGV[1])
@@ -184,7 +187,7 @@ return {grant, retry, rest, w, 0, c + grant}
  *
  * KEYS[1] the hash. ARGV: w, n. Reply: 1 if given back, 0 if not.
  */
-export const GIVE_BACK_FIXED_WINDOW = `
+export const GIVE_BACK_FIXED_WINDOW: string = `
 local cur = redis.call('HMGET', KEYS[1], 'w', 'c')
 if tonumber(cur[1]) ~= tonumber(ARGV[1]) then return 0 end
 local c = tonumber(cur[2]) - tonumber(ARGV[2])
@@ -223,7 +226,7 @@ return 1
  * Reply: {epoch, g, n, queued (0/1), wakeInMs (until the next lease runs out; −1 for none), fresh}.
  * Notice (PUBLISH): "holder epoch g left" (left: what it still waits for in the queue).
  */
-export const SYNC_PERMITS = `
+export const SYNC_PERMITS: string = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local H, Z, Q = KEYS[1], KEYS[2], KEYS[3]
