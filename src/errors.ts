@@ -21,6 +21,15 @@ export const QUEUE_REFUSAL_REASONS = ['queue_full', 'queue_timeout', 'aborted'] 
 /** A reason a limiter's own queue refuses a call for (see {@link QUEUE_REFUSAL_REASONS}). */
 export type QueueRefusalReason = (typeof QUEUE_REFUSAL_REASONS)[number];
 
+/**
+ * The reasons a limit refuses a call for: its queue's, and its store down (fail-closed). What a
+ * limiter's `'refused'` events carry and a fair queue's levels count.
+ */
+export const LIMIT_REFUSAL_REASONS = ['queue_full', 'queue_timeout', 'store_unavailable', 'aborted'] as const;
+
+/** A reason a limit refuses a call for (see {@link LIMIT_REFUSAL_REASONS}). */
+export type LimitRefusalReason = (typeof LIMIT_REFUSAL_REASONS)[number];
+
 /** Refusal counts by reason. */
 export type RefusalCounts<R extends RefusalReason = QueueRefusalReason> = Record<R, number>;
 

@@ -4,11 +4,13 @@
  */
 export { ManualClock, systemClock, type Clock, type Nanos, type TimerHandle } from './clock.js';
 export {
+  LIMIT_REFUSAL_REASONS,
   QUEUE_REFUSAL_REASONS,
   QueueFullError,
   QueueTimeoutError,
   REFUSAL_REASONS,
   StoreUnavailableError,
+  type LimitRefusalReason,
   type QueueRefusalReason,
   type RefusalCounts,
   type RefusalReason,

@@ -14,7 +14,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, test } from 'vitest';
-import { QUEUE_REFUSAL_REASONS, QueueFullError, QueueTimeoutError, REFUSAL_REASONS, StoreUnavailableError } from '../src/errors.js';
+import { LIMIT_REFUSAL_REASONS, QUEUE_REFUSAL_REASONS, QueueFullError, QueueTimeoutError, REFUSAL_REASONS, StoreUnavailableError } from '../src/errors.js';
 
 const SRC = resolve(dirname(fileURLToPath(import.meta.url)), '../src');
 
@@ -135,6 +135,7 @@ describe('the vocabulary of src/', () => {
       expect(error.code).toBe(error.reason.toUpperCase());
     }
     expect(QUEUE_REFUSAL_REASONS.every((r) => (REFUSAL_REASONS as readonly string[]).includes(r))).toBe(true);
+    expect(LIMIT_REFUSAL_REASONS.every((r) => (REFUSAL_REASONS as readonly string[]).includes(r))).toBe(true);
   });
 
   test('no former spelling of a refusal reason is left in src/', () => {

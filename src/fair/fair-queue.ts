@@ -32,7 +32,7 @@
  * deadline (or for when a capped level's bucket refills), like the limiters' own queues.
  */
 import type { Clock } from '../clock.js';
-import { QueueFullError } from '../errors.js';
+import { isOverloadError, QueueFullError } from '../errors.js';
 import type { AnyLimiter } from '../limiters/attach.js';
 import { PermitLimit } from '../limiters/concurrency-limit.js';
 import { FixedWindow } from '../limiters/fixed-window.js';
@@ -245,8 +245,9 @@ export class FairQueue {
   }
 
   /**
-   * The queue's call on the limiter was refused (its queue full over all threads, say): the call
-   * that would have been next is refused with the same error, and the queue asks again.
+   * The queue's call on the limiter was refused (its queue full over all threads, its store down
+   * under fail-closed): the call that would have been next is refused with the same error, counted
+   * under its reason, and the queue asks again.
    */
   private onRequestFailed(request: TokenRequest, error: unknown): void {
     // A started call's own failure reached its caller already; a withdrawal is expected.
@@ -255,8 +256,8 @@ export class FairQueue {
     const level = this.nextLevel();
     if (level !== undefined) {
       const call = this.serve(level);
-      if (error instanceof QueueFullError) level.refused.queue_full++;
-      else level.refused.aborted++;
+      // Anything else took the call off the limiter from outside (its queue cleared): an abort.
+      level.refused[isOverloadError(error) ? error.reason : 'aborted']++;
       call.refuse(error);
     }
     this.pump();

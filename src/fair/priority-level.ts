@@ -9,7 +9,7 @@
  * `quantum`; a call arriving at an empty flow waits for at most `(flows − 1) × quantum`
  * admissions of its level before its own.
  */
-import { QUEUE_REFUSAL_REASONS, refusalCounts, type RefusalCounts } from '../errors.js';
+import { LIMIT_REFUSAL_REASONS, refusalCounts, type LimitRefusalReason, type RefusalCounts } from '../errors.js';
 import type { TokenBucket } from '../limiters/token-bucket.js';
 import { Flow, type FlowMember } from './flow.js';
 
@@ -19,8 +19,8 @@ export interface LevelStats {
   share: number;
   /** Calls started. */
   admitted: number;
-  /** Calls refused, by reason. */
-  refused: RefusalCounts;
+  /** Calls refused, by reason: the fair queue's own refusals and the limit's (its store down, fail-closed). */
+  refused: RefusalCounts<LimitRefusalReason>;
   /** Calls waiting now. */
   queued: number;
   /** Flows with waiting calls now. */
@@ -39,7 +39,7 @@ export class PriorityLevel<C extends FlowMember> {
   /** 1 / share. */
   readonly stride: number;
   admitted = 0;
-  readonly refused = refusalCounts(QUEUE_REFUSAL_REASONS);
+  readonly refused = refusalCounts(LIMIT_REFUSAL_REASONS);
   private readonly flows = new Map<string, Flow<C>>();
   private cursor: Flow<C> | undefined;
   private turnLeft: number;

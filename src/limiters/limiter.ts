@@ -20,9 +20,9 @@
  * queue when capacity arrives by another path.
  */
 import type { Clock, Nanos } from '../clock.js';
-import { StoreUnavailableError, type QueueRefusalReason, type RefusalCounts } from '../errors.js';
+import { StoreUnavailableError, type LimitRefusalReason, type QueueRefusalReason, type RefusalCounts } from '../errors.js';
 import { checkCount, resolveAcquireOptions, type AcquireOptions, type ResolvedQueueOptions } from '../options.js';
-import { AdmissionFront, FRONT_EVENTS, LineOfSteps, runAdmitted, type FrontRefusalReason } from '../queue/admission-front.js';
+import { AdmissionFront, FRONT_EVENTS, LineOfSteps, runAdmitted } from '../queue/admission-front.js';
 import { EventSource } from '../queue/listeners.js';
 import type { Waiter } from '../queue/wait-queue.js';
 import { LimiterLayout, SharedState, WAIT_BUCKETS, type LimiterKind } from '../shared/shared-state.js';
@@ -61,7 +61,7 @@ export interface LimitedEvent {
 /** Passed to `'refused'` listeners when a call is refused or aborted. */
 export interface RefusedEvent {
   /** Why: over `maxQueued`, over `maxWaitMs`, its signal aborted, or the limit's store is down (fail-closed). */
-  reason: FrontRefusalReason;
+  reason: LimitRefusalReason;
   /** Tokens or permits the call asked for. */
   n: number;
 }

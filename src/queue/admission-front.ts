@@ -13,14 +13,11 @@
  * behind one line).
  */
 import type { Clock, Nanos } from '../clock.js';
-import { QueueFullError, QueueTimeoutError, type QueueRefusalReason } from '../errors.js';
+import { QueueFullError, QueueTimeoutError, type LimitRefusalReason, type QueueRefusalReason } from '../errors.js';
 import { RATE_PERMIT, type Permit } from '../limiters/permit.js';
 import type { Listeners } from './listeners.js';
 import { SignalWatch } from './signal-watch.js';
 import { NO_DEADLINE, WaitQueue, type Admission, type Waiter } from './wait-queue.js';
-
-/** A reason the front end refuses a call for: its queue's, or the limit's store down (fail-closed). */
-export type FrontRefusalReason = QueueRefusalReason | 'store_unavailable';
 
 /**
  * The payloads the front end emits. A kind's event map narrows them: a keyed limit's events carry
@@ -28,7 +25,7 @@ export type FrontRefusalReason = QueueRefusalReason | 'store_unavailable';
  */
 export interface FrontEvents {
   limited: { key?: string; n: number; waitMs: number; queued: number };
-  refused: { key?: string; reason: FrontRefusalReason; n: number };
+  refused: { key?: string; reason: LimitRefusalReason; n: number };
 }
 
 /** The names of {@link FrontEvents}: the events every limiter kind has. */
@@ -216,7 +213,7 @@ export class AdmissionFront<E extends FrontEvents> implements CallReports {
   }
 
   /** Counts and reports the refusal of a call of `n` (of `key`) that was never queued, and rejects it with `error`. */
-  private refuse<T>(reason: FrontRefusalReason, key: string | undefined, n: number, error: unknown): Promise<T> {
+  private refuse<T>(reason: LimitRefusalReason, key: string | undefined, n: number, error: unknown): Promise<T> {
     this.report(reason, key, n);
     return Promise.reject(error);
   }
@@ -237,7 +234,7 @@ export class AdmissionFront<E extends FrontEvents> implements CallReports {
     if (signal !== undefined) this.signals.unwatch(signal, call);
   }
 
-  private report(reason: FrontRefusalReason, key: string | undefined, n: number): void {
+  private report(reason: LimitRefusalReason, key: string | undefined, n: number): void {
     if (reason !== 'store_unavailable') this.backend.countRefused(reason);
     if (this.events.has('refused')) {
       const event = key === undefined ? { reason, n } : { key, reason, n };

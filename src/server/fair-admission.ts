@@ -3,7 +3,7 @@
  * distinct limiter of the server, and the flow key of each call (its connection's address, the
  * connection, the method, an argument field, or a function: limits/call-key.ts).
  */
-import { QUEUE_REFUSAL_REASONS, refusalCounts } from '../errors.js';
+import { LIMIT_REFUSAL_REASONS, refusalCounts } from '../errors.js';
 import { FairQueue } from '../fair/fair-queue.js';
 import type { ResolvedFairnessOptions } from '../fair/fair-options.js';
 import type { LevelStats } from '../fair/priority-level.js';
@@ -95,9 +95,9 @@ export class FairAdmission {
     const sum: Record<string, LevelStats> = {};
     for (const q of this.queues.values()) {
       for (const [name, s] of Object.entries(q.stats())) {
-        const t = (sum[name] ??= { share: s.share, admitted: 0, refused: refusalCounts(QUEUE_REFUSAL_REASONS), queued: 0, flows: 0 });
+        const t = (sum[name] ??= { share: s.share, admitted: 0, refused: refusalCounts(LIMIT_REFUSAL_REASONS), queued: 0, flows: 0 });
         t.admitted += s.admitted;
-        for (const reason of QUEUE_REFUSAL_REASONS) t.refused[reason] += s.refused[reason];
+        for (const reason of LIMIT_REFUSAL_REASONS) t.refused[reason] += s.refused[reason];
         t.queued += s.queued;
         t.flows += s.flows;
       }

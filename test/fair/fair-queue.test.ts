@@ -1,11 +1,13 @@
 import { describe, expect, test } from 'vitest';
 import { ManualClock } from '../../src/clock.js';
-import { QueueFullError, QueueTimeoutError } from '../../src/errors.js';
+import { QueueFullError, QueueTimeoutError, StoreUnavailableError } from '../../src/errors.js';
 import { FairQueue } from '../../src/fair/fair-queue.js';
 import { ConcurrencyLimit } from '../../src/limiters/concurrency-limit.js';
 import { FixedWindow } from '../../src/limiters/fixed-window.js';
 import { TokenBucket } from '../../src/limiters/token-bucket.js';
+import { createRedisStore } from '../../src/stores/redis-store.js';
 import { worstExcess } from '../helpers.js';
+import { freePort } from '../stores/redis-server.js';
 import { percentile, simulate, type Scenario } from '../../bench/lib/fair-scenario.js';
 
 // Limit 100/s (token interval T = 10 ms); one heavy client offers 10 × that, nine light clients
@@ -148,7 +150,13 @@ describe('FairQueue bounds', () => {
     expect(fair.size).toBe(4);
     await clock.advance(400);
     expect(admitted.default).toBe(5);
-    expect(fair.stats().default).toEqual({ share: 1, admitted: 5, refused: { queue_full: 1, queue_timeout: 0, aborted: 0 }, queued: 0, flows: 0 });
+    expect(fair.stats().default).toEqual({
+      share: 1,
+      admitted: 5,
+      refused: { queue_full: 1, queue_timeout: 0, store_unavailable: 0, aborted: 0 },
+      queued: 0,
+      flows: 0,
+    });
   });
 
   test('maxWaitMs refuses a call still waiting at its deadline with QueueTimeoutError; it took nothing, and the queue left the limiter', async () => {
@@ -188,6 +196,32 @@ describe('FairQueue bounds', () => {
     expect(fair.stats().default!.refused.aborted).toBe(1);
     await expect(fair.run(() => 1, { flow: 'a', signal: controller.signal })).rejects.toThrow('client went away');
   });
+
+  test("a refusal by the limit's store (down, fail-closed) reaches each call and is counted in its level as store_unavailable, not aborted", async () => {
+    // A real Redis client towards a port where nothing listens: every fetch fails, so the limit is
+    // down and, fail-closed, refuses the fair queue's call on it.
+    const store = createRedisStore({ url: `redis://127.0.0.1:${await freePort()}`, onStoreError: 'fail-closed', timeoutMs: 200, log: () => {} });
+    try {
+      const bucket = new TokenBucket({ rate: 100, burst: 1, store, key: 'fair-store-down' });
+      const fair = new FairQueue(bucket, { levels: { interactive: { share: 3, methods: ['add'] }, batch: { share: 1 } } });
+      const outcomes = await Promise.allSettled([
+        fair.run(() => 'a', { flow: 'a', level: 'interactive' }),
+        fair.run(() => 'b', { flow: 'b', level: 'interactive' }),
+        fair.run(() => 'c', { flow: 'c', level: 'batch' }),
+      ]);
+      expect(outcomes.map((o) => (o.status === 'rejected' ? (o.reason as Error).constructor : o.value))).toEqual([
+        StoreUnavailableError,
+        StoreUnavailableError,
+        StoreUnavailableError,
+      ]);
+      const none = { queue_full: 0, queue_timeout: 0, aborted: 0 };
+      expect(fair.stats().interactive!.refused).toEqual({ ...none, store_unavailable: 2 });
+      expect(fair.stats().batch!.refused).toEqual({ ...none, store_unavailable: 1 });
+      expect(fair.size).toBe(0);
+    } finally {
+      await store.close();
+    }
+  }, 20_000);
 
   test("the fair queue takes one place in the limiter's queue: behind a limiter with maxQueued 1, every call of three flows is served in turn", async () => {
     const clock = new ManualClock();

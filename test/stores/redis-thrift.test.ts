@@ -77,6 +77,39 @@ describe('threaded server on the Redis store', () => {
       await own.stop();
     }
   }, 20_000);
+  test('with fairness, a call refused by the store (killed, fail-closed) is counted as store_unavailable by the server, its level and the level metric, not as aborted', async () => {
+    const own: TestRedis = await startRedis();
+    const { createThreadedServer } = await serverModule();
+    const { createRedisStore } = await storeModule();
+    const store = createRedisStore({ url: own.url, onStoreError: 'fail-closed', timeoutMs: 200, log: () => {} });
+    const server = createThreadedServer({
+      service: servicePath,
+      handler: handlerPath,
+      workers: 1,
+      store,
+      limits: { add: { rate: 100 } },
+      fairness: { flow: 'connection', levels: { interactive: { share: 3, methods: ['add'] }, batch: { share: 1 } } },
+    });
+    try {
+      const { client, close } = await connect((await server.listen(0)).port);
+      expect(await client.add(1, 2)).toBe(3);
+      await own.kill();
+      const error = (await client.add(2, 2).catch((e: unknown) => e)) as AppException;
+      expect(error.type).toBe(11);
+      expect(error.message).toMatch(/method add limit store unavailable/);
+      const stats = server.stats();
+      expect(stats.refused.store_unavailable).toBe(1);
+      expect(stats.levels!.interactive!.refused).toEqual({ queue_full: 0, queue_timeout: 0, store_unavailable: 1, aborted: 0 });
+      const metrics = await server.metricsRegistry().metrics();
+      expect(metrics).toContain('tql_fair_level_refused_total{level="interactive",reason="store_unavailable"} 1');
+      expect(metrics).toContain('tql_fair_level_refused_total{level="interactive",reason="aborted"} 0');
+      close();
+    } finally {
+      await server.close({ timeoutMs: 100 });
+      await store.close();
+      await own.stop();
+    }
+  }, 20_000);
 });
 
 describe('wrapHandler on the Redis store', () => {
