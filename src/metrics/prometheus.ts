@@ -92,10 +92,9 @@ export function limiterMetrics(limiters: Record<string, AnyLimiter> | (() => Rec
   add(
     new CollectedMetric(`${prefix}refused_total`, 'Calls refused by the limit, by reason, all threads.', 'counter', () =>
       each((limit, l) => {
-        const queue = refusalValues(limit, l.snapshot().refused);
-        return l.snapshot().store === undefined
-          ? queue
-          : [...queue, { labels: { limit, reason: 'store_unavailable' satisfies RefusalReason }, value: l.snapshot().store!.refused }];
+        const s = l.snapshot();
+        const queue = refusalValues(limit, s.refused);
+        return s.store === undefined ? queue : [...queue, { labels: { limit, reason: 'store_unavailable' satisfies RefusalReason }, value: s.store.refused }];
       }),
     ),
   );
@@ -128,10 +127,8 @@ export function limiterMetrics(limiters: Record<string, AnyLimiter> | (() => Rec
 /** Counters of the limits held in a distributed store (this process's view of each). */
 function addStoreMetrics(add: (m: CollectedMetric) => void, prefix: string, limiters: () => Record<string, AnyLimiter>): void {
   const each = (f: (limit: string, s: NonNullable<ReturnType<AnyLimiter['snapshot']>['store']>) => MetricValue<string>[]) => () =>
-    Object.entries(limiters()).flatMap(([limit, l]) => {
-      const s = l.snapshot().store;
-      return s === undefined ? [] : f(limit, s);
-    });
+    // A limiter without a store has no series here: its snapshot is not read for nothing.
+    Object.entries(limiters()).flatMap(([limit, l]) => (l.store === undefined ? [] : f(limit, l.snapshot().store!)));
   add(
     new CollectedMetric(
       `${prefix}store_round_trips_total`,

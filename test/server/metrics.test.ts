@@ -1,8 +1,11 @@
 import { Worker } from 'node:worker_threads';
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
-import { describe, expect, test } from 'vitest';
+import { describe, expect, test, vi } from 'vitest';
+import { StoreUnavailableError } from '../../src/errors.js';
 import { TokenBucket } from '../../src/limiters/token-bucket.js';
 import { limiterMetrics } from '../../src/metrics/prometheus.js';
+import { createRedisStore } from '../../src/stores/redis-store.js';
+import { freePort } from '../stores/redis-server.js';
 import type { WorkerJob } from '../fixtures/limiter-worker.js';
 import { fixture } from '../helpers.js';
 import { connect, startServer, type AppException } from './calculator.js';
@@ -88,4 +91,44 @@ describe('metrics in shared memory', () => {
     const text = await limiterMetrics({ downstream: tb }, { prefix: 'app_' }).metrics();
     expect(text).toContain('app_admitted_total{limit="downstream"} 2');
   });
+
+  test("a scrape reads each limiter's snapshot once per metric it has series in, and tql_refused_total shows its queue and store refusals", async () => {
+    // A real Redis client towards a port where nothing listens: the limit is down, fail-closed.
+    const store = createRedisStore({ url: `redis://127.0.0.1:${await freePort()}`, onStoreError: 'fail-closed', timeoutMs: 200, log: () => {} });
+    try {
+      const remote = new TokenBucket({ rate: 100, burst: 1, store, key: 'scrape' });
+      const local = new TokenBucket({ rate: 1, burst: 1, maxQueued: 0 });
+      const refusals = await Promise.all([remote.acquire(), remote.acquire(), local.acquire(), local.acquire()].map((p) => p.catch((e: unknown) => e)));
+      expect(refusals.map((e) => (e instanceof Error ? e.name : 'admitted'))).toEqual([
+        'StoreUnavailableError',
+        'StoreUnavailableError',
+        'admitted',
+        'QueueFullError',
+      ]);
+      expect(refusals[0]).toBeInstanceOf(StoreUnavailableError);
+      const reads = { remote: vi.spyOn(remote, 'snapshot'), local: vi.spyOn(local, 'snapshot') };
+      const text = await limiterMetrics({ remote, local }).metrics();
+      // Families by their TYPE line; a histogram's series are its _bucket, _sum and _count lines.
+      const names = [...text.matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]!);
+      const samples = text.split('\n').filter((line) => !line.startsWith('#'));
+      const withSeriesOf = (limit: string): number =>
+        names.filter((name) => samples.some((line) => new RegExp(`^${name}(?:_bucket|_sum|_count)?\\{[^}]*limit="${limit}"`).test(line))).length;
+      expect(withSeriesOf('remote')).toBe(11);
+      expect(withSeriesOf('local')).toBe(4);
+      expect(reads.remote).toHaveBeenCalledTimes(withSeriesOf('remote'));
+      expect(reads.local).toHaveBeenCalledTimes(withSeriesOf('local'));
+      const refused = text.split('\n').filter((line) => line.startsWith('tql_refused_total{'));
+      expect(refused).toEqual([
+        'tql_refused_total{limit="remote",reason="queue_full"} 0',
+        'tql_refused_total{limit="remote",reason="queue_timeout"} 0',
+        'tql_refused_total{limit="remote",reason="aborted"} 0',
+        'tql_refused_total{limit="remote",reason="store_unavailable"} 2',
+        'tql_refused_total{limit="local",reason="queue_full"} 1',
+        'tql_refused_total{limit="local",reason="queue_timeout"} 0',
+        'tql_refused_total{limit="local",reason="aborted"} 0',
+      ]);
+    } finally {
+      await store.close();
+    }
+  }, 20_000);
 });
