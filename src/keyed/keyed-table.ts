@@ -275,13 +275,16 @@ export class KeyedTable {
   }
 
   /**
-   * Earliest time (ns) a call of `n` for the key could be admitted behind `ahead` tokens queued
-   * before it, judging by the shared state now: from its slot, `now` if it would get a free or
-   * idle slot, else from the overflow bucket.
+   * Earliest time (ns, never before `now`) a call of `n` for the key could be admitted behind
+   * `ahead` tokens queued before it, judging by the shared state now: from its slot, from a full
+   * bucket if it would get a free or idle slot, else from the overflow bucket. A bucket whose TAT
+   * has passed is full now, so the tokens count from now, not from that TAT: calls still waiting
+   * after a late wake-up take tokens from now on, and the estimate must wait behind them.
    */
   readyAt(hi: number, lo: number, home: number, now: Nanos, n: number, ahead: number): Nanos {
     this.setNow(now);
     const i32 = this.i32;
+    const debtUs = (ahead + n) * this.interval - this.tolerance;
     let free = false;
     let s = home;
     for (let k = 0; k < this.probeWindow; k++) {
@@ -293,14 +296,20 @@ export class KeyedTable {
       const tat = Number(st & TAT_MASK);
       const b = this.hashIndex(s);
       if (tat < ABANDONED && Atomics.load(i32, b + KeyedSlotLayout.I32.HASH_LO) === lo && Atomics.load(i32, b + KeyedSlotLayout.I32.HASH_HI) === hi) {
-        const readyUs = tat + (ahead + n) * this.interval - this.tolerance;
-        return readyUs <= this.us ? now : this.epoch + BigInt(readyUs) * 1000n;
+        if (tat > this.us) {
+          const readyUs = tat + debtUs;
+          return readyUs <= this.us ? now : this.epoch + BigInt(readyUs) * 1000n;
+        }
+        free = true; // its bucket is idle: full now
+        break;
       }
       if (tat === ABANDONED || tat <= this.us) free = true;
       s = s + 1 === this.slots ? 0 : s + 1;
     }
-    if (free) return now;
-    const ready = gcraReadyAt(Atomics.load(this.i64, KeyedTableLayout.I64.OVERFLOW_TAT), ahead + n, this.overflowInterval, this.overflowTolerance);
+    // The key's bucket is idle, or it would get a fresh one: full now.
+    if (free) return debtUs <= 0 ? now : now + BigInt(debtUs) * 1000n;
+    const overflowTat = Atomics.load(this.i64, KeyedTableLayout.I64.OVERFLOW_TAT);
+    const ready = gcraReadyAt(overflowTat > now ? overflowTat : now, ahead + n, this.overflowInterval, this.overflowTolerance);
     return ready > now ? ready : now;
   }
 

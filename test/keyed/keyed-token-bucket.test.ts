@@ -220,6 +220,34 @@ describe('KeyedTokenBucket with an injected clock', () => {
     expect(k.snapshot().refused).toEqual({ queue_full: 0, queue_timeout: 1, aborted: 1 });
   });
 
+  test("a key's estimated wait ('limited', estimateWaitMs) behind calls still waiting counts from now once its bucket's TAT has passed (a late timer): never 0 or less while calls wait ahead, in its slot and in the overflow bucket", async () => {
+    for (const spill of [false, true]) {
+      const clock = new ManualClock();
+      // Own slot: 10/s, burst 1. Overflow: one slot held by an active resident (1/s), the spilling
+      // key in the overflow bucket at 10/s, burst 1. Either way the key's tokens come every 100 ms.
+      const k = spill
+        ? new KeyedTokenBucket({ rate: 1, burst: 1, slots: 1, probeWindow: 1, overflowRate: 10, overflowBurst: 1, clock })
+        : new KeyedTokenBucket({ rate: 10, burst: 1, clock });
+      if (spill) expect(k.tryAcquire('resident')).toBe(true); // its bucket stays active for 1 s
+      const limited: number[] = [];
+      k.on('limited', (e) => limited.push(e.waitMs));
+      expect(k.tryAcquire('a')).toBe(true); // the key's TAT: 100 ms
+      clock.timerLatenessMs = 500; // the queue's wake-up, due at 100 ms, fires at 600 ms
+      const waiting = [k.acquire('a'), k.acquire('a')];
+      expect(limited).toEqual([100, 200]);
+      await clock.advance(300);
+      expect(k.size).toBe(2); // both still wait, and the key's TAT (100 ms) is in the past
+      // From a full bucket now, the two calls ahead take the tokens of 300 and 400 ms, this one 500 ms.
+      expect(k.estimateWaitMs('a')).toBe(200);
+      waiting.push(k.acquire('a'));
+      expect(limited).toEqual([100, 200, 200]);
+      expect(k.estimateWaitMs('a', 1)).toBe(300); // one more behind the three
+      await clock.advance(1000);
+      await Promise.all(waiting);
+      expect(limited.every((w) => w >= 0)).toBe(true);
+    }
+  });
+
   test('share() is structured-cloneable, attach() in the same thread returns the same instance, and a foreign descriptor is refused', () => {
     const k = new KeyedTokenBucket({ rate: 5, slots: 100 });
     const d = structuredClone(k.share());
