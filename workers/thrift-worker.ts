@@ -55,7 +55,7 @@ const context: HandlerContext = { limiters: MethodLimits.attach(data.limiters), 
 
 // server.setLimits: the handlers' context follows the I/O thread's limiters, in place. A limiter
 // changed in place needs nothing here (its settings are in shared memory); new ones are attached,
-// retired ones dropped.
+// retired ones dropped and disposed (their hooks on this thread's store would keep them alive).
 let limitsVersion = 0;
 const limitsChannel = new BroadcastChannel(data.limitsChannel);
 limitsChannel.unref();
@@ -63,13 +63,17 @@ limitsChannel.onmessage = (event: unknown): void => {
   const m = (event as { data: LimitsMessage }).data;
   if (m.version <= limitsVersion) return;
   limitsVersion = m.version;
-  replaceAll(context.limiters, MethodLimits.attach(m.limiters));
+  for (const retired of replaceAll(context.limiters, MethodLimits.attach(m.limiters))) retired.dispose();
   replaceAll(context.keyedLimiters, MethodLimits.attachKeyed(m.keyedLimiters));
 };
 
-function replaceAll<T>(target: Record<string, T>, source: Record<string, T>): void {
+/** Makes `target` hold exactly `source`'s entries, in place; returns the values it no longer holds. */
+function replaceAll<T>(target: Record<string, T>, source: Record<string, T>): T[] {
+  const kept = new Set(Object.values(source));
+  const dropped = new Set(Object.values(target).filter((value) => !kept.has(value)));
   for (const name of Object.keys(target)) if (!(name in source)) delete target[name];
   Object.assign(target, source);
+  return [...dropped];
 }
 
 async function load(): Promise<RunOptions> {

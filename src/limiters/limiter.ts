@@ -330,6 +330,18 @@ export abstract class Limiter extends EventSource<LimiterEvents> {
   }
 
   /**
+   * With a distributed store: removes what this thread's instance registered on the store (the
+   * hook that probes a store that went down as soon as its connection is back), so a limiter you
+   * drop while the store stays open can be garbage collected; without it, the store keeps every
+   * limiter ever made on it. The limiter still works afterwards (a store that went down is then
+   * probed at the retry interval only). The threaded server does this for the limits `setLimits`
+   * retires. Does nothing for the embedded store.
+   */
+  dispose(): void {
+    this.remote?.dispose();
+  }
+
+  /**
    * Gives back what a dead thread held of this limiter (queued counts; concurrency permits). Call
    * from the thread that owns the worker, on its `'exit'` event. Returns what was reclaimed.
    */

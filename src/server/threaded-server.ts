@@ -646,7 +646,9 @@ export class ThreadedServer {
 /**
  * Takes a retired limit's calls waiting in this thread out of its queue (they move to the current
  * limit, see `notAdmitted`), and opens it wide, so that calls handlers queued on it in the workers
- * are admitted rather than left under a limit nobody can change any more.
+ * are admitted rather than left under a limit nobody can change any more; then removes its hooks
+ * on its store, which would otherwise keep it alive as long as the store (the workers do the same
+ * with their instances).
  */
 function retire(limit: MethodLimit): void {
   if (isKeyedLimit(limit)) {
@@ -657,6 +659,7 @@ function retire(limit: MethodLimit): void {
   if (limit instanceof TokenBucket) limit.setLimit({ rate: 1e9, periodMs: 1000, burst: 2 ** 22 });
   else if (limit instanceof FixedWindow) limit.setLimit({ maxCalls: 2 ** 24 - 1, periodMs: 1 });
   else if (limit instanceof ConcurrencyLimit) limit.setLimit({ max: 2 ** 31 - 1 });
+  limit.dispose();
 }
 
 /**

@@ -106,6 +106,8 @@ export class RemoteConcurrency implements RemoteAdmission {
   private wake: (() => void) | undefined;
   private timer: TimerHandle | undefined;
   private watching: Promise<unknown> | undefined;
+  /** Removes this thread's reconnection hook from the store. */
+  private readonly offReconnect: () => void;
   /** Permits held over all holders at the last answer. */
   private heldEverywhere = 0;
   private readonly renewNs: bigint;
@@ -144,9 +146,14 @@ export class RemoteConcurrency implements RemoteAdmission {
     // again, and a waiting head asks again, at once rather than at the next renewal.
     // Releases still on their way go out before the store closes (else they would wait for the lease).
     store.beforeClose(() => this.giveBack());
-    store.onReconnect(() => {
+    this.offReconnect = store.onReconnect(() => {
       if (Atomics.load(this.i32, RemoteConcurrencyLayout.I32.DOWN) !== 0 || this.need > 0 || this.granted > this.released) this.requestSync();
     });
+  }
+
+  /** Removes this thread's reconnection hook from the store (the limit still works). */
+  dispose(): void {
+    this.offReconnect();
   }
 
   /** The plain-data description a worker thread attaches from (it becomes a holder of its own). */

@@ -178,6 +178,12 @@ export interface RemoteAdmission {
   snapshot(): RemoteSnapshot;
   /** The plain-data description another thread attaches from. */
   describe(): RemoteDescriptor;
+  /**
+   * Removes what this thread's instance registered on its store (its reconnection hook), so a
+   * limit dropped while the store stays open can be collected. The limit still works: a store that
+   * went down is then probed at the retry interval instead of as soon as its connection is back.
+   */
+  dispose(): void;
 }
 
 /** Store counters of one limit in this process (see `LimiterSnapshot.store`). */
@@ -238,6 +244,8 @@ export class RemoteLimit implements RemoteAdmission {
   private lastGrant: { tag: string; n: number } | undefined;
   /** The store's {@link LimiterStore.epoch} at this thread's last answer: a later one means a reconnection since. */
   private seenEpoch = 0;
+  /** Removes this thread's reconnection hook from the store. */
+  private readonly offReconnect: () => void;
 
   /**
    * @param demand tokens wanted by the calls waiting in this process, over all threads.
@@ -276,7 +284,7 @@ export class RemoteLimit implements RemoteAdmission {
     this.localShareReserveUs = ((processes - 1) / processes) * RECOVERY_STAGGER_MS * 1000;
     // Probed as soon as the connection is back rather than at the next retry: while this process
     // has not seen Redis return, it runs on its fault policy and the others on Redis.
-    store.onReconnect(() => {
+    this.offReconnect = store.onReconnect(() => {
       if (Atomics.load(this.i32, RemotePoolLayout.I32.DOWN) === 0) return;
       Atomics.store(this.i64, RemotePoolLayout.I64.NEXT_FETCH_AT, 0n);
       this.startFetch(this.clock.now());
@@ -295,6 +303,11 @@ export class RemoteLimit implements RemoteAdmission {
     this.fallbackInterval = BigInt(Math.max(1, Math.ceil(intervalNs * processes)));
     this.fallbackBurst = Math.max(1, Math.floor(capacity / processes));
     this.lookaheadNs = spec.kind === 'token-bucket' ? BigInt(Math.ceil(lookaheadUs(spec, processes) * 1000)) : 0n;
+  }
+
+  /** Removes this thread's reconnection hook from the store (the limit still works). */
+  dispose(): void {
+    this.offReconnect();
   }
 
   /** The plain-data description a worker thread attaches from. */

@@ -6,6 +6,7 @@
  */
 import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
 import thrift from 'thrift';
 import { wrapHandler } from '../../src/handler/wrap-handler.js';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -14,6 +15,8 @@ import { runServe } from '../serve-cli.js';
 import { Calculator, connect, handlerPath, serverModule, servicePath, type AppException } from '../server/calculator.js';
 import { freePort, sharedRedis, startRedis, type TestRedis } from './redis-server.js';
 
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+const limitsHandler = fileURLToPath(new URL('../fixtures/limits-handler.js', import.meta.url));
 const require = createRequire(import.meta.url);
 // The servers run from dist/ (their worker entry is compiled); their store comes from there too.
 const storeModule = async (): Promise<typeof RedisStoreModule> =>
@@ -108,6 +111,50 @@ describe('threaded server on the Redis store', () => {
       await server.close({ timeoutMs: 100 });
       await store.close();
       await own.stop();
+    }
+  }, 20_000);
+});
+
+describe('limits retired on the Redis store', () => {
+  test('ten reloads that rebuild both limits (rate and concurrency, on the shared store) leave one reconnect hook per limit on the store, in the I/O thread and in the worker, not one per limit ever built', async () => {
+    const { createThreadedServer } = await serverModule();
+    const { createRedisStore } = await storeModule();
+    const store = createRedisStore({ url: redis.url, prefix: `reload:${Math.random()}:` });
+    // The hooks live on the store, counted through its public onReconnect as they are added and removed.
+    let hooks = 0;
+    const onReconnect = store.onReconnect.bind(store);
+    store.onReconnect = (listener) => {
+      hooks++;
+      const off = onReconnect(listener);
+      let removed = false;
+      return () => {
+        if (!removed) hooks--;
+        removed = true;
+        off();
+      };
+    };
+    const limits = (k: number) =>
+      k % 2 === 0 ? { add: { rate: 100 }, '@downstream': { concurrency: 2 } } : { add: { maxCalls: 100 }, '@downstream': { rate: 50 } };
+    const server = createThreadedServer({ service: servicePath, handler: limitsHandler, workers: 1, store, limits: limits(0) });
+    try {
+      const { client, close } = await connect((await server.listen(0)).port);
+      // The worker's own store instance, as the handler there sees it (test/fixtures/limits-handler.js).
+      const workerHooks = async (): Promise<number> => (JSON.parse(await client.fail('limits')) as { storeHooks: number }).storeHooks;
+      expect(hooks).toBe(2);
+      expect(await workerHooks()).toBe(2);
+      const counts: number[] = [];
+      for (let k = 1; k <= 10; k++) {
+        expect(server.setLimits(limits(k))).toHaveLength(2); // both rebuilt: another kind
+        counts.push(hooks);
+        await sleep(20); // the worker hears of the change on a BroadcastChannel
+      }
+      expect(counts).toEqual(Array.from({ length: 10 }, () => 2));
+      expect(await workerHooks()).toBe(2);
+      expect(await client.add(2, 3)).toBe(5); // still served under the current limit
+      close();
+    } finally {
+      await server.close({ timeoutMs: 100 });
+      await store.close();
     }
   }, 20_000);
 });
