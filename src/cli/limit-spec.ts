@@ -12,9 +12,11 @@
  * --limit 'add=10/s,per=address'   a token bucket per client address (also per=connection,
  *                                  per=method, per=field:N for argument N of the call, e.g. a tenant id)
  * --limit 'add=10/s,burst=5,per=field:1,slots=10000'   per key, with a table of 10000 keys
+ * --limit 'add=10/s,per=address,probeWindow=32'     per key, each key searched in 32 slots
  * ```
  * Periods: `s`, `min`, `h`, `ms`, or a duration such as `1500ms` or `2s`. A per-key limit is a
- * token bucket (no `window`); `slots` (of its key table, default 4096) needs `per`.
+ * token bucket (no `window`); `slots` (of its key table, default 4096) and `probeWindow` (slots
+ * searched per key, default 16) need `per`, and are checked by the per-key limit itself.
  */
 import type { CallKeySpec } from '../limits/call-key.js';
 import type { LimitSpec } from '../limits/method-limits.js';
@@ -53,25 +55,43 @@ export function parseLimit(text: string): [string, LimitSpec] {
   let window = false;
   let perKey: CallKeySpec | undefined;
   let slots: number | undefined;
+  let probeWindow: number | undefined;
   for (const extra of extras) {
     const b = /^burst=(\d+)$/.exec(extra);
     const k = /^slots=(\d+)$/.exec(extra);
+    const p = /^probeWindow=(\d+)$/.exec(extra);
     if (b) burst = Number(b[1]);
     else if (k) slots = Number(k[1]);
+    else if (p) probeWindow = Number(p[1]);
     else if (extra.startsWith('capacity=')) throw new RangeError(`${flag}: capacity=N was renamed slots=N (the slots of a per-key limit's table)`);
     else if (extra.startsWith('per=')) perKey = parseCallKey(`${flag}: per`, extra.slice(4));
     else if (extra === 'window') window = true;
-    else throw new RangeError(`${flag}: unknown setting '${extra}' (burst=N, window, per=KEY or slots=N)`);
+    else throw new RangeError(`${flag}: unknown setting '${extra}' (burst=N, window, per=KEY, slots=N or probeWindow=N)`);
   }
-  if (slots !== undefined && perKey === undefined)
-    throw new RangeError(`${flag}: slots=N applies to a per-key limit only (add per=address, per=connection, per=method or per=field:N)`);
+  for (const [setting, value] of [
+    ['slots', slots],
+    ['probeWindow', probeWindow],
+  ] as const) {
+    if (value !== undefined && perKey === undefined)
+      throw new RangeError(`${flag}: ${setting}=N applies to a per-key limit only (add per=address, per=connection, per=method or per=field:N)`);
+  }
   if (window) {
     if (burst !== undefined) throw new RangeError(`${flag}: burst does not apply to a fixed window`);
     if (perKey !== undefined) throw new RangeError(`${flag}: a per-key limit is a token bucket, not a fixed window (drop window or per)`);
     return [name, { maxCalls: count, periodMs: period }];
   }
   if (perKey !== undefined) {
-    return [name, { rate: count, periodMs: period, perKey, ...(burst !== undefined ? { burst } : {}), ...(slots !== undefined ? { slots } : {}) }];
+    return [
+      name,
+      {
+        rate: count,
+        periodMs: period,
+        perKey,
+        ...(burst !== undefined ? { burst } : {}),
+        ...(slots !== undefined ? { slots } : {}),
+        ...(probeWindow !== undefined ? { probeWindow } : {}),
+      },
+    ];
   }
   return [name, burst === undefined ? { rate: count, periodMs: period } : { rate: count, periodMs: period, burst }];
 }

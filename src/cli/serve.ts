@@ -38,7 +38,8 @@ const HELP = `usage: thrift-queue-limiter serve --service FILE --handler FILE [o
   --limit M=SPEC        limit for method M ('*' = default, @NAME = a limit for handler code only), repeatable:
                           work=100/s  'work=100/s,burst=10'  'report=600/min,window'  export=concurrency=4
                           adaptive concurrency: work=adaptive  'work=adaptive,min=2,max=200' (initial=N)
-                          per key: 'add=10/s,per=address' (per=connection | method | field:N; slots=N keys)
+                          per key: 'add=10/s,per=address' (per=connection | method | field:N; slots=N keys,
+                          probeWindow=N slots searched per key)
   --max-wait DURATION   longest a call may wait for its token, e.g. 5s (default: unbounded)
   --max-queued N        most calls waiting per limit (default: unbounded)
   --fair-flow KEY       fair admission: flows take turns for each limit instead of one FIFO;

@@ -60,7 +60,10 @@ const MAX_PROBE_WINDOW = 64;
 /** A key's bucket spans burst × interval; it must stay far inside the table's 48-bit µs clock. */
 const MAX_KEYED_SPAN_US = 2 ** 46;
 
-const KEYED_KEYS = ['rate', 'periodMs', 'burst', 'slots', 'probeWindow', 'overflowRate', 'overflowBurst', ...QUEUE_KEYS];
+/** The bucket's own options (not the queue's): what a server's per-key limit spec takes besides `perKey`. */
+export const KEYED_BUCKET_KEYS: readonly string[] = ['rate', 'periodMs', 'burst', 'slots', 'probeWindow', 'overflowRate', 'overflowBurst'];
+
+const KEYED_KEYS = [...KEYED_BUCKET_KEYS, ...QUEUE_KEYS];
 
 /** Options renamed since an earlier release: the old name is refused with the new one. */
 export const KEYED_RENAMED: Readonly<Record<string, string>> = { capacity: 'slots' };

@@ -2,7 +2,7 @@
  * The limits of a server, by method: built from plain specs (or taken as ready limiter objects, so
  * handler code can share them), with '*' as the default for methods without their own.
  */
-import { KEYED_RENAMED } from '../keyed/keyed-options.js';
+import { KEYED_BUCKET_KEYS, KEYED_RENAMED } from '../keyed/keyed-options.js';
 import { KeyedTokenBucket, type KeyedTokenBucketDescriptor } from '../keyed/keyed-token-bucket.js';
 import { AdaptiveConcurrencyLimit } from '../limiters/adaptive-concurrency-limit.js';
 import { attachLimiter, type AnyLimiter } from '../limiters/attach.js';
@@ -70,6 +70,8 @@ export interface KeyedLimitSpec<K = PerKeySpec> {
   perKey: K;
   /** Slots of the key table: the most keys holding a bucket at once (default 4096). */
   slots?: number;
+  /** Slots searched for a key from its hash (default 16, at most 64); past them, the overflow bucket. */
+  probeWindow?: number;
   /** Rate of the bucket shared by keys that find no free slot (default `rate`). */
   overflowRate?: number;
   /** Burst of that overflow bucket (default `burst`). */
@@ -157,7 +159,8 @@ function named<L>(name: string, build: () => L): L {
   }
 }
 
-const KEYED_OPTIONS = ['rate', 'periodMs', 'burst', 'perKey', 'slots', 'overflowRate', 'overflowBurst'];
+/** A per-key limit spec's options: the keyed bucket's (validated by it), and the key; the queue bounds come from the server. */
+const KEYED_OPTIONS = [...KEYED_BUCKET_KEYS, 'perKey'];
 
 function buildKeyed(name: string, spec: Record<string, unknown>, queue: QueueBounds): KeyedMethodLimit {
   for (const option of Object.keys(spec)) {

@@ -15,6 +15,7 @@ describe('--limit METHOD=SPEC', () => {
     ['add=10/s,per=connection', ['add', { rate: 10, periodMs: 1000, perKey: 'connection' }]],
     ['*=100/s,per=method', ['*', { rate: 100, periodMs: 1000, perKey: 'method' }]],
     ['add=10/s,burst=5,per=field:1,slots=10000', ['add', { rate: 10, periodMs: 1000, burst: 5, perKey: { field: 1 }, slots: 10_000 }]],
+    ['add=10/s,per=address,slots=512,probeWindow=4', ['add', { rate: 10, periodMs: 1000, perKey: 'address', slots: 512, probeWindow: 4 }]],
   ])('%s', (text, expected) => {
     expect(parseLimit(text)).toEqual(expected);
   });
@@ -30,6 +31,8 @@ describe('--limit METHOD=SPEC', () => {
     ['add=10/s,per=field:x', /per must be .*, got "field:x"/],
     ['add=10/s,per=field:40000', /per must be .*field:N \(a Thrift field id\), got "field:40000"/],
     ['add=10/s,slots=100', /slots=N applies to a per-key limit only/],
+    ['add=10/s,probeWindow=4', /probeWindow=N applies to a per-key limit only/],
+    ['add=10/s,per=address,probeWindow=x', /unknown setting 'probeWindow=x' \(burst=N, window, per=KEY, slots=N or probeWindow=N\)/],
     ['add=10/s,per=address,capacity=100', /--limit "add=10\/s,per=address,capacity=100": capacity=N was renamed slots=N/],
     ['add=10/min,window,per=address', /a per-key limit is a token bucket, not a fixed window/],
     ['add=concurrency=2,per=address', /takes no other settings/],

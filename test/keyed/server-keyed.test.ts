@@ -134,6 +134,19 @@ describe('per-key limits on the threaded server, npm thrift clients on 127.0.0.1
     expect(() => createThreadedServer({ ...base, limits: { add: { rate: 10, perKey: 'address', slots: 0 } } })).toThrow(
       /limits\.add: slots must be at least 1/,
     );
+    // probeWindow, as KeyedTokenBucket takes it: validated there, named under the limit.
+    const probed = createThreadedServer({ ...base, limits: { add: { rate: 10, perKey: 'address', slots: 64, probeWindow: 4 } } });
+    expect(probed.limits.keyedFor('add')!.limiter.probeWindow).toBe(4);
+    expect(probed.describeLimits().limits.add).toMatchObject({ slots: 64, probeWindow: 4 });
+    for (const [probeWindow, message] of [
+      [0, /^limits\.add: probeWindow must be at least 1/],
+      [65, /^limits\.add: probeWindow must be at most 64/],
+      [2.5, /^limits\.add: probeWindow must be a whole number/],
+    ] as const) {
+      expect(() => createThreadedServer({ ...base, limits: { add: { rate: 10, perKey: 'address', probeWindow } } })).toThrow(RangeError);
+      expect(() => createThreadedServer({ ...base, limits: { add: { rate: 10, perKey: 'address', probeWindow } } })).toThrow(message);
+    }
+    expect(() => probed.setLimits({ add: { rate: 10, perKey: 'address', probeWindow: 0 } })).toThrow(/^limits\.add: probeWindow must be at least 1/);
     expect(() => createThreadedServer({ ...base, limits: { add: { rate: 10, perKey: 'address', capacity: 64 } as never } })).toThrow(
       /^limits\.add: option "capacity" was renamed "slots"$/,
     );
