@@ -24,6 +24,7 @@ export type {
   FixedWindowSetting,
   QueueOptions,
   RateLimiterOptions,
+  RateLimiterSetting,
   StoreOptions,
   TokenBucketOptions,
   TokenBucketSetting,

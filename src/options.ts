@@ -401,7 +401,36 @@ export interface RateLimiterOptions extends QueueOptions, StoreOptions {
   onLimited?: (event: { n: number; waitMs: number; queued: number }) => void;
 }
 
-const RATE_LIMITER_KEYS = ['maxCalls', 'periodMs', 'algorithm', 'burst', 'onLimited', ...QUEUE_KEYS, ...STORE_KEYS];
+const RATE_LIMITER_LIMIT_KEYS = ['maxCalls', 'periodMs', 'burst'];
+const RATE_LIMITER_KEYS = [...RATE_LIMITER_LIMIT_KEYS, 'algorithm', 'onLimited', ...QUEUE_KEYS, ...STORE_KEYS];
+
+/** A {@link RateLimiter}'s limit, as `RateLimiter.setLimit` takes it: the constructor's limit options. */
+export interface RateLimiterSetting {
+  /** Calls per period. */
+  maxCalls: number;
+  /** Period in milliseconds. Default 1000. */
+  periodMs?: number;
+  /** Token bucket only: most calls at one instant. Default `maxCalls`. */
+  burst?: number;
+}
+
+/**
+ * A facade limit mapped onto the algorithm's own (a token bucket's `rate` and `burst`, a fixed
+ * window's `maxCalls`), with the facade's checks; the algorithm checks the rest of it.
+ */
+function rateLimiterLimit(o: Partial<RateLimiterSetting>, algorithm: 'fixed-window'): FixedWindowSetting;
+function rateLimiterLimit(o: Partial<RateLimiterSetting>, algorithm: 'token-bucket'): TokenBucketSetting;
+function rateLimiterLimit(o: Partial<RateLimiterSetting>, algorithm: 'token-bucket' | 'fixed-window'): TokenBucketSetting | FixedWindowSetting;
+function rateLimiterLimit(o: Partial<RateLimiterSetting>, algorithm: 'token-bucket' | 'fixed-window'): TokenBucketSetting | FixedWindowSetting {
+  if (o.maxCalls === undefined) throw new TypeError('maxCalls is required');
+  const maxCalls = wholeNumber('maxCalls', o.maxCalls, 1);
+  const period = o.periodMs === undefined ? {} : { periodMs: o.periodMs };
+  if (algorithm === 'fixed-window') {
+    if (o.burst !== undefined) throw new RangeError("burst applies to algorithm 'token-bucket' only");
+    return { maxCalls, ...period };
+  }
+  return { rate: maxCalls, ...period, burst: o.burst ?? maxCalls };
+}
 
 /** Validates the facade-only options and maps the rest onto the chosen algorithm's options. */
 export function resolveRateLimiterOptions(options: unknown): {
@@ -412,13 +441,17 @@ export function resolveRateLimiterOptions(options: unknown): {
   const o = knownOptions('RateLimiter options', options, RATE_LIMITER_KEYS) as unknown as RateLimiterOptions;
   const algorithm = oneOf('algorithm', o.algorithm ?? 'token-bucket', ['token-bucket', 'fixed-window'] as const);
   if (o.onLimited !== undefined) func('onLimited', o.onLimited);
-  if (o.maxCalls === undefined) throw new TypeError('maxCalls is required');
-  const maxCalls = wholeNumber('maxCalls', o.maxCalls, 1);
-  const { onLimited, algorithm: _a, burst, ...rest } = o;
-  if (algorithm === 'fixed-window') {
-    if (burst !== undefined) throw new RangeError("burst applies to algorithm 'token-bucket' only");
-    return { algorithm, limiter: { ...rest, maxCalls }, onLimited };
-  }
-  const { maxCalls: _m, ...queue } = rest;
-  return { algorithm, limiter: { ...queue, rate: maxCalls, burst: burst ?? maxCalls }, onLimited };
+  const limit = rateLimiterLimit(o, algorithm);
+  const { onLimited, algorithm: _a, maxCalls: _m, periodMs: _p, burst: _b, ...others } = o;
+  return { algorithm, limiter: { ...others, ...limit }, onLimited };
+}
+
+/**
+ * Validates `RateLimiter.setLimit`'s setting as the constructor validates those options, and maps
+ * it onto the setting of the wrapped limiter's `setLimit` (`algorithm`: the facade's).
+ */
+export function resolveRateLimiterSetting(setting: unknown, algorithm: 'fixed-window'): FixedWindowSetting;
+export function resolveRateLimiterSetting(setting: unknown, algorithm: 'token-bucket'): TokenBucketSetting;
+export function resolveRateLimiterSetting(setting: unknown, algorithm: 'token-bucket' | 'fixed-window'): TokenBucketSetting | FixedWindowSetting {
+  return rateLimiterLimit(knownOptions('RateLimiter.setLimit options', setting, RATE_LIMITER_LIMIT_KEYS), algorithm);
 }

@@ -7,7 +7,7 @@ import { FixedWindow } from './limiters/fixed-window.js';
 import type { LimiterDescriptor } from './limiters/limiter.js';
 import type { Permit } from './limiters/permit.js';
 import { TokenBucket } from './limiters/token-bucket.js';
-import { resolveRateLimiterOptions, type AcquireOptions, type RateLimiterOptions } from './options.js';
+import { resolveRateLimiterOptions, resolveRateLimiterSetting, type AcquireOptions, type RateLimiterOptions, type RateLimiterSetting } from './options.js';
 
 /** What {@link RateLimiter.share} returns: the underlying limiter's descriptor plus the facade's choice. */
 export interface RateLimiterDescriptor {
@@ -65,6 +65,21 @@ export class RateLimiter {
   /** Takes a token only if one is available now. */
   tryAcquire(n = 1): boolean {
     return this.limiter.tryAcquire(n);
+  }
+
+  /**
+   * Changes the limit to `maxCalls` per `periodMs` (and `burst`, token bucket only) for every
+   * thread sharing it, at once: the wrapped limiter's `setLimit` (`TokenBucket.setLimit`,
+   * `FixedWindow.setLimit`: bounded across the change by the larger of the two limits, no waiting
+   * call refused, waiting calls timed again under the new limit). Takes the constructor's limit
+   * options, validated the same way and with its defaults: an omitted `periodMs` is 1000 again, an
+   * omitted `burst` is `maxCalls` again. The algorithm stays as constructed.
+   * @throws TypeError | RangeError naming the invalid option; nothing changes then.
+   */
+  setLimit(setting: RateLimiterSetting): void {
+    const limiter = this.limiter;
+    if (limiter instanceof FixedWindow) limiter.setLimit(resolveRateLimiterSetting(setting, 'fixed-window'));
+    else limiter.setLimit(resolveRateLimiterSetting(setting, 'token-bucket'));
   }
 
   /** Runs `task` at the moment it is admitted; see `Limiter.run`. */
