@@ -387,23 +387,6 @@ export function resolveAcquireOptions(options: AcquireOptions | undefined, defau
   return options.maxWaitMs === undefined ? defaultMaxWaitMs : waitBound('maxWaitMs', options.maxWaitMs);
 }
 
-/** Options of a {@link RateLimiter}: `maxCalls` per `periodMs`, by one of the rate algorithms. */
-export interface RateLimiterOptions extends QueueOptions, StoreOptions {
-  /** Calls per period. */
-  maxCalls: number;
-  /** Period in milliseconds. Default 1000. */
-  periodMs?: number;
-  /** `'token-bucket'` (default: smooth, bursts up to `burst`) or `'fixed-window'`. */
-  algorithm?: 'token-bucket' | 'fixed-window';
-  /** Token bucket only: most calls at one instant. Default `maxCalls`. */
-  burst?: number;
-  /** Called whenever a call has to wait, with its estimated wait (like Python ratelimiter's callback). */
-  onLimited?: (event: { n: number; waitMs: number; queued: number }) => void;
-}
-
-const RATE_LIMITER_LIMIT_KEYS = ['maxCalls', 'periodMs', 'burst'];
-const RATE_LIMITER_KEYS = [...RATE_LIMITER_LIMIT_KEYS, 'algorithm', 'onLimited', ...QUEUE_KEYS, ...STORE_KEYS];
-
 /** A {@link RateLimiter}'s limit, as `RateLimiter.setLimit` takes it: the constructor's limit options. */
 export interface RateLimiterSetting {
   /** Calls per period. */
@@ -413,6 +396,17 @@ export interface RateLimiterSetting {
   /** Token bucket only: most calls at one instant. Default `maxCalls`. */
   burst?: number;
 }
+
+/** Options of a {@link RateLimiter}: `maxCalls` per `periodMs`, by one of the rate algorithms. */
+export interface RateLimiterOptions extends RateLimiterSetting, QueueOptions, StoreOptions {
+  /** `'token-bucket'` (default: smooth, bursts up to `burst`) or `'fixed-window'`. */
+  algorithm?: 'token-bucket' | 'fixed-window';
+  /** Called whenever a call has to wait, with its estimated wait (like Python ratelimiter's callback). */
+  onLimited?: (event: { n: number; waitMs: number; queued: number }) => void;
+}
+
+const RATE_LIMITER_LIMIT_KEYS = ['maxCalls', 'periodMs', 'burst'];
+const RATE_LIMITER_KEYS = [...RATE_LIMITER_LIMIT_KEYS, 'algorithm', 'onLimited', ...QUEUE_KEYS, ...STORE_KEYS];
 
 /**
  * A facade limit mapped onto the algorithm's own (a token bucket's `rate` and `burst`, a fixed
