@@ -233,7 +233,10 @@ export class TokenBucket extends Limiter {
       return this.remote.estimateWaitAt(n, queuedTokens);
     }
     const v = this.current();
-    const ready = gcraReadyAt(Atomics.load(this.i64, LimiterLayout.I64.STATE), queuedTokens + n, v.interval, v.tolerance) - v.offset;
+    // A TAT in the past is a full bucket now: calls still waiting after a late wake-up take their
+    // tokens from now on, so counting from that TAT would promise this call a wait they will use.
+    const tat = Atomics.load(this.i64, LimiterLayout.I64.STATE) - v.offset;
+    const ready = gcraReadyAt(tat > now ? tat : now, queuedTokens + n, v.interval, v.tolerance);
     return ready > now ? ready - now : 0n;
   }
 

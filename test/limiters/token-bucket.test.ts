@@ -167,6 +167,25 @@ describe('TokenBucket with an injected clock', () => {
     expect(refused).toEqual(['queue_full']);
   });
 
+  test("the estimated wait ('limited', estimateWaitMs) behind calls still waiting counts from now once the bucket's TAT has passed (a late timer): never 0 while calls wait ahead", async () => {
+    const clock = new ManualClock();
+    const tb = new TokenBucket({ rate: 10, periodMs: 1000, burst: 1, clock });
+    const limited: number[] = [];
+    tb.on('limited', (e) => limited.push(e.waitMs));
+    expect(tb.tryAcquire()).toBe(true); // TAT: 100 ms
+    clock.timerLatenessMs = 500; // the queue's wake-up, due at 100 ms, fires at 600 ms
+    const waiting = [tb.acquire(), tb.acquire()];
+    expect(limited).toEqual([100, 200]);
+    await clock.advance(300);
+    expect(tb.size).toBe(2); // both still wait, and the TAT (100 ms) is in the past
+    // From a full bucket now, the two calls ahead take the tokens of 300 and 400 ms, this one 500 ms.
+    expect(tb.estimateWaitMs()).toBe(200);
+    waiting.push(tb.acquire());
+    expect(limited).toEqual([100, 200, 200]);
+    await clock.advance(1000);
+    await Promise.all(waiting);
+  });
+
   test('a thread that was busy does not release a backlog: after a stall at most burst + rate × λ calls start at once (λ = 2 ms, the wake-up credit)', async () => {
     const clock = new ManualClock();
     const tb = new TokenBucket({ rate: 1000, periodMs: 1000, burst: 10, clock });
