@@ -5,7 +5,9 @@
  * calls, not the keys it has seen.
  */
 import type { Nanos } from '../clock.js';
+import type { LimitWatch } from '../limiters/limit-change.js';
 import { WaitLine, type CallReports } from '../queue/admission-front.js';
+import type { Waiter } from '../queue/wait-queue.js';
 import type { KeyedTable } from './keyed-table.js';
 
 /** @internal One key's waiting calls in one thread, with the key's hash computed once. */
@@ -18,6 +20,8 @@ export class KeyQueue extends WaitLine {
     private readonly table: KeyedTable,
     /** The queue of every key with calls waiting in this thread, and nothing else. */
     private readonly queues: Map<string, KeyQueue>,
+    /** The thread's watch on changes of the limit: armed while calls wait. */
+    private readonly watch: LimitWatch,
     /** The key. */
     override readonly key: string,
     /** The key's hash, high half. */
@@ -43,7 +47,10 @@ export class KeyQueue extends WaitLine {
     throw new Error('a keyed token bucket refills with time, never by releases');
   }
 
-  headChanged(): void {}
+  /** While calls of the key wait, a change of the limit in any thread times them again. */
+  headChanged(head: Waiter | undefined): void {
+    if (head !== undefined) this.watch.arm();
+  }
 
   /** From the key's bucket and the calls of this key waiting in this thread (other threads' are not counted). */
   estimateWait(now: Nanos, n: number): Nanos {

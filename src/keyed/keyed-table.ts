@@ -19,18 +19,24 @@
  * 128  i64 WATERMARK      µs since EPOCH, ≥ the TAT of every key whose slot was reclaimed (own line)
  * 192  i64 counters: admitted, overflow admissions, inserts, reclaims and table-full events
  *      of freed thread rows; refusals by reason; calls that waited and their total wait
- * 320  thread table: ROWS rows of 64 bytes (one cache line each)
+ * 320  i32 TAG            version of the per-key settings (setLimit); its record is TAG & 1
+ * 324  i32 WRITER         threadId + 1 of the thread changing the settings (limit-change.ts)
+ * 328  i32 LIMIT_SIGNAL   bumped and notified after every change of the settings
+ * 336  SETTINGS: two records of 40 bytes ({@link KeyedSettingsLayout}): INTERVAL_US, BURST, RATE
+ *      (f64), PERIOD_MS (f64), FRESH_US (µs since EPOCH a new key's bucket starts at, at least)
+ *      (own lines, written only by a change: every admission reads TAG)
+ * 448  thread table: ROWS rows of 64 bytes (one cache line each)
  *      +0 i32 OWNER threadId + 1 (0: free)   +4 i32 QUEUED_CALLS this row's share
  *      +8 i64 ADMITTED  +16 OVERFLOW_ADMITTED  +24 INSERTED  +32 RECLAIMED  +40 TABLE_FULL
  *      (counted per thread on its own line, so admissions by different threads never contend
  *      on a counter; a snapshot sums the rows)
- * 320 + 64·ROWS  slots: SLOTS × 16 bytes
+ * 448 + 64·ROWS  slots: SLOTS × 16 bytes
  *      +0 i32 HASH_LO, +4 i32 HASH_HI   the key's 64-bit hash; 0 until the slot is first claimed
- *      +8 i64 STATE     [16-bit version | 48-bit TAT in µs since EPOCH]
+ *      +8 i64 STATE     [15-bit version | 1-bit settings parity | 48-bit TAT in µs since EPOCH]
  * ```
  *
- * So a table of `slots` keys takes 16·slots + 64·maxThreads + 320 bytes, fixed at
- * construction (4096 keys, 64 threads: 69.9 KiB), however many distinct keys are ever seen.
+ * So a table of `slots` keys takes 16·slots + 64·maxThreads + 448 bytes, fixed at
+ * construction (4096 keys, 64 threads: 70.0 KiB), however many distinct keys are ever seen.
  *
  * **Admission** is the token bucket's GCRA (gcra.ts has the proof) on the slot's TAT:
  * read STATE, then the hash (must be the key's), decide, CAS STATE. STATE is read *before* the
@@ -52,7 +58,7 @@
  * hash, check the window for a duplicate (below), then CAS (v+1, CLAIMING) → (v+1, fresh TAT)
  * with the new key's first admission in it. A concurrent admitter of the old key fails its CAS
  * (version changed), finds its key gone and inserts it afresh: no admission is lost or charged to
- * the wrong key. ABA would need 65 536 reclaims of one slot between an admitter's read and its CAS.
+ * the wrong key. ABA would need 32 768 reclaims of one slot between an admitter's read and its CAS.
  *
  * Clocks of different threads are read at slightly different moments, so a call may be judged at
  * a `now` earlier than a reclaim that already happened. A fresh bucket therefore starts at
@@ -76,18 +82,43 @@
  * overflow rate. Memory never grows and nothing throws.
  *
  * No step holds a lock. A thread that dies between claiming a slot and its final CAS leaves that
- * one slot CLAIMING for good (the table has one slot less); it never blocks another key.
+ * one slot CLAIMING until the next change of the settings abandons it (below); it never blocks
+ * another key.
+ *
+ * **Changing the per-key limit** (`setLimit`) keeps every key's bucket: each slot's TAT is
+ * converted to the new settings by the token bucket's rule (gcraConvertDebt in gcra.ts: a raised
+ * rate keeps the tokens a bucket is missing, a lowered one the tokens it holds), so around the
+ * change every interval of a key admits at most the larger of its two bounds. The settings live in
+ * two records in the header; STATE's parity bit says which one its TAT was computed under. A change
+ * (holding WRITER, limit-change.ts) writes the record that is not current, bumps TAG, then walks
+ * every slot and converts, by CAS at the walker's clock, each one still of the old parity (bumping
+ * its version; a claim in progress is abandoned instead, its owner retries under the new settings).
+ * An admitter that meets an old-parity slot converts it itself, with the same CAS, before its
+ * step, so every slot switches settings exactly once, at its own instant of conversion: before it,
+ * its admissions are the old GCRA, after it the new, which is what the proof in gcra.ts takes.
+ * WRITER is released only when the walk is done, so at most two settings (TAG's and the one
+ * before) are ever in slots, and a parity bit names them.
+ *
+ * An admitter reads STATE, then TAG (re-reading the two records when TAG moved), so the parity it
+ * sees is TAG's or the previous one, never one two changes old; its CAS succeeds only if STATE did
+ * not move meanwhile, and a record is rewritten only after every slot has left its parity, so the
+ * settings it used were those of the word it replaced. A key without a slot (never seen, or
+ * reclaimed while full) counts as a full bucket at the change: FRESH_US is that bucket converted,
+ * where a new key's bucket starts (0 unless the change lowered the rate and raised the burst).
+ * Slots of the previous parity are not reclaimed before their conversion.
  */
-import type { Nanos } from '../clock.js';
-import { gcraReadyAt, gcraTake } from '../limiters/gcra.js';
+import type { Clock, Nanos } from '../clock.js';
+import { gcraConvertDebt, gcraReadyAt, gcraTake } from '../limiters/gcra.js';
+import { changeLimit, releaseDeadWriter, type ChangeWords } from '../limiters/limit-change.js';
 import { defineLayout } from '../shared/layout.js';
+import type { ResolvedKeyedTokenBucketSetting } from './keyed-options.js';
 
 const MAGIC = 0x314b5154; // 'TQK1'
 
 /** The table's header: its shape, the overflow bucket, the watermark and the counters. */
 export const KeyedTableLayout = defineLayout('keyed table header', {
-  BYTES: 320,
-  I32: { MAGIC: 0, SLOTS: 1, PROBE: 2, ROWS: 3, QUEUED_CALLS: 4, SEED_HI: 5, SEED_LO: 6 },
+  BYTES: 448,
+  I32: { MAGIC: 0, SLOTS: 1, PROBE: 2, ROWS: 3, QUEUED_CALLS: 4, SEED_HI: 5, SEED_LO: 6, TAG: 80, WRITER: 81, LIMIT_SIGNAL: 82 },
   I64: {
     EPOCH: 4,
     OVERFLOW_TAT: 8,
@@ -102,8 +133,22 @@ export const KeyedTableLayout = defineLayout('keyed table header', {
     REFUSED_ABORTED: 31,
     WAITED: 32,
     WAIT_NS_TOTAL: 33,
+    SETTINGS: 42,
   },
+  SPANS: { SETTINGS: 10 },
 });
+
+/** One of the two per-key settings records at {@link KeyedTableLayout}'s SETTINGS; RATE and PERIOD_MS are Float64. */
+export const KeyedSettingsLayout = defineLayout('keyed table settings record', {
+  BYTES: 40,
+  I32: {},
+  I64: { INTERVAL_US: 0, BURST: 1, RATE: 2, PERIOD_MS: 3, FRESH_US: 4 },
+});
+const SETTINGS_WORDS = KeyedSettingsLayout.BYTES / 8;
+const R = KeyedSettingsLayout.I64;
+
+/** Where the table's change words are (limit-change.ts). */
+const CHANGE_WORDS: ChangeWords = { writer: KeyedTableLayout.I32.WRITER, signal: KeyedTableLayout.I32.LIMIT_SIGNAL };
 
 /** One row of the thread table: its owner, its queued calls and its own counters. */
 export const KeyedRowLayout = defineLayout('keyed table row', {
@@ -137,7 +182,12 @@ const FOLD: readonly (readonly [number, number])[] = [
 ];
 
 const TAT_MASK = (1n << 48n) - 1n;
-const VERSION_ONE = 1n << 48n;
+/** The settings parity bit of STATE, and the TAT below it. */
+const PARITY = 2 ** 48;
+const PARITY_TAT_MASK = (1n << 49n) - 1n;
+const VERSION_ONE = 1n << 49n;
+/** STATE's version bits, as a signed 64-bit mask. */
+const VERSION_MASK = -(1n << 49n);
 /** TAT field of a slot being claimed: its hash may be half written; nobody admits in it. */
 const CLAIMING = 2 ** 48 - 1;
 /** TAT field of a claim given up: free for any key, never a key's bucket. */
@@ -152,16 +202,24 @@ const FULL = 2;
 const RETRY = 3;
 const MOVED = 4;
 
-/** Per-key GCRA parameters and the overflow bucket's, identical in every thread. */
+/** The overflow bucket's parameters, identical in every thread (a key's are in the shared records). */
 export interface TableParams {
-  /** µs between two tokens of a key. */
-  intervalUs: number;
-  /** Bucket size of a key. */
-  burst: number;
   /** ns between two overflow tokens. */
   overflowIntervalNs: bigint;
   /** Size of the overflow bucket. */
   overflowBurst: number;
+}
+
+/** Writes settings record `record` of the table in `buffer`. */
+function writeSettings(buffer: SharedArrayBuffer, record: number, s: ResolvedKeyedTokenBucketSetting, freshUs: number): void {
+  const i64 = new BigInt64Array(buffer);
+  const f64 = new Float64Array(buffer);
+  const at = KeyedTableLayout.I64.SETTINGS + record * SETTINGS_WORDS;
+  Atomics.store(i64, at + R.INTERVAL_US, BigInt(s.intervalUs));
+  Atomics.store(i64, at + R.BURST, BigInt(s.burst));
+  f64[at + R.RATE] = s.rate;
+  f64[at + R.PERIOD_MS] = s.periodMs;
+  Atomics.store(i64, at + R.FRESH_US, BigInt(freshUs));
 }
 
 /** What {@link KeyedTable.countKeys} finds. */
@@ -193,20 +251,29 @@ export class KeyedTable {
   private readonly i64: BigInt64Array;
   private readonly slotI32: number;
   private readonly slotI64: number;
-  private readonly interval: number;
-  private readonly tolerance: number;
+  private readonly f64: Float64Array;
   private readonly overflowInterval: bigint;
   private readonly overflowTolerance: bigint;
+  /** The settings this thread last read: of TAG, and of the TAG before (see the top of this file). */
+  private tag = -1;
+  /** STATE's parity bit of TAG's settings: 0 or {@link PARITY}. */
+  private parity = 0;
+  private interval = 0;
+  private burst = 0;
+  private tolerance = 0;
+  private fresh = 0;
+  private prevInterval = 0;
+  private prevBurst = 0;
   /** Latest `now` (µs) whose admissions keep every TAT below the sentinels. */
-  private readonly maxNowUs: number;
+  private maxNowUs = 0;
   private row = -1;
   private rowI64 = 0;
   /** The time of the call in progress: whole µs since the epoch, and the ns beyond them. */
   private us = 0;
   private frac = 0;
 
-  /** Allocates a zeroed table. */
-  static allocate(slots: number, probeWindow: number, rows: number, epoch: Nanos): SharedArrayBuffer {
+  /** Allocates a zeroed table whose keys have the limit `setting`. */
+  static allocate(slots: number, probeWindow: number, rows: number, epoch: Nanos, setting: ResolvedKeyedTokenBucketSetting): SharedArrayBuffer {
     const buffer = new SharedArrayBuffer(KeyedTableLayout.BYTES + rows * KeyedRowLayout.BYTES + slots * KeyedSlotLayout.BYTES);
     const i32 = new Int32Array(buffer);
     const seed = crypto.getRandomValues(new Int32Array(2));
@@ -217,6 +284,7 @@ export class KeyedTable {
     i32[KeyedTableLayout.I32.SEED_HI] = seed[0]!;
     i32[KeyedTableLayout.I32.SEED_LO] = seed[1]!;
     new BigInt64Array(buffer)[KeyedTableLayout.I64.EPOCH] = epoch;
+    writeSettings(buffer, 0, setting, 0);
     return buffer;
   }
 
@@ -245,11 +313,127 @@ export class KeyedTable {
     if (buffer.byteLength !== slotBytes + this.slots * KeyedSlotLayout.BYTES) throw new TypeError('descriptor.buffer has the wrong size for its table');
     this.slotI32 = slotBytes / 4;
     this.slotI64 = slotBytes / 8;
-    this.interval = params.intervalUs;
-    this.tolerance = params.intervalUs * params.burst;
+    this.f64 = new Float64Array(buffer);
     this.overflowInterval = params.overflowIntervalNs;
     this.overflowTolerance = params.overflowIntervalNs * BigInt(params.overflowBurst);
-    this.maxNowUs = ABANDONED - 2 - this.tolerance;
+    this.sync();
+  }
+
+  /** The per-key limit now (the latest change in any thread). */
+  setting(): ResolvedKeyedTokenBucketSetting {
+    this.sync();
+    const record = this.recordIndex(this.tag);
+    return {
+      intervalUs: this.interval,
+      burst: this.burst,
+      rate: this.f64[record + R.RATE]!,
+      periodMs: this.f64[record + R.PERIOD_MS]!,
+    };
+  }
+
+  /**
+   * Changes every key's limit to `setting` (top of this file), converting each key's bucket; a
+   * change in progress in another thread is waited for. Wakes the {@link watchChanges} of every
+   * thread once done.
+   */
+  change(setting: ResolvedKeyedTokenBucketSetting, clock: Clock): void {
+    changeLimit(
+      { i32: this.i32 },
+      () => {
+        this.sync();
+        this.setNow(clock.now());
+        const fresh = this.convertTat(this.fresh, this.interval, this.burst, setting.intervalUs, setting.burst);
+        const tag = (this.tag + 1) | 0;
+        writeSettings(this.buffer, tag & 1, setting, fresh);
+        Atomics.store(this.i32, KeyedTableLayout.I32.TAG, tag);
+        this.sync();
+        for (let s = 0; s < this.slots; s++) this.convertForChange(s, clock);
+      },
+      CHANGE_WORDS,
+    );
+  }
+
+  /** Int32 index of the word bumped after every change, for a {@link LimitWatch}. */
+  get changeSignal(): number {
+    return CHANGE_WORDS.signal;
+  }
+
+  /** The Int32 view of the table (for a {@link LimitWatch}). */
+  get words(): Int32Array {
+    return this.i32;
+  }
+
+  /** Reads the settings of TAG and of the TAG before it if TAG moved since this thread last did. */
+  private sync(): void {
+    const tag = Atomics.load(this.i32, KeyedTableLayout.I32.TAG);
+    if (tag === this.tag) return;
+    const i64 = this.i64;
+    const cur = this.recordIndex(tag);
+    const prev = this.recordIndex(tag - 1);
+    this.interval = Number(Atomics.load(i64, cur + R.INTERVAL_US));
+    this.burst = Number(Atomics.load(i64, cur + R.BURST));
+    this.tolerance = this.interval * this.burst;
+    this.fresh = Number(Atomics.load(i64, cur + R.FRESH_US));
+    // Before the first change there is no previous record: no slot has its parity.
+    this.prevInterval = Number(Atomics.load(i64, prev + R.INTERVAL_US));
+    this.prevBurst = Number(Atomics.load(i64, prev + R.BURST));
+    this.maxNowUs = ABANDONED - 2 - Math.max(this.tolerance, this.prevInterval * this.prevBurst);
+    this.parity = (tag & 1) === 0 ? 0 : PARITY;
+    this.tag = tag;
+  }
+
+  /** BigInt64 index of the settings record of `tag`. */
+  private recordIndex(tag: number): number {
+    return KeyedTableLayout.I64.SETTINGS + (tag & 1) * SETTINGS_WORDS;
+  }
+
+  /**
+   * A TAT (µs since the epoch) of settings (`fromUs`, `fromBurst`) converted, at the time of the
+   * call in progress ({@link setNow}), to settings (`toUs`, `toBurst`): the debt TAT − now goes
+   * through gcraConvertDebt (gcra.ts), rounded up to a whole µs; a bucket left full keeps its TAT
+   * (or now, if that is earlier), so a full bucket stays as reclaimable as it was.
+   */
+  private convertTat(tat: number, fromUs: number, fromBurst: number, toUs: number, toBurst: number): number {
+    const nowNs = BigInt(this.us) * 1000n + BigInt(this.frac);
+    const tatNs = BigInt(tat) * 1000n;
+    const debt = gcraConvertDebt(tatNs > nowNs ? tatNs - nowNs : 0n, BigInt(fromUs) * 1000n, fromBurst, BigInt(toUs) * 1000n, toBurst);
+    if (debt === 0n) return Math.min(tat, this.us);
+    return Number((nowNs + debt + 999n) / 1000n);
+  }
+
+  /**
+   * The STATE replacing `st` (TAT `tat`, of the previous settings) once converted to TAG's, with
+   * its version bumped.
+   */
+  private converted(st: bigint, tat: number): bigint {
+    const next = this.convertTat(tat, this.prevInterval, this.prevBurst, this.interval, this.burst);
+    return BigInt.asIntN(64, (st & VERSION_MASK) + VERSION_ONE) + BigInt(this.parity + next);
+  }
+
+  /**
+   * The change's walk over slot `s` (holding WRITER, TAG already moved): converts its bucket if it
+   * still has the previous parity, or abandons the claim in progress in it.
+   */
+  private convertForChange(s: number, clock: Clock): void {
+    const index = this.stateIndex(s);
+    let st = Atomics.load(this.i64, index);
+    for (;;) {
+      if (st === 0n) return;
+      const low = Number(st & PARITY_TAT_MASK);
+      const parity = low >= PARITY ? PARITY : 0;
+      const tat = low - parity;
+      if (parity === this.parity || tat === ABANDONED) return;
+      let next: bigint;
+      if (tat === CLAIMING) {
+        next = st - CLAIMING_BIG + ABANDONED_BIG;
+      } else {
+        this.setNow(clock.now());
+        next = this.converted(st, tat);
+      }
+      const seen = Atomics.compareExchange(this.i64, index, st, next);
+      if (seen === st) return;
+      st = seen;
+    }
   }
 
   /**
@@ -258,10 +442,10 @@ export class KeyedTable {
    * overflow bucket. The one atomic step that admits a call.
    */
   take(hi: number, lo: number, home: number, now: Nanos, n: number): boolean {
+    this.sync();
     this.setNow(now);
-    const cost = n * this.interval;
     for (;;) {
-      const r = this.attempt(hi, lo, home, cost);
+      const r = this.attempt(hi, lo, home, n);
       if (r === ADMIT) {
         Atomics.add(this.i64, this.rowI64 + KeyedRowLayout.I64.ADMITTED, 1n);
         return true;
@@ -282,9 +466,9 @@ export class KeyedTable {
    * after a late wake-up take tokens from now on, and the estimate must wait behind them.
    */
   readyAt(hi: number, lo: number, home: number, now: Nanos, n: number, ahead: number): Nanos {
+    this.sync();
     this.setNow(now);
     const i32 = this.i32;
-    const debtUs = (ahead + n) * this.interval - this.tolerance;
     let free = false;
     let s = home;
     for (let k = 0; k < this.probeWindow; k++) {
@@ -293,28 +477,39 @@ export class KeyedTable {
         free = true;
         break;
       }
-      const tat = Number(st & TAT_MASK);
+      const low = Number(st & PARITY_TAT_MASK);
+      const parity = low >= PARITY ? PARITY : 0;
+      let tat = low - parity;
       const b = this.hashIndex(s);
       if (tat < ABANDONED && Atomics.load(i32, b + KeyedSlotLayout.I32.HASH_LO) === lo && Atomics.load(i32, b + KeyedSlotLayout.I32.HASH_HI) === hi) {
-        if (tat > this.us) {
-          const readyUs = tat + debtUs;
-          return readyUs <= this.us ? now : this.epoch + BigInt(readyUs) * 1000n;
-        }
-        free = true; // its bucket is idle: full now
-        break;
+        // A bucket not converted yet: as it will be once converted.
+        if (parity !== this.parity) tat = this.convertTat(tat, this.prevInterval, this.prevBurst, this.interval, this.burst);
+        return this.readyFrom(tat, now, n + ahead);
       }
-      if (tat === ABANDONED || tat <= this.us) free = true;
+      if (tat === ABANDONED || (tat <= this.us && parity === this.parity)) free = true;
       s = s + 1 === this.slots ? 0 : s + 1;
     }
-    // The key's bucket is idle, or it would get a fresh one: full now.
-    if (free) return debtUs <= 0 ? now : now + BigInt(debtUs) * 1000n;
+    // The key would get a fresh bucket: full now, or as a change left it (FRESH_US).
+    if (free) return this.readyFrom(this.fresh, now, n + ahead);
     const overflowTat = Atomics.load(this.i64, KeyedTableLayout.I64.OVERFLOW_TAT);
     const ready = gcraReadyAt(overflowTat > now ? overflowTat : now, ahead + n, this.overflowInterval, this.overflowTolerance);
     return ready > now ? ready : now;
   }
 
+  /** When `tokens` pass the test against a key's TAT (µs since the epoch): `now` if at once. */
+  private readyFrom(tat: number, now: Nanos, tokens: number): Nanos {
+    const debtUs = tokens * this.interval - this.tolerance;
+    if (tat > this.us) {
+      const readyUs = tat + debtUs;
+      return readyUs <= this.us ? now : this.epoch + BigInt(readyUs) * 1000n;
+    }
+    // A bucket whose TAT has passed is full now: the tokens count from now, not from that TAT.
+    return debtUs <= 0 ? now : now + BigInt(debtUs) * 1000n;
+  }
+
   /** Keys holding a slot, and those of them whose bucket is not full at `now`. */
   countKeys(now: Nanos): KeyCounts {
+    this.sync();
     this.setNow(now);
     let inUse = 0;
     let active = 0;
@@ -329,7 +524,7 @@ export class KeyedTable {
   }
 
   /** One pass over the window: admit in the key's slot, or insert it, or report the window full. */
-  private attempt(hi: number, lo: number, home: number, cost: number): number {
+  private attempt(hi: number, lo: number, home: number, n: number): number {
     const i32 = this.i32;
     let candidate = -1;
     let candidateState = 0n;
@@ -337,7 +532,7 @@ export class KeyedTable {
     for (let k = 0; k < this.probeWindow; k++) {
       const b = this.hashIndex(s);
       if (Atomics.load(i32, b + KeyedSlotLayout.I32.HASH_LO) === lo && Atomics.load(i32, b + KeyedSlotLayout.I32.HASH_HI) === hi) {
-        const r = this.admitInSlot(s, hi, lo, cost);
+        const r = this.admitInSlot(s, hi, lo, n);
         if (r !== MOVED) return r;
       }
       if (candidate < 0) {
@@ -348,8 +543,11 @@ export class KeyedTable {
           candidate = s;
           break;
         }
-        const tat = Number(st & TAT_MASK);
-        if (tat === ABANDONED || tat <= this.us) {
+        const low = Number(st & PARITY_TAT_MASK);
+        const parity = low >= PARITY ? PARITY : 0;
+        const tat = low - parity;
+        // A full bucket of the previous settings is converted (by its key or the change's walk) before it can go.
+        if (tat === ABANDONED || (tat <= this.us && parity === this.parity)) {
           candidate = s;
           candidateState = st;
         }
@@ -362,19 +560,33 @@ export class KeyedTable {
       }
       s = s + 1 === this.slots ? 0 : s + 1;
     }
-    return candidate < 0 ? FULL : this.claim(candidate, candidateState, hi, lo, home, cost);
+    return candidate < 0 ? FULL : this.claim(candidate, candidateState, hi, lo, home, n);
   }
 
-  /** GCRA on slot `s` if it holds the key: ADMIT, REFUSE, or MOVED when it does not (any more). */
-  private admitInSlot(s: number, hi: number, lo: number, cost: number): number {
+  /**
+   * GCRA on slot `s` if it holds the key: ADMIT, REFUSE, or MOVED when it does not (any more). A
+   * bucket of the previous settings is converted first.
+   */
+  private admitInSlot(s: number, hi: number, lo: number, n: number): number {
     const i64 = this.i64;
     const index = this.stateIndex(s);
     const b = this.hashIndex(s);
     let st = Atomics.load(i64, index);
     for (;;) {
-      const tat = Number(st & TAT_MASK);
+      const low = Number(st & PARITY_TAT_MASK);
+      const parity = low >= PARITY ? PARITY : 0;
+      const tat = low - parity;
       if (tat >= ABANDONED || Atomics.load(this.i32, b + KeyedSlotLayout.I32.HASH_LO) !== lo || Atomics.load(this.i32, b + KeyedSlotLayout.I32.HASH_HI) !== hi)
         return MOVED;
+      // TAG read after STATE: the word's parity is TAG's or the one before (top of this file).
+      this.sync();
+      if (parity !== this.parity) {
+        const next = this.converted(st, tat);
+        const seen = Atomics.compareExchange(i64, index, st, next);
+        st = seen === st ? next : seen;
+        continue;
+      }
+      const cost = n === 1 ? this.interval : n * this.interval;
       let next: number;
       if (tat > this.us) {
         // TAT in the future: admit iff TAT·1000 + cost·1000 − (us·1000 + frac) ≤ tolerance·1000,
@@ -400,14 +612,22 @@ export class KeyedTable {
    * Claims slot `s` (read as `state`: empty, abandoned or idle) for the key, removes duplicates,
    * then publishes the key's fresh bucket with its first admission in it.
    */
-  private claim(s: number, state: bigint, hi: number, lo: number, home: number, cost: number): number {
+  private claim(s: number, state: bigint, hi: number, lo: number, home: number, n: number): number {
     const i64 = this.i64;
     const index = this.stateIndex(s);
     const oldTat = Number(state & TAT_MASK);
     const reclaiming = state !== 0n && oldTat !== ABANDONED;
     if (reclaiming) this.raiseWatermark(oldTat);
-    const claimed = BigInt.asIntN(64, (state & ~TAT_MASK) + VERSION_ONE) + CLAIMING_BIG;
+    const tag = this.tag;
+    const claimed = BigInt.asIntN(64, (state & VERSION_MASK) + VERSION_ONE) + BigInt(this.parity) + CLAIMING_BIG;
     if (Atomics.compareExchange(i64, index, state, claimed) !== state) return RETRY;
+    // The claim carries TAG's parity: if TAG has moved, the change's walk may have passed this
+    // slot already, and a bucket of older settings must not be left behind it.
+    if (Atomics.load(this.i32, KeyedTableLayout.I32.TAG) !== tag) {
+      Atomics.compareExchange(i64, index, claimed, claimed - CLAIMING_BIG + ABANDONED_BIG);
+      this.sync();
+      return RETRY;
+    }
     const b = this.hashIndex(s);
     Atomics.store(this.i32, b + KeyedSlotLayout.I32.HASH_LO, lo);
     Atomics.store(this.i32, b + KeyedSlotLayout.I32.HASH_HI, hi);
@@ -415,7 +635,9 @@ export class KeyedTable {
       Atomics.compareExchange(i64, index, claimed, claimed - CLAIMING_BIG + ABANDONED_BIG);
       return RETRY;
     }
-    const fresh = Number(Atomics.load(i64, KeyedTableLayout.I64.WATERMARK));
+    const watermark = Number(Atomics.load(i64, KeyedTableLayout.I64.WATERMARK));
+    const fresh = watermark > this.fresh ? watermark : this.fresh;
+    const cost = n * this.interval;
     let next: number;
     let admitted = true;
     if (fresh > this.us) {
@@ -541,6 +763,7 @@ export class KeyedTable {
     for (let r = 0; r < this.rows; r++) {
       if (Atomics.load(this.i32, this.rowI32(r) + KeyedRowLayout.I32.OWNER) === deadThreadId + 1) queued += this.freeRow(r);
     }
+    releaseDeadWriter(this.i32, deadThreadId, CHANGE_WORDS);
     return queued;
   }
 

@@ -15,6 +15,10 @@
  * - Memory is fixed at construction: 16 bytes per slot in shared memory; in each thread, one
  *   queue per key that has calls waiting there, dropped when they are gone.
  *
+ * - `setLimit` changes every key's rate and burst at runtime, keeping each key's bucket (converted
+ *   as a token bucket's is, gcra.ts): around a change, any interval of a key admits at most the
+ *   larger of the two bounds. Waiting calls in every thread are timed again under the new limit.
+ *
  * Within a thread, calls of one key are served FIFO; calls of different keys never wait for each
  * other. `maxQueued` bounds the calls waiting over all keys and all threads (one shared count),
  * which bounds the memory of the queues; a bound per key is left to the caller (the fair queueing
@@ -23,6 +27,7 @@
 import { threadId } from 'node:worker_threads';
 import type { Clock, Nanos } from '../clock.js';
 import type { QueueRefusalReason, RefusalCounts } from '../errors.js';
+import { LimitWatch } from '../limiters/limit-change.js';
 import { RATE_PERMIT, RATE_PERMIT_PROMISE, type Permit } from '../limiters/permit.js';
 import { checkCount, resolveAcquireOptions, type AcquireOptions } from '../options.js';
 import { AdmissionFront, FRONT_EVENTS, runAdmitted } from '../queue/admission-front.js';
@@ -30,7 +35,14 @@ import { EventSource } from '../queue/listeners.js';
 import { ThreadInstances } from '../shared/thread-instances.js';
 import { KeyHasher } from './key-hash.js';
 import { KeyQueue } from './key-queue.js';
-import { checkKey, resolveKeyedTokenBucketOptions, type KeyedTokenBucketOptions, type ResolvedKeyedTokenBucketOptions } from './keyed-options.js';
+import {
+  checkKey,
+  resolveKeyedTokenBucketOptions,
+  resolveKeyedTokenBucketSetting,
+  type KeyedTokenBucketOptions,
+  type KeyedTokenBucketSetting,
+  type ResolvedKeyedTokenBucketOptions,
+} from './keyed-options.js';
 import { KeyedTable, KeyedTableLayout } from './keyed-table.js';
 
 /** What `share()` returns: plain data and the shared buffer, structured-cloneable. */
@@ -119,17 +131,11 @@ const attached = new ThreadInstances<KeyedTokenBucket, { table: KeyedTable; row:
 export class KeyedTokenBucket extends EventSource<KeyedTokenBucketEvents> {
   /** Identity shared by every thread's instance. */
   readonly id: string;
-  /** Tokens per period, per key. */
-  readonly rate: number;
-  /** Period of `rate`, ms. */
-  readonly periodMs: number;
-  /** Bucket size of each key. */
-  readonly burst: number;
   /** Slots in the table: the most keys holding a bucket at once. */
   readonly slots: number;
   /** Slots searched per key. */
   readonly probeWindow: number;
-  /** Tokens per period of the overflow bucket. */
+  /** Tokens of the overflow bucket per the `periodMs` the bucket was built with (setLimit keeps it). */
   readonly overflowRate: number;
   /** Size of the overflow bucket. */
   readonly overflowBurst: number;
@@ -142,12 +148,12 @@ export class KeyedTokenBucket extends EventSource<KeyedTokenBucketEvents> {
   private readonly clock: Clock;
   private readonly hasher: KeyHasher;
   private readonly maxThreads: number;
-  /** Largest n one call may ask for, and the option that sets it. */
-  private readonly maxN: number;
-  private readonly maxNName: string;
+  /** The options it was built with, for share(): an attaching thread derives the overflow bucket from them. */
+  private readonly built: Record<string, unknown>;
   /** The queue of every key with calls waiting in this thread, and nothing else. */
   private readonly queues = new Map<string, KeyQueue>();
   private readonly front: AdmissionFront<KeyedTokenBucketEvents>;
+  private readonly watch: LimitWatch;
 
   /**
    * @param options rate, periodMs (default 1000), burst (default ceil(rate)), slots (default
@@ -167,7 +173,7 @@ export class KeyedTokenBucket extends EventSource<KeyedTokenBucketEvents> {
       {
         queuedCalls: () => this.table.queuedCalls(),
         // The fast path found no queue of the key and has just hashed it into the hasher.
-        line: (key) => new KeyQueue(this.front, this.table, this.queues, key!, this.hasher.hi, this.hasher.lo, this.hasher.home),
+        line: (key) => new KeyQueue(this.front, this.table, this.queues, this.watch, key!, this.hasher.hi, this.hasher.lo, this.hasher.home),
         storeRefusal: () => undefined,
         countRefused: (reason) => this.table.count(REFUSED_COUNTER[reason], 1n),
         permit: () => RATE_PERMIT,
@@ -180,13 +186,10 @@ export class KeyedTokenBucket extends EventSource<KeyedTokenBucketEvents> {
       o.maxQueued,
       this.events,
     );
-    const params = { intervalUs: o.intervalUs, burst: o.burst, overflowIntervalNs: o.overflowIntervalNs, overflowBurst: o.overflowBurst };
-    const buffer = attach?.buffer ?? KeyedTable.allocate(o.slots, o.probeWindow, o.maxThreads, this.front.createdAt);
+    const params = { overflowIntervalNs: o.overflowIntervalNs, overflowBurst: o.overflowBurst };
+    const buffer = attach?.buffer ?? KeyedTable.allocate(o.slots, o.probeWindow, o.maxThreads, this.front.createdAt, o);
     this.table = new KeyedTable(buffer, params);
     this.id = attach?.id ?? crypto.randomUUID();
-    this.rate = o.rate;
-    this.periodMs = o.periodMs;
-    this.burst = o.burst;
     this.slots = this.table.slots;
     this.probeWindow = this.table.probeWindow;
     this.maxThreads = this.table.rows;
@@ -194,8 +197,27 @@ export class KeyedTokenBucket extends EventSource<KeyedTokenBucketEvents> {
     this.overflowBurst = o.overflowBurst;
     this.maxQueued = o.maxQueued;
     this.maxWaitMs = o.maxWaitMs;
-    this.maxN = Math.min(o.burst, o.overflowBurst);
-    this.maxNName = o.burst <= o.overflowBurst ? 'burst' : 'overflowBurst';
+    this.built = {
+      rate: o.rate,
+      periodMs: o.periodMs,
+      burst: o.burst,
+      slots: this.slots,
+      probeWindow: this.probeWindow,
+      overflowRate: o.overflowRate,
+      overflowBurst: o.overflowBurst,
+      maxQueued: o.maxQueued,
+      maxWaitMs: o.maxWaitMs,
+      maxThreads: this.maxThreads,
+    };
+    // A change in any thread times this thread's waiting calls again, whatever their key.
+    this.watch = new LimitWatch(
+      this.table.words,
+      () => this.queues.size > 0,
+      () => {
+        for (const q of [...this.queues.values()]) q.waiters.pump();
+      },
+      this.table.changeSignal,
+    );
     this.hasher = new KeyHasher(this.table.seedHi, this.table.seedLo, this.table.slots);
     const row = this.table.claimRow(threadId);
     attached.add(this.id, this, { table: this.table, row });
@@ -218,10 +240,40 @@ export class KeyedTokenBucket extends EventSource<KeyedTokenBucketEvents> {
     );
   }
 
+  /** Tokens per period, per key (now: the latest `setLimit` in any thread). */
+  get rate(): number {
+    return this.table.setting().rate;
+  }
+
+  /** Period of `rate`, ms. */
+  get periodMs(): number {
+    return this.table.setting().periodMs;
+  }
+
+  /** Bucket size of each key. */
+  get burst(): number {
+    return this.table.setting().burst;
+  }
+
+  /**
+   * Changes every key's limit, for every thread sharing the table, without emptying it: each key's
+   * bucket is converted to the new limit as a {@link TokenBucket}'s is (a raised rate keeps the
+   * tokens a bucket is missing, a lowered one the tokens it holds), so around the change no
+   * interval admits more calls of a key than the larger of the old and the new bound. No waiting
+   * call is refused or dropped: in every thread they are timed again under the new limit. Takes
+   * `rate`, `periodMs` and `burst` with the constructor's defaults (an omitted `burst` is
+   * `ceil(rate)` again). `slots`, `probeWindow` and the overflow bucket's settings are fixed when
+   * the table is built and are refused here. A change visits every slot once: O(slots).
+   * @throws TypeError | RangeError naming the invalid or unchangeable option; nothing changes then.
+   */
+  setLimit(setting: KeyedTokenBucketSetting): void {
+    this.table.change(resolveKeyedTokenBucketSetting(setting), this.clock);
+  }
+
   /** Admits `n` tokens of `key` at once if its limit allows and none of its calls wait in this thread. */
   tryAcquire(key: string, n = 1): boolean {
     checkKey(key);
-    if (n !== 1) checkCount(n, this.maxN, this.maxNName);
+    if (n !== 1) this.checkN(n);
     if (this.queues.has(key)) return false;
     const h = this.hasher;
     h.hash(key);
@@ -236,7 +288,7 @@ export class KeyedTokenBucket extends EventSource<KeyedTokenBucketEvents> {
   tryAcquireAt(key: string, now: Nanos, n = 1): boolean {
     checkKey(key);
     if (typeof now !== 'bigint') throw new TypeError(`now must be a bigint of nanoseconds, got ${String(now)}`);
-    if (n !== 1) checkCount(n, this.maxN, this.maxNName);
+    if (n !== 1) this.checkN(n);
     const h = this.hasher;
     h.hash(key);
     return this.table.take(h.hi, h.lo, h.home, now, n);
@@ -253,7 +305,7 @@ export class KeyedTokenBucket extends EventSource<KeyedTokenBucketEvents> {
   acquire(key: string, n = 1, options?: AcquireOptions): Promise<Permit> {
     const maxWaitMs = resolveAcquireOptions(options, this.maxWaitMs);
     checkKey(key);
-    if (n !== 1) checkCount(n, this.maxN, this.maxNName);
+    if (n !== 1) this.checkN(n);
     const queue = this.queues.get(key);
     if (queue === undefined) {
       const h = this.hasher;
@@ -271,7 +323,7 @@ export class KeyedTokenBucket extends EventSource<KeyedTokenBucketEvents> {
     const maxWaitMs = resolveAcquireOptions(options, this.maxWaitMs);
     checkKey(key);
     if (typeof task !== 'function') throw new TypeError('task must be a function');
-    if (n !== 1) checkCount(n, this.maxN, this.maxNName);
+    if (n !== 1) this.checkN(n);
     const queue = this.queues.get(key);
     if (queue === undefined) {
       const h = this.hasher;
@@ -316,23 +368,13 @@ export class KeyedTokenBucket extends EventSource<KeyedTokenBucketEvents> {
 
   /** A structured-cloneable description holding the shared table, for {@link attach} in another thread. */
   share(): KeyedTokenBucketDescriptor {
-    return {
-      kind: 'keyed-token-bucket',
-      id: this.id,
-      options: {
-        rate: this.rate,
-        periodMs: this.periodMs,
-        burst: this.burst,
-        slots: this.slots,
-        probeWindow: this.probeWindow,
-        overflowRate: this.overflowRate,
-        overflowBurst: this.overflowBurst,
-        maxQueued: this.maxQueued,
-        maxWaitMs: this.maxWaitMs,
-        maxThreads: this.maxThreads,
-      },
-      buffer: this.table.buffer,
-    };
+    return { kind: 'keyed-token-bucket', id: this.id, options: { ...this.built }, buffer: this.table.buffer };
+  }
+
+  /** Checks `n` against the most one call may ask for: a key's burst now, and the overflow bucket's. */
+  private checkN(n: number): void {
+    const burst = this.table.setting().burst;
+    checkCount(n, Math.min(burst, this.overflowBurst), burst <= this.overflowBurst ? 'burst' : 'overflowBurst');
   }
 
   /**
