@@ -16,6 +16,7 @@ const UNIT = [
   'test/fair/arg-field.test.ts',
   'test/report/svg-chart.test.ts',
   'test/keyed/keyed-token-bucket.test.ts',
+  'test/keyed/set-limit.test.ts',
   'test/limiters/adaptive-concurrency-limit.test.ts',
   'test/limiters/concurrency-limit.test.ts',
   'test/limiters/fixed-window.test.ts',
