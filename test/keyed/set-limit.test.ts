@@ -2,7 +2,7 @@ import { describe, expect, test } from 'vitest';
 import { ManualClock } from '../../src/clock.js';
 import { KeyedTableLayout } from '../../src/keyed/keyed-table.js';
 import { KeyedTokenBucket } from '../../src/keyed/keyed-token-bucket.js';
-import { intervalExcess } from './change-bound.js';
+import { intervalExcess, type TimedSetting } from './change-bound.js';
 
 const ms = (x: number): bigint => BigInt(Math.round(x * 1e6));
 /** Lets promise callbacks and the limit-change notification (a waitAsync resolution) run. */
@@ -115,7 +115,7 @@ describe('KeyedTokenBucket.setLimit with an injected clock: each key keeps its b
     const k = new KeyedTokenBucket({ ...first, periodMs: 100, clock });
     let seed = 11;
     const random = (): number => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
-    const changes: { at: bigint; rate: number; burst: number }[] = [{ at: 0n, ...first }];
+    const changes: TimedSetting[] = [{ before: 0n, after: 0n, ...first }];
     const keys = ['k0', 'k1', 'k2', 'k3', 'k4', 'k5'];
     const admitted = new Map<string, bigint[]>(keys.map((key) => [key, []]));
     let t = 0;
@@ -131,7 +131,7 @@ describe('KeyedTokenBucket.setLimit with an injected clock: each key keeps its b
     for (let change = 1; change <= 40; change++) {
       load(t + 100 + random() * 400);
       await clock.advance(t - clock.nowMs());
-      const next = { at: clock.now(), rate: 1 + Math.floor(random() * 60), burst: 1 + Math.floor(random() * 15) };
+      const next = { before: clock.now(), after: clock.now(), rate: 1 + Math.floor(random() * 60), burst: 1 + Math.floor(random() * 15) };
       k.setLimit({ rate: next.rate, periodMs: 100, burst: next.burst });
       expect([k.rate, k.burst]).toEqual([next.rate, next.burst]);
       changes.push(next);

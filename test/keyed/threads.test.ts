@@ -1,55 +1,12 @@
-import { Worker } from 'node:worker_threads';
 import { afterEach, describe, expect, test } from 'vitest';
 import { ManualClock } from '../../src/clock.js';
 import { KeyedTokenBucket } from '../../src/keyed/keyed-token-bucket.js';
-import type { PhasesJob, RaceJob, RealTimeJob } from '../fixtures/keyed-worker.js';
-import { fixture, nextMessage, worstExcess } from '../helpers.js';
+import { worstExcess } from '../helpers.js';
 import { GcraModel } from './gcra-model.js';
+import { byKey, runWorkers, stopKeyedWorkers } from './keyed-workers.js';
 import { demand, phaseKey, phaseTime, type PhasePlan } from './keyed-phases.js';
 
-const workers: Worker[] = [];
-afterEach(async () => {
-  await Promise.all(workers.splice(0).map((w) => w.terminate()));
-});
-
-/** Starts one worker per job, waits until each is ready, sets `go`, and waits for all to finish. */
-async function runWorkers(jobs: (PhasesJob | RaceJob | RealTimeJob)[], go: SharedArrayBuffer | undefined, timeoutMs: number): Promise<number[]> {
-  const spawned = jobs.map((job) => {
-    const w = new Worker(fixture('keyed-worker'), { workerData: job });
-    workers.push(w);
-    return w;
-  });
-  await Promise.all(spawned.map((w) => nextMessage(w)));
-  const finished = spawned.map((w) => nextMessage<{ done: boolean; calls: number }>(w));
-  if (go !== undefined) {
-    Atomics.store(new Int32Array(go), 0, 1);
-    Atomics.notify(new Int32Array(go), 0);
-  }
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error('workers did not finish in time')), timeoutMs);
-  });
-  try {
-    return (await Promise.race([Promise.all(finished), deadline])).map((m) => m.calls);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** Admission instants per key, sorted, from the workers' records. */
-function byKey(keys: SharedArrayBuffer, instants: SharedArrayBuffer): Map<number, bigint[]> {
-  const k = new Int32Array(keys);
-  const t = new BigInt64Array(instants);
-  const map = new Map<number, bigint[]>();
-  for (let i = 0; i < k.length; i++) {
-    if (t[i] === 0n) continue;
-    let list = map.get(k[i]!);
-    if (list === undefined) map.set(k[i]!, (list = []));
-    list.push(t[i]!);
-  }
-  for (const list of map.values()) list.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-  return map;
-}
+afterEach(stopKeyedWorkers);
 
 describe('KeyedTokenBucket across real worker threads', () => {
   test("4 threads replaying fixed instants with tryAcquireAt over 2 960 keys in 1 024 slots (concurrent inserts of one key, reclaims): every key's admissions summed over threads equal the single-threaded model exactly (none lost, none doubled)", async () => {
