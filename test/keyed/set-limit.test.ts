@@ -36,7 +36,7 @@ describe('KeyedTokenBucket.setLimit with an injected clock: each key keeps its b
     expect(drain(k, 'never-seen', 10)).toBe(5); // a key without a bucket has a full one of the new burst
   });
 
-  test('a lower rate keeps the tokens each key holds, at most the new burst; an empty key stays empty', async () => {
+  test('a lower rate keeps the tokens each key holds, at most the new burst; an empty key stays empty', () => {
     const clock = new ManualClock(0);
     const k = new KeyedTokenBucket({ rate: 1000, burst: 10, clock });
     expect(drain(k, 'empty', 0)).toBe(10);
