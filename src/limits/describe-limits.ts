@@ -72,7 +72,16 @@ function describeLimiter(l: AnyLimiter): LimitDescription {
 
 function describeKeyed({ limiter, perKey }: KeyedMethodLimit): LimitDescription {
   const d = limiter.share();
-  return { kind: d.kind, ...plain(d.options), perKey: keySpec(perKey) };
+  // The descriptor has the options the table was built with; the per-key limit in force is the
+  // table's (setLimit), and the overflow bucket's rate is restated per the period in force.
+  const builtPeriodMs = d.options.periodMs as number;
+  const live = {
+    rate: limiter.rate,
+    periodMs: limiter.periodMs,
+    burst: limiter.burst,
+    overflowRate: (limiter.overflowRate * limiter.periodMs) / builtPeriodMs,
+  };
+  return { kind: d.kind, ...plain({ ...d.options, ...live }), perKey: keySpec(perKey) };
 }
 
 function describeFairness(f: ResolvedFairnessOptions): FairnessDescription {

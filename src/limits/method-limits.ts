@@ -2,7 +2,7 @@
  * The limits of a server, by method: built from plain specs (or taken as ready limiter objects, so
  * handler code can share them), with '*' as the default for methods without their own.
  */
-import { KEYED_BUCKET_KEYS, KEYED_RENAMED } from '../keyed/keyed-options.js';
+import { KEYED_BUCKET_KEYS, KEYED_RENAMED, resolveKeyedTokenBucketSetting } from '../keyed/keyed-options.js';
 import { KeyedTokenBucket, type KeyedTokenBucketDescriptor } from '../keyed/keyed-token-bucket.js';
 import { AdaptiveConcurrencyLimit } from '../limiters/adaptive-concurrency-limit.js';
 import { attachLimiter, type AnyLimiter } from '../limiters/attach.js';
@@ -196,11 +196,13 @@ export interface LimitsUpdate {
 
 /**
  * The change of a limit to `spec` in place (its `setLimit`), validated now (so applying it cannot
- * throw) and applied when called; undefined when the limit has to be built anew (another kind, a
- * per-key limit, another store or key, a limiter object, an adaptive limit with other settings).
+ * throw) and applied when called; undefined when the limit has to be built anew (another kind,
+ * another store or key, a limiter object, an adaptive limit with other settings, a per-key limit
+ * with another key or table).
  */
 function inPlace(name: string, limit: MethodLimit, was: LimitSpec<unknown>, spec: unknown, store: LimiterStore | undefined): (() => void) | undefined {
-  if (isKeyedLimit(limit) || isKeyedSpec(spec) || spec === null || typeof spec !== 'object') return undefined;
+  if (isKeyedLimit(limit) || isKeyedSpec(spec)) return keyedInPlace(name, limit, was, spec);
+  if (spec === null || typeof spec !== 'object') return undefined;
   if (isLimiter(spec) || isLimiter(was)) return undefined;
   const o = spec as Record<string, unknown>;
   const w = was as Record<string, unknown>;
@@ -229,13 +231,31 @@ function inPlace(name: string, limit: MethodLimit, was: LimitSpec<unknown>, spec
 }
 
 /**
- * True when two per-key specs are the same limit: rebuilding it would empty its table, and a key
- * whose bucket was empty would start full again.
+ * A per-key limit changed in place: with the same key spec and table (`slots`, overflow bucket),
+ * only `rate`, `periodMs` and `burst` may differ, and `setLimit` converts every key's bucket.
+ * Rebuilding it would empty its table (every key would start with a full bucket at once, and its
+ * waiting calls and counters would move to a new one); a new key spec or table has to.
  */
-function sameKeyedSpec(a: unknown, b: unknown): boolean {
-  if (!isKeyedSpec(a) || !isKeyedSpec(b)) return false;
+function keyedInPlace(name: string, limit: MethodLimit, was: unknown, spec: unknown): (() => void) | undefined {
+  if (!isKeyedLimit(limit) || !isKeyedSpec(was) || !isKeyedSpec(spec) || !sameKeyedSpec(was, spec, KEYED_SETTING)) return undefined;
+  if (sameKeyedSpec(was, spec)) return () => {};
+  knownOptions(`limits.${name}`, spec, KEYED_OPTIONS, KEYED_RENAMED);
+  const setting = { rate: spec.rate as number, periodMs: spec.periodMs as number | undefined, burst: spec.burst as number | undefined };
+  named(name, () => resolveKeyedTokenBucketSetting(setting));
+  return () => limit.limiter.setLimit(setting);
+}
+
+/** The options of a per-key spec `setLimit` changes. */
+const KEYED_SETTING: readonly string[] = ['rate', 'periodMs', 'burst'];
+
+/**
+ * True when two per-key specs are the same limit (a `perKey` field spec compared by its field),
+ * not counting the options `ignore`.
+ */
+function sameKeyedSpec(a: Record<string, unknown>, b: Record<string, unknown>, ignore: readonly string[] = []): boolean {
   const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
   for (const key of keys) {
+    if (ignore.includes(key)) continue;
     const x = a[key];
     const y = b[key];
     if (x === y) continue;
@@ -337,8 +357,7 @@ export class MethodLimits {
       const was = this.specs.get(name);
       const change = old === undefined ? undefined : inPlace(name, old, was!, spec, this.store);
       if (change !== undefined) steps.push(change);
-      else if (old !== spec && !sameKeyedSpec(was, spec))
-        built.set(name, isKeyedSpec(spec) ? buildKeyed(name, spec, this.queue) : build(name, spec, this.queue, this.store));
+      else if (old !== spec) built.set(name, isKeyedSpec(spec) ? buildKeyed(name, spec, this.queue) : build(name, spec, this.queue, this.store));
     }
     const before = new Map([...this.byName].map(([name, limit]) => [name, describeLimit(limit)]));
     const retired: MethodLimit[] = [];

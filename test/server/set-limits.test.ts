@@ -156,6 +156,40 @@ describe('server.setLimits under load from real clients', () => {
     for (const limits of seen.values()) expect(limits).toEqual({ add: 80 });
   });
 
+  test('a per-key limit raised in place while 3 clients each have calls waiting: same table, counters and waiting calls; no key starts a fresh burst (admissions right after the change follow the converted buckets), none is lost or refused', async () => {
+    const { server, port } = await start({ workers: 2, limits: { add: { rate: 20, burst: 10, perKey: 'connection' } } });
+    const keyed = server.limits.keyedFor('add')!.limiter;
+    const conns = await clientsOf(port, 3);
+    const calls = conns.flatMap((client, c) => Array.from({ length: 40 }, (_, k) => client.add(c * 100, k)));
+    // Each connection's burst of 10 at once, then one call every 50 ms: about 20 calls of each key
+    // still wait when the limit is raised.
+    await sleep(500);
+    const before = keyed.snapshot();
+    expect(before.queued).toBeGreaterThan(45);
+    const changedAt = performance.now();
+    expect(server.setLimits({ add: { rate: 40, burst: 10, perKey: 'connection' } })).toEqual([
+      'add 20/s, burst 10, per connection → 40/s, burst 10, per connection',
+    ]);
+    await sleep(30);
+    const after = keyed.snapshot();
+    const elapsed = (performance.now() - changedAt) / 1000;
+    // Each key's bucket was empty (its calls were waiting): converted, it misses all 10 tokens at
+    // 40/s, so in the moments after the change each key starts at most 1 + 40 × elapsed calls.
+    // Rebuilt, every key would have started 10 at once.
+    expect(after.admitted - before.admitted).toBeLessThanOrEqual(3 * (1 + 40 * elapsed));
+    expect(server.limits.keyedFor('add')!.limiter).toBe(keyed);
+    const sums = await Promise.all(calls);
+    expect(sums).toEqual(conns.flatMap((_, c) => Array.from({ length: 40 }, (_, k) => c * 100 + k)));
+    expect(keyed.snapshot()).toMatchObject({ admitted: 120, inserted: 3, queued: 0, refused: { queue_full: 0, queue_timeout: 0, aborted: 0 } });
+    expect(server.stats().refused).toMatchObject({ queue_full: 0, queue_timeout: 0, disconnected: 0 });
+    expect(server.describeLimits().limits).toMatchObject({ add: { rate: 40, burst: 10 } });
+    // Another key spec builds a new table; the calls waiting on the old one move to it.
+    const more = conns.map((client, c) => client.add(c, 1));
+    expect(server.setLimits({ add: { rate: 40, burst: 10, perKey: 'address' } })).toEqual(['add 40/s, burst 10, per connection → 40/s, burst 10, per address']);
+    expect(server.limits.keyedFor('add')!.limiter).not.toBe(keyed);
+    expect(await Promise.all(more)).toEqual([1, 2, 3]);
+  });
+
   test('a limit for a method the service does not have is refused at listen and by setLimits, naming the methods; an invalid setLimits changes nothing', async () => {
     const { createThreadedServer } = await serverModule();
     const bad = createThreadedServer({ service: servicePath, handler: handlerPath, workers: 1, limits: { gett: { rate: 1 } } });
