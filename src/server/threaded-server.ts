@@ -271,8 +271,9 @@ export class ThreadedServer {
    * Replaces the limits while the server runs, in the I/O thread and every worker: `limits` has the
    * shape of the `limits` option and becomes the whole set. A limit of the same kind is changed in
    * place (`setLimit`: its waiting calls stay and are timed again under the new limit, and handlers
-   * holding it see the change); one of another kind, a per-key limit whose settings changed, or one
-   * with another store is built anew. The calls waiting on a limit that was replaced or removed
+   * holding it see the change), and so is a per-key limit whose rate, period or burst changed (its
+   * table and every key's bucket are kept); one of another kind, a per-key limit with another
+   * `perKey`, `slots` or overflow bucket, or one with another store is built anew. The calls waiting on a limit that was replaced or removed
    * move to the method's current limit (none: they start at once), so none is lost or refused by
    * the change; a retired limiter admits at once whatever still waits on it in the workers.
    * Handlers see the new limiters in `context.limiters` and `context.keyedLimiters` (updated in
