@@ -442,7 +442,6 @@ export class KeyedTable {
    * overflow bucket. The one atomic step that admits a call.
    */
   take(hi: number, lo: number, home: number, now: Nanos, n: number): boolean {
-    this.sync();
     this.setNow(now);
     for (;;) {
       const r = this.attempt(hi, lo, home, n);
@@ -617,8 +616,14 @@ export class KeyedTable {
     const index = this.stateIndex(s);
     const oldTat = Number(state & TAT_MASK);
     const reclaiming = state !== 0n && oldTat !== ABANDONED;
-    if (reclaiming) this.raiseWatermark(oldTat);
+    // The candidate was judged by this thread's settings: they must be TAG's (a full bucket of the
+    // previous settings is not reclaimed before its conversion).
     const tag = this.tag;
+    if (Atomics.load(this.i32, KeyedTableLayout.I32.TAG) !== tag) {
+      this.sync();
+      return RETRY;
+    }
+    if (reclaiming) this.raiseWatermark(oldTat);
     const claimed = BigInt.asIntN(64, (state & VERSION_MASK) + VERSION_ONE) + BigInt(this.parity) + CLAIMING_BIG;
     if (Atomics.compareExchange(i64, index, state, claimed) !== state) return RETRY;
     // The claim carries TAG's parity: if TAG has moved, the change's walk may have passed this
