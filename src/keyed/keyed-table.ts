@@ -115,7 +115,7 @@ import type { ResolvedKeyedTokenBucketSetting } from './keyed-options.js';
 
 const MAGIC = 0x314b5154; // 'TQK1'
 
-/** The table's header: its shape, the overflow bucket, the watermark and the counters. */
+/** The table's header: its shape, the overflow bucket, the watermark, the counters and the per-key settings. */
 export const KeyedTableLayout = defineLayout('keyed table header', {
   BYTES: 448,
   I32: { MAGIC: 0, SLOTS: 1, PROBE: 2, ROWS: 3, QUEUED_CALLS: 4, SEED_HI: 5, SEED_LO: 6, TAG: 80, WRITER: 81, LIMIT_SIGNAL: 82 },
