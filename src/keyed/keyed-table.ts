@@ -96,6 +96,10 @@
  * An admitter that meets an old-parity slot converts it itself, with the same CAS, before its
  * step, so every slot switches settings exactly once, at its own instant of conversion: before it,
  * its admissions are the old GCRA, after it the new, which is what the proof in gcra.ts takes.
+ * That instant is a clock reading taken after STATE was read (by the walker and by an admitter
+ * alike), so no admission the old state holds is later than it: a call's own `now`, read before
+ * its thread may have been descheduled, could be, and a raise converted at an earlier instant
+ * would forget some of the tokens missing.
  * WRITER is released only when the walk is done, so at most two settings (TAG's and the one
  * before) are ever in slots, and a parity bit names them.
  *
@@ -202,8 +206,13 @@ const FULL = 2;
 const RETRY = 3;
 const MOVED = 4;
 
-/** The overflow bucket's parameters, identical in every thread (a key's are in the shared records). */
+/**
+ * The overflow bucket's parameters, identical in every thread (a key's are in the shared records),
+ * and the thread's clock.
+ */
 export interface TableParams {
+  /** Read when this thread converts a key's bucket (see {@link KeyedTable}'s top comment). */
+  clock: Clock;
   /** ns between two overflow tokens. */
   overflowIntervalNs: bigint;
   /** Size of the overflow bucket. */
@@ -252,6 +261,7 @@ export class KeyedTable {
   private readonly slotI32: number;
   private readonly slotI64: number;
   private readonly f64: Float64Array;
+  private readonly clock: Clock;
   private readonly overflowInterval: bigint;
   private readonly overflowTolerance: bigint;
   /** The settings this thread last read: of TAG, and of the TAG before (see the top of this file). */
@@ -271,6 +281,7 @@ export class KeyedTable {
   /** The time of the call in progress: whole µs since the epoch, and the ns beyond them. */
   private us = 0;
   private frac = 0;
+  private now: Nanos = 0n;
 
   /** Allocates a zeroed table whose keys have the limit `setting`. */
   static allocate(slots: number, probeWindow: number, rows: number, epoch: Nanos, setting: ResolvedKeyedTokenBucketSetting): SharedArrayBuffer {
@@ -314,6 +325,7 @@ export class KeyedTable {
     this.slotI32 = slotBytes / 4;
     this.slotI64 = slotBytes / 8;
     this.f64 = new Float64Array(buffer);
+    this.clock = params.clock;
     this.overflowInterval = params.overflowIntervalNs;
     this.overflowTolerance = params.overflowIntervalNs * BigInt(params.overflowBurst);
     this.sync();
@@ -408,6 +420,29 @@ export class KeyedTable {
   private converted(st: bigint, tat: number): bigint {
     const next = this.convertTat(tat, this.prevInterval, this.prevBurst, this.interval, this.burst);
     return BigInt.asIntN(64, (st & VERSION_MASK) + VERSION_ONE) + BigInt(this.parity + next);
+  }
+
+  /**
+   * An admitter's conversion of slot STATE `st` (TAT `tat`, of the previous settings): at a clock
+   * reading taken now, after `st` was read, so not before the instant of any admission `st` holds
+   * (the call's own `now` may be older: its thread may have been descheduled since). Returns STATE
+   * as it is after the CAS.
+   */
+  private convertSlot(index: number, st: bigint, tat: number): bigint {
+    this.refreshNow();
+    const next = this.converted(st, tat);
+    const seen = Atomics.compareExchange(this.i64, index, st, next);
+    return seen === st ? next : seen;
+  }
+
+  /**
+   * Judges the call in progress at a clock reading taken now, if later than its `now`: once its
+   * key's bucket has been converted, so that no admission under the new settings is judged at an
+   * instant before the conversion.
+   */
+  private refreshNow(): void {
+    const t = this.clock.now();
+    if (t > this.now) this.setNow(t);
   }
 
   /**
@@ -571,6 +606,7 @@ export class KeyedTable {
     const index = this.stateIndex(s);
     const b = this.hashIndex(s);
     let st = Atomics.load(i64, index);
+    let judged = -1; // the parity of the bucket the call is judged against
     for (;;) {
       const low = Number(st & PARITY_TAT_MASK);
       const parity = low >= PARITY ? PARITY : 0;
@@ -580,10 +616,14 @@ export class KeyedTable {
       // TAG read after STATE: the word's parity is TAG's or the one before (top of this file).
       this.sync();
       if (parity !== this.parity) {
-        const next = this.converted(st, tat);
-        const seen = Atomics.compareExchange(i64, index, st, next);
-        st = seen === st ? next : seen;
+        st = this.convertSlot(index, st, tat);
+        judged = this.parity;
         continue;
+      }
+      // Converted by another thread while this call was judged against the old bucket.
+      if (parity !== judged) {
+        if (judged >= 0) this.refreshNow();
+        judged = parity;
       }
       const cost = n === 1 ? this.interval : n * this.interval;
       let next: number;
@@ -732,6 +772,7 @@ export class KeyedTable {
     if (us > this.maxNowUs) throw new RangeError('the keyed table has outlived its 48-bit µs clock (8.9 years less one bucket span): create a new one');
     this.us = us;
     this.frac = frac;
+    this.now = now;
   }
 
   /**

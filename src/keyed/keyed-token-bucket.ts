@@ -186,7 +186,7 @@ export class KeyedTokenBucket extends EventSource<KeyedTokenBucketEvents> {
       o.maxQueued,
       this.events,
     );
-    const params = { overflowIntervalNs: o.overflowIntervalNs, overflowBurst: o.overflowBurst };
+    const params = { clock: this.clock, overflowIntervalNs: o.overflowIntervalNs, overflowBurst: o.overflowBurst };
     const buffer = attach?.buffer ?? KeyedTable.allocate(o.slots, o.probeWindow, o.maxThreads, this.front.createdAt, o);
     this.table = new KeyedTable(buffer, params);
     this.id = attach?.id ?? crypto.randomUUID();
