@@ -273,12 +273,12 @@ export class ThreadedServer {
    * place (`setLimit`: its waiting calls stay and are timed again under the new limit, and handlers
    * holding it see the change), and so is a per-key limit whose rate, period or burst changed (its
    * table and every key's bucket are kept); one of another kind, a per-key limit with another
-   * `perKey`, `slots` or overflow bucket, or one with another store is built anew. The calls waiting on a limit that was replaced or removed
-   * move to the method's current limit (none: they start at once), so none is lost or refused by
-   * the change; a retired limiter admits at once whatever still waits on it in the workers.
-   * Handlers see the new limiters in `context.limiters` and `context.keyedLimiters` (updated in
-   * place: look them up when used rather than keeping one from start-up). `queue` and `fairness`
-   * stay as they were.
+   * `perKey`, `slots`, `probeWindow` or overflow bucket, or one with another store is built anew.
+   * The calls waiting on a limit that was replaced or removed move to the method's current limit
+   * (none: they start at once), so none is lost or refused by the change; a retired limiter admits
+   * at once whatever still waits on it in the workers. Handlers see the new limiters in
+   * `context.limiters` and `context.keyedLimiters` (updated in place: look them up when used rather
+   * than keeping one from start-up). `queue` and `fairness` stay as they were.
    * @returns one line per limit added, changed or removed.
    * @throws TypeError | RangeError naming `limits.<method>` (or a method the service does not have);
    *   the limits are then left as they were.
