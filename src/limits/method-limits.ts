@@ -219,7 +219,7 @@ function inPlace(name: string, limit: MethodLimit, was: LimitSpec<unknown>, spec
     named(name, () => resolveFixedWindowSetting(setting));
     return () => limit.setLimit(setting);
   }
-  if (limit instanceof ConcurrencyLimit && 'concurrency' in o && !('rate' in o) && !('maxCalls' in o)) {
+  if (limit instanceof ConcurrencyLimit && 'concurrency' in o && !('rate' in o) && !('maxCalls' in o) && sameStore) {
     knownOptions(`limits.${name}`, o, SPEC_KEYS.concurrency);
     const setting = { max: o.concurrency as number };
     named(name, () => resolveConcurrencySetting(setting));

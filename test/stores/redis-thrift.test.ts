@@ -159,6 +159,37 @@ describe('limits retired on the Redis store', () => {
   }, 20_000);
 });
 
+describe('setLimits on the Redis store', () => {
+  test('a concurrency limit given another store key is built anew on that key, not changed in place on the old one (a rate limit likewise); the same key is changed in place', async () => {
+    const { createThreadedServer } = await serverModule();
+    const { createRedisStore } = await storeModule();
+    const store = createRedisStore({ url: redis.url, prefix: `rekey:${Math.random()}:` });
+    const server = createThreadedServer({
+      service: servicePath,
+      handler: limitsHandler,
+      workers: 1,
+      store,
+      limits: { add: { rate: 100 }, '@downstream': { concurrency: 2 } },
+    });
+    try {
+      await server.listen(0);
+      // Same keys, other values: changed in place (one line each, the limit's description changed).
+      expect(server.setLimits({ add: { rate: 200 }, '@downstream': { concurrency: 3 } })).toEqual([
+        'add 100/s, burst 100 (store) → 200/s, burst 200 (store)',
+        '@downstream concurrency 2 → concurrency 3',
+      ]);
+      // Same values on other keys: both built anew, so both are reported although they read the same.
+      expect(server.setLimits({ add: { rate: 200, key: 'add-2' }, '@downstream': { concurrency: 3, key: 'downstream-2' } })).toEqual([
+        'add 200/s, burst 200 (store) → 200/s, burst 200 (store)',
+        '@downstream concurrency 3 → concurrency 3',
+      ]);
+    } finally {
+      await server.close({ timeoutMs: 100 });
+      await store.close();
+    }
+  }, 20_000);
+});
+
 describe('wrapHandler on the Redis store', () => {
   test('a stock thrift server whose add is limited to 50/s (burst 5) in Redis takes ≥ 0.19 s for 15 calls, all answered', async () => {
     const { createRedisStore } = await storeModule();
